@@ -1,0 +1,61 @@
+//===- BuildTrainer.cpp - compile generated trainer source into a .so -----===//
+#include "EmitTrainer.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Program.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace mlir;
+
+LogicalResult sbp::buildCpuTrainer(const std::string &source, const std::string &output,
+                                   const BuildOptions &options, std::string &log) {
+  // The source goes beside the output (kept with --keep-source) so that
+  // compiler errors point at a file the user can open.
+  std::string cppPath = output + ".cpp";
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(cppPath, ec);
+    if (ec) {
+      log = "cannot write '" + cppPath + "': " + ec.message();
+      return failure();
+    }
+    os << source;
+  }
+  auto compiler = llvm::sys::findProgramByName(options.compiler);
+  if (!compiler) {
+    log = "cannot find the host C++ compiler '" + options.compiler + "'";
+    return failure();
+  }
+  llvm::SmallString<128> logPath;
+  llvm::sys::fs::createTemporaryFile("sbpc-build", "log", logPath);
+  // Build to a temporary name and rename: a failed build never leaves a
+  // half-written trainer at the output path.
+  std::string tmpOut = output + ".tmp";
+  std::vector<std::string> argv = {*compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp",
+                                   "-fvisibility=hidden", "-I", options.runtimeInclude, "-I",
+                                   options.kernelsInclude, cppPath, options.kernelsLibrary,
+                                   "-lopenblas", "-o", tmpOut};
+  std::vector<llvm::StringRef> args(argv.begin(), argv.end());
+  std::optional<llvm::StringRef> redirects[] = {std::nullopt, llvm::StringRef(logPath), llvm::StringRef(logPath)};
+  std::string errMsg;
+  int rc = llvm::sys::ExecuteAndWait(*compiler, args, std::nullopt, redirects, 0, 0, &errMsg);
+  if (auto buf = llvm::MemoryBuffer::getFile(logPath))
+    log = (*buf)->getBuffer().str();
+  llvm::sys::fs::remove(logPath);
+  if (!options.keepSource)
+    llvm::sys::fs::remove(cppPath);
+  if (rc != 0) {
+    llvm::sys::fs::remove(tmpOut);
+    log = "host compiler failed (exit " + std::to_string(rc) + ")" + (errMsg.empty() ? "" : ": " + errMsg) +
+          "\n" + llvm::join(argv, " ") + "\n" + log;
+    return failure();
+  }
+  if (std::error_code ec = llvm::sys::fs::rename(tmpOut, output)) {
+    log = "cannot write '" + output + "': " + ec.message();
+    return failure();
+  }
+  return success();
+}

@@ -1,0 +1,318 @@
+//===- EmitCpu.cpp - planned sbpk graphs -> host C++ trainer --------------===//
+//
+// The generated file documents itself (tfcompile style): a header comment
+// with the model, its parameters and the memory plan; then the parameter and
+// mask tables, one function per graph with one kernel call per sbpk op, and
+// the descriptor behind the trainer's single exported symbol.
+//
+//===----------------------------------------------------------------------===//
+#include "EmitTrainer.h"
+#include "ModelLayout.h"
+#include "Sbp/SbpOps.h"
+#include "SbpKernel/SbpKernelDialect.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace mlir;
+using namespace sbp;
+
+namespace {
+int64_t attrInt(Operation *op, StringRef name) { return op->getAttrOfType<IntegerAttr>(name).getInt(); }
+int64_t numel(Value v) { return cast<RankedTensorType>(v.getType()).getNumElements(); }
+
+std::string typeStr(Type t) {
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  os << t;
+  return s;
+}
+
+/// Emits one step function.
+class GraphEmitter {
+public:
+  GraphEmitter(llvm::raw_ostream &os, sbpk::GraphOp graph) : os(os), graph(graph) {}
+
+  LogicalResult emit() {
+    os << "// " << graph.getSymName() << " step: arena " << graph.getArenaBytes().value_or(0) << " bytes\n";
+    os << "int " << graph.getSymName() << "_step(const sbp_step_args *a, char *err, size_t err_len) {\n";
+    os << "  (void)err; (void)err_len;\n";
+    os << "  char *arena = static_cast<char *>(a->arena);\n";
+    os << "  if (a->num_threads > 0) omp_set_num_threads(a->num_threads);\n";
+    for (Operation &op : graph.getBlock())
+      if (failed(emitOp(&op)))
+        return failure();
+    os << "  return 0;\n}\n\n";
+    return success();
+  }
+
+private:
+  std::string name(Value v) {
+    auto [it, fresh] = names.try_emplace(v, "v" + std::to_string(names.size()));
+    return it->second;
+  }
+
+  /// Declares the pointer of every result: into the arena, or the gradient buffer.
+  void declareResults(Operation *op) {
+    auto offsets = op->getAttrOfType<DenseI64ArrayAttr>(sbpk::kArenaOffsetsAttr);
+    for (auto [i, r] : llvm::enumerate(op->getResults())) {
+      os << "  float *" << name(r) << " = ";
+      if (auto grad = sbpk::getGradOutUser(r))
+        os << "a->grads + " << grad.getOffset() << ";  // gradient of " << grad.getName() << "\n";
+      else
+        os << "reinterpret_cast<float *>(arena + " << offsets[i] << ");  // " << typeStr(r.getType()) << "\n";
+    }
+  }
+
+  std::string args(std::initializer_list<std::string> parts) { return llvm::join(parts, ", "); }
+  std::string num(int64_t v) { return std::to_string(v); }
+  std::string flt(double v) { return llvm::formatv("{0:e}f", v).str(); }
+
+  LogicalResult emitOp(Operation *op) {
+    return llvm::TypeSwitch<Operation *, LogicalResult>(op)
+        .Case([&](sbpk::ParamOp p) {
+          os << "  float *" << name(p) << " = const_cast<float *>(a->params) + " << p.getOffset() << ";  // "
+             << p.getName() << "\n";
+          return success();
+        })
+        .Case([&](sbpk::InputOp in) {
+          if (in.getName() == "images")
+            os << "  float *" << name(in) << " = const_cast<float *>(a->images);\n";
+          else
+            os << "  const int32_t *" << name(in) << " = a->labels;\n";
+          return success();
+        })
+        .Case([&](sbpk::KeepIndicesOp k) {
+          os << "  const int32_t *" << name(k) << " = a->keep_idx[" << k.getGroup() << "];  // @"
+             << k.getMask() << "\n";
+          return success();
+        })
+        .Case([&](sbpk::GemmOp g) { return emitGemm(g); })
+        .Case([&](sbpk::KernelOp k) { return emitKernel(k); })
+        .Case([&](sbpk::GradOutOp) { return success(); }) // its producer wrote it in place
+        .Case([&](sbpk::ReturnOp r) {
+          os << "  *a->loss = " << name(r.getOperand(0)) << "[0];\n";
+          if (r.getNumOperands() > 1)
+            os << "  if (a->logits) sbp::cpu::copy(" << name(r.getOperand(1)) << ", a->logits, "
+               << numel(r.getOperand(1)) << ");\n";
+          return success();
+        })
+        .Default([&](Operation *o) { return o->emitOpError("has no CPU emitter"); });
+  }
+
+  LogicalResult emitGemm(sbpk::GemmOp g) {
+    declareResults(g);
+    int64_t m = g.getM(), n = g.getN(), k = g.getK();
+    bool ta = g.getTransA(), tb = g.getTransB();
+    std::string c = name(g.getResult());
+    if (g.getCIn())
+      os << "  if (" << c << " != " << name(g.getCIn()) << ") sbp::cpu::copy(" << name(g.getCIn()) << ", " << c
+         << ", " << m * n << ");\n";
+    os << "  sbp::cpu::gemm(" << (ta ? "true" : "false") << ", " << (tb ? "true" : "false") << ", "
+       << args({num(m), num(n), num(k), flt(g.getAlpha().convertToDouble()), name(g.getA()), num(ta ? m : k),
+                name(g.getB()), num(tb ? k : n), flt(g.getBeta().convertToDouble()), c, num(n)})
+       << ");";
+    if (auto r = g->getAttrOfType<StringAttr>("region"))
+      os << "  // " << (g->hasAttr("bwd") ? "backward, " : "") << r.getValue();
+    os << "\n";
+    return success();
+  }
+
+  LogicalResult emitKernel(sbpk::KernelOp k) {
+    declareResults(k);
+    auto in = [&](unsigned i) { return name(k.getOperand(i)); };
+    auto out = [&](unsigned i) { return name(k.getResult(i)); };
+    auto sz = [&](StringRef attr) { return num(attrInt(k, attr)); };
+    StringRef callee = k.getCallee();
+    std::string call;
+    if (callee == "patchify")
+      call = "patchify(" + args({in(0), out(0), sz("batch"), sz("channels"), sz("height"), sz("width"), sz("patch")});
+    else if (callee == "add")
+      call = "add(" + args({in(0), in(1), out(0), sz("n")});
+    else if (callee == "bias_add")
+      call = "bias_add(" + args({in(0), in(1), out(0), sz("rows"), sz("n")});
+    else if (callee == "bias_grad")
+      call = "bias_grad(" + args({in(0), out(0), sz("rows"), sz("n")});
+    else if (callee == "pos_add")
+      call = "pos_add(" + args({in(0), in(1), out(0), sz("batch"), sz("tokens"), sz("n")});
+    else if (callee == "pos_grad")
+      call = "pos_grad(" + args({in(0), out(0), sz("batch"), sz("tokens"), sz("n")});
+    else if (callee == "gelu" || callee == "relu")
+      call = callee.str() + "(" + args({in(0), out(0), sz("n")});
+    else if (callee == "gelu_grad" || callee == "relu_grad")
+      call = callee.str() + "(" + args({in(0), in(1), out(0), sz("n")});
+    else if (callee == "layer_norm")
+      call = "layer_norm(" + args({in(0), in(1), in(2), out(0), sz("rows"), sz("n"), eps(k)});
+    else if (callee == "layer_norm_grad")
+      call = "layer_norm_grad(" +
+             args({in(0), in(1), in(2), out(0), out(1), out(2), sz("rows"), sz("n"), eps(k)});
+    else if (callee == "mean_tokens" || callee == "mean_tokens_grad")
+      call = callee.str() + "(" + args({in(0), out(0), sz("batch"), sz("tokens"), sz("n")});
+    else if (callee == "softmax_xent")
+      call = "softmax_xent(" + args({in(0), in(1), out(0), "nullptr", sz("batch"), sz("classes"), "1.0f"});
+    else if (callee == "softmax_xent_grad")
+      call = "softmax_xent(" + args({in(0), in(1), out(0), out(1), sz("batch"), sz("classes"), "1.0f"});
+    else if (callee == "mask_rows" || callee == "gather_rows" || callee == "scatter_rows")
+      call = callee.str() + "(" + args({in(0), in(1), out(0), sz("batch"), sz("tokens"), sz("kept"), sz("n")});
+    else if (callee == "scatter_add_rows") {
+      int64_t n = attrInt(k, "batch") * attrInt(k, "tokens") * attrInt(k, "n");
+      os << "  sbp::cpu::copy(" << args({in(0), out(0), num(n)}) << ");\n";
+      call = "scatter_rows_acc(" + args({in(1), in(2), out(0), sz("batch"), sz("tokens"), sz("kept"), sz("n")});
+    } else if (callee == "fill")
+      call = "fill(" + args({out(0), flt(k->getAttrOfType<FloatAttr>("value").getValueAsDouble()), sz("n")});
+    else
+      return k.emitOpError("has no CPU emitter");
+    os << "  sbp::cpu::" << call << ");";
+    if (auto r = k->getAttrOfType<StringAttr>("region"))
+      os << "  // " << (k->hasAttr("bwd") ? "backward, " : "") << r.getValue();
+    os << "\n";
+    return success();
+  }
+
+  std::string eps(sbpk::KernelOp k) {
+    auto attr = k->getAttrOfType<FloatAttr>("eps");
+    return flt(attr ? attr.getValueAsDouble() : 1e-5);
+  }
+
+  llvm::raw_ostream &os;
+  sbpk::GraphOp graph;
+  llvm::DenseMap<Value, std::string> names;
+};
+
+const char *initName(InitKind k) {
+  switch (k) {
+  case InitKind::zeros: return "SBP_INIT_ZEROS";
+  case InitKind::ones: return "SBP_INIT_ONES";
+  case InitKind::normal: return "SBP_INIT_NORMAL";
+  case InitKind::trunc_normal: return "SBP_INIT_TRUNC_NORMAL";
+  case InitKind::uniform: return "SBP_INIT_UNIFORM";
+  }
+  return "SBP_INIT_ZEROS";
+}
+
+void emitHeaderComment(llvm::raw_ostream &os, ModelOp model, ModuleOp module, const ModelReport &report) {
+  os << "// Trainer for model @" << model.getSymName() << ", generated by sbpc for --target=cpu.\n"
+     << "// Do not edit: regenerate with sbpc.\n//\n"
+     << "// batch " << report.batch << ", " << report.parameters << " parameters\n"
+     << "// forward " << llvm::formatv("{0:e3}", report.total.forwardFlops) << " FLOP, backward "
+     << llvm::formatv("{0:e3}", report.total.backwardFlops) << " FLOP per step\n"
+     << "// saved activations " << report.total.savedBytes << " bytes\n//\n// Parameters (offset in floats):\n";
+  for (ParamSlot s : layoutParams(model))
+    os << "//   " << llvm::formatv("{0,-36}", s.op.getName()) << " " << typeStr(s.op.getType()) << " @ "
+       << s.offset << "\n";
+  os << "//\n// Memory plan:\n";
+  for (sbpk::GraphOp g : module.getOps<sbpk::GraphOp>()) {
+    os << "//   @" << g.getSymName() << ": arena " << g.getArenaBytes().value_or(0) << " bytes\n";
+    for (Operation &op : g.getBlock())
+      if (auto offsets = op.getAttrOfType<DenseI64ArrayAttr>(sbpk::kArenaOffsetsAttr))
+        for (auto [i, r] : llvm::enumerate(op.getResults()))
+          if (offsets[i] >= 0)
+            os << "//     " << llvm::formatv("{0,-18}", op.getName().getStringRef().drop_front(5).str() +
+                                                            (isa<sbpk::KernelOp>(op)
+                                                                 ? ":" + cast<sbpk::KernelOp>(op).getCallee().str()
+                                                                 : ""))
+               << " " << llvm::formatv("{0,-22}", typeStr(r.getType())) << " [" << offsets[i] << ", "
+               << offsets[i] + sbpk::byteSize(r.getType()) << ")\n";
+  }
+  os << "\n";
+}
+
+void emitTables(llvm::raw_ostream &os, ModelOp model) {
+  os << "const sbp_param_desc kParams[] = {\n";
+  for (ParamSlot s : layoutParams(model)) {
+    auto shape = s.op.getType().getShape();
+    os << "  {\"" << s.op.getName() << "\", " << shape.size() << ", {";
+    for (size_t i = 0; i < 4; ++i)
+      os << (i ? ", " : "") << (i < shape.size() ? shape[i] : 1);
+    os << "}, " << s.numel << ", " << s.offset << ", " << initName(s.op.getInit().getKind()) << ", "
+       << llvm::formatv("{0:e}f", s.op.getInit().getScale().convertToDouble()) << ", "
+       << (s.op.hasWeightDecay() ? 1 : 0) << "},\n";
+  }
+  os << "};\n\n";
+  std::vector<MaskGroupOp> groups = maskGroups(model);
+  os << "const sbp_mask_group_desc kMaskGroups[] = {\n";
+  for (MaskGroupOp g : groups)
+    os << "  {\"" << g.getSymName() << "\", " << llvm::formatv("{0:e}f", g.getKeep().convertToDouble()) << ", "
+       << (g.getKind() == MaskKind::grid ? "SBP_MASK_GRID" : "SBP_MASK_RANDOM") << ", " << g.getGrid()[0] << ", "
+       << g.getGrid()[1] << ", " << g.getPrefix() << ", " << g.getCapacity() << "},\n";
+  if (groups.empty())
+    os << "  {\"none\", 1.0f, SBP_MASK_GRID, 1, 1, 0, 1},  // placeholder: the model has no mask group\n";
+  os << "};\n\n";
+}
+
+std::string optimizerInit(ModelOp model) {
+  Attribute opt = model.getOptimizer();
+  auto d = [](const llvm::APFloat &v) { return llvm::formatv("{0:e}f", v.convertToDouble()).str(); };
+  if (auto sgd = dyn_cast<SgdAttr>(opt))
+    return "{SBP_OPT_SGD, " + d(sgd.getLr()) + ", " + d(sgd.getMomentum()) + ", " +
+           (sgd.getNesterov() ? "1" : "0") + ", 0.9f, 0.999f, 1e-8f, " + d(sgd.getWeightDecay()) + "}";
+  auto adamw = cast<AdamWAttr>(opt);
+  return "{SBP_OPT_ADAMW, " + d(adamw.getLr()) + ", 0.0f, 0, " + d(adamw.getBeta1()) + ", " +
+         d(adamw.getBeta2()) + ", " + d(adamw.getEps()) + ", " + d(adamw.getWeightDecay()) + "}";
+}
+} // namespace
+
+FailureOr<std::string> sbp::emitCpuTrainer(ModuleOp module, const ModelReport &report) {
+  auto models = module.getOps<ModelOp>();
+  if (models.empty() || std::next(models.begin()) != models.end())
+    return module.emitError("expected exactly one sbp.model"), failure();
+  ModelOp model = *models.begin();
+  sbpk::GraphOp train, eval;
+  for (sbpk::GraphOp g : module.getOps<sbpk::GraphOp>())
+    (g.getSymName() == "train" ? train : eval) = g;
+  if (!train || !eval || !train.getArenaBytes())
+    return model.emitError("model is not lowered and planned (sbp-lower-to-kernels, sbp-plan-memory)"), failure();
+
+  std::string source;
+  llvm::raw_string_ostream os(source);
+  emitHeaderComment(os, model, module, report);
+  os << "#include <sbp/cpu_kernels.h>\n#include <sbp/model_abi.h>\n\n#include <omp.h>\n#include <cstdio>\n\n"
+     << "namespace {\n\n";
+  emitTables(os, model);
+
+  // Parameters without a gradient (unused by the loss) get zeros.
+  llvm::StringSet<> withGrad;
+  for (auto g : train.getBlock().getOps<sbpk::GradOutOp>())
+    withGrad.insert(g.getName());
+  os << "void zero_unused_grads(const sbp_step_args *a) {\n  (void)a;\n";
+  for (ParamSlot s : layoutParams(model))
+    if (!withGrad.contains(s.op.getName()))
+      os << "  sbp::cpu::fill(a->grads + " << s.offset << ", 0.0f, " << s.numel << ");\n";
+  os << "}\n\n";
+  if (failed(GraphEmitter(os, train).emit()) || failed(GraphEmitter(os, eval).emit()))
+    return failure();
+
+  auto images = model.getBlock().getOps<InputOp>();
+  ArrayRef<int64_t> imageShape;
+  for (InputOp in : images)
+    if (in.getName() == "images")
+      imageShape = in.getType().getShape();
+  int64_t classes = cast<RankedTensorType>(model.getOutput().getLogits().getType()).getDimSize(1);
+  std::vector<MaskGroupOp> groups = maskGroups(model);
+
+  os << "int train_with_zeroed(const sbp_step_args *a, char *err, size_t err_len) {\n"
+     << "  zero_unused_grads(a);\n  return train_step(a, err, err_len);\n}\n\n"
+     << "const sbp_model_desc kModel = {\n"
+     << "  SBP_ABI_VERSION, sizeof(sbp_model_desc), \"" << model.getSymName() << "\", \"cpu\", \"sbpc "
+     << SBPC_VERSION_STRING << "\",\n"
+     << "  " << imageShape[0] << ", " << imageShape[1] << ", " << imageShape[2] << ", " << imageShape[3] << ", "
+     << classes << ",\n"
+     << "  " << layoutParams(model).size() << ", kParams, " << paramBufferElements(model) << ",\n"
+     << "  " << groups.size() << ", kMaskGroups,\n"
+     << "  " << optimizerInit(model) << ",\n"
+     << "  {" << llvm::formatv("{0:e}", report.total.forwardFlops) << ", "
+     << llvm::formatv("{0:e}", report.total.backwardFlops) << ", " << report.total.savedBytes << ", "
+     << *train.getArenaBytes() << ", " << eval.getArenaBytes().value_or(0) << "},\n"
+     << "  train_with_zeroed, eval_step,\n};\n\n} // namespace\n\n"
+     << "extern \"C\" __attribute__((visibility(\"default\"))) const sbp_model_desc *\n"
+     << "sbp_trainer_model(uint32_t runtime_abi, char *err, size_t err_len) {\n"
+     << "  if (runtime_abi != SBP_ABI_VERSION) {\n"
+     << "    if (err) std::snprintf(err, err_len, \"trainer '" << model.getSymName()
+     << "' was generated for runtime ABI %u, but the runtime has ABI %u: rebuild it with this sbpc\",\n"
+     << "                           SBP_ABI_VERSION, runtime_abi);\n"
+     << "    return nullptr;\n  }\n  return &kModel;\n}\n";
+  return source;
+}

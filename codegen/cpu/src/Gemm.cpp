@@ -1,0 +1,38 @@
+//===- Gemm.cpp - Row-major SGEMM through CBLAS ---------------------------===//
+
+#include "sbp/cpu_kernels.h"
+
+#include <cblas.h>
+
+namespace sbp {
+namespace cpu {
+
+void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+          float alpha, const float *A, int64_t lda, const float *B,
+          int64_t ldb, float beta, float *C, int64_t ldc) {
+  if (M <= 0 || N <= 0)
+    return;
+  // BLAS implementations differ on K == 0 and on alpha == 0 (some skip the
+  // beta scaling, some reject lda < 1): handle the degenerate product here.
+  if (K <= 0 || alpha == 0.0f) {
+    for (int64_t i = 0; i < M; ++i) {
+      float *c = C + i * ldc;
+      if (beta == 0.0f)
+        for (int64_t j = 0; j < N; ++j)
+          c[j] = 0.0f;
+      else if (beta != 1.0f)
+        for (int64_t j = 0; j < N; ++j)
+          c[j] *= beta;
+    }
+    return;
+  }
+  // CBLAS takes int sizes; one GEMM operand of a trainer is far below 2^31.
+  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+              transB ? CblasTrans : CblasNoTrans, static_cast<int>(M),
+              static_cast<int>(N), static_cast<int>(K), alpha, A,
+              static_cast<int>(lda), B, static_cast<int>(ldb), beta, C,
+              static_cast<int>(ldc));
+}
+
+} // namespace cpu
+} // namespace sbp

@@ -1,0 +1,75 @@
+//===- KernelSupport.h - Shared helpers of the CPU kernels ------*- C++ -*-===//
+//
+// Private to the kernel library: thresholds for going parallel, the
+// thread-local workspace, and the deterministic row reduction.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SBP_CPU_KERNEL_SUPPORT_H
+#define SBP_CPU_KERNEL_SUPPORT_H
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace sbp {
+namespace cpu {
+namespace detail {
+
+/// Below this many floats touched, a parallel region costs more than it
+/// saves (a fork/join is a few microseconds, ~10^4 simple flops).
+constexpr int64_t kParallelMinElems = int64_t(1) << 15;
+
+/// Teams never grow beyond this; it bounds the stack array of per-thread
+/// partial-sum pointers in the row reductions.
+constexpr int kMaxThreads = 256;
+
+inline int maxThreads() {
+#ifdef _OPENMP
+  int n = omp_get_max_threads();
+  return n < 1 ? 1 : (n > kMaxThreads ? kMaxThreads : n);
+#else
+  return 1;
+#endif
+}
+inline int threadNum() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+inline int numThreads() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+/// A grow-only buffer owned by the calling thread, reused across calls: the
+/// only heap memory the kernels touch, allocated once per thread and size.
+template <typename T> T *threadWorkspace(size_t count) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < count)
+    buffer.resize(count);
+  return buffer.data();
+}
+
+/// Half-open range [begin, end) of `total` items for part `part` of `parts`
+/// (balanced static partition, the same every call for a given team size).
+inline void partition(int64_t total, int parts, int part, int64_t &begin,
+                      int64_t &end) {
+  int64_t base = total / parts, rem = total % parts;
+  begin = part * base + (part < rem ? part : rem);
+  end = begin + base + (part < rem ? 1 : 0);
+}
+
+} // namespace detail
+} // namespace cpu
+} // namespace sbp
+
+#endif // SBP_CPU_KERNEL_SUPPORT_H

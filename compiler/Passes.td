@@ -1,0 +1,88 @@
+//===- Passes.td - the sbpc pipeline's passes --------------*- tablegen -*-===//
+//
+// sbpc runs these in this order; sbp-opt exposes each one for lit tests.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SBP_PASSES_TD
+#define SBP_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def SbpInsertMasks : Pass<"sbp-insert-masks", "::mlir::ModuleOp"> {
+  let summary = "Replace sbp.branch regions by their body, a keep mask and a gradient gate";
+  let description = [{
+    For each mask group used with a keep ratio below 1, adds one
+    `sbp.keep_indices` (drawn once per step, shared by the group's branches);
+    inlines every `sbp.branch` body and gates its results with
+    `sbp.grad_gate`, whose gradient is zero at dropped rows. Inlined ops are
+    tagged with the branch's name (`sbp.region`) for reports. A group at keep
+    1.0 adds no gate: the gradient is then exactly the ordinary one.
+  }];
+  let options = [
+    Option<"keepOverride", "keep", "double", "-1.0",
+           "If in (0, 1], overrides the keep ratio of every mask group">
+  ];
+  let dependentDialects = ["::sbp::SbpDialect"];
+}
+
+def SbpAutodiff : Pass<"sbp-autodiff", "::mlir::ModuleOp"> {
+  let summary = "Append the reverse-mode backward of the loss to each model";
+  let description = [{
+    Walks the forward ops in reverse and asks each op's GradientOpInterface
+    for its operands' gradients, summing gradients of values used more than
+    once. Ends with one `sbp.param_grad` per parameter. Backward ops carry the
+    `sbp.bwd` attribute, and the `sbp.region` of the forward op they came from.
+  }];
+}
+
+def SbpCheckGradientSupport : Pass<"sbp-check-gradient-support", "::mlir::ModuleOp"> {
+  let summary = "Compute which token rows of each gradient can be non-zero; diagnose vanishing gradients";
+  let description = [{
+    Propagates gradient support (all rows, or the kept rows of a set of mask
+    groups) through the backward. A gradient that passes the gates of mask
+    groups whose kept sets can be disjoint (Eq. 10 of the paper: the keep
+    ratios r_i satisfy sum(1 - r_i) >= 1, so some steps keep no common token)
+    is an error: the parameters behind it would get no gradient. With
+    `annotate`, each backward op gets an `sbp.support` attribute.
+  }];
+  let options = [
+    Option<"annotate", "annotate", "bool", "false", "Attach sbp.support to backward ops">
+  ];
+}
+
+def SbpPruneBackward : Pass<"sbp-prune-backward", "::mlir::ModuleOp"> {
+  let summary = "Run backward computations on kept rows only, and save activations at kept rows only";
+  let description = [{
+    Every backward op whose gradient operand is zero outside the kept rows
+    (per gradient support) and that is token-wise (RowWiseOpInterface) is
+    rebuilt on the compact rows [B, K, D]; the forward activations it reads
+    are gathered (`sbp.gather_rows`) right after they are computed, so only
+    the kept rows stay live into the backward. Compact gradients re-enter the
+    residual stream with `sbp.scatter_add_rows`.
+  }];
+}
+
+def SbpLowerToKernels : Pass<"sbp-lower-to-kernels", "::mlir::ModuleOp"> {
+  let summary = "Lower each sbp.model to sbpk.graph @train and @eval kernel graphs";
+  let description = [{
+    One sbpk op per kernel launch with static sizes: linears and their
+    gradients become `sbpk.gemm` (m, n, k, transposes), the rest
+    `sbpk.kernel` calls of the kernel table; the loss and its gradient fuse
+    into one `softmax_xent_grad`. The eval graph is the forward slice of the
+    loss and the logits, without SBP.
+  }];
+  let dependentDialects = ["::sbpk::SbpkDialect"];
+}
+
+def SbpPlanMemory : Pass<"sbp-plan-memory", "::mlir::ModuleOp"> {
+  let summary = "Place every kernel-graph value in one arena (live intervals, best fit)";
+  let description = [{
+    XLA heap-simulator style: each value's live interval runs from its
+    defining op to its last use; values are placed largest first at the lowest
+    256-byte-aligned offset that overlaps no placed value live at the same
+    time. Sets `arena_offsets` on each op and `arena_bytes` on the graph.
+    Parameter gradients are written straight into the gradient buffer.
+  }];
+}
+
+#endif // SBP_PASSES_TD

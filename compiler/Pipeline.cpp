@@ -1,0 +1,39 @@
+//===- Pipeline.cpp - sbpc's pass pipeline --------------------------------===//
+#include "Pipeline.h"
+#include "Passes.h"
+
+#include "mlir/Pass/PassManager.h"
+
+using namespace mlir;
+
+static const llvm::StringRef kPasses[] = {
+    "sbp-insert-masks",     "sbp-autodiff",         "sbp-check-gradient-support",
+    "sbp-prune-backward",   "sbp-lower-to-kernels", "sbp-plan-memory"};
+
+llvm::ArrayRef<llvm::StringRef> sbp::pipelinePassNames() { return kPasses; }
+
+static std::unique_ptr<Pass> createPass(llvm::StringRef name, const sbp::PipelineOptions &o) {
+  if (name == "sbp-insert-masks")
+    return sbp::createSbpInsertMasks(sbp::SbpInsertMasksOptions{o.keepOverride});
+  if (name == "sbp-autodiff")
+    return sbp::createSbpAutodiff();
+  if (name == "sbp-check-gradient-support")
+    return sbp::createSbpCheckGradientSupport();
+  if (name == "sbp-prune-backward")
+    return sbp::createSbpPruneBackward();
+  if (name == "sbp-lower-to-kernels")
+    return sbp::createSbpLowerToKernels();
+  return sbp::createSbpPlanMemory();
+}
+
+LogicalResult sbp::runPipeline(ModuleOp module, const PipelineOptions &options) {
+  if (!options.stopAfter.empty() && !llvm::is_contained(kPasses, options.stopAfter))
+    return module.emitError("unknown pass '") << options.stopAfter << "' for mlir-after";
+  PassManager pm(module.getContext());
+  for (llvm::StringRef name : kPasses) {
+    pm.addPass(createPass(name, options));
+    if (name == options.stopAfter)
+      break;
+  }
+  return pm.run(module);
+}

@@ -1,0 +1,22 @@
+//===- Pipeline.h - sbpc's pass pipeline ------------------------*- C++ -*-===//
+#ifndef SBP_COMPILER_PIPELINE_H
+#define SBP_COMPILER_PIPELINE_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/StringRef.h"
+
+namespace sbp {
+struct PipelineOptions {
+  double keepOverride = -1.0;  // in (0, 1]: replaces every mask group's keep ratio
+  std::string stopAfter;       // a pass name: stop after it (sbpc --emit=mlir-after=)
+};
+
+/// The passes sbpc runs, in order (the names sbp-opt knows them by).
+llvm::ArrayRef<llvm::StringRef> pipelinePassNames();
+
+/// Runs the pipeline on a verified module; diagnostics go to the context.
+mlir::LogicalResult runPipeline(mlir::ModuleOp module, const PipelineOptions &options);
+} // namespace sbp
+
+#endif

@@ -1,0 +1,108 @@
+//===- Report.cpp - compile-time costs of a lowered model -----------------===//
+#include "Report.h"
+#include "ModelLayout.h"
+#include "SbpKernel/KernelTable.h"
+#include "SbpKernel/SbpKernelDialect.h"
+
+#include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
+
+using namespace mlir;
+using namespace sbp;
+
+static double flopsOf(Operation *op) {
+  if (auto g = dyn_cast<sbpk::GemmOp>(op))
+    return 2.0 * g.getM() * g.getN() * g.getK();
+  auto k = dyn_cast<sbpk::KernelOp>(op);
+  if (!k)
+    return 0;
+  const sbpk::KernelInfo *info = sbpk::lookupKernel(k.getCallee());
+  Value v = k->getNumOperands() ? k->getOperand(0) : k->getResult(0);
+  return info->flopsPerElement * cast<RankedTensorType>(v.getType()).getNumElements();
+}
+
+static std::string regionOf(Operation *op) {
+  auto r = op->getAttrOfType<StringAttr>("region");
+  return r ? r.str() : "";
+}
+
+ModelReport sbp::computeReport(ModuleOp module) {
+  ModelReport report;
+  for (ModelOp model : module.getOps<ModelOp>()) {
+    report.model = model.getSymName().str();
+    report.batch = model.getBatchSize();
+    for (const ParamSlot &s : layoutParams(model))
+      report.parameters += s.numel;
+  }
+  for (sbpk::GraphOp graph : module.getOps<sbpk::GraphOp>()) {
+    int64_t arena = graph.getArenaBytes().value_or(0);
+    if (graph.getSymName() == "eval") {
+      report.evalArenaBytes = arena;
+      continue;
+    }
+    report.trainArenaBytes = arena;
+    for (Operation &op : graph.getBlock()) {
+      bool backward = op.hasAttr("bwd");
+      double flops = flopsOf(&op);
+      Cost &region = report.regions[regionOf(&op)];
+      (backward ? report.total.backwardFlops : report.total.forwardFlops) += flops;
+      (backward ? region.backwardFlops : region.forwardFlops) += flops;
+      if (backward || !isa<sbpk::KernelOp, sbpk::GemmOp>(op))
+        continue;
+      // A forward value read by the backward is a saved activation.
+      for (Value r : op.getResults()) {
+        Operation *reader = nullptr;
+        for (Operation *user : r.getUsers())
+          if (user->hasAttr("bwd"))
+            reader = user;
+        if (!reader)
+          continue;
+        int64_t bytes = sbpk::byteSize(r.getType());
+        report.total.savedBytes += bytes;
+        std::string name = regionOf(&op).empty() ? regionOf(reader) : regionOf(&op);
+        report.regions[name].savedBytes += bytes;
+      }
+    }
+  }
+  report.regions.erase("");
+  return report;
+}
+
+static std::string human(double v, const char *unit) {
+  const char *prefixes[] = {"", "K", "M", "G", "T"};
+  int i = 0;
+  while (v >= 1000 && i < 4) {
+    v /= 1000;
+    ++i;
+  }
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  os << llvm::format("%.2f %s%s", v, prefixes[i], unit);
+  return s;
+}
+
+static void row(llvm::raw_ostream &os, llvm::StringRef what, double withSbp, double without, const char *unit) {
+  double ratio = without > 0 ? withSbp / without : 1.0;
+  os << llvm::format("  %-34s %14s %14s %7.3fx\n", what.str().c_str(), human(withSbp, unit).c_str(),
+                     human(without, unit).c_str(), ratio);
+}
+
+void sbp::printReport(llvm::raw_ostream &os, const ModelReport &s, const ModelReport &d) {
+  os << "model " << s.model << ": batch " << s.batch << ", " << s.parameters << " parameters ("
+     << human(4.0 * s.parameters, "B") << ")\n";
+  os << llvm::formatv("  {0,-34} {1,14} {2,14} {3,8}\n", "", "with SBP", "without SBP", "ratio");
+  row(os, "forward FLOPs / step", s.total.forwardFlops, d.total.forwardFlops, "FLOP");
+  row(os, "backward FLOPs / step", s.total.backwardFlops, d.total.backwardFlops, "FLOP");
+  row(os, "saved activations", s.total.savedBytes, d.total.savedBytes, "B");
+  row(os, "planned peak (train arena)", s.trainArenaBytes, d.trainArenaBytes, "B");
+  row(os, "planned peak (eval arena)", s.evalArenaBytes, d.evalArenaBytes, "B");
+  if (s.regions.empty())
+    return;
+  os << "SBP regions:\n";
+  for (const auto &[name, cost] : s.regions) {
+    auto it = d.regions.find(name);
+    Cost dense = it == d.regions.end() ? Cost{} : it->second;
+    row(os, name + " backward FLOPs", cost.backwardFlops, dense.backwardFlops, "FLOP");
+    row(os, name + " saved activations", cost.savedBytes, dense.savedBytes, "B");
+  }
+}

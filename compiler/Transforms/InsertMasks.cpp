@@ -1,0 +1,84 @@
+//===- InsertMasks.cpp - sbp.branch -> body + keep mask + gradient gate ---===//
+#include "Passes.h"
+
+#include "mlir/IR/IRMapping.h"
+
+namespace sbp {
+#define GEN_PASS_DEF_SBPINSERTMASKS
+#include "Passes.h.inc"
+} // namespace sbp
+
+using namespace mlir;
+using namespace sbp;
+
+namespace {
+struct InsertMasksPass : sbp::impl::SbpInsertMasksBase<InsertMasksPass> {
+  using SbpInsertMasksBase::SbpInsertMasksBase;
+
+  void runOnOperation() override {
+    if (keepOverride != -1.0 && !(keepOverride > 0.0 && keepOverride <= 1.0)) {
+      getOperation().emitError("keep ratio override must be in (0, 1], got ") << keepOverride;
+      return signalPassFailure();
+    }
+    for (ModelOp model : getOperation().getOps<ModelOp>())
+      if (failed(runOnModel(model)))
+        return signalPassFailure();
+  }
+
+  LogicalResult runOnModel(ModelOp model) {
+    if (keepOverride > 0.0)
+      for (MaskGroupOp group : model.getBlock().getOps<MaskGroupOp>())
+        group.setKeepAttr(FloatAttr::get(Float64Type::get(&getContext()), keepOverride));
+
+    // Inner branches first, so that an outer body holds no branch when inlined.
+    SmallVector<BranchOp> branches;
+    model.walk<WalkOrder::PostOrder>([&](BranchOp b) { branches.push_back(b); });
+    llvm::DenseMap<Operation *, Value> keepOfGroup;
+    for (BranchOp branch : branches) {
+      auto group = SymbolTable::lookupNearestSymbolFrom<MaskGroupOp>(branch, branch.getMaskAttr());
+      Value keep;
+      if (group.getKeep().convertToDouble() < 1.0)
+        keep = getKeepIndices(group, keepOfGroup);
+      inlineBranch(branch, keep);
+    }
+    return success();
+  }
+
+  /// One sbp.keep_indices per group, at the top of the model so that it
+  /// dominates every use (and every gather the pruning adds).
+  Value getKeepIndices(MaskGroupOp group, llvm::DenseMap<Operation *, Value> &cache) {
+    Value &keep = cache[group];
+    if (keep)
+      return keep;
+    OpBuilder b(group->getBlock(), group->getBlock()->begin());
+    auto type = RankedTensorType::get({group.getCapacity()}, b.getI32Type());
+    keep = b.create<KeepIndicesOp>(group.getLoc(), type, FlatSymbolRefAttr::get(group.getSymNameAttr()));
+    return keep;
+  }
+
+  void inlineBranch(BranchOp branch, Value keep) {
+    OpBuilder b(branch);
+    IRMapping map;
+    Block &body = branch.getBody().front();
+    map.map(body.getArguments(), branch.getInputs());
+    StringAttr region = branch.getNameAttr();
+    for (Operation &op : body.without_terminator()) {
+      Operation *clone = b.clone(op, map);
+      if (region && !clone->hasAttr(kRegionAttr))
+        clone->setAttr(kRegionAttr, region);
+    }
+    auto yield = cast<YieldOp>(body.getTerminator());
+    for (auto [result, yielded] : llvm::zip(branch.getResults(), yield.getValues())) {
+      Value value = map.lookupOrDefault(yielded);
+      if (keep) {
+        auto gate = b.create<GradGateOp>(branch.getLoc(), value.getType(), value, keep);
+        if (region)
+          gate->setAttr(kRegionAttr, region);
+        value = gate;
+      }
+      result.replaceAllUsesWith(value);
+    }
+    branch.erase();
+  }
+};
+} // namespace

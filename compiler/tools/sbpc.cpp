@@ -1,0 +1,150 @@
+//===- sbpc.cpp - the sbp compiler driver ---------------------------------===//
+//
+//   sbpc model.mlir --target=cpu -o train.so
+//   sbpc model.mlir --emit=mlir|mlir-after=<pass>|kernels|cpp|report
+//
+// Parses and verifies the model (located diagnostics), runs the pipeline of
+// Pipeline.cpp, then prints the requested stage or builds the trainer.
+//
+//===----------------------------------------------------------------------===//
+#include "EmitTrainer.h"
+#include "Pipeline.h"
+#include "Report.h"
+#include "Sbp/SbpOps.h"
+#include "SbpKernel/SbpKernelDialect.h"
+#include "sbpc_config.h"
+
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Support/FileUtilities.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+
+using namespace mlir;
+namespace cl = llvm::cl;
+
+static cl::OptionCategory category("sbpc options");
+static cl::opt<std::string> inputFile(cl::Positional, cl::desc("<model.mlir>"), cl::Required, cl::cat(category));
+static cl::opt<std::string> outputFile("o", cl::desc("Output file (default: stdout for --emit other than lib)"),
+                                       cl::value_desc("file"), cl::init(""), cl::cat(category));
+static cl::opt<std::string> target("target", cl::desc("Trainer target: cpu (cuda: not yet available)"),
+                                   cl::init("cpu"), cl::cat(category));
+static cl::opt<std::string> emit("emit",
+                                 cl::desc("What to produce: lib (default), mlir, mlir-after=<pass>, kernels, cpp, report"),
+                                 cl::init("lib"), cl::cat(category));
+static cl::opt<double> keep("keep", cl::desc("Override every mask group's keep ratio, in (0, 1]"), cl::init(-1.0),
+                            cl::cat(category));
+static cl::opt<bool> keepSource("keep-source", cl::desc("Keep the generated trainer source beside the output"),
+                                cl::init(false), cl::cat(category));
+static cl::opt<std::string> hostCompiler("cxx", cl::desc("Host C++ compiler for --target=cpu"), cl::init("c++"),
+                                         cl::cat(category));
+
+static int fail(const llvm::Twine &message) {
+  llvm::errs() << "sbpc: error: " << message << "\n";
+  return 1;
+}
+
+static OwningOpRef<ModuleOp> parse(MLIRContext &context, llvm::SourceMgr &sourceMgr) {
+  std::string error;
+  auto file = openInputFile(inputFile, &error);
+  if (!file)
+    return fail(error), nullptr;
+  sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
+  return parseSourceFile<ModuleOp>(sourceMgr, &context);
+}
+
+static LogicalResult lower(ModuleOp module, double keepOverride, const std::string &stopAfter = "") {
+  sbp::PipelineOptions options;
+  options.keepOverride = keepOverride;
+  options.stopAfter = stopAfter;
+  return sbp::runPipeline(module, options);
+}
+
+static int writeOutput(llvm::StringRef text) {
+  std::string path = outputFile.empty() ? "-" : outputFile.getValue();
+  std::string error;
+  auto out = openOutputFile(path, &error);
+  if (!out)
+    return fail(error);
+  out->os() << text;
+  out->keep();
+  return 0;
+}
+
+static std::string print(Operation *op) {
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  op->print(os);
+  return s + "\n";
+}
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::HideUnrelatedOptions(category);
+  cl::ParseCommandLineOptions(argc, argv, "sbpc: compiles an sbp model into a trainer library\n");
+
+  if (target != "cpu")
+    return fail("target '" + target + "' is not available in this build: use --target=cpu");
+  if (keep != -1.0 && !(keep > 0.0 && keep <= 1.0))
+    return fail("--keep must be in (0, 1], got " + std::to_string(keep));
+  bool knownEmit = emit == "lib" || emit == "mlir" || emit == "kernels" || emit == "cpp" || emit == "report" ||
+                   llvm::StringRef(emit).starts_with("mlir-after=");
+  if (!knownEmit)
+    return fail("unknown --emit=" + emit + " (lib, mlir, mlir-after=<pass>, kernels, cpp, report)");
+  if (emit == "lib" && outputFile.empty())
+    return fail("no output file: use -o train.so");
+
+  MLIRContext context;
+  context.loadDialect<sbp::SbpDialect, sbpk::SbpkDialect>();
+  llvm::SourceMgr sourceMgr;
+  SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
+  OwningOpRef<ModuleOp> module = parse(context, sourceMgr);
+  if (!module)
+    return 1;
+  if (module->getOps<sbp::ModelOp>().empty())
+    return module->emitError("no sbp.model in the input"), 1;
+
+  llvm::StringRef emitKind = emit;
+  if (emitKind == "mlir")
+    return writeOutput(print(*module));
+  if (emitKind.consume_front("mlir-after=")) {
+    if (failed(lower(*module, keep, emitKind.str())))
+      return 1;
+    return writeOutput(print(*module));
+  }
+
+  if (emit == "report") {
+    OwningOpRef<ModuleOp> dense = module->clone();
+    if (failed(lower(*module, keep)) || failed(lower(*dense, 1.0)))
+      return 1;
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    sbp::printReport(os, sbp::computeReport(*module), sbp::computeReport(*dense));
+    return writeOutput(text);
+  }
+
+  if (failed(lower(*module, keep)))
+    return 1;
+  if (emit == "kernels")
+    return writeOutput(print(*module));
+  FailureOr<std::string> source = sbp::emitCpuTrainer(*module, sbp::computeReport(*module));
+  if (failed(source))
+    return 1;
+  if (emit == "cpp")
+    return writeOutput(*source);
+
+  sbp::BuildOptions build;
+  build.compiler = hostCompiler;
+  build.runtimeInclude = SBPC_RUNTIME_INCLUDE_DIR;
+  build.kernelsInclude = SBPC_KERNELS_INCLUDE_DIR;
+  build.kernelsLibrary = SBPC_KERNELS_LIBRARY;
+  build.keepSource = keepSource;
+  std::string log;
+  if (failed(sbp::buildCpuTrainer(*source, outputFile, build, log)))
+    return fail("building the trainer failed:\n" + log);
+  return 0;
+}

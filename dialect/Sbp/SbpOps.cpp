@@ -1,0 +1,560 @@
+//===- SbpOps.cpp - verifiers and gradient rules of the sbp ops -----------===//
+//
+// Each op's shape rules (verify) and reverse-mode rule (buildGradient) live
+// here, next to each other, so that an op's whole semantics is in one place.
+//
+//===----------------------------------------------------------------------===//
+#include "Sbp/SbpOps.h"
+
+#include "mlir/IR/DialectImplementation.h"
+#include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/FormatVariadic.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace sbp;
+
+#include "Sbp/SbpDialect.cpp.inc"
+#include "Sbp/SbpEnums.cpp.inc"
+#define GET_ATTRDEF_CLASSES
+#include "Sbp/SbpAttrs.cpp.inc"
+#include "Sbp/SbpInterfaces.cpp.inc"
+#define GET_OP_CLASSES
+#include "Sbp/SbpOps.cpp.inc"
+
+void SbpDialect::initialize() {
+  addOperations<
+#define GET_OP_LIST
+#include "Sbp/SbpOps.cpp.inc"
+      >();
+  addAttributes<
+#define GET_ATTRDEF_LIST
+#include "Sbp/SbpAttrs.cpp.inc"
+      >();
+}
+
+//===----------------------------------------------------------------------===//
+// Helpers
+//===----------------------------------------------------------------------===//
+
+Type sbp::withRowCount(Type type, int64_t rows) {
+  auto t = dyn_cast<RankedTensorType>(type);
+  if (!t || t.getRank() != 3)
+    return type;
+  return RankedTensorType::get({t.getDimSize(0), rows, t.getDimSize(2)}, t.getElementType());
+}
+
+bool sbp::isTokenTensor(Type type) {
+  auto t = dyn_cast<RankedTensorType>(type);
+  return t && t.getRank() == 3;
+}
+
+static ArrayRef<int64_t> shapeOf(Value v) { return cast<RankedTensorType>(v.getType()).getShape(); }
+
+static std::string shapeStr(ArrayRef<int64_t> s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i)
+    out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+/// Emits "<what> must be <expected>, got <actual>" unless the shapes agree.
+static LogicalResult expectShape(Operation *op, StringRef what, ArrayRef<int64_t> actual,
+                                 ArrayRef<int64_t> expected) {
+  if (actual == expected)
+    return success();
+  return op->emitOpError() << what << " must have shape " << shapeStr(expected) << ", got "
+                           << shapeStr(actual);
+}
+
+/// All dims but the last, followed by `last`.
+static SmallVector<int64_t> replaceLast(ArrayRef<int64_t> s, int64_t last) {
+  SmallVector<int64_t> r(s.begin(), s.end());
+  r.back() = last;
+  return r;
+}
+
+static LogicalResult checkStatic(Operation *op) {
+  SmallVector<Type> types(op->getOperandTypes());
+  llvm::append_range(types, op->getResultTypes());
+  for (Type t : types)
+    if (auto rt = dyn_cast<RankedTensorType>(t); rt && !rt.hasStaticShape())
+      return op->emitOpError("needs static shapes, got ") << t;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Attributes
+//===----------------------------------------------------------------------===//
+
+LogicalResult InitAttr::verify(function_ref<InFlightDiagnostic()> emitError, InitKind,
+                               llvm::APFloat scaleAttr) {
+  double scale = scaleAttr.convertToDouble();
+  if (!(scale >= 0.0) || !std::isfinite(scale))
+    return emitError() << "initializer scale must be finite and >= 0, got " << scale;
+  return success();
+}
+
+static LogicalResult checkPositive(function_ref<InFlightDiagnostic()> emitError, StringRef name,
+                                   double v, bool allowZero) {
+  if (std::isfinite(v) && (allowZero ? v >= 0 : v > 0))
+    return success();
+  return emitError() << name << " must be " << (allowZero ? ">= 0" : "> 0") << ", got " << v;
+}
+
+LogicalResult SgdAttr::verify(function_ref<InFlightDiagnostic()> emitError, llvm::APFloat lrA,
+                              llvm::APFloat momentumA, llvm::APFloat wdA, bool) {
+  double lr = lrA.convertToDouble(), momentum = momentumA.convertToDouble(), wd = wdA.convertToDouble();
+  if (failed(checkPositive(emitError, "lr", lr, false)) ||
+      failed(checkPositive(emitError, "weight_decay", wd, true)))
+    return failure();
+  if (!(momentum >= 0 && momentum < 1))
+    return emitError() << "momentum must be in [0, 1), got " << momentum;
+  return success();
+}
+
+LogicalResult AdamWAttr::verify(function_ref<InFlightDiagnostic()> emitError, llvm::APFloat lrA,
+                                llvm::APFloat beta1A, llvm::APFloat beta2A, llvm::APFloat epsA,
+                                llvm::APFloat wdA) {
+  double lr = lrA.convertToDouble(), beta1 = beta1A.convertToDouble(),
+         beta2 = beta2A.convertToDouble(), eps = epsA.convertToDouble(), wd = wdA.convertToDouble();
+  if (failed(checkPositive(emitError, "lr", lr, false)) ||
+      failed(checkPositive(emitError, "eps", eps, false)) ||
+      failed(checkPositive(emitError, "weight_decay", wd, true)))
+    return failure();
+  for (auto [name, b] : {std::pair{"beta1", beta1}, std::pair{"beta2", beta2}})
+    if (!(b >= 0 && b < 1))
+      return emitError() << name << " must be in [0, 1), got " << b;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Structure ops
+//===----------------------------------------------------------------------===//
+
+OutputOp ModelOp::getOutput() { return cast<OutputOp>(getBlock().getTerminator()); }
+
+int64_t ModelOp::getBatchSize() {
+  for (auto in : getBlock().getOps<InputOp>())
+    return shapeOf(in.getResult())[0];
+  return 0;
+}
+
+LogicalResult ModelOp::verify() {
+  llvm::StringMap<Operation *> params;
+  InputOp images, labels;
+  for (Operation &op : getBlock()) {
+    if (auto p = dyn_cast<ParamOp>(op)) {
+      auto [it, fresh] = params.try_emplace(p.getName(), &op);
+      if (!fresh)
+        return (p.emitOpError("redefines parameter '") << p.getName() << "'")
+                   .attachNote(it->second->getLoc())
+               << "first defined here";
+    } else if (auto in = dyn_cast<InputOp>(op)) {
+      InputOp &slot = in.getName() == "images" ? images : labels;
+      if (slot)
+        return in.emitOpError("redefines input '") << in.getName() << "'";
+      slot = in;
+    }
+  }
+  if (!images || !labels)
+    return emitOpError("needs both inputs: sbp.input \"images\" and sbp.input \"labels\"");
+  int64_t batch = shapeOf(images.getResult())[0];
+  if (shapeOf(labels.getResult())[0] != batch)
+    return labels.emitOpError("labels must have the batch size of the images (") << batch << ")";
+  // Every activation carries the static batch size in its first dimension.
+  WalkResult walk = getBody().walk([&](Operation *op) {
+    // Parameters, masks and gradients of parameters are not activations.
+    if (isa<ParamOp, KeepIndicesOp>(op) || op->hasAttr(kBackwardAttr) || op->getNumResults() == 0)
+      return WalkResult::advance();
+    for (Type t : op->getResultTypes()) {
+      auto rt = dyn_cast<RankedTensorType>(t);
+      if (rt && rt.getRank() > 0 && rt.getDimSize(0) != batch) {
+        op->emitOpError("result must have the batch size ") << batch << " as its first dimension, got " << t;
+        return WalkResult::interrupt();
+      }
+    }
+    return WalkResult::advance();
+  });
+  return failure(walk.wasInterrupted());
+}
+
+LogicalResult OutputOp::verify() {
+  auto logits = shapeOf(getLogits());
+  if (logits.size() != 2)
+    return emitOpError("logits must be [batch, classes], got ") << getLogits().getType();
+  if (!getLoss().getDefiningOp<CrossEntropyOp>())
+    return emitOpError("the loss must be the result of sbp.cross_entropy");
+  return success();
+}
+
+LogicalResult MaskGroupOp::verify() {
+  double r = getKeep().convertToDouble();
+  if (!(r > 0.0 && r <= 1.0))
+    return emitOpError("keep ratio must be in (0, 1], got ") << r;
+  ArrayRef<int64_t> grid = getGrid();
+  if (grid.size() != 2 || grid[0] <= 0 || grid[1] <= 0)
+    return emitOpError("grid must be two positive sizes [H, W], got ") << shapeStr(grid);
+  if (getPrefix() < 0)
+    return emitOpError("prefix must be >= 0");
+  if (getKind() == MaskKind::random && getCapacity() == getPrefix())
+    return emitOpError("keep ratio ") << r << " keeps no token of the " << shapeStr(grid) << " grid";
+  return success();
+}
+
+int64_t MaskGroupOp::getNumTokens() { return getPrefix() + getGrid()[0] * getGrid()[1]; }
+
+int64_t MaskGroupOp::getCapacity() {
+  double r = getKeep().convertToDouble();
+  int64_t h = getGrid()[0], w = getGrid()[1], n = h * w;
+  if (r >= 1.0)
+    return getNumTokens();
+  if (getKind() == MaskKind::random)
+    return getPrefix() + n - static_cast<int64_t>((1.0 - r) * static_cast<double>(n));
+  // grid: the most positions any start keeps.
+  bool keepMatches = r <= 0.5;
+  int64_t s = std::max<int64_t>(1, std::llround(keepMatches ? 1.0 / r : 1.0 / (1.0 - r)));
+  int64_t best = 0;
+  for (int64_t start = 0; start < s; ++start) {
+    int64_t matches = 0;
+    for (int64_t i = 0; i < h; ++i)
+      for (int64_t j = 0; j < w; ++j)
+        matches += (i + j) % s == start;
+    best = std::max(best, keepMatches ? matches : n - matches);
+  }
+  return getPrefix() + best;
+}
+
+LogicalResult InputOp::verify() {
+  auto t = cast<RankedTensorType>(getResult().getType());
+  if (!t.hasStaticShape())
+    return emitOpError("needs a static shape, got ") << t;
+  if (getName() == "images") {
+    if (t.getRank() != 4 || !t.getElementType().isF32())
+      return emitOpError("images must be f32 [batch, channels, height, width], got ") << t;
+    return success();
+  }
+  if (getName() == "labels") {
+    if (t.getRank() != 1 || !t.getElementType().isInteger(32))
+      return emitOpError("labels must be i32 [batch], got ") << t;
+    return success();
+  }
+  return emitOpError("unknown input '") << getName() << "': expected \"images\" or \"labels\"";
+}
+
+LogicalResult ParamOp::verify() {
+  auto t = cast<RankedTensorType>(getResult().getType());
+  if (!t.hasStaticShape() || t.getRank() < 1 || t.getRank() > 4)
+    return emitOpError("parameter needs a static shape of rank 1 to 4, got ") << t;
+  if (getName().empty())
+    return emitOpError("parameter needs a name");
+  return success();
+}
+
+bool ParamOp::hasWeightDecay() {
+  if (auto d = getDecay())
+    return *d;
+  return cast<RankedTensorType>(getResult().getType()).getRank() >= 2 &&
+         !getName().contains("pos_embed");
+}
+
+LogicalResult BranchOp::verifyRegions() {
+  Block &body = getBody().front();
+  if (body.getNumArguments() != getInputs().size())
+    return emitOpError("body must take one argument per input");
+  for (auto [arg, in] : llvm::zip(body.getArguments(), getInputs()))
+    if (arg.getType() != in.getType())
+      return emitOpError("body argument type ") << arg.getType() << " differs from input " << in.getType();
+  auto yield = cast<YieldOp>(body.getTerminator());
+  if (yield.getValues().getTypes() != getResultTypes())
+    return emitOpError("yielded types must match the results");
+  for (Operation &op : body.without_terminator())
+    if (!isa<RowWiseOpInterface, BranchOp>(op))
+      return op.emitOpError("is not token-wise, so it cannot be inside an SBP branch")
+                 .attachNote(getLoc())
+             << "SBP branch here";
+  return success();
+}
+
+LogicalResult BranchOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  auto group = symbols.lookupNearestSymbolFrom<MaskGroupOp>(*this, getMaskAttr());
+  if (!group)
+    return emitOpError("refers to an unknown mask group ") << getMaskAttr();
+  int64_t tokens = group.getNumTokens();
+  SmallVector<Type> types(getInputs().getTypes());
+  llvm::append_range(types, getResultTypes());
+  for (Type t : types) {
+    auto rt = cast<RankedTensorType>(t);
+    if (rt.getRank() != 3 || rt.getDimSize(1) != tokens)
+      return emitOpError("tensors must be [batch, ") << tokens << ", features] to match mask group "
+             << getMaskAttr() << " (prefix " << group.getPrefix() << " + grid "
+             << shapeStr(group.getGrid()) << "), got " << t;
+  }
+  return success();
+}
+
+LogicalResult KeepIndicesOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  auto group = symbols.lookupNearestSymbolFrom<MaskGroupOp>(*this, getMaskAttr());
+  if (!group)
+    return emitOpError("refers to an unknown mask group ") << getMaskAttr();
+  return expectShape(*this, "keep indices", shapeOf(getResult()), {group.getCapacity()});
+}
+
+//===----------------------------------------------------------------------===//
+// Forward ops: verifiers
+//===----------------------------------------------------------------------===//
+
+LogicalResult PatchifyOp::verify() {
+  auto in = shapeOf(getImage());
+  int64_t p = getPatch();
+  if (in.size() != 4)
+    return emitOpError("image must be [B, C, H, W]");
+  if (p <= 0 || in[2] % p || in[3] % p)
+    return emitOpError("patch size ") << p << " must divide the image size " << in[2] << "x" << in[3];
+  return expectShape(*this, "result", shapeOf(getResult()),
+                     {in[0], (in[2] / p) * (in[3] / p), in[1] * p * p});
+}
+
+LogicalResult LinearOp::verify() {
+  auto x = shapeOf(getInput()), w = shapeOf(getWeight());
+  if (w.size() != 2)
+    return emitOpError("weight must be [out, in], got ") << getWeight().getType();
+  if (x.back() != w[1])
+    return emitOpError("input features (") << x.back() << ") must equal the weight's in (" << w[1] << ")";
+  return expectShape(*this, "result", shapeOf(getResult()), replaceLast(x, w[0]));
+}
+
+LogicalResult BiasAddOp::verify() {
+  auto x = shapeOf(getInput());
+  if (failed(expectShape(*this, "bias", shapeOf(getBias()), {x.back()})))
+    return failure();
+  return expectShape(*this, "result", shapeOf(getResult()), x);
+}
+
+LogicalResult PosAddOp::verify() {
+  auto x = shapeOf(getInput());
+  if (x.size() != 3)
+    return emitOpError("input must be a token tensor [B, T, D]");
+  if (failed(expectShape(*this, "position embedding", shapeOf(getPos()), {1, x[1], x[2]})))
+    return failure();
+  return expectShape(*this, "result", shapeOf(getResult()), x);
+}
+
+LogicalResult GeluOp::verify() { return expectShape(*this, "result", shapeOf(getResult()), shapeOf(getInput())); }
+LogicalResult ReluOp::verify() { return expectShape(*this, "result", shapeOf(getResult()), shapeOf(getInput())); }
+
+LogicalResult AddOp::verify() {
+  if (failed(expectShape(*this, "rhs", shapeOf(getRhs()), shapeOf(getLhs()))))
+    return failure();
+  return expectShape(*this, "result", shapeOf(getResult()), shapeOf(getLhs()));
+}
+
+LogicalResult LayerNormOp::verify() {
+  auto x = shapeOf(getInput());
+  if (failed(expectShape(*this, "weight", shapeOf(getWeight()), {x.back()})) ||
+      failed(expectShape(*this, "bias", shapeOf(getBias()), {x.back()})))
+    return failure();
+  if (!(getEps().convertToDouble() > 0))
+    return emitOpError("eps must be > 0");
+  return expectShape(*this, "result", shapeOf(getResult()), x);
+}
+
+LogicalResult MeanTokensOp::verify() {
+  auto x = shapeOf(getInput());
+  if (x.size() != 3)
+    return emitOpError("input must be a token tensor [B, T, D]");
+  return expectShape(*this, "result", shapeOf(getResult()), {x[0], x[2]});
+}
+
+LogicalResult CrossEntropyOp::verify() {
+  auto l = shapeOf(getLogits());
+  if (l.size() != 2)
+    return emitOpError("logits must be [B, classes]");
+  return expectShape(*this, "labels", shapeOf(getLabels()), {l[0]});
+}
+
+//===----------------------------------------------------------------------===//
+// Ops added by passes: verifiers
+//===----------------------------------------------------------------------===//
+
+static LogicalResult verifyKeep(Operation *op, Value keep) {
+  if (shapeOf(keep).size() != 1)
+    return op->emitOpError("keep indices must be [K]");
+  return success();
+}
+
+LogicalResult MaskRowsOp::verify() {
+  if (!isTokenTensor(getInput().getType()) || failed(verifyKeep(*this, getKeep())))
+    return emitOpError("input must be a token tensor [B, T, D]");
+  return expectShape(*this, "result", shapeOf(getResult()), shapeOf(getInput()));
+}
+
+LogicalResult GatherRowsOp::verify() {
+  auto x = shapeOf(getInput());
+  if (x.size() != 3 || failed(verifyKeep(*this, getKeep())))
+    return emitOpError("input must be a token tensor [B, T, D]");
+  return expectShape(*this, "result", shapeOf(getResult()), {x[0], shapeOf(getKeep())[0], x[2]});
+}
+
+LogicalResult ScatterRowsOp::verify() {
+  auto x = shapeOf(getInput()), y = shapeOf(getResult());
+  if (x.size() != 3 || y.size() != 3 || failed(verifyKeep(*this, getKeep())))
+    return emitOpError("needs token tensors [B, K, D] -> [B, T, D]");
+  if (x[1] != shapeOf(getKeep())[0] || x[0] != y[0] || x[2] != y[2] || y[1] < x[1])
+    return emitOpError("input ") << shapeStr(x) << " does not scatter into " << shapeStr(y);
+  return success();
+}
+
+LogicalResult ScatterAddRowsOp::verify() {
+  auto b = shapeOf(getBase()), x = shapeOf(getInput());
+  if (b.size() != 3 || x.size() != 3 || failed(verifyKeep(*this, getKeep())))
+    return emitOpError("needs token tensors");
+  if (x[1] != shapeOf(getKeep())[0] || x[0] != b[0] || x[2] != b[2])
+    return emitOpError("input ") << shapeStr(x) << " does not scatter into " << shapeStr(b);
+  return expectShape(*this, "result", shapeOf(getResult()), b);
+}
+
+LogicalResult LinearGradInputOp::verify() {
+  auto dy = shapeOf(getGrad()), w = shapeOf(getWeight());
+  if (w.size() != 2 || dy.back() != w[0])
+    return emitOpError("gradient features must equal the weight's out");
+  return expectShape(*this, "result", shapeOf(getResult()), replaceLast(dy, w[1]));
+}
+
+LogicalResult LinearGradWeightOp::verify() {
+  auto x = shapeOf(getInput()), dy = shapeOf(getGrad());
+  if (x.drop_back() != dy.drop_back())
+    return emitOpError("input and gradient must have the same rows");
+  return expectShape(*this, "result", shapeOf(getResult()), {dy.back(), x.back()});
+}
+
+LogicalResult BiasGradOp::verify() {
+  return expectShape(*this, "result", shapeOf(getResult()), {shapeOf(getGrad()).back()});
+}
+
+LogicalResult PosGradOp::verify() {
+  auto dy = shapeOf(getGrad());
+  if (dy.size() != 3)
+    return emitOpError("gradient must be a token tensor");
+  return expectShape(*this, "result", shapeOf(getResult()), {1, dy[1], dy[2]});
+}
+
+LogicalResult GeluGradOp::verify() {
+  return expectShape(*this, "gradient", shapeOf(getGrad()), shapeOf(getInput()));
+}
+LogicalResult ReluGradOp::verify() {
+  return expectShape(*this, "gradient", shapeOf(getGrad()), shapeOf(getInput()));
+}
+
+LogicalResult LayerNormGradOp::verify() {
+  auto x = shapeOf(getInput());
+  if (failed(expectShape(*this, "gradient", shapeOf(getGrad()), x)))
+    return failure();
+  return expectShape(*this, "weight gradient", shapeOf(getGradWeight()), {x.back()});
+}
+
+LogicalResult MeanTokensGradOp::verify() {
+  auto dy = shapeOf(getGrad()), dx = shapeOf(getResult());
+  if (dx.size() != 3 || dy.size() != 2 || dx[0] != dy[0] || dx[2] != dy[1])
+    return emitOpError("result must be [B, T, D] for a gradient [B, D]");
+  return success();
+}
+
+LogicalResult CrossEntropyGradOp::verify() {
+  return expectShape(*this, "result", shapeOf(getResult()), shapeOf(getLogits()));
+}
+
+LogicalResult ParamGradOp::verify() { return checkStatic(*this); }
+
+//===----------------------------------------------------------------------===//
+// Gradient rules
+//===----------------------------------------------------------------------===//
+
+template <typename OpT, typename... Args>
+static Value make(OpBuilder &b, Operation *at, Type type, Args... args) {
+  return b.create<OpT>(at->getLoc(), type, args...).getResult();
+}
+
+LogicalResult PatchifyOp::buildGradient(OpBuilder &, ArrayRef<Value>, SmallVectorImpl<Value> &g) {
+  g.assign(1, Value()); // its input is the batch
+  return success();
+}
+
+LogicalResult LinearOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(2, Value());
+  if (!dy[0])
+    return success();
+  g[0] = make<LinearGradInputOp>(b, *this, getInput().getType(), dy[0], getWeight());
+  g[1] = make<LinearGradWeightOp>(b, *this, getWeight().getType(), getInput(), dy[0]);
+  return success();
+}
+
+LogicalResult BiasAddOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(2, Value());
+  if (!dy[0])
+    return success();
+  g[0] = dy[0];
+  g[1] = make<BiasGradOp>(b, *this, getBias().getType(), dy[0]);
+  return success();
+}
+
+LogicalResult PosAddOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(2, Value());
+  if (!dy[0])
+    return success();
+  g[0] = dy[0];
+  g[1] = make<PosGradOp>(b, *this, getPos().getType(), dy[0]);
+  return success();
+}
+
+LogicalResult GeluOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(1, dy[0] ? make<GeluGradOp>(b, *this, getInput().getType(), getInput(), dy[0]) : Value());
+  return success();
+}
+
+LogicalResult ReluOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(1, dy[0] ? make<ReluGradOp>(b, *this, getInput().getType(), getInput(), dy[0]) : Value());
+  return success();
+}
+
+LogicalResult AddOp::buildGradient(OpBuilder &, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(2, dy[0]);
+  return success();
+}
+
+LogicalResult LayerNormOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(3, Value());
+  if (!dy[0])
+    return success();
+  auto op = b.create<LayerNormGradOp>(getLoc(), getInput().getType(), getWeight().getType(),
+                                      getBias().getType(), getInput(), getWeight(), dy[0], getEpsAttr());
+  g[0] = op.getGradInput();
+  g[1] = op.getGradWeight();
+  g[2] = op.getGradBias();
+  return success();
+}
+
+LogicalResult MeanTokensOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(1, dy[0] ? make<MeanTokensGradOp>(b, *this, getInput().getType(), dy[0]) : Value());
+  return success();
+}
+
+/// The loss is the root of the backward: sbp-autodiff seeds it with the loss
+/// value itself, standing for d(loss)/d(loss) = 1.
+LogicalResult CrossEntropyOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(2, Value());
+  if (!dy[0])
+    return success();
+  if (dy[0] != getLoss())
+    return emitOpError("the loss must not feed other ops: only the model's loss is differentiated");
+  g[0] = make<CrossEntropyGradOp>(b, *this, getLogits().getType(), getLogits(), getLabels());
+  return success();
+}
+
+LogicalResult GradGateOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(2, Value());
+  if (dy[0])
+    g[0] = make<MaskRowsOp>(b, *this, getInput().getType(), dy[0], getKeep());
+  return success();
+}

@@ -1,0 +1,361 @@
+//===- SbpOps.td - ops of the sbp dialect -------------------*- tablegen -*-===//
+//
+// Conventions: activations are ranked f32 tensors; a *token tensor* is
+// [B, T, D] (batch, tokens, features). Linear weights are [out, in] as in
+// PyTorch (y = x W^T). Every op's description states its gradient rule and its
+// SBP behaviour; the rules themselves are implemented in SbpOps.cpp.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SBP_OPS_TD
+#define SBP_OPS_TD
+
+include "Sbp/SbpDialect.td"
+include "Sbp/SbpInterfaces.td"
+include "mlir/IR/SymbolInterfaces.td"
+include "mlir/IR/RegionKindInterface.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/Interfaces/ControlFlowInterfaces.td"
+
+def Sbp_F32Tensor : RankedTensorOf<[F32]>;
+def Sbp_I32Tensor : RankedTensorOf<[I32]>;
+def Sbp_F32Scalar : 0DTensorOf<[F32]>;
+
+//===----------------------------------------------------------------------===//
+// Structure
+//===----------------------------------------------------------------------===//
+
+def Sbp_ModelOp : Sbp_Op<"model", [SymbolTable, Symbol, IsolatedFromAbove, SingleBlock]> {
+  let summary = "a network to train, with its optimizer and static batch size";
+  let description = [{
+    Holds one block: mask groups, inputs, parameters, forward ops and a final
+    `sbp.output`. The batch size is static (the first dimension of every
+    activation); `optimizer` is `#sbp.sgd<...>` or `#sbp.adamw<...>`.
+
+    ```mlir
+    sbp.model @mlp attributes {optimizer = #sbp.adamw<lr = 0.001, beta1 = 0.9,
+        beta2 = 0.999, eps = 1.0e-08, weight_decay = 0.05>} {
+      ...
+      sbp.output %loss, %logits : tensor<f32>, tensor<128x10xf32>
+    }
+    ```
+  }];
+  let arguments = (ins SymbolNameAttr:$sym_name, AnyAttrOf<[Sbp_SgdAttr, Sbp_AdamWAttr]>:$optimizer);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = "$sym_name attr-dict-with-keyword $body";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    ::mlir::Block &getBlock() { return getBody().front(); }
+    OutputOp getOutput();
+    /// The static batch size: the first dimension of the `images` input.
+    int64_t getBatchSize();
+  }];
+}
+
+def Sbp_OutputOp : Sbp_Op<"output", [Terminator, HasParent<"ModelOp">]> {
+  let summary = "names the loss (a scalar) and the logits [B, classes]";
+  let arguments = (ins Sbp_F32Scalar:$loss, Sbp_F32Tensor:$logits);
+  let assemblyFormat = "$loss `,` $logits attr-dict `:` type($loss) `,` type($logits)";
+  let hasVerifier = 1;
+}
+
+def Sbp_MaskGroupOp : Sbp_Op<"mask_group", [Symbol, HasParent<"ModelOp">]> {
+  let summary = "a keep mask drawn once per step and shared by its branches";
+  let description = [{
+    `keep` is the keep ratio r in (0, 1]. The mask is drawn on a
+    `grid` = [H, W] of tokens that follow `prefix` always-kept tokens (1 for a
+    ViT class token). `kind = grid`: stride s = round(1/r) for r <= 0.5, keep
+    positions with (i + j) mod s == start; for r > 0.5, s = round(1/(1 - r))
+    and drop positions with (i + j) mod s == start; `start` is drawn at random
+    each step. `kind = random`: drop int((1 - r) * H * W) positions uniformly.
+
+    ```mlir
+    sbp.mask_group @m keep 0.5 grid [7, 7]
+    sbp.mask_group @m keep 0.5 random [14, 14] prefix 1
+    ```
+  }];
+  let arguments = (ins SymbolNameAttr:$sym_name, F64Attr:$keep,
+                       Sbp_MaskKindAttr:$kind, DenseI64ArrayAttr:$grid,
+                       DefaultValuedAttr<I64Attr, "0">:$prefix);
+  let assemblyFormat = "$sym_name `keep` $keep $kind $grid (`prefix` $prefix^)? attr-dict";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// Tokens a branch under this group must have: prefix + H * W.
+    int64_t getNumTokens();
+    /// The most tokens any mask of this group keeps (the compact row count).
+    int64_t getCapacity();
+  }];
+}
+
+def Sbp_InputOp : Sbp_Op<"input", [Pure, HasParent<"ModelOp">]> {
+  let summary = "a batch input: `images` [B, C, H, W] f32 or `labels` [B] i32";
+  let arguments = (ins StrAttr:$name);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$name attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+def Sbp_ParamOp : Sbp_Op<"param", [Pure, HasParent<"ModelOp">]> {
+  let summary = "a trainable parameter with its initializer";
+  let description = [{
+    Names follow PyTorch/timm (`blocks.0.mlp.fc1.weight`): checkpoints use
+    them. `decay` says whether the optimizer's weight decay applies (by
+    default: parameters of rank >= 2, as timm does).
+  }];
+  let arguments = (ins StrAttr:$name, Sbp_InitAttr:$init, OptionalAttr<BoolAttr>:$decay);
+  let results = (outs Sbp_F32Tensor:$result);
+  let assemblyFormat = "$name `:` type($result) `init` $init attr-dict";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ bool hasWeightDecay(); }];
+}
+
+def Sbp_BranchOp : Sbp_Op<"branch", [DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    SingleBlockImplicitTerminator<"YieldOp">, RecursiveMemoryEffects]> {
+  let summary = "an SBP region: a residual branch under a mask group";
+  let description = [{
+    `%y = sbp.branch @m (%x) {...}` computes its body on every token, but only
+    the rows that the mask keeps carry gradient back into the body (Alg. 1 of
+    the paper); the dropped rows of `%y` are constants to the backward. Put it
+    on residual branches (`x + branch(x)`): the identity path still carries the
+    gradient at dropped tokens. Its body must be token-wise (each output row a
+    function of the same input row), and its tensors [B, T, D] with
+    T = the mask group's prefix + H * W. `name` labels the region in reports.
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$mask, Variadic<Sbp_F32Tensor>:$inputs,
+                       OptionalAttr<StrAttr>:$name);
+  let results = (outs Variadic<Sbp_F32Tensor>:$results);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = [{
+    $mask `(` $inputs `)` attr-dict `:` functional-type($inputs, $results) $body
+  }];
+  let hasRegionVerifier = 1;
+}
+
+def Sbp_YieldOp : Sbp_Op<"yield", [Pure, Terminator, HasParent<"BranchOp">]> {
+  let summary = "the results of an sbp.branch";
+  let arguments = (ins Variadic<Sbp_F32Tensor>:$values);
+  let assemblyFormat = "($values^ `:` type($values))? attr-dict";
+  let builders = [OpBuilder<(ins), [{ }]>];
+}
+
+//===----------------------------------------------------------------------===//
+// Forward ops
+//===----------------------------------------------------------------------===//
+
+class Sbp_ComputeOp<string mnemonic, list<Trait> traits = []>
+    : Sbp_Op<mnemonic, !listconcat(traits, [Pure,
+        DeclareOpInterfaceMethods<Sbp_GradientOpInterface>])> {
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+class Sbp_RowWiseOp<string mnemonic, list<Trait> traits = []>
+    : Sbp_ComputeOp<mnemonic, !listconcat(traits, [Sbp_RowWiseOpInterface])>;
+
+def Sbp_PatchifyOp : Sbp_ComputeOp<"patchify"> {
+  let summary = "image [B, C, H, W] -> tokens [B, (H/p)(W/p), C*p*p]";
+  let description = [{
+    Non-overlapping p x p patches, row-major over the patch grid; feature
+    c*p*p + py*p + px, the order of a flattened Conv2d weight [D, C, p, p], so
+    `patchify` + `linear` is the ViT patch embedding. No gradient (its input
+    is the batch).
+  }];
+  let arguments = (ins Sbp_F32Tensor:$image, I64Attr:$patch);
+  let results = (outs Sbp_F32Tensor:$result);
+  let assemblyFormat = "$image `patch` $patch attr-dict `:` type($image) `->` type($result)";
+}
+
+def Sbp_LinearOp : Sbp_RowWiseOp<"linear"> {
+  let summary = "y[..., N] = x[..., K] W^T, W = [N, K] (no bias)";
+  let description = [{
+    Gradient: dx = dy W (`sbp.linear_grad_input`), dW = dy^T x summed over
+    all rows (`sbp.linear_grad_weight`). Under SBP, dW = X_keep^T dY_keep
+    (Eq. 5): only kept rows are saved and multiplied.
+  }];
+  let arguments = (ins Sbp_F32Tensor:$input, Sbp_F32Tensor:$weight);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_BiasAddOp : Sbp_RowWiseOp<"bias_add"> {
+  let summary = "y = x + b, b [N] broadcast over the rows of x [..., N]";
+  let description = "Gradient: dx = dy, db = sum of dy over rows (`sbp.bias_grad`).";
+  let arguments = (ins Sbp_F32Tensor:$input, Sbp_F32Tensor:$bias);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_PosAddOp : Sbp_ComputeOp<"pos_add"> {
+  let summary = "y = x + pos: a learned position embedding [1, T, D] over the batch";
+  let description = "Gradient: dx = dy, dpos = sum of dy over the batch (`sbp.pos_grad`).";
+  let arguments = (ins Sbp_F32Tensor:$input, Sbp_F32Tensor:$pos);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_GeluOp : Sbp_RowWiseOp<"gelu"> {
+  let summary = "exact (erf) GELU, as torch.nn.GELU()";
+  let description = "Gradient: dx = dy * gelu'(x) (`sbp.gelu_grad`, saves x).";
+  let arguments = (ins Sbp_F32Tensor:$input);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_ReluOp : Sbp_RowWiseOp<"relu"> {
+  let summary = "max(x, 0)";
+  let description = "Gradient: dx = dy * (x > 0) (`sbp.relu_grad`, saves x).";
+  let arguments = (ins Sbp_F32Tensor:$input);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_AddOp : Sbp_RowWiseOp<"add", [Commutative]> {
+  let summary = "elementwise sum of two tensors of one shape (the residual add)";
+  let description = "Gradient: both operands get dy.";
+  let arguments = (ins Sbp_F32Tensor:$lhs, Sbp_F32Tensor:$rhs);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_LayerNormOp : Sbp_RowWiseOp<"layer_norm"> {
+  let summary = "LayerNorm over the last dimension, with weight and bias";
+  let description = [{
+    Biased variance, `eps` inside the square root, as torch.nn.LayerNorm.
+    Gradient: `sbp.layer_norm_grad` (saves x only; mean and 1/std are
+    recomputed in the backward).
+  }];
+  let arguments = (ins Sbp_F32Tensor:$input, Sbp_F32Tensor:$weight, Sbp_F32Tensor:$bias,
+                       DefaultValuedAttr<F64Attr, "1.0e-5">:$eps);
+  let results = (outs Sbp_F32Tensor:$result);
+  let assemblyFormat = "$input `,` $weight `,` $bias attr-dict `:` functional-type(operands, results)";
+}
+
+def Sbp_MeanTokensOp : Sbp_ComputeOp<"mean_tokens"> {
+  let summary = "[B, T, D] -> [B, D], the mean over tokens";
+  let description = "Gradient: dx[b, t] = dy[b] / T (`sbp.mean_tokens_grad`).";
+  let arguments = (ins Sbp_F32Tensor:$input);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_CrossEntropyOp : Sbp_ComputeOp<"cross_entropy"> {
+  let summary = "mean softmax cross-entropy of logits [B, C] against labels [B]";
+  let description = "Gradient: (softmax(logits) - onehot(labels)) / B (`sbp.cross_entropy_grad`).";
+  let arguments = (ins Sbp_F32Tensor:$logits, Sbp_I32Tensor:$labels);
+  let results = (outs Sbp_F32Scalar:$loss);
+}
+
+//===----------------------------------------------------------------------===//
+// Ops added by the passes: SBP masks, gradients, row gather/scatter
+//===----------------------------------------------------------------------===//
+
+class Sbp_InternalOp<string mnemonic, list<Trait> traits = []>
+    : Sbp_Op<mnemonic, !listconcat(traits, [Pure])> {
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Sbp_KeepIndicesOp : Sbp_Op<"keep_indices", [Pure,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "this step's kept token indices of a mask group";
+  let description = [{
+    [K] i32, K = the group's capacity: ascending token indices, padded with -1
+    when a mask keeps fewer. Drawn by the runtime from (seed, step).
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$mask);
+  let results = (outs Sbp_I32Tensor:$result);
+  let assemblyFormat = "$mask attr-dict `:` type($result)";
+}
+
+def Sbp_GradGateOp : Sbp_Op<"grad_gate", [Pure,
+    DeclareOpInterfaceMethods<Sbp_GradientOpInterface>]> {
+  let summary = "identity forward; gradient only at kept rows";
+  let description = [{
+    Placed by `sbp-insert-masks` on the output of an SBP branch. Its gradient
+    is `sbp.mask_rows` of the incoming gradient: zero at dropped rows.
+  }];
+  let arguments = (ins Sbp_F32Tensor:$input, Sbp_I32Tensor:$keep);
+  let results = (outs Sbp_F32Tensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+}
+
+def Sbp_MaskRowsOp : Sbp_InternalOp<"mask_rows", [Sbp_RowWiseOpInterface]> {
+  let summary = "zero the dropped rows of a token tensor";
+  let arguments = (ins Sbp_F32Tensor:$input, Sbp_I32Tensor:$keep);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_GatherRowsOp : Sbp_InternalOp<"gather_rows"> {
+  let summary = "[B, T, D] -> [B, K, D]: the kept rows (zeros for -1 padding)";
+  let arguments = (ins Sbp_F32Tensor:$input, Sbp_I32Tensor:$keep);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_ScatterRowsOp : Sbp_InternalOp<"scatter_rows"> {
+  let summary = "[B, K, D] -> [B, T, D]: kept rows in place, zeros elsewhere";
+  let arguments = (ins Sbp_F32Tensor:$input, Sbp_I32Tensor:$keep);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_ScatterAddRowsOp : Sbp_InternalOp<"scatter_add_rows"> {
+  let summary = "base [B, T, D] + the kept rows [B, K, D] added at their tokens";
+  let arguments = (ins Sbp_F32Tensor:$base, Sbp_F32Tensor:$input, Sbp_I32Tensor:$keep);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_LinearGradInputOp : Sbp_InternalOp<"linear_grad_input", [Sbp_RowWiseOpInterface]> {
+  let summary = "dx[..., K] = dy[..., N] W, W = [N, K]";
+  let arguments = (ins Sbp_F32Tensor:$grad, Sbp_F32Tensor:$weight);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_LinearGradWeightOp : Sbp_InternalOp<"linear_grad_weight", [Sbp_RowWiseOpInterface]> {
+  let summary = "dW[N, K] = sum over rows of dy[r, N]^T x[r, K]";
+  let arguments = (ins Sbp_F32Tensor:$input, Sbp_F32Tensor:$grad);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_BiasGradOp : Sbp_InternalOp<"bias_grad", [Sbp_RowWiseOpInterface]> {
+  let summary = "db[N] = sum over rows of dy[..., N]";
+  let arguments = (ins Sbp_F32Tensor:$grad);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_PosGradOp : Sbp_InternalOp<"pos_grad"> {
+  let summary = "dpos[1, T, D] = sum over the batch of dy[B, T, D]";
+  let arguments = (ins Sbp_F32Tensor:$grad);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_GeluGradOp : Sbp_InternalOp<"gelu_grad", [Sbp_RowWiseOpInterface]> {
+  let summary = "dx = dy * gelu'(x)";
+  let arguments = (ins Sbp_F32Tensor:$input, Sbp_F32Tensor:$grad);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_ReluGradOp : Sbp_InternalOp<"relu_grad", [Sbp_RowWiseOpInterface]> {
+  let summary = "dx = dy * (x > 0)";
+  let arguments = (ins Sbp_F32Tensor:$input, Sbp_F32Tensor:$grad);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_LayerNormGradOp : Sbp_InternalOp<"layer_norm_grad", [Sbp_RowWiseOpInterface]> {
+  let summary = "(dx, dweight, dbias) of LayerNorm, recomputing the statistics from x";
+  let arguments = (ins Sbp_F32Tensor:$input, Sbp_F32Tensor:$weight, Sbp_F32Tensor:$grad,
+                       DefaultValuedAttr<F64Attr, "1.0e-5">:$eps);
+  let results = (outs Sbp_F32Tensor:$grad_input, Sbp_F32Tensor:$grad_weight, Sbp_F32Tensor:$grad_bias);
+  let assemblyFormat = "$input `,` $weight `,` $grad attr-dict `:` functional-type(operands, results)";
+}
+
+def Sbp_MeanTokensGradOp : Sbp_InternalOp<"mean_tokens_grad"> {
+  let summary = "dx[B, T, D] = dy[B, D] / T broadcast over tokens";
+  let arguments = (ins Sbp_F32Tensor:$grad);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_CrossEntropyGradOp : Sbp_InternalOp<"cross_entropy_grad"> {
+  let summary = "dlogits = (softmax(logits) - onehot(labels)) / B";
+  let arguments = (ins Sbp_F32Tensor:$logits, Sbp_I32Tensor:$labels);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_ParamGradOp : Sbp_Op<"param_grad"> {
+  let summary = "the gradient of the named parameter (written to the gradient buffer)";
+  let arguments = (ins StrAttr:$name, Sbp_F32Tensor:$grad);
+  let assemblyFormat = "$name `,` $grad attr-dict `:` type($grad)";
+  let hasVerifier = 1;
+}
+
+#endif // SBP_OPS_TD

@@ -1,0 +1,29 @@
+//===- SbpKernelDialect.h - the sbpk kernel-graph dialect -------*- C++ -*-===//
+#ifndef SBPK_SBPKERNELDIALECT_H
+#define SBPK_SBPKERNELDIALECT_H
+
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/IR/SymbolTable.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "SbpKernel/SbpKernelOpsDialect.h.inc"
+#define GET_OP_CLASSES
+#include "SbpKernel/SbpKernelOps.h.inc"
+
+namespace sbpk {
+/// Discardable attribute set by sbp-plan-memory: one arena byte offset per result.
+inline constexpr llvm::StringLiteral kArenaOffsetsAttr = "arena_offsets";
+
+/// The grad_out op that a value is written to, if any: such a value lives in
+/// the gradient buffer instead of the arena.
+GradOutOp getGradOutUser(mlir::Value value);
+
+/// Bytes of a tensor value (f32 and i32 elements).
+int64_t byteSize(mlir::Type type);
+} // namespace sbpk
+
+#endif // SBPK_SBPKERNELDIALECT_H

@@ -1,0 +1,85 @@
+// Dataset.h - image classification datasets in their distribution formats.
+//
+// MNIST IDX (MNIST, Fashion-MNIST; gzip or plain) and CIFAR-10 binary. Images
+// stay as bytes in memory (4x smaller than floats) and are converted per batch:
+// scaled to [0, 1], then standardised per channel with the training split's
+// mean and standard deviation.
+#ifndef SBP_RUNTIME_DATASET_H
+#define SBP_RUNTIME_DATASET_H
+
+#include "sbp/trainer.h"
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sbp::rt {
+
+struct ImageSplit {
+  std::vector<uint8_t> pixels; // [count, C, H, W]
+  std::vector<int32_t> labels; // [count]
+  int64_t count() const { return int64_t(labels.size()); }
+};
+
+class Dataset {
+public:
+  // Detects the format in `directory`; throws SBP_ERROR_NOT_FOUND for a missing
+  // directory or file, SBP_ERROR_CORRUPT_FILE for a malformed one.
+  static std::unique_ptr<Dataset> open(const std::string &directory);
+
+  const std::string &format() const { return format_; }
+  int32_t channels() const { return channels_; }
+  int32_t height() const { return height_; }
+  int32_t width() const { return width_; }
+  int32_t numClasses() const { return num_classes_; }
+  int64_t imageSize() const { return int64_t(channels_) * height_ * width_; }
+  const ImageSplit &split(sbp_split which) const;
+  float mean(int32_t c) const { return mean_[c]; }
+  float stddev(int32_t c) const { return std_[c]; }
+
+  int64_t numTrainBatches(sbp_split which, int64_t batch) const;
+  int64_t numEvalBatches(sbp_split which, int64_t batch) const;
+  // Batch `index` of epoch `epoch` in the order Philox(seed, epoch) shuffles.
+  void trainBatch(sbp_split which, int64_t batch, uint64_t seed, int64_t epoch, int64_t index,
+                  float *images, int32_t *labels);
+  // Batch `index` in file order, the last padded; returns the real entries.
+  int64_t evalBatch(sbp_split which, int64_t batch, int64_t index, float *images,
+                    int32_t *labels) const;
+
+  // Builds a dataset from already-read splits (computes classes and statistics).
+  Dataset(std::string format, int32_t channels, int32_t height, int32_t width, ImageSplit train,
+          ImageSplit test);
+
+private:
+  void computeStatistics();
+  void copyImage(sbp_split which, int64_t image, float *dst) const;
+  const std::vector<int64_t> &permutation(sbp_split which, uint64_t seed, int64_t epoch);
+
+  std::string format_;
+  int32_t channels_, height_, width_;
+  int32_t num_classes_ = 0;
+  ImageSplit train_, test_;
+  std::array<float, 4> mean_{}, std_{};
+  std::vector<std::array<float, 256>> lut_; // byte -> standardised value, per channel
+  struct {
+    sbp_split split = SBP_SPLIT_TRAIN;
+    uint64_t seed = 0;
+    int64_t epoch = -1;
+    std::vector<int64_t> order;
+  } shuffle_;
+};
+
+// Reads a whole file, gunzipping it when it is gzip (zlib reads plain files
+// through the same calls). Throws SBP_ERROR_CORRUPT_FILE on a damaged stream.
+std::vector<uint8_t> readMaybeGzip(const std::string &path);
+
+// Parses IDX bytes: unsigned-byte data with `rank` dimensions; returns the
+// dimensions and moves the payload into data.
+std::vector<int64_t> parseIdx(std::vector<uint8_t> bytes, int rank, const std::string &path,
+                              std::vector<uint8_t> &data);
+
+} // namespace sbp::rt
+
+#endif // SBP_RUNTIME_DATASET_H

@@ -1,0 +1,159 @@
+// Masks.cpp - grid and random keep masks.
+#include "Masks.h"
+
+#include "Error.h"
+#include "Philox.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace sbp::rt {
+
+MaskSpec MaskSpec::from(const sbp_mask_group_desc &group) {
+  MaskSpec spec;
+  spec.kind = group.kind;
+  spec.keep_ratio = group.keep_ratio;
+  spec.grid_h = group.grid_h;
+  spec.grid_w = group.grid_w;
+  spec.prefix_tokens = group.prefix_tokens;
+  spec.capacity = group.capacity;
+  return spec;
+}
+
+bool MaskSpec::sharesDrawWith(const MaskSpec &other) const {
+  return kind == other.kind && keep_ratio == other.keep_ratio && grid_h == other.grid_h &&
+         grid_w == other.grid_w;
+}
+
+int32_t gridStride(float keep_ratio) {
+  double r = keep_ratio;
+  if (r >= 1.0)
+    return 0;
+  return int32_t(std::lround(r <= 0.5 ? 1.0 / r : 1.0 / (1.0 - r)));
+}
+
+int32_t randomDropCount(float keep_ratio, int32_t grid_size) {
+  double drop = (1.0 - double(keep_ratio)) * grid_size;
+  return std::clamp(int32_t(std::floor(drop + 1e-6)), 0, grid_size);
+}
+
+std::vector<int32_t> gridKeptPositions(const MaskSpec &spec, int32_t start) {
+  int32_t stride = gridStride(spec.keep_ratio);
+  bool keep_matching = spec.keep_ratio <= 0.5f;
+  std::vector<int32_t> kept;
+  kept.reserve(spec.gridSize());
+  for (int32_t i = 0; i < spec.grid_h; ++i)
+    for (int32_t j = 0; j < spec.grid_w; ++j) {
+      bool matches = stride > 0 && (i + j) % stride == start;
+      if (stride == 0 || matches == keep_matching)
+        kept.push_back(i * spec.grid_w + j);
+    }
+  return kept;
+}
+
+namespace {
+
+std::vector<int32_t> randomKeptPositions(const MaskSpec &spec, PhiloxStream &rng) {
+  int32_t n = spec.gridSize();
+  int32_t drop = randomDropCount(spec.keep_ratio, n);
+  // Partial Fisher-Yates: the first `drop` entries become a uniform subset.
+  std::vector<int32_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  for (int32_t k = 0; k < drop; ++k)
+    std::swap(order[k], order[k + int32_t(rng.below(uint32_t(n - k)))]);
+  std::vector<char> dropped(n, 0);
+  for (int32_t k = 0; k < drop; ++k)
+    dropped[order[k]] = 1;
+  std::vector<int32_t> kept;
+  kept.reserve(n - drop);
+  for (int32_t p = 0; p < n; ++p)
+    if (!dropped[p])
+      kept.push_back(p);
+  return kept;
+}
+
+} // namespace
+
+std::vector<int32_t> sampleKeptPositions(const MaskSpec &spec, uint64_t seed, int64_t step,
+                                         uint32_t draw) {
+  PhiloxStream rng(seed, Purpose::Mask, uint64_t(step), draw);
+  if (spec.kind == SBP_MASK_RANDOM)
+    return randomKeptPositions(spec, rng);
+  int32_t stride = gridStride(spec.keep_ratio);
+  int32_t start = stride > 0 ? int32_t(rng.below(uint32_t(stride))) : 0;
+  return gridKeptPositions(spec, start);
+}
+
+int32_t maxKeptTokens(const MaskSpec &spec) {
+  size_t most = 0;
+  if (spec.kind == SBP_MASK_RANDOM) {
+    most = size_t(spec.gridSize() - randomDropCount(spec.keep_ratio, spec.gridSize()));
+  } else {
+    int32_t starts = std::max(gridStride(spec.keep_ratio), 1);
+    for (int32_t start = 0; start < starts; ++start)
+      most = std::max(most, gridKeptPositions(spec, start).size());
+  }
+  return spec.prefix_tokens + int32_t(most);
+}
+
+void writeKeepIndices(const MaskSpec &spec, const std::vector<int32_t> &positions, int32_t *out) {
+  int64_t tokens = int64_t(spec.prefix_tokens) + int64_t(positions.size());
+  if (tokens > spec.capacity)
+    fail(SBP_ERROR_INTERNAL, "mask keeps {} tokens but its capacity is {} (keep ratio {}, grid {}x{})",
+         tokens, spec.capacity, spec.keep_ratio, spec.grid_h, spec.grid_w);
+  int32_t n = 0;
+  for (int32_t t = 0; t < spec.prefix_tokens; ++t)
+    out[n++] = t;
+  for (int32_t p : positions)
+    out[n++] = spec.prefix_tokens + p;
+  std::fill(out + n, out + spec.capacity, -1);
+}
+
+std::vector<int32_t> checkedFixedIndices(const MaskSpec &spec, const char *group_name,
+                                         const int32_t *idx, int32_t count) {
+  if (count < 0 || count > spec.capacity)
+    fail(SBP_ERROR_INVALID_ARGUMENT, "mask group '{}': {} keep indices given, capacity is {}",
+         group_name, count, spec.capacity);
+  for (int32_t k = 0; k < count; ++k) {
+    if (idx[k] < 0 || idx[k] >= spec.tokenCount())
+      fail(SBP_ERROR_INVALID_ARGUMENT,
+           "mask group '{}': keep index {} (entry {}) is outside [0, {})", group_name, idx[k], k,
+           spec.tokenCount());
+    if (k > 0 && idx[k] <= idx[k - 1])
+      fail(SBP_ERROR_INVALID_ARGUMENT,
+           "mask group '{}': keep indices must be ascending and unique ({} follows {} at entry {})",
+           group_name, idx[k], idx[k - 1], k);
+  }
+  std::vector<int32_t> padded(size_t(spec.capacity), -1);
+  std::copy(idx, idx + count, padded.begin());
+  return padded;
+}
+
+MaskSampler::MaskSampler(std::vector<MaskSpec> specs) : specs_(std::move(specs)) {
+  for (size_t g = 0; g < specs_.size(); ++g) {
+    uint32_t draw = uint32_t(g);
+    for (size_t h = 0; h < g; ++h)
+      if (specs_[h].sharesDrawWith(specs_[g])) {
+        draw = draw_of_[h];
+        break;
+      }
+    draw_of_.push_back(draw);
+  }
+}
+
+void MaskSampler::sample(uint64_t seed, int64_t step,
+                         std::vector<std::vector<int32_t>> &out) const {
+  out.resize(specs_.size());
+  std::vector<std::vector<int32_t>> draws(specs_.size());
+  for (size_t g = 0; g < specs_.size(); ++g) {
+    uint32_t draw = draw_of_[g];
+    if (draw == g) // the first group with these settings draws for all of them
+      draws[g] = sampleKeptPositions(specs_[g], seed, step, draw);
+    out[g].resize(size_t(specs_[g].capacity));
+    writeKeepIndices(specs_[g], draws[draw], out[g].data());
+  }
+}
+
+} // namespace sbp::rt
+

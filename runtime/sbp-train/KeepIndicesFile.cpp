@@ -1,0 +1,48 @@
+// KeepIndicesFile.cpp - parsing keep-index text files.
+#include "KeepIndicesFile.h"
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace sbp::train {
+
+std::vector<std::vector<int32_t>> parseKeepIndices(const std::string &text,
+                                                   const std::string &source) {
+  std::vector<std::vector<int32_t>> lines;
+  std::istringstream in(text);
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    line = line.substr(0, line.find('#'));
+    std::istringstream words(line);
+    std::vector<int32_t> values;
+    for (std::string word; words >> word;) {
+      int32_t value = 0;
+      auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), value);
+      if (ec != std::errc() || end != word.data() + word.size())
+        throw std::runtime_error(source + ":" + std::to_string(number) + ": '" + word +
+                                 "' is not a token index");
+      values.push_back(value);
+    }
+    if (!values.empty())
+      lines.push_back(std::move(values));
+  }
+  if (lines.empty())
+    throw std::runtime_error(source + ": no keep indices in the file");
+  return lines;
+}
+
+std::vector<std::vector<int32_t>> readKeepIndicesFile(const std::string &path) {
+  std::ifstream file(path);
+  if (!file)
+    throw std::runtime_error("cannot read keep-index file '" + path + "': " +
+                             std::strerror(errno));
+  std::ostringstream text;
+  text << file.rdbuf();
+  return parseKeepIndices(text.str(), path);
+}
+
+} // namespace sbp::train

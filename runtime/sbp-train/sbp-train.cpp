@@ -1,0 +1,471 @@
+// sbp-train - train a model with a trainer library written by sbpc.
+//
+//   sbp-train train.so --data /usr/share/datasets/fashion-mnist --epochs 3
+//
+// Exit status: 0 on success, 1 on any error (message "sbp-train: error: ..."
+// on stderr), 2 for a bad command line. See docs/sbp-train.md.
+#include "KeepIndicesFile.h"
+#include "Progress.h"
+#include "Schedule.h"
+
+#include "sbp/trainer.hpp"
+
+#include <boost/program_options.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace po = boost::program_options;
+using namespace sbp::train;
+
+namespace {
+
+constexpr int64_t kTrainAccImages = 10000; // train-acc is measured on this many images
+
+// A command-line mistake: exit status 2.
+class UsageError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Options {
+  std::string trainer, data, log, save, resume, schedule = "cosine";
+  std::string params, keep_indices, batch, dump_grads, save_params;
+  std::optional<int64_t> epochs, steps, warmup_steps;
+  std::optional<float> lr, weight_decay;
+  std::optional<uint64_t> seed;
+  int32_t threads = 0;
+  bool eval_every_epoch = false, info = false;
+};
+
+template <typename T> std::optional<T> optionalOf(const po::variables_map &vm, const char *key) {
+  return vm.count(key) ? std::optional<T>(vm[key].as<T>()) : std::nullopt;
+}
+
+po::options_description describeOptions(Options &o) {
+  po::options_description run("Training");
+  run.add_options()
+      ("help,h", "print this help and exit")
+      ("data", po::value(&o.data), "dataset directory (MNIST IDX or CIFAR-10 binary)")
+      ("epochs", po::value<int64_t>(), "train for N epochs (default 1)")
+      ("steps", po::value<int64_t>(), "train for N steps in all (instead of --epochs)")
+      ("lr", po::value<float>(), "base learning rate (default: the model's)")
+      ("weight-decay", po::value<float>(), "weight decay (default: the model's)")
+      ("schedule", po::value(&o.schedule), "learning-rate schedule: cosine (default) | constant")
+      ("warmup-steps", po::value<int64_t>(), "linear warm-up steps (default: 5% of the run, "
+                                             "at most 500, for cosine; 0 for constant)")
+      ("seed", po::value<uint64_t>(), "seed of initialisation, masks and shuffling (default 0)")
+      ("threads", po::value(&o.threads), "CPU threads (default: all)")
+      ("log", po::value(&o.log), "append per-epoch rows to this CSV file")
+      ("save", po::value(&o.save), "save a checkpoint here after every epoch")
+      ("resume", po::value(&o.resume), "continue from this checkpoint")
+      ("eval-every-epoch", po::bool_switch(&o.eval_every_epoch),
+       "evaluate after every epoch (default: after the last)");
+  po::options_description test("Testing and inspection");
+  test.add_options()
+      ("info", po::bool_switch(&o.info), "print the trainer's description and report, then exit")
+      ("params", po::value(&o.params), "load parameters (safetensors) before training")
+      ("keep-indices", po::value(&o.keep_indices), "fix the keep masks (text file of indices)")
+      ("batch", po::value(&o.batch), "safetensors batch (images, labels) for --dump-grads")
+      ("dump-grads", po::value(&o.dump_grads), "write the gradients of one batch here and exit")
+      ("save-params", po::value(&o.save_params), "save the final parameters here");
+  po::options_description all;
+  all.add(run).add(test);
+  return all;
+}
+
+void printHelp(const po::options_description &options) {
+  fmt::print("usage: sbp-train TRAINER.so --data DIR [--epochs N | --steps N] [options]\n\n");
+  std::ostringstream text;
+  text << options;
+  fmt::print("{}\n", text.str());
+}
+
+// Returns std::nullopt when --help was handled.
+std::optional<Options> parseCommandLine(int argc, char **argv) {
+  Options o;
+  po::options_description visible = describeOptions(o);
+  po::options_description all;
+  all.add(visible).add_options()("trainer", po::value(&o.trainer));
+  po::positional_options_description positional;
+  positional.add("trainer", 1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
+    po::notify(vm);
+  } catch (const po::error &e) {
+    throw UsageError(e.what());
+  }
+  if (vm.count("help")) {
+    printHelp(visible);
+    return std::nullopt;
+  }
+  o.epochs = optionalOf<int64_t>(vm, "epochs");
+  o.steps = optionalOf<int64_t>(vm, "steps");
+  o.warmup_steps = optionalOf<int64_t>(vm, "warmup-steps");
+  o.lr = optionalOf<float>(vm, "lr");
+  o.weight_decay = optionalOf<float>(vm, "weight-decay");
+  o.seed = optionalOf<uint64_t>(vm, "seed");
+  if (o.trainer.empty())
+    throw UsageError("no trainer library given");
+  if (o.epochs && o.steps)
+    throw UsageError("give --epochs or --steps, not both");
+  if ((o.epochs && *o.epochs < 1) || (o.steps && *o.steps < 1))
+    throw UsageError("--epochs and --steps must be at least 1");
+  if (o.warmup_steps && *o.warmup_steps < 0)
+    throw UsageError("--warmup-steps must not be negative");
+  if (o.threads < 0)
+    throw UsageError("--threads must not be negative");
+  if (!o.resume.empty() && !o.params.empty())
+    throw UsageError("--resume already restores the parameters; drop --params");
+  if (!o.batch.empty() && o.dump_grads.empty())
+    throw UsageError("--batch is the batch of --dump-grads; give --dump-grads too");
+  bool needs_data = !o.info && (o.dump_grads.empty() || o.batch.empty());
+  if (needs_data && o.data.empty())
+    throw UsageError("--data DIR is required");
+  try {
+    parseScheduleKind(o.schedule);
+  } catch (const std::invalid_argument &e) {
+    throw UsageError(e.what());
+  }
+  return o;
+}
+
+// ------------------------------------------------------------------ info --
+
+std::string humanBytes(double bytes) {
+  const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024.0 && u < 4) {
+    bytes /= 1024.0;
+    ++u;
+  }
+  return fmt::format(u ? "{:.1f} {}" : "{:.0f} {}", bytes, units[u]);
+}
+
+void printInfo(const sbp::Trainer &trainer) {
+  sbp_trainer_info i = trainer.info();
+  fmt::print("model          {}\n", i.model_name);
+  fmt::print("target         {}\n", i.target);
+  fmt::print("sbpc version   {}\n", *i.sbpc_version ? i.sbpc_version : "unknown");
+  fmt::print("batch          {}\n", i.batch);
+  fmt::print("input          {}x{}x{}\n", i.in_channels, i.in_height, i.in_width);
+  fmt::print("classes        {}\n", i.num_classes);
+  fmt::print("parameters     {} elements in {} tensors ({})\n", i.param_elements, i.num_params,
+             humanBytes(double(i.param_elements) * 4));
+  for (int32_t p = 0; p < i.num_params; ++p) {
+    sbp_param_info pi{};
+    pi.struct_size = sizeof(pi);
+    sbp::detail::check(sbp_trainer_get_param_info(trainer.get(), p, &pi));
+    std::vector<int64_t> shape(pi.shape, pi.shape + pi.rank);
+    fmt::print("  {:<40} [{}]{}\n", pi.name, fmt::join(shape, ", "),
+               pi.weight_decay ? "" : "  (no weight decay)");
+  }
+  fmt::print("optimizer      {}  lr {}  weight decay {}", i.optimizer, i.lr, i.weight_decay);
+  if (std::string(i.optimizer) == "adamw")
+    fmt::print("  betas ({}, {})  eps {}\n", i.beta1, i.beta2, i.eps);
+  else
+    fmt::print("  momentum {}{}\n", i.momentum, i.nesterov ? " (Nesterov)" : "");
+  fmt::print("mask groups    {}\n", i.num_mask_groups);
+  for (int32_t g = 0; g < i.num_mask_groups; ++g) {
+    sbp_mask_group_info m{};
+    m.struct_size = sizeof(m);
+    sbp::detail::check(sbp_trainer_get_mask_group_info(trainer.get(), g, &m));
+    fmt::print("  {:<12} {} keep {}  grid {}x{}  prefix {}  capacity {}\n", m.name, m.kind,
+               m.keep_ratio, m.grid_h, m.grid_w, m.prefix_tokens, m.capacity);
+  }
+  fmt::print("report         forward {:.3g} FLOP, backward {:.3g} FLOP per step\n",
+             i.forward_flops, i.backward_flops);
+  fmt::print("               saved activations {}, arena train {} / eval {}\n",
+             humanBytes(double(i.saved_activation_bytes)), humanBytes(double(i.train_arena_bytes)),
+             humanBytes(double(i.eval_arena_bytes)));
+  fmt::print("runtime        ABI {}, arena {}, parameters+gradients+optimizer {}\n",
+             sbp_runtime_abi_version(), humanBytes(double(i.arena_bytes)),
+             humanBytes(double(i.state_bytes)));
+}
+
+// ------------------------------------------------------------ batches ---
+
+struct Batch {
+  std::vector<float> images;
+  std::vector<int32_t> labels;
+  Batch(const sbp_trainer_info &i)
+      : images(size_t(i.batch) * size_t(i.in_channels) * size_t(i.in_height) *
+               size_t(i.in_width)),
+        labels(size_t(i.batch)) {}
+};
+
+void checkCompatible(const sbp_trainer_info &t, const sbp_dataset_info &d,
+                     const std::string &dir) {
+  if (t.in_channels != d.channels || t.in_height != d.height || t.in_width != d.width)
+    throw std::runtime_error(fmt::format(
+        "dataset '{}' has {}x{}x{} images, the trainer expects {}x{}x{}", dir, d.channels,
+        d.height, d.width, t.in_channels, t.in_height, t.in_width));
+  if (d.num_classes > t.num_classes)
+    throw std::runtime_error(fmt::format("dataset '{}' has {} classes, the trainer only {}", dir,
+                                         d.num_classes, t.num_classes));
+}
+
+void applyKeepIndices(sbp::Trainer &trainer, const std::string &path) {
+  std::vector<std::vector<int32_t>> lines = readKeepIndicesFile(path);
+  int32_t groups = trainer.info().num_mask_groups;
+  if (lines.size() == 1) {
+    trainer.setKeepIndices(-1, lines[0]);
+    return;
+  }
+  if (int32_t(lines.size()) != groups)
+    throw std::runtime_error(fmt::format(
+        "'{}' has {} lines of keep indices; the model has {} mask groups (give one line for all "
+        "of them, or one per group)",
+        path, lines.size(), groups));
+  for (int32_t g = 0; g < groups; ++g)
+    trainer.setKeepIndices(g, lines[size_t(g)]);
+}
+
+int dumpGradients(sbp::Trainer &trainer, const Options &o) {
+  sbp_trainer_info info = trainer.info();
+  Batch batch(info);
+  if (!o.batch.empty()) {
+    trainer.readBatchFile(o.batch, batch.images.data(), batch.labels.data());
+  } else {
+    sbp::Dataset data(o.data);
+    checkCompatible(info, data.info(), o.data);
+    if (data.numEvalBatches(info.batch, SBP_SPLIT_TRAIN) < 1 ||
+        data.info().train_count < info.batch)
+      throw std::runtime_error(fmt::format("dataset '{}' has fewer than {} training images",
+                                           o.data, info.batch));
+    data.evalBatch(info.batch, 0, batch.images.data(), batch.labels.data(), SBP_SPLIT_TRAIN);
+  }
+  float loss = trainer.computeGradients(batch.images.data(), batch.labels.data());
+  trainer.saveGradients(o.dump_grads);
+  if (!o.save_params.empty())
+    trainer.saveParams(o.save_params);
+  fmt::print("loss {:.6f}; gradients of {} parameters written to {}\n", loss, info.num_params,
+             o.dump_grads);
+  return 0;
+}
+
+// ------------------------------------------------------------ training --
+
+struct EvalResult {
+  double loss = 0.0, accuracy = 0.0;
+};
+
+// Mean cross-entropy and accuracy over the first `max_images` of a split (all
+// when <= 0), from logits, so padded entries of the last batch are left out.
+EvalResult evaluate(sbp::Trainer &trainer, sbp::Dataset &data, sbp_split split,
+                    int64_t max_images) {
+  sbp_trainer_info info = trainer.info();
+  Batch batch(info);
+  std::vector<float> logits(size_t(info.batch) * size_t(info.num_classes));
+  int64_t batches = data.numEvalBatches(info.batch, split);
+  if (max_images > 0)
+    batches = std::min(batches, (max_images + info.batch - 1) / info.batch);
+  double loss = 0.0;
+  int64_t correct = 0, count = 0;
+  for (int64_t b = 0; b < batches; ++b) {
+    int64_t valid =
+        data.evalBatch(info.batch, b, batch.images.data(), batch.labels.data(), split);
+    trainer.eval(batch.images.data(), batch.labels.data(), logits.data());
+    for (int64_t k = 0; k < valid; ++k) {
+      const float *row = logits.data() + k * info.num_classes;
+      const float *best = std::max_element(row, row + info.num_classes);
+      double sum = 0.0;
+      for (int32_t c = 0; c < info.num_classes; ++c)
+        sum += std::exp(double(row[c]) - *best);
+      loss += *best + std::log(sum) - row[batch.labels[size_t(k)]];
+      correct += (best - row) == batch.labels[size_t(k)];
+    }
+    count += valid;
+  }
+  return {loss / double(std::max<int64_t>(count, 1)),
+          100.0 * double(correct) / double(std::max<int64_t>(count, 1))};
+}
+
+class CsvLog {
+public:
+  CsvLog(const std::string &path, bool append) {
+    if (path.empty())
+      return;
+    bool has_rows = false;
+    if (append) {
+      if (std::FILE *old = std::fopen(path.c_str(), "r")) {
+        has_rows = std::fgetc(old) != EOF;
+        std::fclose(old);
+      }
+    }
+    file_ = std::fopen(path.c_str(), has_rows ? "a" : "w");
+    if (!file_)
+      throw std::runtime_error(fmt::format("cannot write log '{}'", path));
+    if (!has_rows)
+      fmt::print(file_, "epoch,step,train_loss,test_loss,test_acc,seconds\n");
+  }
+  ~CsvLog() {
+    if (file_)
+      std::fclose(file_);
+  }
+  CsvLog(const CsvLog &) = delete;
+  CsvLog &operator=(const CsvLog &) = delete;
+
+  void row(int64_t epoch, int64_t step, double train_loss, const std::optional<EvalResult> &test,
+           double seconds) {
+    if (!file_)
+      return;
+    std::string test_loss = test ? fmt::format("{:.6f}", test->loss) : "";
+    std::string test_acc = test ? fmt::format("{:.4f}", test->accuracy) : "";
+    fmt::print(file_, "{},{},{:.6f},{},{},{:.3f}\n", epoch, step, train_loss, test_loss, test_acc,
+               seconds);
+    std::fflush(file_);
+  }
+
+private:
+  std::FILE *file_ = nullptr;
+};
+
+using Clock = std::chrono::steady_clock;
+
+double secondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// One optimizer step; a non-finite loss ends the run with where it happened.
+double trainStep(sbp::Trainer &trainer, Batch &batch, int64_t epoch, int64_t index) {
+  try {
+    return trainer.step(batch.images.data(), batch.labels.data());
+  } catch (const sbp::Error &e) {
+    if (e.status() != SBP_ERROR_NUMERIC)
+      throw;
+    throw std::runtime_error(fmt::format("training stopped in epoch {}, batch {}: {}; that step "
+                                         "was not applied (a lower --lr may help)",
+                                         epoch + 1, index + 1, e.what()));
+  }
+}
+
+int train(sbp::Trainer &trainer, const Options &o) {
+  sbp::Dataset data(o.data);
+  sbp_trainer_info info = trainer.info();
+  checkCompatible(info, data.info(), o.data);
+  const int64_t per_epoch = data.numTrainBatches(info.batch);
+  if (per_epoch < 1)
+    throw std::runtime_error(fmt::format("dataset '{}' has {} training images, fewer than one "
+                                         "batch of {}",
+                                         o.data, data.info().train_count, info.batch));
+  const int64_t total = o.steps ? *o.steps : o.epochs.value_or(1) * per_epoch;
+  const int64_t epochs = (total + per_epoch - 1) / per_epoch;
+  const uint64_t seed = info.seed; // after --resume: the checkpoint's
+  LrSchedule schedule;
+  schedule.kind = parseScheduleKind(o.schedule);
+  schedule.base_lr = info.lr;
+  schedule.total_steps = total;
+  schedule.warmup_steps = o.warmup_steps.value_or(defaultWarmupSteps(schedule.kind, total));
+
+  int64_t step = info.step;
+  if (step >= total) {
+    fmt::print("nothing to do: the checkpoint is at step {}, the run has {} steps\n", step,
+               total);
+    return 0;
+  }
+  CsvLog log(o.log, !o.resume.empty());
+  Batch batch(info);
+  const bool terminal = ::isatty(STDERR_FILENO) == 1;
+  const auto run_start = Clock::now();
+  while (step < total) {
+    const int64_t epoch = step / per_epoch;
+    const int64_t first = step % per_epoch;
+    const int64_t last = std::min(per_epoch, first + (total - step)); // exclusive
+    Progress progress(stderr, terminal, fmt::format("epoch {}/{}", epoch + 1, epochs),
+                      last - first);
+    double loss_sum = 0.0;
+    const auto epoch_start = Clock::now();
+    for (int64_t index = first; index < last; ++index, ++step) {
+      data.trainBatch(info.batch, seed, epoch, index, batch.images.data(), batch.labels.data());
+      trainer.setLearningRate(float(schedule.at(step)));
+      loss_sum += trainStep(trainer, batch, epoch, index);
+      int64_t done = index - first + 1;
+      progress.update(done, loss_sum / double(done),
+                      double(done * info.batch) / secondsSince(epoch_start));
+    }
+    progress.finish();
+    const double train_seconds = secondsSince(epoch_start);
+    const double train_loss = loss_sum / double(last - first);
+    const double rate = double((last - first) * info.batch) / train_seconds;
+    std::optional<EvalResult> test;
+    std::string line = fmt::format("epoch {}/{}  loss {:.4f}", epoch + 1, epochs, train_loss);
+    if (o.eval_every_epoch || step == total) {
+      EvalResult train_acc = evaluate(trainer, data, SBP_SPLIT_TRAIN, kTrainAccImages);
+      test = evaluate(trainer, data, SBP_SPLIT_TEST, 0);
+      line += fmt::format("  train-acc {:.1f}%  test-loss {:.4f}  test-acc {:.1f}%",
+                          train_acc.accuracy, test->loss, test->accuracy);
+    }
+    fmt::print("{}  {:.0f} img/s\n", line, rate);
+    std::fflush(stdout);
+    log.row(epoch + 1, step, train_loss, test, secondsSince(run_start));
+    if (!o.save.empty())
+      trainer.saveCheckpoint(o.save);
+  }
+  return 0;
+}
+
+int run(const Options &o) {
+  sbp::TrainerOptions options;
+  options.seed = o.seed.value_or(0);
+  options.num_threads = o.threads;
+  if (o.lr)
+    options.lr = *o.lr;
+  if (o.weight_decay)
+    options.weight_decay = *o.weight_decay;
+  sbp::Trainer trainer(o.trainer, options);
+  if (o.info) {
+    printInfo(trainer);
+    return 0;
+  }
+  if (!o.resume.empty()) {
+    trainer.loadCheckpoint(o.resume);
+    sbp_trainer_info info = trainer.info();
+    if (o.seed && *o.seed != info.seed)
+      fmt::print(stderr, "sbp-train: warning: --seed {} ignored: the checkpoint continues seed {}\n",
+                 *o.seed, info.seed);
+    fmt::print(stderr, "sbp-train: resumed '{}' at step {}\n", o.resume, info.step);
+  }
+  if (!o.params.empty())
+    trainer.loadParams(o.params);
+  if (!o.keep_indices.empty())
+    applyKeepIndices(trainer, o.keep_indices);
+  if (!o.dump_grads.empty())
+    return dumpGradients(trainer, o);
+  int status = train(trainer, o);
+  if (status == 0 && !o.save_params.empty())
+    trainer.saveParams(o.save_params);
+  return status;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  try {
+    std::optional<Options> options = parseCommandLine(argc, argv);
+    return options ? run(*options) : 0;
+  } catch (const UsageError &e) {
+    fmt::print(stderr, "sbp-train: error: {}\nTry 'sbp-train --help'.\n", e.what());
+    return 2;
+  } catch (const sbp::Error &e) {
+    fmt::print(stderr, "sbp-train: error: {}\n", e.what());
+    return 1;
+  } catch (const std::exception &e) {
+    fmt::print(stderr, "sbp-train: error: {}\n", e.what());
+    return 1;
+  } catch (...) {
+    fmt::print(stderr, "sbp-train: error: unknown failure\n");
+    return 1;
+  }
+}

@@ -1,0 +1,110 @@
+//===- GemmTest.cpp - sbp::cpu::gemm against a double reference -----------===//
+
+#include "TestSupport.h"
+#include "sbp/cpu_kernels.h"
+
+#include <limits>
+
+namespace sbp::cpu::test {
+namespace {
+
+struct GemmCase {
+  bool transA, transB;
+  int64_t M, N, K;
+  int64_t padA, padB, padC; // extra columns in each stored row (strides)
+  float alpha, beta;
+};
+
+/// Runs one case; checks C against a double reference with a bound scaled by
+/// sum |alpha a b| + |beta c| (the natural error scale of a float GEMM), and
+/// that the padding columns of C are untouched.
+void runGemm(const GemmCase &g, uint32_t seed) {
+  SCOPED_TRACE(::testing::Message()
+               << "transA=" << g.transA << " transB=" << g.transB << " M="
+               << g.M << " N=" << g.N << " K=" << g.K);
+  // Stored shapes (row-major): A is MxK or KxM, B is KxN or NxK.
+  const int64_t aRows = g.transA ? g.K : g.M, aCols = g.transA ? g.M : g.K;
+  const int64_t bRows = g.transB ? g.N : g.K, bCols = g.transB ? g.K : g.N;
+  const int64_t lda = aCols + g.padA, ldb = bCols + g.padB, ldc = g.N + g.padC;
+  Vec A = randomVec(size_t(aRows * lda), seed);
+  Vec B = randomVec(size_t(bRows * ldb), seed + 1);
+  Vec C = randomVec(size_t(g.M * ldc), seed + 2);
+  const Vec C0 = C;
+  auto a = [&](int64_t i, int64_t k) {
+    return double(g.transA ? A[k * lda + i] : A[i * lda + k]);
+  };
+  auto b = [&](int64_t k, int64_t j) {
+    return double(g.transB ? B[j * ldb + k] : B[k * ldb + j]);
+  };
+  gemm(g.transA, g.transB, g.M, g.N, g.K, g.alpha, A.data(), lda, B.data(),
+       ldb, g.beta, C.data(), ldc);
+  for (int64_t i = 0; i < g.M; ++i)
+    for (int64_t j = 0; j < ldc; ++j) {
+      const double c0 = C0[i * ldc + j];
+      if (j >= g.N) {
+        ASSERT_EQ(C[i * ldc + j], C0[i * ldc + j]) << "padding written";
+        continue;
+      }
+      double ref = 0.0, scale = 0.0;
+      for (int64_t k = 0; k < g.K; ++k) {
+        ref += a(i, k) * b(k, j);
+        scale += std::fabs(a(i, k) * b(k, j));
+      }
+      ref = g.alpha * ref + (g.beta == 0.0f ? 0.0 : g.beta * c0);
+      scale = std::fabs(g.alpha) * scale + std::fabs(g.beta * c0);
+      ASSERT_NEAR(C[i * ldc + j], ref, 2e-6 * scale + 1e-6)
+          << "at (" << i << ", " << j << ")";
+    }
+}
+
+TEST(Gemm, AllTransposeCombosWithStridesAndBeta) {
+  uint32_t seed = 100;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      runGemm({ta, tb, 37, 19, 23, 3, 5, 2, 0.7f, -1.3f}, seed += 10);
+}
+
+TEST(Gemm, LargerThreadedShapes) {
+  // Big enough that OpenBLAS splits the work among its threads.
+  uint32_t seed = 200;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      runGemm({ta, tb, 131, 97, 211, 1, 0, 4, 1.0f, 0.5f}, seed += 10);
+}
+
+TEST(Gemm, BetaZeroIgnoresGarbageInC) {
+  const int64_t M = 5, N = 6, K = 7;
+  Vec A = randomVec(M * K, 1), B = randomVec(K * N, 2);
+  Vec C(M * N, std::numeric_limits<float>::quiet_NaN());
+  gemm(false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, C.data(),
+       N);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double ref = 0.0;
+      for (int64_t k = 0; k < K; ++k)
+        ref += double(A[i * K + k]) * B[k * N + j];
+      ASSERT_NEAR(C[i * N + j], ref, 1e-5);
+    }
+}
+
+TEST(Gemm, DegenerateProductsScaleC) {
+  const int64_t M = 3, N = 4;
+  Vec C = randomVec(M * N, 3);
+  const Vec C0 = C;
+  // K == 0: C = beta * C.
+  gemm(false, false, M, N, 0, 1.0f, nullptr, 1, nullptr, N, 2.0f, C.data(), N);
+  for (size_t i = 0; i < C.size(); ++i)
+    ASSERT_FLOAT_EQ(C[i], 2.0f * C0[i]);
+  // alpha == 0 and beta == 0: C = 0, even from NaN, A and B unread.
+  std::fill(C.begin(), C.end(), std::numeric_limits<float>::quiet_NaN());
+  Vec A = randomVec(M * 2, 4), B = randomVec(2 * N, 5);
+  gemm(false, false, M, N, 2, 0.0f, A.data(), 2, B.data(), N, 0.0f, C.data(),
+       N);
+  for (float c : C)
+    ASSERT_EQ(c, 0.0f);
+  // M == 0: nothing happens, nothing is read.
+  gemm(true, true, 0, N, 5, 1.0f, nullptr, 1, nullptr, 5, 0.0f, nullptr, N);
+}
+
+} // namespace
+} // namespace sbp::cpu::test

@@ -1,0 +1,32 @@
+# lit configuration of the sbp test suite.
+import os
+
+import lit.formats
+from lit.llvm import llvm_config
+
+config.name = "SBP"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+config.suffixes = [".mlir", ".test"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.sbp_obj_root, "test")
+config.excludes = ["Inputs", "fixtures", "CMakeLists.txt", "README.md", "lit.cfg.py", "lit.site.cfg.py",
+                   "runtime", "cpu_kernels"]
+
+# Tests that need a GPU say `REQUIRES: cuda`; CI has none.
+if config.enable_cuda:
+    config.available_features.add("cuda")
+
+# The real dataset, from Debian's dataset-fashion-mnist package.
+fashion = "/usr/share/datasets/fashion-mnist"
+if os.path.isdir(fashion):
+    config.available_features.add("fashion-mnist")
+config.substitutions.append(("%fashion_mnist", fashion))
+config.substitutions.append(("%python", config.python_executable))
+config.substitutions.append(("%sbp_src", config.sbp_src_root))
+
+llvm_config.with_system_environment(["HOME", "TMPDIR", "OMP_NUM_THREADS"])
+llvm_config.use_default_substitutions()
+tool_dirs = [config.sbp_tools_dir, config.llvm_tools_dir]
+llvm_config.add_tool_substitutions(["sbp-opt", "sbpc", "sbp-train", "sbp-embed-example"], tool_dirs)
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+llvm_config.with_environment("PATH", config.sbp_tools_dir, append_path=True)
