@@ -10,6 +10,7 @@ config.suffixes = [".mlir", ".test"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.sbp_obj_root, "test")
 config.excludes = ["Inputs", "fixtures", "CMakeLists.txt", "README.md", "lit.cfg.py", "lit.site.cfg.py",
+                   "check_accuracy.py", "compare_safetensors.py", "make_patch_mlp_fixtures.py",
                    "runtime", "cpu_kernels"]
 
 # Tests that need a GPU say `REQUIRES: cuda`; CI has none.

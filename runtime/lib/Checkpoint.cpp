@@ -99,7 +99,7 @@ void loadParams(Trainer &trainer, const std::string &path) {
       d.model_name);
   std::vector<float> params = trainer.params(); // bytes between parameters stay as they are
   readLayout(file, d, params.data());
-  trainer.restore(params, nullptr, 0, 0);
+  trainer.restoreParams(params);
 }
 
 void saveCheckpoint(const Trainer &trainer, const std::string &path) {
@@ -153,7 +153,7 @@ void loadCheckpoint(Trainer &trainer, const std::string &path) {
   readLayout(file, d, params.data());
   for (size_t k = 0; k < state.size(); ++k)
     readLayout(file, d, state[k].data(), state_names[k]);
-  trainer.restore(params, &state, step, seed);
+  trainer.restoreState(params, state, step, seed);
 }
 
 void saveGradients(const Trainer &trainer, const std::string &path) {

@@ -35,6 +35,8 @@ SBP_API const char *sbp_status_string(sbp_status status) {
     return "SBP_ERROR_UNSUPPORTED";
   case SBP_ERROR_INTERNAL:
     return "SBP_ERROR_INTERNAL";
+  case SBP_STATUS_MAX_ENUM:
+    break;
   }
   return "SBP_ERROR_UNKNOWN";
 }

@@ -57,7 +57,8 @@ Trainer::Trainer(const std::string &library_path, const sbp_trainer_options &opt
 
   fixed_.resize(size_t(d.num_mask_groups));
   keep_staging_.resize(size_t(d.num_mask_groups));
-  keep_ptrs_.resize(size_t(d.num_mask_groups));
+  // Never hand the trainer a NULL keep_idx, even for a model without groups.
+  keep_ptrs_.assign(size_t(std::max(d.num_mask_groups, 1)), nullptr);
   for (int32_t g = 0; g < d.num_mask_groups; ++g)
     keep_ratios_.push_back(d.mask_groups[g].keep_ratio);
 
@@ -167,13 +168,19 @@ void Trainer::eval(const float *images, const int32_t *labels, float *loss, floa
     *loss = value;
 }
 
+const sbp_mask_group_desc &Trainer::maskGroup(int32_t group) const {
+  if (group < 0 || group >= desc().num_mask_groups)
+    fail(SBP_ERROR_INVALID_ARGUMENT, "mask group {} does not exist (the model has {})", group,
+         desc().num_mask_groups);
+  return desc().mask_groups[group];
+}
+
 void Trainer::setKeepIndices(int32_t group, const int32_t *idx, int32_t count) {
   const sbp_model_desc &d = desc();
-  if (group < -1 || group >= d.num_mask_groups)
-    fail(SBP_ERROR_INVALID_ARGUMENT, "mask group {} does not exist (the model has {})", group,
-         d.num_mask_groups);
-  if (d.num_mask_groups == 0)
+  if (group == -1 && d.num_mask_groups == 0)
     fail(SBP_ERROR_INVALID_ARGUMENT, "the model has no mask groups to set keep indices for");
+  if (group != -1)
+    maskGroup(group);
   int32_t first = group < 0 ? 0 : group;
   int32_t last = group < 0 ? d.num_mask_groups - 1 : group;
   // Validate every group before changing any: the call is all-or-nothing.
@@ -186,9 +193,7 @@ void Trainer::setKeepIndices(int32_t group, const int32_t *idx, int32_t count) {
 }
 
 std::vector<int32_t> Trainer::keepIndices(int32_t group, int64_t step) const {
-  if (group < 0 || group >= desc().num_mask_groups)
-    fail(SBP_ERROR_INVALID_ARGUMENT, "mask group {} does not exist (the model has {})", group,
-         desc().num_mask_groups);
+  maskGroup(group);
   if (step < 0)
     fail(SBP_ERROR_INVALID_ARGUMENT, "step {} is negative", step);
   if (isFixed(group))
@@ -282,16 +287,24 @@ std::vector<std::vector<float>> Trainer::optimizerState() const {
   return state;
 }
 
-void Trainer::restore(const std::vector<float> &params,
-                      const std::vector<std::vector<float>> *state, int64_t step, uint64_t seed) {
-  if (params.size() * sizeof(float) != params_.bytes() ||
-      (state && state->size() != state_.size()))
-    fail(SBP_ERROR_INTERNAL, "restore: buffer sizes do not match the trainer");
+void Trainer::restoreParams(const std::vector<float> &params) {
+  if (params.size() * sizeof(float) != params_.bytes())
+    fail(SBP_ERROR_INTERNAL, "restore: the parameter buffer has the wrong size");
   backend_->upload(params_.data(), params.data(), params_.bytes());
-  if (!state)
-    return;
+}
+
+void Trainer::restoreState(const std::vector<float> &params,
+                           const std::vector<std::vector<float>> &state, int64_t step,
+                           uint64_t seed) {
+  if (state.size() != state_.size())
+    fail(SBP_ERROR_INTERNAL, "restore: {} optimizer state buffers for {}", state.size(),
+         state_.size());
   for (size_t k = 0; k < state_.size(); ++k)
-    backend_->upload(state_[k].data(), (*state)[k].data(), state_[k].bytes());
+    if (state[k].size() * sizeof(float) != state_[k].bytes())
+      fail(SBP_ERROR_INTERNAL, "restore: an optimizer state buffer has the wrong size");
+  restoreParams(params);
+  for (size_t k = 0; k < state_.size(); ++k)
+    backend_->upload(state_[k].data(), state[k].data(), state_[k].bytes());
   step_ = step;
   seed_ = seed;
 }

@@ -33,6 +33,8 @@ public:
   // The padded keep indices `step` uses for `group`.
   std::vector<int32_t> keepIndices(int32_t group, int64_t step) const;
   bool isFixed(int32_t group) const { return !fixed_[size_t(group)].empty(); }
+  // The group's description; SBP_ERROR_INVALID_ARGUMENT when it does not exist.
+  const sbp_mask_group_desc &maskGroup(int32_t group) const;
   void setLearningRate(float lr);
   void info(sbp_trainer_info &out) const;
 
@@ -46,9 +48,11 @@ public:
   std::vector<float> params() const { return download(params_); }
   std::vector<float> grads() const { return download(grads_); }
   std::vector<std::vector<float>> optimizerState() const;
-  // Replaces parameters (and, when given, optimizer state, step and seed).
-  void restore(const std::vector<float> &params, const std::vector<std::vector<float>> *state,
-               int64_t step, uint64_t seed);
+  // Replace the parameters (from a parameter file), or the whole training state
+  // (from a checkpoint). Buffers are in the layout params()/optimizerState() return.
+  void restoreParams(const std::vector<float> &params);
+  void restoreState(const std::vector<float> &params,
+                    const std::vector<std::vector<float>> &state, int64_t step, uint64_t seed);
 
 private:
   void checkBatch(const float *images, const int32_t *labels) const;

@@ -151,10 +151,7 @@ SBP_API sbp_status sbp_trainer_find_param(const sbp_trainer *trainer, const char
 SBP_API sbp_status sbp_trainer_get_mask_group_info(const sbp_trainer *trainer, int32_t group,
                                                    sbp_mask_group_info *info) {
   return onTrainer(trainer, [&](const sbp::rt::Trainer &t) {
-    if (group < 0 || group >= t.desc().num_mask_groups)
-      fail(SBP_ERROR_INVALID_ARGUMENT, "mask group {} does not exist (the model has {})", group,
-           t.desc().num_mask_groups);
-    const sbp_mask_group_desc &m = t.desc().mask_groups[group];
+    const sbp_mask_group_desc &m = t.maskGroup(group);
     sbp_mask_group_info full{};
     full.name = m.name ? m.name : "";
     full.keep_ratio = m.keep_ratio;

@@ -199,7 +199,7 @@ void printInfo(const sbp::Trainer &trainer) {
 struct Batch {
   std::vector<float> images;
   std::vector<int32_t> labels;
-  Batch(const sbp_trainer_info &i)
+  explicit Batch(const sbp_trainer_info &i)
       : images(size_t(i.batch) * size_t(i.in_channels) * size_t(i.in_height) *
                size_t(i.in_width)),
         labels(size_t(i.batch)) {}
@@ -240,8 +240,7 @@ int dumpGradients(sbp::Trainer &trainer, const Options &o) {
   } else {
     sbp::Dataset data(o.data);
     checkCompatible(info, data.info(), o.data);
-    if (data.numEvalBatches(info.batch, SBP_SPLIT_TRAIN) < 1 ||
-        data.info().train_count < info.batch)
+    if (data.info().train_count < info.batch)
       throw std::runtime_error(fmt::format("dataset '{}' has fewer than {} training images",
                                            o.data, info.batch));
     data.evalBatch(info.batch, 0, batch.images.data(), batch.labels.data(), SBP_SPLIT_TRAIN);
@@ -451,7 +450,19 @@ int run(const Options &o) {
 
 } // namespace
 
+/// GNU OpenMP reads OMP_WAIT_POLICY once, when it is loaded: before main.
+/// Its default lets idle threads spin, which on a shared or busy machine (and
+/// beside OpenBLAS's own threads) starves the threads doing work, by up to 10x
+/// here. Unless the user chose a policy, re-execute with a passive one.
+static void preferPassiveOpenMPThreads(char **argv) {
+  if (std::getenv("OMP_WAIT_POLICY"))
+    return;
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  execv("/proc/self/exe", argv); // returns only on failure: then run as we are
+}
+
 int main(int argc, char **argv) {
+  preferPassiveOpenMPThreads(argv);
   try {
     std::optional<Options> options = parseCommandLine(argc, argv);
     return options ? run(*options) : 0;

@@ -56,8 +56,8 @@ void checkForward(const AttnData &d) {
   DVec ro, rlse;
   attentionRef(d.s, toDouble(d.q), toDouble(d.k), toDouble(d.v), ro, rlse);
   Vec o(ro.size(), 9.0f), lse(rlse.size(), 9.0f);
-  attention_fwd(d.q.data(), d.k.data(), d.v.data(), o.data(), lse.data(),
-                d.s.B, d.s.H, d.s.Tq, d.s.Tk, d.s.Dh, d.s.scale);
+  attention_fwd(d.q.data(), d.k.data(), d.v.data(), o.data(), lse.data(), d.s.B,
+                d.s.H, d.s.Tq, d.s.Tk, d.s.Dh, d.s.scale);
   EXPECT_TRUE(allClose(o, ro, 1e-4, 1e-5)) << "o";
   EXPECT_TRUE(allClose(lse, rlse, 1e-5, 1e-5)) << "lse";
   // lse is optional.
@@ -102,11 +102,14 @@ TEST(Attention, BackwardFiniteDifferences) {
     attentionRef(d.s, qq, kk, vv, o, lse);
     return dotD(w, o);
   };
-  EXPECT_TRUE(gradClose(dq, numericGrad([&](const DVec &p) { return loss(p, k, v); }, q)))
+  EXPECT_TRUE(gradClose(
+      dq, numericGrad([&](const DVec &p) { return loss(p, k, v); }, q)))
       << "dq";
-  EXPECT_TRUE(gradClose(dk, numericGrad([&](const DVec &p) { return loss(q, p, v); }, k)))
+  EXPECT_TRUE(gradClose(
+      dk, numericGrad([&](const DVec &p) { return loss(q, p, v); }, k)))
       << "dk";
-  EXPECT_TRUE(gradClose(dv, numericGrad([&](const DVec &p) { return loss(q, k, p); }, v)))
+  EXPECT_TRUE(gradClose(
+      dv, numericGrad([&](const DVec &p) { return loss(q, k, p); }, v)))
       << "dv";
 }
 
@@ -120,7 +123,8 @@ TEST(Attention, BackwardMultiTileParallel) {
   const Vec *grads[3] = {&dq, &dk, &dv};
   std::mt19937 gen(7);
   for (int which = 0; which < 3; ++which) {
-    SCOPED_TRACE(::testing::Message() << "input " << "qkv"[which]);
+    SCOPED_TRACE(::testing::Message() << "input "
+                                      << "qkv"[which]);
     Vec got;
     DVec want;
     for (int sample = 0; sample < 12; ++sample) {

@@ -11,7 +11,9 @@ namespace {
 constexpr int64_t kRows = 37, kN = 19;
 constexpr int64_t kBigRows = 2003, kBigN = 37;
 
-double geluRef(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+double geluRef(double x) {
+  return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
+}
 
 TEST(Elementwise, AddAndAddAcc) {
   for (int64_t n : {int64_t(703), kBigRows * kBigN}) {
@@ -92,7 +94,8 @@ TEST(Elementwise, GeluAndGradAccurateOverTheWholeRange) {
     const double v = x[i];
     const double cdf = 0.5 * std::erfc(-v / std::sqrt(2.0));
     const double want = v * cdf;
-    const double dwant = cdf + v * std::exp(-0.5 * v * v) / std::sqrt(2.0 * M_PI);
+    const double dwant =
+        cdf + v * std::exp(-0.5 * v * v) / std::sqrt(2.0 * M_PI);
     ASSERT_NEAR(y[i], want, 3e-5 * std::fabs(want) + 1e-37) << "x = " << v;
     ASSERT_NEAR(dx[i], dwant, 3e-5 * std::fabs(dwant) + 1e-6) << "x = " << v;
     if (v < -4.0) // relative, where an erf-based float formula has none left

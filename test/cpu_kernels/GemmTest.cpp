@@ -20,8 +20,8 @@ struct GemmCase {
 /// that the padding columns of C are untouched.
 void runGemm(const GemmCase &g, uint32_t seed) {
   SCOPED_TRACE(::testing::Message()
-               << "transA=" << g.transA << " transB=" << g.transB << " M="
-               << g.M << " N=" << g.N << " K=" << g.K);
+               << "transA=" << g.transA << " transB=" << g.transB
+               << " M=" << g.M << " N=" << g.N << " K=" << g.K);
   // Stored shapes (row-major): A is MxK or KxM, B is KxN or NxK.
   const int64_t aRows = g.transA ? g.K : g.M, aCols = g.transA ? g.M : g.K;
   const int64_t bRows = g.transB ? g.N : g.K, bCols = g.transB ? g.K : g.N;
@@ -36,8 +36,8 @@ void runGemm(const GemmCase &g, uint32_t seed) {
   auto b = [&](int64_t k, int64_t j) {
     return double(g.transB ? B[j * ldb + k] : B[k * ldb + j]);
   };
-  gemm(g.transA, g.transB, g.M, g.N, g.K, g.alpha, A.data(), lda, B.data(),
-       ldb, g.beta, C.data(), ldc);
+  gemm(g.transA, g.transB, g.M, g.N, g.K, g.alpha, A.data(), lda, B.data(), ldb,
+       g.beta, C.data(), ldc);
   for (int64_t i = 0; i < g.M; ++i)
     for (int64_t j = 0; j < ldc; ++j) {
       const double c0 = C0[i * ldc + j];

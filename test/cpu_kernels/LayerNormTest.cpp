@@ -31,10 +31,10 @@ struct LNData {
   int64_t rows, n;
   Vec x, gamma, beta, dy;
   LNData(int64_t rows, int64_t n, uint32_t seed, float offset = 0.0f)
-      : rows(rows), n(n), x(randomVec(rows * n, seed, offset - 2.0f,
-                                      offset + 2.0f)),
-        gamma(randomVec(n, seed + 1, 0.5f, 1.5f)),
-        beta(randomVec(n, seed + 2)), dy(randomVec(rows * n, seed + 3)) {}
+      : rows(rows), n(n),
+        x(randomVec(rows * n, seed, offset - 2.0f, offset + 2.0f)),
+        gamma(randomVec(n, seed + 1, 0.5f, 1.5f)), beta(randomVec(n, seed + 2)),
+        dy(randomVec(rows * n, seed + 3)) {}
 };
 
 TEST(LayerNorm, ForwardMatchesReference) {
@@ -65,13 +65,19 @@ TEST(LayerNorm, GradFiniteDifferences) {
   const DVec w = toDouble(d.dy), x = toDouble(d.x), g = toDouble(d.gamma),
              b = toDouble(d.beta);
   const DVec fdX = numericGrad(
-      [&](const DVec &p) { return dotD(w, layerNormRef(p, g, b, rows, n, kEps)); },
+      [&](const DVec &p) {
+        return dotD(w, layerNormRef(p, g, b, rows, n, kEps));
+      },
       x);
   const DVec fdG = numericGrad(
-      [&](const DVec &p) { return dotD(w, layerNormRef(x, p, b, rows, n, kEps)); },
+      [&](const DVec &p) {
+        return dotD(w, layerNormRef(x, p, b, rows, n, kEps));
+      },
       g);
   const DVec fdB = numericGrad(
-      [&](const DVec &p) { return dotD(w, layerNormRef(x, g, p, rows, n, kEps)); },
+      [&](const DVec &p) {
+        return dotD(w, layerNormRef(x, g, p, rows, n, kEps));
+      },
       b);
   EXPECT_TRUE(gradClose(dx, fdX));
   EXPECT_TRUE(gradClose(dgamma, fdG));
@@ -130,7 +136,8 @@ TEST(LayerNorm, GradParallelAndManyRows) {
       double scale = 0.0;
       for (int64_t r = 0; r < rows; ++r)
         scale += std::fabs(d.dy[r * n]);
-      EXPECT_TRUE(allClose(dg, rdg, 1e-6, 1e-6 * scale / std::sqrt(double(rows))));
+      EXPECT_TRUE(
+          allClose(dg, rdg, 1e-6, 1e-6 * scale / std::sqrt(double(rows))));
     });
   }
 }

@@ -44,7 +44,8 @@ TEST(Reductions, BiasGradIsAccurateOverManyRows) {
     const DVec ref = columnSums(dy, rows, n);
     Vec dbias(n);
     forEachTeamSize([&] {
-      std::fill(dbias.begin(), dbias.end(), std::numeric_limits<float>::quiet_NaN());
+      std::fill(dbias.begin(), dbias.end(),
+                std::numeric_limits<float>::quiet_NaN());
       bias_grad(dy.data(), dbias.data(), rows, n);
       EXPECT_TRUE(allClose(dbias, ref, 1e-6, 0.0));
     });

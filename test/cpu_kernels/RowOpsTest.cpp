@@ -27,8 +27,8 @@ TEST(Patchify, LayoutAndConvEquivalence) {
   // over the patch grid: the feature order matches PyTorch's weight layout.
   Vec weight = randomVec(D * F, 2); // [D, C, p, p]
   Vec out(B * T * D);
-  gemm(false, true, B * T, D, F, 1.0f, tokens.data(), F, weight.data(), F,
-       0.0f, out.data(), D);
+  gemm(false, true, B * T, D, F, 1.0f, tokens.data(), F, weight.data(), F, 0.0f,
+       out.data(), D);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t d = 0; d < D; ++d)
       for (int64_t i = 0; i < gh; ++i)

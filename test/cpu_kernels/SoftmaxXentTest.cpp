@@ -61,7 +61,9 @@ TEST(SoftmaxXent, LossGradientAndCountSmall) {
   EXPECT_GT(correct, 0);
   EXPECT_LT(correct, d.B);
   DVec fd = numericGrad(
-      [&](const DVec &p) { return double(scale) * xentRef(p, d.labels, d.B, d.C); },
+      [&](const DVec &p) {
+        return double(scale) * xentRef(p, d.labels, d.B, d.C);
+      },
       z);
   EXPECT_TRUE(gradClose(dlogits, fd));
   EXPECT_TRUE(allClose(dlogits, fd, 1e-5, 1e-7));
@@ -134,9 +136,9 @@ TEST(SoftmaxXent, NaNPropagatesAndBadLabelsAreIgnored) {
   z[4 + 0] += 20.0f; // row 1 correct
   float lossBad = 0.0f;
   Vec gBad(B * C, 7.0f);
-  EXPECT_EQ(softmax_xent(z.data(), labels.data(), &lossBad, gBad.data(), B, C,
-                         1.0f),
-            1);
+  EXPECT_EQ(
+      softmax_xent(z.data(), labels.data(), &lossBad, gBad.data(), B, C, 1.0f),
+      1);
   std::vector<int32_t> only = {0};
   float lossRow1 = 0.0f;
   softmax_xent(z.data() + C, only.data(), &lossRow1, nullptr, 1, C, 1.0f);

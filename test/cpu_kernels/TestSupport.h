@@ -41,8 +41,7 @@ inline DVec toDouble(const Vec &v) { return DVec(v.begin(), v.end()); }
 
 /// |a - b| <= atol + rtol * |b| elementwise, b the double reference.
 inline ::testing::AssertionResult allClose(const float *a, const double *b,
-                                           size_t n, double rtol,
-                                           double atol) {
+                                           size_t n, double rtol, double atol) {
   for (size_t i = 0; i < n; ++i) {
     const double err = std::fabs(double(a[i]) - b[i]);
     if (!(err <= atol + rtol * std::fabs(b[i])))
@@ -55,8 +54,8 @@ inline ::testing::AssertionResult allClose(const float *a, const double *b,
 inline ::testing::AssertionResult allClose(const Vec &a, const DVec &b,
                                            double rtol, double atol) {
   if (a.size() != b.size())
-    return ::testing::AssertionFailure() << "size " << a.size() << " vs "
-                                         << b.size();
+    return ::testing::AssertionFailure()
+           << "size " << a.size() << " vs " << b.size();
   return allClose(a.data(), b.data(), a.size(), rtol, atol);
 }
 
@@ -64,8 +63,8 @@ inline ::testing::AssertionResult allClose(const Vec &a, const DVec &b,
 inline ::testing::AssertionResult gradClose(const Vec &g, const DVec &ref,
                                             double tol = 1e-3) {
   if (g.size() != ref.size())
-    return ::testing::AssertionFailure() << "size " << g.size() << " vs "
-                                         << ref.size();
+    return ::testing::AssertionFailure()
+           << "size " << g.size() << " vs " << ref.size();
   double maxRef = 0.0, maxErr = 0.0;
   size_t worst = 0;
   for (size_t i = 0; i < g.size(); ++i) {
@@ -86,8 +85,8 @@ inline ::testing::AssertionResult gradClose(const Vec &g, const DVec &ref,
 }
 
 /// Central differences of a scalar double function of p.
-inline DVec numericGrad(const std::function<double(const DVec &)> &loss,
-                        DVec p, double h = 1e-5) {
+inline DVec numericGrad(const std::function<double(const DVec &)> &loss, DVec p,
+                        double h = 1e-5) {
   DVec g(p.size());
   for (size_t i = 0; i < p.size(); ++i) {
     const double saved = p[i];

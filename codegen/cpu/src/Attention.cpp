@@ -54,8 +54,8 @@ void attention_fwd(const float *q, const float *k, const float *v, float *o,
   const int64_t ld = H * Dh;
   const int64_t qTiles = (Tq + kQTile - 1) / kQTile;
   const float negInf = -std::numeric_limits<float>::infinity();
-#pragma omp parallel for collapse(3) schedule(static)                         \
-    if (worthParallel(B, H, Tq, Tk, Dh))
+#pragma omp parallel for collapse(3)                                           \
+    schedule(static) if (worthParallel(B, H, Tq, Tk, Dh))
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
       for (int64_t qt = 0; qt < qTiles; ++qt) {
@@ -119,8 +119,8 @@ void attention_bwd(const float *q, const float *k, const float *v,
                    float *dq, float *dk, float *dv, int64_t B, int64_t H,
                    int64_t Tq, int64_t Tk, int64_t Dh, float scale) {
   const int64_t ld = H * Dh;
-#pragma omp parallel for collapse(2) schedule(static)                         \
-    if (worthParallel(B, H, Tq, Tk, Dh))
+#pragma omp parallel for collapse(2)                                           \
+    schedule(static) if (worthParallel(B, H, Tq, Tk, Dh))
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h) {
       const int64_t headK = (b * Tk * H + h) * Dh; // token 0 of k, v, dk, dv

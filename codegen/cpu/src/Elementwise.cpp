@@ -18,13 +18,13 @@ namespace cpu {
 using detail::kParallelMinElems;
 
 void add(const float *a, const float *b, float *out, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelMinElems)
+#pragma omp parallel for simd if (parallel : n >= kParallelMinElems)
   for (int64_t i = 0; i < n; ++i)
     out[i] = a[i] + b[i];
 }
 
 void add_acc(float *acc, const float *b, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelMinElems)
+#pragma omp parallel for simd if (parallel : n >= kParallelMinElems)
   for (int64_t i = 0; i < n; ++i)
     acc[i] += b[i];
 }
@@ -57,20 +57,18 @@ void pos_add(const float *x, const float *pos, float *y, int64_t B, int64_t T,
 
 // GELU costs an exp or two per element: worth going parallel from a smaller
 // size than the plain streams. GELU(x) = x Phi(x), Phi the normal CDF.
-constexpr int64_t kParallelMinTranscendental = kParallelMinElems / 8;
+constexpr int64_t kMinTranscendental = kParallelMinElems / 8;
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
 
 void gelu(const float *x, float *y, int64_t n) {
-#pragma omp parallel for simd schedule(static)                                \
-    if (parallel : n >= kParallelMinTranscendental)
+#pragma omp parallel for simd if (parallel : n >= kMinTranscendental)
   for (int64_t i = 0; i < n; ++i)
     y[i] = x[i] * detail::normalCdf(x[i]);
 }
 
 void gelu_grad(const float *x, const float *dy, float *dx, int64_t n) {
   // d/dx [x Phi(x)] = Phi(x) + x phi(x)
-#pragma omp parallel for simd schedule(static)                                \
-    if (parallel : n >= kParallelMinTranscendental)
+#pragma omp parallel for simd if (parallel : n >= kMinTranscendental)
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
     const float pdf = kInvSqrt2Pi * detail::expApprox(-0.5f * v * v);
@@ -79,19 +77,19 @@ void gelu_grad(const float *x, const float *dy, float *dx, int64_t n) {
 }
 
 void relu(const float *x, float *y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelMinElems)
+#pragma omp parallel for simd if (parallel : n >= kParallelMinElems)
   for (int64_t i = 0; i < n; ++i)
     y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
 void relu_grad(const float *x, const float *dy, float *dx, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelMinElems)
+#pragma omp parallel for simd if (parallel : n >= kParallelMinElems)
   for (int64_t i = 0; i < n; ++i)
     dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 void fill(float *x, float value, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelMinElems)
+#pragma omp parallel for simd if (parallel : n >= kParallelMinElems)
   for (int64_t i = 0; i < n; ++i)
     x[i] = value;
 }
@@ -107,8 +105,7 @@ void copy(const float *x, float *y, int64_t n) {
 #pragma omp parallel
   {
     int64_t begin, end;
-    detail::partition(n, detail::numThreads(), detail::threadNum(), begin,
-                      end);
+    detail::partition(n, detail::numThreads(), detail::threadNum(), begin, end);
     if (end > begin)
       std::memcpy(y + begin, x + begin, sizeof(float) * size_t(end - begin));
   }

@@ -8,8 +8,8 @@ namespace sbp {
 namespace cpu {
 
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
-          float alpha, const float *A, int64_t lda, const float *B,
-          int64_t ldb, float beta, float *C, int64_t ldc) {
+          float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+          float beta, float *C, int64_t ldc) {
   if (M <= 0 || N <= 0)
     return;
   // BLAS implementations differ on K == 0 and on alpha == 0 (some skip the

@@ -9,7 +9,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -52,11 +51,21 @@ inline int numThreads() {
 
 /// A grow-only buffer owned by the calling thread, reused across calls: the
 /// only heap memory the kernels touch, allocated once per thread and size.
+/// (A bare new[] rather than std::vector: no std template instantiation
+/// leaks into the dynamic symbols of the trainer .so.)
+template <typename T> struct ThreadWorkspace {
+  T *data = nullptr;
+  size_t size = 0;
+  ~ThreadWorkspace() { delete[] data; }
+};
 template <typename T> T *threadWorkspace(size_t count) {
-  thread_local std::vector<T> buffer;
-  if (buffer.size() < count)
-    buffer.resize(count);
-  return buffer.data();
+  thread_local ThreadWorkspace<T> ws;
+  if (ws.size < count) {
+    delete[] ws.data;
+    ws.data = new T[count];
+    ws.size = count;
+  }
+  return ws.data;
 }
 
 /// Half-open range [begin, end) of `total` items for part `part` of `parts`

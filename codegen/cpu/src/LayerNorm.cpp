@@ -43,12 +43,12 @@ RowStats rowStats(const float *x, int64_t n, float eps) {
 
 } // namespace
 
-void layer_norm(const float *x, const float *gamma, const float *beta,
-                float *y, int64_t rows, int64_t n, float eps) {
+void layer_norm(const float *x, const float *gamma, const float *beta, float *y,
+                int64_t rows, int64_t n, float eps) {
   if (n <= 0)
     return;
-#pragma omp parallel for schedule(static)                                     \
-    if (rows * n >= detail::kParallelMinElems)
+  const bool parallel = rows * n >= detail::kParallelMinElems;
+#pragma omp parallel for schedule(static) if (parallel)
   for (int64_t r = 0; r < rows; ++r) {
     const float *xr = x + r * n;
     float *yr = y + r * n;

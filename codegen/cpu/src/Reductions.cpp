@@ -95,8 +95,8 @@ void pos_grad(const float *dy, float *dpos, int64_t B, int64_t T, int64_t D) {
 void mean_tokens(const float *x, float *y, int64_t B, int64_t T, int64_t D) {
   const int64_t chunks = (D + kColumnChunk - 1) / kColumnChunk;
   const double scale = T > 0 ? 1.0 / double(T) : 0.0;
-#pragma omp parallel for collapse(2) schedule(static)                         \
-    if (B * T * D >= kParallelMinElems)
+#pragma omp parallel for collapse(2)                                           \
+    schedule(static) if (B * T * D >= kParallelMinElems)
   for (int64_t b = 0; b < B; ++b)
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t c0 = c * kColumnChunk;

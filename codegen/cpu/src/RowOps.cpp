@@ -79,8 +79,8 @@ private:
 void patchify(const float *img, float *tokens, int64_t B, int64_t C, int64_t H,
               int64_t W, int64_t p) {
   const int64_t gh = H / p, gw = W / p, features = C * p * p;
-#pragma omp parallel for collapse(2) schedule(static)                         \
-    if (B * C * H * W >= kParallelMinElems)
+#pragma omp parallel for collapse(2)                                           \
+    schedule(static) if (B * C * H * W >= kParallelMinElems)
   for (int64_t b = 0; b < B; ++b)
     for (int64_t i = 0; i < gh; ++i)
       for (int64_t j = 0; j < gw; ++j) {
@@ -95,8 +95,8 @@ void patchify(const float *img, float *tokens, int64_t B, int64_t C, int64_t H,
 
 void gather_rows(const float *x, const int32_t *idx, float *out, int64_t B,
                  int64_t T, int64_t K, int64_t D) {
-#pragma omp parallel for collapse(2) schedule(static)                         \
-    if (B * K * D >= kParallelMinElems)
+#pragma omp parallel for collapse(2)                                           \
+    schedule(static) if (B * K * D >= kParallelMinElems)
   for (int64_t b = 0; b < B; ++b)
     for (int64_t k = 0; k < K; ++k) {
       float *dst = out + (b * K + k) * D;
@@ -170,8 +170,8 @@ void scatter_rows(const float *xk, const int32_t *idx, float *out, int64_t B,
 void mask_rows(const float *x, const int32_t *idx, float *out, int64_t B,
                int64_t T, int64_t K, int64_t D) {
   const KeepSet keep(idx, K, T);
-#pragma omp parallel for collapse(2) schedule(static)                         \
-    if (B * T * D >= kParallelMinElems)
+#pragma omp parallel for collapse(2)                                           \
+    schedule(static) if (B * T * D >= kParallelMinElems)
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < T; ++t) {
       float *dst = out + (b * T + t) * D;

@@ -16,8 +16,7 @@ namespace sbp {
 namespace cpu {
 
 int64_t softmax_xent(const float *logits, const int32_t *labels, float *loss,
-                     float *dlogits, int64_t B, int64_t C,
-                     float dloss_scale) {
+                     float *dlogits, int64_t B, int64_t C, float dloss_scale) {
   if (B <= 0 || C <= 0) {
     if (loss)
       *loss = 0.0f;

@@ -39,9 +39,11 @@ inline float expApprox(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const float y = p * r2 + r + 1.0f;
-  const int32_t n1 = static_cast<int32_t>(n) >> 1;
-  const int32_t n2 = static_cast<int32_t>(n) - n1;
-  const int32_t bits1 = (n1 + 127) << 23, bits2 = (n2 + 127) << 23;
+  // n is in [-150, 128], or NaN (then y is NaN already): convert a number.
+  const int32_t ni = static_cast<int32_t>(n == n ? n : 0.0f);
+  const int32_t n1 = ni / 2, n2 = ni - n1; // each in [-75, 64]
+  const uint32_t bits1 = uint32_t(n1 + 127) << 23;
+  const uint32_t bits2 = uint32_t(n2 + 127) << 23;
   float s1, s2;
   std::memcpy(&s1, &bits1, sizeof s1);
   std::memcpy(&s2, &bits2, sizeof s2);

@@ -46,7 +46,8 @@ typedef enum sbp_status {
   SBP_ERROR_CORRUPT_FILE,     /* a checkpoint, parameter or dataset file is malformed */
   SBP_ERROR_NUMERIC,          /* the loss is NaN or infinite */
   SBP_ERROR_UNSUPPORTED,      /* e.g. a CUDA trainer on a runtime built without CUDA */
-  SBP_ERROR_INTERNAL          /* a bug, or a failure inside the trainer's kernels */
+  SBP_ERROR_INTERNAL,         /* a bug, or a failure inside the trainer's kernels */
+  SBP_STATUS_MAX_ENUM = 0x7FFFFFFF /* keeps the type 32-bit; never returned */
 } sbp_status;
 
 /* Stable name of a status, e.g. "SBP_ERROR_NUMERIC". Never NULL. */
@@ -226,7 +227,11 @@ SBP_API sbp_status sbp_trainer_read_batch_file(const sbp_trainer *trainer, const
 
 typedef struct sbp_dataset sbp_dataset;
 
-typedef enum sbp_split { SBP_SPLIT_TRAIN = 0, SBP_SPLIT_TEST = 1 } sbp_split;
+typedef enum sbp_split {
+  SBP_SPLIT_TRAIN = 0,
+  SBP_SPLIT_TEST = 1,
+  SBP_SPLIT_MAX_ENUM = 0x7FFFFFFF /* any int32 is a value of the type; unknown ones are refused */
+} sbp_split;
 
 typedef struct sbp_dataset_info {
   uint32_t struct_size; /* sizeof(sbp_dataset_info), set by the caller */

@@ -36,8 +36,8 @@ namespace cpu {
 /// lda/ldb/ldc are the row strides of A, B, C as stored (row-major). With
 /// beta == 0, C is not read (NaNs in it do not propagate).
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
-          float alpha, const float *A, int64_t lda, const float *B,
-          int64_t ldb, float beta, float *C, int64_t ldc);
+          float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+          float beta, float *C, int64_t ldc);
 
 //===--- Layout -----------------------------------------------------------===//
 
@@ -74,8 +74,8 @@ void copy(const float *x, float *y, int64_t n);
 //===--- Normalisation and reductions -------------------------------------===//
 
 /// LayerNorm over the last dim n, biased variance (torch.nn.LayerNorm).
-void layer_norm(const float *x, const float *gamma, const float *beta,
-                float *y, int64_t rows, int64_t n, float eps);
+void layer_norm(const float *x, const float *gamma, const float *beta, float *y,
+                int64_t rows, int64_t n, float eps);
 /// Backward of layer_norm; recomputes mean and rstd from x. dx is
 /// overwritten; dgamma and dbeta are OVERWRITTEN with their sums over rows.
 void layer_norm_grad(const float *x, const float *gamma, const float *dy,

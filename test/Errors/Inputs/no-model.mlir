@@ -1,0 +1,3 @@
+// A file with no sbp.model.
+module {
+}

@@ -1,0 +1,25 @@
+/* CHeaderTest.c - sbp/trainer.h compiles as C99 and its basics work from C. */
+#include "sbp/trainer.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int main(void) {
+  sbp_trainer_options options;
+  sbp_trainer *trainer = NULL;
+  sbp_status status;
+  sbp_trainer_options_init(&options);
+  if (options.struct_size != sizeof(options) || options.lr >= 0.0f || options.nesterov != -1) {
+    fprintf(stderr, "sbp_trainer_options_init left unexpected defaults\n");
+    return 1;
+  }
+  status = sbp_trainer_create("/nonexistent/train.so", &options, &trainer);
+  if (status != SBP_ERROR_NOT_FOUND || trainer != NULL ||
+      strstr(sbp_last_error(), "/nonexistent/train.so") == NULL) {
+    fprintf(stderr, "create: %s: %s\n", sbp_status_string(status), sbp_last_error());
+    return 1;
+  }
+  sbp_trainer_release(NULL);
+  printf("runtime ABI %u: %s\n", (unsigned)sbp_runtime_abi_version(), sbp_status_string(status));
+  return 0;
+}
