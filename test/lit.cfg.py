@@ -24,6 +24,7 @@ if os.path.isdir(fashion):
 config.substitutions.append(("%fashion_mnist", fashion))
 config.substitutions.append(("%python", config.python_executable))
 config.substitutions.append(("%sbp_src", config.sbp_src_root))
+config.substitutions.append(("%sbp_obj", config.sbp_obj_root))
 
 llvm_config.with_system_environment(["HOME", "TMPDIR", "OMP_NUM_THREADS"])
 llvm_config.use_default_substitutions()

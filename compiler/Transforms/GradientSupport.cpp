@@ -24,11 +24,17 @@ static Support intersect(Support a, const Support &b) {
   return a;
 }
 
+static bool sameMasks(const Support &a, const Support &b) {
+  return a.keeps.size() == b.keeps.size() &&
+         llvm::all_of(a.keeps, [&](Value k) { return llvm::is_contained(b.keeps, k); });
+}
+
+/// The union of two supports. It is exact when both sides are the same
+/// intersection of masks; otherwise every row is a sound over-approximation.
 static Support unite(const Support &a, const Support &b) {
-  if (a.isAll() || b.isAll())
+  if (a.isAll() || b.isAll() || !sameMasks(a, b))
     return {};
-  // Rows kept by both sides' masks: sound only when the sets agree.
-  return llvm::is_contained(a.keeps, b.keeps.front()) && a.keeps.size() == b.keeps.size() ? a : Support{};
+  return a;
 }
 
 GradientSupport::GradientSupport(ModelOp model) {
@@ -59,20 +65,23 @@ bool GradientSupport::canVanish(const Support &s) {
   // Masks of identical settings are one draw (the runtime shares it), so they
   // count once. A prefix token (class token) is in every kept set.
   std::vector<std::tuple<uint32_t, double, int64_t, int64_t>> distinct;
-  double dropped = 0;
+  int64_t dropped = 0, positions = 0;
   for (Value k : s.keeps) {
     MaskGroupOp g = getMaskGroup(k);
-    if (g.getPrefix() > 0)
+    if (g.getPrefix() != 0)
       return false;
     auto key = std::make_tuple(static_cast<uint32_t>(g.getKind()), g.getKeep().convertToDouble(),
                                g.getGrid()[0], g.getGrid()[1]);
     if (llvm::is_contained(distinct, key))
       continue;
     distinct.push_back(key);
-    dropped += 1.0 - g.getKeep().convertToDouble();
+    positions = g.getGrid()[0] * g.getGrid()[1];
+    // The fewest positions any step keeps: small grids can keep fewer than r * n.
+    dropped += positions - g.getMinKept();
   }
-  // Pigeonhole: kept fractions r_i overlap surely only when sum(1 - r_i) < 1.
-  return distinct.size() > 1 && dropped >= 1.0 - 1e-12;
+  // Pigeonhole: sets of n positions surely overlap only when the positions
+  // they drop at most add up to fewer than n.
+  return distinct.size() > 1 && dropped >= positions;
 }
 
 std::string GradientSupport::describe(const Support &s) {

@@ -18,6 +18,7 @@
 #include "mlir/IR/Verifier.h"
 #include "mlir/Parser/Parser.h"
 #include "mlir/Support/FileUtilities.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
@@ -98,15 +99,24 @@ int main(int argc, char **argv) {
   if (emit == "lib" && outputFile.empty())
     return fail("no output file: use -o train.so");
 
+  llvm::StringRef stopAfter = emit;
+  if (stopAfter.consume_front("mlir-after=") && !llvm::is_contained(sbp::pipelinePassNames(), stopAfter))
+    return fail("unknown pass '" + stopAfter + "' in --emit=mlir-after= (one of: " +
+                llvm::join(sbp::pipelinePassNames(), ", ") + ")");
+
   MLIRContext context;
   context.loadDialect<sbp::SbpDialect, sbpk::SbpkDialect>();
+  context.printOpOnDiagnostic(false); // user errors point at their source, not at IR dumps
   llvm::SourceMgr sourceMgr;
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
   OwningOpRef<ModuleOp> module = parse(context, sourceMgr);
   if (!module)
     return 1;
-  if (module->getOps<sbp::ModelOp>().empty())
+  auto models = module->getOps<sbp::ModelOp>();
+  if (models.empty())
     return module->emitError("no sbp.model in the input"), 1;
+  if (std::next(models.begin()) != models.end())
+    return (*std::next(models.begin())).emitError("one sbp.model per file: this is the second"), 1;
 
   llvm::StringRef emitKind = emit;
   if (emitKind == "mlir")

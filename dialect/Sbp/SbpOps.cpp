@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "Sbp/SbpOps.h"
+#include "sbp/mask_rules.h"
 
 #include "mlir/IR/DialectImplementation.h"
 #include "llvm/ADT/TypeSwitch.h"
@@ -152,6 +153,9 @@ LogicalResult ModelOp::verify() {
                    .attachNote(it->second->getLoc())
                << "first defined here";
     } else if (auto in = dyn_cast<InputOp>(op)) {
+      // Inputs are checked first: the batch size below is read off them.
+      if (failed(in.verify()))
+        return failure();
       InputOp &slot = in.getName() == "images" ? images : labels;
       if (slot)
         return in.emitOpError("redefines input '") << in.getName() << "'";
@@ -196,34 +200,58 @@ LogicalResult MaskGroupOp::verify() {
   ArrayRef<int64_t> grid = getGrid();
   if (grid.size() != 2 || grid[0] <= 0 || grid[1] <= 0)
     return emitOpError("grid must be two positive sizes [H, W], got ") << shapeStr(grid);
-  if (getPrefix() < 0)
+  if (static_cast<int64_t>(getPrefix()) < 0)
     return emitOpError("prefix must be >= 0");
-  if (getKind() == MaskKind::random && getCapacity() == getPrefix())
+  if (getKind() == MaskKind::random &&
+      sbp_random_drop_count(static_cast<float>(r), grid[0] * grid[1]) == grid[0] * grid[1])
     return emitOpError("keep ratio ") << r << " keeps no token of the " << shapeStr(grid) << " grid";
+  // A grid mask keeps the positions of one residue of (i + j) mod s; the
+  // residues that occur are 0 .. H + W - 2, so a larger stride keeps nothing
+  // on some steps.
+  if (getKind() == MaskKind::grid && r < 1.0 && sbp_grid_keeps_matching(static_cast<float>(r)) &&
+      1.0 / r > static_cast<double>(grid[0] + grid[1] - 1) + 0.5)
+    return emitOpError("keep ratio ") << r << " gives a grid stride of about " << llvm::formatv("{0:f1}", 1.0 / r)
+           << ", larger than the " << shapeStr(grid) << " grid's " << grid[0] + grid[1] - 1
+           << " diagonals: some steps would keep no token";
   return success();
 }
 
-int64_t MaskGroupOp::getNumTokens() { return getPrefix() + getGrid()[0] * getGrid()[1]; }
+int64_t MaskGroupOp::getNumTokens() {
+  return static_cast<int64_t>(getPrefix()) + getGrid()[0] * getGrid()[1];
+}
 
-int64_t MaskGroupOp::getCapacity() {
-  double r = getKeep().convertToDouble();
-  int64_t h = getGrid()[0], w = getGrid()[1], n = h * w;
-  if (r >= 1.0)
-    return getNumTokens();
-  if (getKind() == MaskKind::random)
-    return getPrefix() + n - static_cast<int64_t>((1.0 - r) * static_cast<double>(n));
-  // grid: the most positions any start keeps.
-  bool keepMatches = r <= 0.5;
-  int64_t s = std::max<int64_t>(1, std::llround(keepMatches ? 1.0 / r : 1.0 / (1.0 - r)));
-  int64_t best = 0;
+/// Kept grid positions for each possible mask of this group (one entry per
+/// grid start; one entry for random masks, whose count is fixed). Computed
+/// with the runtime's rules (sbp/mask_rules.h) from the keep ratio as a float,
+/// the form the trainer descriptor carries.
+static SmallVector<int64_t> keptCounts(MaskGroupOp group) {
+  float r = static_cast<float>(group.getKeep().convertToDouble());
+  int64_t h = group.getGrid()[0], w = group.getGrid()[1], n = h * w;
+  if (r >= 1.0f)
+    return {n};
+  if (group.getKind() == MaskKind::random)
+    return {n - sbp_random_drop_count(r, static_cast<int32_t>(n))};
+  int64_t s = sbp_grid_stride(r);
+  bool keepMatches = sbp_grid_keeps_matching(r);
+  SmallVector<int64_t> counts;
   for (int64_t start = 0; start < s; ++start) {
     int64_t matches = 0;
     for (int64_t i = 0; i < h; ++i)
       for (int64_t j = 0; j < w; ++j)
         matches += (i + j) % s == start;
-    best = std::max(best, keepMatches ? matches : n - matches);
+    counts.push_back(keepMatches ? matches : n - matches);
   }
-  return getPrefix() + best;
+  return counts;
+}
+
+int64_t MaskGroupOp::getCapacity() {
+  auto counts = keptCounts(*this);
+  return static_cast<int64_t>(getPrefix()) + *llvm::max_element(counts);
+}
+
+int64_t MaskGroupOp::getMinKept() {
+  auto counts = keptCounts(*this);
+  return *llvm::min_element(counts);
 }
 
 LogicalResult InputOp::verify() {
@@ -385,21 +413,27 @@ static LogicalResult verifyKeep(Operation *op, Value keep) {
 }
 
 LogicalResult MaskRowsOp::verify() {
-  if (!isTokenTensor(getInput().getType()) || failed(verifyKeep(*this, getKeep())))
+  if (failed(verifyKeep(*this, getKeep())))
+    return failure();
+  if (!isTokenTensor(getInput().getType()))
     return emitOpError("input must be a token tensor [B, T, D]");
   return expectShape(*this, "result", shapeOf(getResult()), shapeOf(getInput()));
 }
 
 LogicalResult GatherRowsOp::verify() {
   auto x = shapeOf(getInput());
-  if (x.size() != 3 || failed(verifyKeep(*this, getKeep())))
+  if (failed(verifyKeep(*this, getKeep())))
+    return failure();
+  if (x.size() != 3)
     return emitOpError("input must be a token tensor [B, T, D]");
   return expectShape(*this, "result", shapeOf(getResult()), {x[0], shapeOf(getKeep())[0], x[2]});
 }
 
 LogicalResult ScatterRowsOp::verify() {
   auto x = shapeOf(getInput()), y = shapeOf(getResult());
-  if (x.size() != 3 || y.size() != 3 || failed(verifyKeep(*this, getKeep())))
+  if (failed(verifyKeep(*this, getKeep())))
+    return failure();
+  if (x.size() != 3 || y.size() != 3)
     return emitOpError("needs token tensors [B, K, D] -> [B, T, D]");
   if (x[1] != shapeOf(getKeep())[0] || x[0] != y[0] || x[2] != y[2] || y[1] < x[1])
     return emitOpError("input ") << shapeStr(x) << " does not scatter into " << shapeStr(y);
@@ -408,7 +442,9 @@ LogicalResult ScatterRowsOp::verify() {
 
 LogicalResult ScatterAddRowsOp::verify() {
   auto b = shapeOf(getBase()), x = shapeOf(getInput());
-  if (b.size() != 3 || x.size() != 3 || failed(verifyKeep(*this, getKeep())))
+  if (failed(verifyKeep(*this, getKeep())))
+    return failure();
+  if (b.size() != 3 || x.size() != 3)
     return emitOpError("needs token tensors");
   if (x[1] != shapeOf(getKeep())[0] || x[0] != b[0] || x[2] != b[2])
     return emitOpError("input ") << shapeStr(x) << " does not scatter into " << shapeStr(b);

@@ -83,6 +83,8 @@ def Sbp_MaskGroupOp : Sbp_Op<"mask_group", [Symbol, HasParent<"ModelOp">]> {
     int64_t getNumTokens();
     /// The most tokens any mask of this group keeps (the compact row count).
     int64_t getCapacity();
+    /// The fewest grid positions any mask of this group keeps (prefix excluded).
+    int64_t getMinKept();
   }];
 }
 

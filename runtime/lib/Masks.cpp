@@ -3,6 +3,7 @@
 
 #include "Error.h"
 #include "Philox.h"
+#include "sbp/mask_rules.h"
 
 #include <algorithm>
 #include <cmath>
@@ -26,21 +27,16 @@ bool MaskSpec::sharesDrawWith(const MaskSpec &other) const {
          grid_w == other.grid_w;
 }
 
-int32_t gridStride(float keep_ratio) {
-  double r = keep_ratio;
-  if (r >= 1.0)
-    return 0;
-  return int32_t(std::lround(r <= 0.5 ? 1.0 / r : 1.0 / (1.0 - r)));
-}
+// The arithmetic lives in sbp/mask_rules.h, shared with the compiler.
+int32_t gridStride(float keep_ratio) { return sbp_grid_stride(keep_ratio); }
 
 int32_t randomDropCount(float keep_ratio, int32_t grid_size) {
-  double drop = (1.0 - double(keep_ratio)) * grid_size;
-  return std::clamp(int32_t(std::floor(drop + 1e-6)), 0, grid_size);
+  return sbp_random_drop_count(keep_ratio, grid_size);
 }
 
 std::vector<int32_t> gridKeptPositions(const MaskSpec &spec, int32_t start) {
   int32_t stride = gridStride(spec.keep_ratio);
-  bool keep_matching = spec.keep_ratio <= 0.5f;
+  bool keep_matching = sbp_grid_keeps_matching(spec.keep_ratio);
   std::vector<int32_t> kept;
   kept.reserve(spec.gridSize());
   for (int32_t i = 0; i < spec.grid_h; ++i)

@@ -1178,3 +1178,42 @@ sbp.model @keep_unknown attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0.
 %g = sbpk.input "g" : tensor<?x8xf32>
 // expected-error @+1 {{'sbp.param_grad' op needs static shapes, got 'tensor<?x8xf32>'}}
 sbp.param_grad "w", %g : tensor<?x8xf32>
+
+// -----
+
+// Rank-0 images: reported by the input's verifier, not a crash in the model's.
+sbp.model @rank0_images attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0.0, weight_decay = 0.0>} {
+  // expected-error @+1 {{images must be f32 [batch, channels, height, width], got 'tensor<f32>'}}
+  %images = sbp.input "images" : tensor<f32>
+  %labels = sbp.input "labels" : tensor<2xi32>
+}
+
+// -----
+
+// A negative prefix.
+sbp.model @negative_prefix attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0.0, weight_decay = 0.0>} {
+  // expected-error @+1 {{prefix must be >= 0}}
+  sbp.mask_group @m keep 0.5 grid [2, 3] prefix -2
+  %images = sbp.input "images" : tensor<2x1x8x8xf32>
+  %labels = sbp.input "labels" : tensor<2xi32>
+}
+
+// -----
+
+// A grid stride larger than the grid's diagonals would keep no token on some
+// steps (and a tiny keep ratio must not hang the compiler).
+sbp.model @tiny_grid_keep attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0.0, weight_decay = 0.0>} {
+  // expected-error @+1 {{keep ratio 1.000000e-12 gives a grid stride of about 1000000000000.0, larger than the [2, 2] grid's 3 diagonals}}
+  sbp.mask_group @m keep 1.0e-12 grid [2, 2]
+  %images = sbp.input "images" : tensor<2x1x8x8xf32>
+  %labels = sbp.input "labels" : tensor<2xi32>
+}
+
+// -----
+
+sbp.model @sparse_grid_keep attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0.0, weight_decay = 0.0>} {
+  // expected-error @+1 {{keep ratio 1.000000e-01 gives a grid stride of about 10.0, larger than the [2, 2] grid's 3 diagonals}}
+  sbp.mask_group @m keep 0.1 grid [2, 2]
+  %images = sbp.input "images" : tensor<2x1x8x8xf32>
+  %labels = sbp.input "labels" : tensor<2xi32>
+}

@@ -229,3 +229,82 @@ sbp.model @series_prefix attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0
   %loss = sbp.cross_entropy %logits, %labels : (tensor<2x10xf32>, tensor<2xi32>) -> tensor<f32>
   sbp.output %loss, %logits : tensor<f32>, tensor<2x10xf32>
 }
+
+// -----
+
+// A grid mask on a small grid can keep fewer tokens than its ratio: keep 0.75
+// on [2, 2] has stride 4, and the start that drops the two positions with
+// i + j = 1 keeps only 2 of 4. With a random mask keeping 2 of 4 in series,
+// the kept sets can be disjoint although 0.75 + 0.5 > 1.
+
+sbp.model @series_small_grid attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0.0, weight_decay = 0.0>} {
+  // expected-note @+1 {{mask group here}}
+  sbp.mask_group @a keep 0.75 grid [2, 2]
+  // expected-note @+1 {{mask group here}}
+  sbp.mask_group @b keep 0.5 random [2, 2]
+  %images = sbp.input "images" : tensor<2x1x8x8xf32>
+  %labels = sbp.input "labels" : tensor<2xi32>
+  // expected-error @+1 {{gradient of parameter 'a.weight' vanishes}}
+  %wa = sbp.param "a.weight" : tensor<16x16xf32> init<normal, 0.02>
+  %hw = sbp.param "head.weight" : tensor<10x16xf32> init<zeros>
+  %tok = sbp.patchify %images patch 4 : tensor<2x1x8x8xf32> -> tensor<2x4x16xf32>
+  %ya = sbp.branch @a (%tok) {name = "a"} : (tensor<2x4x16xf32>) -> tensor<2x4x16xf32> {
+  ^bb0(%x: tensor<2x4x16xf32>):
+    %h = sbp.linear %x, %wa : (tensor<2x4x16xf32>, tensor<16x16xf32>) -> tensor<2x4x16xf32>
+    sbp.yield %h : tensor<2x4x16xf32>
+  }
+  %yb = sbp.branch @b (%ya) {name = "b"} : (tensor<2x4x16xf32>) -> tensor<2x4x16xf32> {
+  ^bb0(%x: tensor<2x4x16xf32>):
+    %r = sbp.relu %x : (tensor<2x4x16xf32>) -> tensor<2x4x16xf32>
+    sbp.yield %r : tensor<2x4x16xf32>
+  }
+  %pool = sbp.mean_tokens %yb : (tensor<2x4x16xf32>) -> tensor<2x16xf32>
+  %logits = sbp.linear %pool, %hw : (tensor<2x16xf32>, tensor<10x16xf32>) -> tensor<2x10xf32>
+  %loss = sbp.cross_entropy %logits, %labels : (tensor<2x10xf32>, tensor<2xi32>) -> tensor<f32>
+  sbp.output %loss, %logits : tensor<f32>, tensor<2x10xf32>
+}
+
+// -----
+
+// The union of two different intersections (@a & @c from one path, @a & @b
+// from the other) is every row: w0 gets gradient through @a & @c, which always
+// overlap, so no error although @a & @b alone could vanish.
+
+// CHECK-LABEL: sbp.model @union_of_supports
+// CHECK:         %[[DN:.*]] = sbp.add {{.*}}sbp.support = "all"
+// CHECK:         sbp.param_grad "w0"
+// PLAIN-LABEL: sbp.model @union_of_supports
+// PLAIN:         sbp.param_grad "w0"
+
+sbp.model @union_of_supports attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0.0, weight_decay = 0.0>} {
+  sbp.mask_group @a keep 0.5 grid [2, 2]
+  sbp.mask_group @b keep 0.5 random [2, 2]
+  sbp.mask_group @c keep 0.75 random [2, 2]
+  %images = sbp.input "images" : tensor<2x1x8x8xf32>
+  %labels = sbp.input "labels" : tensor<2xi32>
+  %w0 = sbp.param "w0" : tensor<16x16xf32> init<normal, 0.02>
+  %wc = sbp.param "wc" : tensor<16x16xf32> init<normal, 0.02>
+  %hw = sbp.param "head.weight" : tensor<10x16xf32> init<zeros>
+  %tok = sbp.patchify %images patch 4 : tensor<2x1x8x8xf32> -> tensor<2x4x16xf32>
+  %y = sbp.branch @a (%tok) {name = "a"} : (tensor<2x4x16xf32>) -> tensor<2x4x16xf32> {
+  ^bb0(%x: tensor<2x4x16xf32>):
+    %n = sbp.linear %x, %w0 : (tensor<2x4x16xf32>, tensor<16x16xf32>) -> tensor<2x4x16xf32>
+    %z2 = sbp.branch @c (%n) {name = "c"} : (tensor<2x4x16xf32>) -> tensor<2x4x16xf32> {
+    ^bb0(%u: tensor<2x4x16xf32>):
+      %l = sbp.linear %u, %wc : (tensor<2x4x16xf32>, tensor<16x16xf32>) -> tensor<2x4x16xf32>
+      sbp.yield %l : tensor<2x4x16xf32>
+    }
+    %z1 = sbp.branch @b (%n) {name = "b"} : (tensor<2x4x16xf32>) -> tensor<2x4x16xf32> {
+    ^bb0(%u: tensor<2x4x16xf32>):
+      %r = sbp.relu %u : (tensor<2x4x16xf32>) -> tensor<2x4x16xf32>
+      sbp.yield %r : tensor<2x4x16xf32>
+    }
+    %s = sbp.add %z2, %z1 : (tensor<2x4x16xf32>, tensor<2x4x16xf32>) -> tensor<2x4x16xf32>
+    sbp.yield %s : tensor<2x4x16xf32>
+  }
+  %x1 = sbp.add %tok, %y : (tensor<2x4x16xf32>, tensor<2x4x16xf32>) -> tensor<2x4x16xf32>
+  %pool = sbp.mean_tokens %x1 : (tensor<2x4x16xf32>) -> tensor<2x16xf32>
+  %logits = sbp.linear %pool, %hw : (tensor<2x16xf32>, tensor<10x16xf32>) -> tensor<2x10xf32>
+  %loss = sbp.cross_entropy %logits, %labels : (tensor<2x10xf32>, tensor<2xi32>) -> tensor<f32>
+  sbp.output %loss, %logits : tensor<f32>, tensor<2x10xf32>
+}

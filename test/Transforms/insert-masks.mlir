@@ -1,6 +1,7 @@
 // RUN: sbp-opt %s -split-input-file -sbp-insert-masks | FileCheck %s
 // RUN: sbp-opt %s -split-input-file -sbp-insert-masks=keep=1.0 | FileCheck %s --check-prefix=DENSE
-// RUN: sbp-opt %s -split-input-file -sbp-insert-masks=keep=0.25 | FileCheck %s --check-prefix=QUARTER
+// RUN: not sbp-opt %s -split-input-file -sbp-insert-masks=keep=0.25 2>/dev/null | FileCheck %s --check-prefix=QUARTER
+// RUN: not sbp-opt %s -split-input-file -sbp-insert-masks=keep=0.25 2>&1 >/dev/null | FileCheck %s --check-prefix=QUARTER-ERR
 // RUN: not sbp-opt %s -split-input-file -sbp-insert-masks=keep=1.5 2>&1 | FileCheck %s --check-prefix=BADKEEP
 // RUN: not sbp-opt %s -split-input-file -sbp-insert-masks=keep=0 2>&1 | FileCheck %s --check-prefix=ZEROKEEP
 
@@ -52,6 +53,10 @@
 // QUARTER:         sbp.grad_gate %{{.*}}, %[[KM]] {sbp.region = "blocks.0"}
 // QUARTER:         sbp.grad_gate %{{.*}}, %[[KM]] {sbp.region = "blocks.1"}
 // QUARTER:         sbp.grad_gate %{{.*}}, %[[KD]] {sbp.region = "blocks.2"}
+
+// An override can make a group invalid: @inner's [2, 2] grid has 3 diagonals,
+// too few for the stride 4 of keep 0.25.
+// QUARTER-ERR: error: 'sbp.mask_group' op keep ratio 2.500000e-01 gives a grid stride of about 4.0, larger than the [2, 2] grid's 3 diagonals
 
 // BADKEEP: error: keep ratio override must be in (0, 1], got 1.500000e+00
 // ZEROKEEP: error: keep ratio override must be in (0, 1], got 0.000000e+00

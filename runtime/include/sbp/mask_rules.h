@@ -1,0 +1,39 @@
+/* sbp/mask_rules.h - the arithmetic of keep masks, shared by sbpc and libsbprt.
+ *
+ * The compiler sizes keep-index arrays (a mask group's capacity) and the
+ * runtime draws the masks; both must agree to the token, so both compute from
+ * the keep ratio as the descriptor stores it (a float) with these functions.
+ */
+#ifndef SBP_MASK_RULES_H
+#define SBP_MASK_RULES_H
+
+#include <math.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Grid masks: stride s = round(1/r) for r <= 0.5 (keep (i + j) mod s == start),
+ * s = round(1/(1 - r)) for r > 0.5 (drop (i + j) mod s == start); 0 for r >= 1. */
+static inline int32_t sbp_grid_stride(float keep_ratio) {
+  double r = keep_ratio;
+  if (r >= 1.0)
+    return 0;
+  return (int32_t)lround(r <= 0.5 ? 1.0 / r : 1.0 / (1.0 - r));
+}
+
+/* Whether grid positions with (i + j) mod s == start are the kept ones. */
+static inline int sbp_grid_keeps_matching(float keep_ratio) { return keep_ratio <= 0.5f; }
+
+/* Random masks: int((1 - r) * n) positions dropped (1e-6 absorbs float error). */
+static inline int32_t sbp_random_drop_count(float keep_ratio, int32_t grid_size) {
+  double drop = floor((1.0 - (double)keep_ratio) * grid_size + 1e-6);
+  return drop < 0 ? 0 : drop > grid_size ? grid_size : (int32_t)drop;
+}
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SBP_MASK_RULES_H */
