@@ -9,12 +9,29 @@
 #include "llvm/Support/raw_ostream.h"
 
 using namespace mlir;
+using namespace sbp;
 
-LogicalResult sbp::buildCpuTrainer(const std::string &source, const std::string &output,
-                                   const BuildOptions &options, std::string &log) {
+/// The compiler command line for one target.
+static std::vector<std::string> compileCommand(const BuildOptions &o, const std::string &program,
+                                               const std::string &source, const std::string &out) {
+  if (o.target == TrainerTarget::Cuda) {
+    llvm::StringRef arch = o.gpuArch;
+    arch.consume_front("sm_");
+    std::string gencode = "arch=compute_" + arch.str() + ",code=sm_" + arch.str();
+    return {program, "-O3", "-std=c++17", "-shared", "-Xcompiler", "-fPIC", "-Xcompiler",
+            "-fvisibility=hidden", "-gencode", gencode, "-I", o.runtimeInclude, "-I", o.kernelsInclude,
+            source, "-lcublasLt", "-lcudart", "-o", out};
+  }
+  return {program, "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-fvisibility=hidden",
+          "-I", o.runtimeInclude, "-I", o.kernelsInclude, source, o.kernelsLibrary, "-lopenblas", "-o", out};
+}
+
+LogicalResult sbp::buildTrainer(const std::string &source, const std::string &output,
+                                const BuildOptions &options, std::string &log) {
+  bool cuda = options.target == TrainerTarget::Cuda;
   // The source goes beside the output (kept with --keep-source) so that
   // compiler errors point at a file the user can open.
-  std::string cppPath = output + ".cpp";
+  std::string cppPath = output + (cuda ? ".cu" : ".cpp");
   {
     std::error_code ec;
     llvm::raw_fd_ostream os(cppPath, ec);
@@ -24,9 +41,10 @@ LogicalResult sbp::buildCpuTrainer(const std::string &source, const std::string 
     }
     os << source;
   }
-  auto compiler = llvm::sys::findProgramByName(options.compiler);
+  const std::string &wanted = cuda ? options.nvcc : options.compiler;
+  auto compiler = llvm::sys::findProgramByName(wanted);
   if (!compiler) {
-    log = "cannot find the host C++ compiler '" + options.compiler + "'";
+    log = std::string("cannot find the ") + (cuda ? "CUDA compiler" : "host C++ compiler") + " '" + wanted + "'";
     return failure();
   }
   llvm::SmallString<128> logPath;
@@ -34,10 +52,7 @@ LogicalResult sbp::buildCpuTrainer(const std::string &source, const std::string 
   // Build to a temporary name and rename: a failed build never leaves a
   // half-written trainer at the output path.
   std::string tmpOut = output + ".tmp";
-  std::vector<std::string> argv = {*compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp",
-                                   "-fvisibility=hidden", "-I", options.runtimeInclude, "-I",
-                                   options.kernelsInclude, cppPath, options.kernelsLibrary,
-                                   "-lopenblas", "-o", tmpOut};
+  std::vector<std::string> argv = compileCommand(options, *compiler, cppPath, tmpOut);
   std::vector<llvm::StringRef> args(argv.begin(), argv.end());
   std::optional<llvm::StringRef> redirects[] = {std::nullopt, llvm::StringRef(logPath), llvm::StringRef(logPath)};
   std::string errMsg;

@@ -8,23 +8,29 @@
 #include <string>
 
 namespace sbp {
-/// Host C++ for --target=cpu: the step functions over the planned kernel
-/// graphs (calls into the CPU kernel library) and the model descriptor the
-/// runtime loads. Fails with a diagnostic if the module is not lowered.
-mlir::FailureOr<std::string> emitCpuTrainer(mlir::ModuleOp module, const ModelReport &report);
+enum class TrainerTarget { Cpu, Cuda };
+
+/// Trainer source: the step functions over the planned kernel graphs (calls
+/// into the CPU or CUDA kernel library) and the model descriptor the runtime
+/// loads. Fails with a diagnostic if the module is not lowered.
+mlir::FailureOr<std::string> emitTrainer(mlir::ModuleOp module, const ModelReport &report,
+                                         TrainerTarget target);
 
 struct BuildOptions {
-  std::string compiler = "c++"; // host C++ compiler
-  std::string runtimeInclude;   // holds sbp/model_abi.h
-  std::string kernelsInclude;   // holds sbp/cpu_kernels.h
-  std::string kernelsLibrary;   // libsbp_cpu_kernels.a
+  TrainerTarget target = TrainerTarget::Cpu;
+  std::string compiler = "c++";  // host C++ compiler (cpu)
+  std::string nvcc = "nvcc";     // CUDA compiler (cuda)
+  std::string gpuArch = "sm_90"; // cuda: the architecture the .so carries code for
+  std::string runtimeInclude;    // holds sbp/model_abi.h
+  std::string kernelsInclude;    // holds sbp/cpu_kernels.h or sbp/cuda_kernels.cuh
+  std::string kernelsLibrary;    // cpu: libsbp_cpu_kernels.a
   bool keepSource = false;
 };
 
 /// Compiles trainer source into a shared library at `output`. On failure the
 /// compiler's output is returned in `log`.
-mlir::LogicalResult buildCpuTrainer(const std::string &source, const std::string &output,
-                                    const BuildOptions &options, std::string &log);
+mlir::LogicalResult buildTrainer(const std::string &source, const std::string &output,
+                                 const BuildOptions &options, std::string &log);
 } // namespace sbp
 
 #endif

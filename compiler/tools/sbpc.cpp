@@ -22,6 +22,7 @@
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Program.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 
@@ -32,8 +33,12 @@ static cl::OptionCategory category("sbpc options");
 static cl::opt<std::string> inputFile(cl::Positional, cl::desc("<model.mlir>"), cl::Required, cl::cat(category));
 static cl::opt<std::string> outputFile("o", cl::desc("Output file (default: stdout for --emit other than lib)"),
                                        cl::value_desc("file"), cl::init(""), cl::cat(category));
-static cl::opt<std::string> target("target", cl::desc("Trainer target: cpu (cuda: not yet available)"),
-                                   cl::init("cpu"), cl::cat(category));
+static cl::opt<std::string> target("target", cl::desc("Trainer target: cpu or cuda"), cl::init("cpu"),
+                                   cl::cat(category));
+static cl::opt<std::string> gpuArch("gpu-arch", cl::desc("CUDA architecture the trainer carries code for"),
+                                    cl::init("sm_90"), cl::cat(category));
+static cl::opt<std::string> nvccPath("nvcc", cl::desc("CUDA compiler for --target=cuda"), cl::init(""),
+                                     cl::cat(category));
 static cl::opt<std::string> emit("emit",
                                  cl::desc("What to produce: lib (default), mlir, mlir-after=<pass>, kernels, cpp, report"),
                                  cl::init("lib"), cl::cat(category));
@@ -43,6 +48,13 @@ static cl::opt<bool> keepSource("keep-source", cl::desc("Keep the generated trai
                                 cl::init(false), cl::cat(category));
 static cl::opt<std::string> hostCompiler("cxx", cl::desc("Host C++ compiler for --target=cpu"), cl::init("c++"),
                                          cl::cat(category));
+
+/// nvcc from PATH, else the toolkit's usual place.
+static std::string defaultNvcc() {
+  if (llvm::sys::findProgramByName("nvcc"))
+    return "nvcc";
+  return "/usr/local/cuda/bin/nvcc";
+}
 
 static int fail(const llvm::Twine &message) {
   llvm::errs() << "sbpc: error: " << message << "\n";
@@ -88,8 +100,10 @@ int main(int argc, char **argv) {
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(argc, argv, "sbpc: compiles an sbp model into a trainer library\n");
 
-  if (target != "cpu")
-    return fail("target '" + target + "' is not available in this build: use --target=cpu");
+  if (target != "cpu" && target != "cuda")
+    return fail("unknown target '" + target + "': use --target=cpu or --target=cuda");
+  if (!llvm::StringRef(gpuArch).starts_with("sm_"))
+    return fail("--gpu-arch must look like sm_90, got '" + gpuArch + "'");
   if (keep != -1.0 && !(keep > 0.0 && keep <= 1.0))
     return fail("--keep must be in (0, 1], got " + std::to_string(keep));
   bool knownEmit = emit == "lib" || emit == "mlir" || emit == "kernels" || emit == "cpp" || emit == "report" ||
@@ -141,20 +155,25 @@ int main(int argc, char **argv) {
     return 1;
   if (emit == "kernels")
     return writeOutput(print(*module));
-  FailureOr<std::string> source = sbp::emitCpuTrainer(*module, sbp::computeReport(*module));
+  sbp::TrainerTarget trainerTarget = target == "cuda" ? sbp::TrainerTarget::Cuda : sbp::TrainerTarget::Cpu;
+  FailureOr<std::string> source = sbp::emitTrainer(*module, sbp::computeReport(*module), trainerTarget);
   if (failed(source))
     return 1;
   if (emit == "cpp")
     return writeOutput(*source);
 
   sbp::BuildOptions build;
+  build.target = trainerTarget;
   build.compiler = hostCompiler;
+  build.nvcc = nvccPath.empty() ? defaultNvcc() : nvccPath.getValue();
+  build.gpuArch = gpuArch;
   build.runtimeInclude = SBPC_RUNTIME_INCLUDE_DIR;
-  build.kernelsInclude = SBPC_KERNELS_INCLUDE_DIR;
+  build.kernelsInclude = trainerTarget == sbp::TrainerTarget::Cuda ? SBPC_CUDA_KERNELS_INCLUDE_DIR
+                                                                   : SBPC_KERNELS_INCLUDE_DIR;
   build.kernelsLibrary = SBPC_KERNELS_LIBRARY;
   build.keepSource = keepSource;
   std::string log;
-  if (failed(sbp::buildCpuTrainer(*source, outputFile, build, log)))
+  if (failed(sbp::buildTrainer(*source, outputFile, build, log)))
     return fail("building the trainer failed:\n" + log);
   return 0;
 }

@@ -1,9 +1,11 @@
-//===- EmitCpu.cpp - planned sbpk graphs -> host C++ trainer --------------===//
+//===- EmitTrainer.cpp - planned sbpk graphs -> trainer source ------------===//
 //
-// The generated file documents itself (tfcompile style): a header comment
-// with the model, its parameters and the memory plan; then the parameter and
-// mask tables, one function per graph with one kernel call per sbpk op, and
-// the descriptor behind the trainer's single exported symbol.
+// One emitter for both targets: host C++ calling the CPU kernel library
+// (sbp::cpu), or CUDA C++ calling the CUDA kernel library (sbp::cuda) on the
+// step's stream. The generated file documents itself (tfcompile style): a
+// header comment with the model, its parameters and the memory plan; then the
+// parameter and mask tables, one function per graph with one kernel call per
+// sbpk op, and the descriptor behind the trainer's single exported symbol.
 //
 //===----------------------------------------------------------------------===//
 #include "EmitTrainer.h"
@@ -34,18 +36,26 @@ std::string typeStr(Type t) {
 /// Emits one step function.
 class GraphEmitter {
 public:
-  GraphEmitter(llvm::raw_ostream &os, sbpk::GraphOp graph) : os(os), graph(graph) {}
+  GraphEmitter(llvm::raw_ostream &os, sbpk::GraphOp graph, TrainerTarget target)
+      : os(os), graph(graph), cuda(target == TrainerTarget::Cuda) {}
 
   LogicalResult emit() {
     os << "// " << graph.getSymName() << " step: arena " << graph.getArenaBytes().value_or(0) << " bytes\n";
     os << "int " << graph.getSymName() << "_step(const sbp_step_args *a, char *err, size_t err_len) {\n";
-    os << "  (void)err; (void)err_len;\n";
     os << "  char *arena = static_cast<char *>(a->arena);\n";
-    os << "  if (a->num_threads > 0) omp_set_num_threads(a->num_threads);\n";
+    if (cuda) {
+      // The first call (never captured in a CUDA graph) creates the context.
+      os << "  if (int rc = ensure_context(err, err_len)) return rc;\n";
+      os << "  sbp::cuda::Context &ctx = g_context;\n";
+      os << "  ctx.stream = static_cast<cudaStream_t>(a->stream);\n";
+    } else {
+      os << "  (void)err; (void)err_len;\n";
+      os << "  if (a->num_threads > 0) omp_set_num_threads(a->num_threads);\n";
+    }
     for (Operation &op : graph.getBlock())
       if (failed(emitOp(&op)))
         return failure();
-    os << "  return 0;\n}\n\n";
+    os << (cuda ? "  return sbp::cuda::last_error(err, err_len);\n}\n\n" : "  return 0;\n}\n\n");
     return success();
   }
 
@@ -94,9 +104,12 @@ private:
         .Case([&](sbpk::KernelOp k) { return emitKernel(k); })
         .Case([&](sbpk::GradOutOp) { return success(); }) // its producer wrote it in place
         .Case([&](sbpk::ReturnOp r) {
-          os << "  *a->loss = " << name(r.getOperand(0)) << "[0];\n";
+          if (cuda)
+            os << "  sbp::cuda::copy(ctx, " << name(r.getOperand(0)) << ", a->loss, 1);\n";
+          else
+            os << "  *a->loss = " << name(r.getOperand(0)) << "[0];\n";
           if (r.getNumOperands() > 1)
-            os << "  if (a->logits) sbp::cpu::copy(" << name(r.getOperand(1)) << ", a->logits, "
+            os << "  if (a->logits) " << ns() << "copy(" << ctxArg() << name(r.getOperand(1)) << ", a->logits, "
                << numel(r.getOperand(1)) << ");\n";
           return success();
         })
@@ -109,9 +122,9 @@ private:
     bool ta = g.getTransA(), tb = g.getTransB();
     std::string c = name(g.getResult());
     if (g.getCIn())
-      os << "  if (" << c << " != " << name(g.getCIn()) << ") sbp::cpu::copy(" << name(g.getCIn()) << ", " << c
-         << ", " << m * n << ");\n";
-    os << "  sbp::cpu::gemm(" << (ta ? "true" : "false") << ", " << (tb ? "true" : "false") << ", "
+      os << "  if (" << c << " != " << name(g.getCIn()) << ") " << ns() << "copy(" << ctxArg() << name(g.getCIn())
+         << ", " << c << ", " << m * n << ");\n";
+    os << "  " << ns() << "gemm(" << ctxArg() << (ta ? "true" : "false") << ", " << (tb ? "true" : "false") << ", "
        << args({num(m), num(n), num(k), flt(g.getAlpha().convertToDouble()), name(g.getA()), num(ta ? m : k),
                 name(g.getB()), num(tb ? k : n), flt(g.getBeta().convertToDouble()), c, num(n)})
        << ");";
@@ -157,6 +170,8 @@ private:
       call = "softmax_xent(" + args({in(0), in(1), out(0), out(1), sz("batch"), sz("classes"), "1.0f"});
     else if (callee == "mask_rows" || callee == "gather_rows" || callee == "scatter_rows")
       call = callee.str() + "(" + args({in(0), in(1), out(0), sz("batch"), sz("tokens"), sz("kept"), sz("n")});
+    else if (callee == "scatter_add_rows" && cuda)
+      call = "scatter_add_rows(" + args({in(0), in(1), in(2), out(0), sz("batch"), sz("tokens"), sz("kept"), sz("n")});
     else if (callee == "scatter_add_rows") {
       int64_t n = attrInt(k, "batch") * attrInt(k, "tokens") * attrInt(k, "n");
       os << "  sbp::cpu::copy(" << args({in(0), out(0), num(n)}) << ");\n";
@@ -165,12 +180,18 @@ private:
       call = "fill(" + args({out(0), flt(k->getAttrOfType<FloatAttr>("value").getValueAsDouble()), sz("n")});
     else
       return k.emitOpError("has no CPU emitter");
-    os << "  sbp::cpu::" << call << ");";
+    // Every kernel call has the form ns::name(args...); CUDA kernels take the context first.
+    if (cuda)
+      call.insert(call.find('(') + 1, "ctx, ");
+    os << "  " << ns() << call << ");";
     if (auto r = k->getAttrOfType<StringAttr>("region"))
       os << "  // " << (k->hasAttr("bwd") ? "backward, " : "") << r.getValue();
     os << "\n";
     return success();
   }
+
+  const char *ns() const { return cuda ? "sbp::cuda::" : "sbp::cpu::"; }
+  const char *ctxArg() const { return cuda ? "ctx, " : ""; }
 
   std::string eps(sbpk::KernelOp k) {
     auto attr = k->getAttrOfType<FloatAttr>("eps");
@@ -179,6 +200,7 @@ private:
 
   llvm::raw_ostream &os;
   sbpk::GraphOp graph;
+  bool cuda;
   llvm::DenseMap<Value, std::string> names;
 };
 
@@ -193,8 +215,10 @@ const char *initName(InitKind k) {
   return "SBP_INIT_ZEROS";
 }
 
-void emitHeaderComment(llvm::raw_ostream &os, ModelOp model, ModuleOp module, const ModelReport &report) {
-  os << "// Trainer for model @" << model.getSymName() << ", generated by sbpc for --target=cpu.\n"
+void emitHeaderComment(llvm::raw_ostream &os, ModelOp model, ModuleOp module, const ModelReport &report,
+                       bool cuda) {
+  os << "// Trainer for model @" << model.getSymName() << ", generated by sbpc for --target="
+     << (cuda ? "cuda" : "cpu") << ".\n"
      << "// Do not edit: regenerate with sbpc.\n//\n"
      << "// batch " << report.batch << ", " << report.parameters << " parameters\n"
      << "// forward " << llvm::formatv("{0:e3}", report.total.forwardFlops) << " FLOP, backward "
@@ -255,7 +279,8 @@ std::string optimizerInit(ModelOp model) {
 }
 } // namespace
 
-FailureOr<std::string> sbp::emitCpuTrainer(ModuleOp module, const ModelReport &report) {
+FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &report, TrainerTarget target) {
+  bool cuda = target == TrainerTarget::Cuda;
   auto models = module.getOps<ModelOp>();
   if (models.empty() || std::next(models.begin()) != models.end())
     return module.emitError("expected exactly one sbp.model"), failure();
@@ -268,9 +293,20 @@ FailureOr<std::string> sbp::emitCpuTrainer(ModuleOp module, const ModelReport &r
 
   std::string source;
   llvm::raw_string_ostream os(source);
-  emitHeaderComment(os, model, module, report);
-  os << "#include <sbp/cpu_kernels.h>\n#include <sbp/model_abi.h>\n\n#include <omp.h>\n#include <cstdio>\n\n"
-     << "namespace {\n\n";
+  emitHeaderComment(os, model, module, report, cuda);
+  if (cuda)
+    os << "#include <sbp/cuda_kernels.cuh>\n#include <sbp/model_abi.h>\n\n#include <cstdio>\n\n"
+       << "namespace {\n\n"
+       << "// One kernel context (cuBLASLt handle, workspace, scratch) per loaded trainer,\n"
+       << "// created by the first step, which the runtime never captures in a graph.\n"
+       << "sbp::cuda::Context g_context;\nbool g_context_ready = false;\n\n"
+       << "int ensure_context(char *err, size_t err_len) {\n"
+       << "  if (g_context_ready) return 0;\n"
+       << "  if (int rc = sbp::cuda::context_init(g_context, err, err_len)) return rc;\n"
+       << "  g_context_ready = true;\n  return 0;\n}\n\n";
+  else
+    os << "#include <sbp/cpu_kernels.h>\n#include <sbp/model_abi.h>\n\n#include <omp.h>\n#include <cstdio>\n\n"
+       << "namespace {\n\n";
   emitTables(os, model);
 
   // Parameters without a gradient (unused by the loss) get zeros.
@@ -280,9 +316,10 @@ FailureOr<std::string> sbp::emitCpuTrainer(ModuleOp module, const ModelReport &r
   os << "void zero_unused_grads(const sbp_step_args *a) {\n  (void)a;\n";
   for (ParamSlot s : layoutParams(model))
     if (!withGrad.contains(s.op.getName()))
-      os << "  sbp::cpu::fill(a->grads + " << s.offset << ", 0.0f, " << s.numel << ");\n";
+      os << "  " << (cuda ? "sbp::cuda::fill(g_context, " : "sbp::cpu::fill(") << "a->grads + " << s.offset
+         << ", 0.0f, " << s.numel << ");\n";
   os << "}\n\n";
-  if (failed(GraphEmitter(os, train).emit()) || failed(GraphEmitter(os, eval).emit()))
+  if (failed(GraphEmitter(os, train, target).emit()) || failed(GraphEmitter(os, eval, target).emit()))
     return failure();
 
   auto images = model.getBlock().getOps<InputOp>();
@@ -296,7 +333,8 @@ FailureOr<std::string> sbp::emitCpuTrainer(ModuleOp module, const ModelReport &r
   os << "int train_with_zeroed(const sbp_step_args *a, char *err, size_t err_len) {\n"
      << "  zero_unused_grads(a);\n  return train_step(a, err, err_len);\n}\n\n"
      << "const sbp_model_desc kModel = {\n"
-     << "  SBP_ABI_VERSION, sizeof(sbp_model_desc), \"" << model.getSymName() << "\", \"cpu\", \"sbpc "
+     << "  SBP_ABI_VERSION, sizeof(sbp_model_desc), \"" << model.getSymName() << "\", \""
+     << (cuda ? "cuda" : "cpu") << "\", \"sbpc "
      << SBPC_VERSION_STRING << "\",\n"
      << "  " << imageShape[0] << ", " << imageShape[1] << ", " << imageShape[2] << ", " << imageShape[3] << ", "
      << classes << ",\n"
