@@ -1,7 +1,7 @@
 // sbp-bench - times whole training steps of a trainer library written by sbpc.
 //
 //   sbp-bench TRAINER.so [--steps N] [--warmup W] [--device D] [--seed S] [--threads T]
-//             [--mode NAME] [--host-inputs] [--require-target cpu|cuda]
+//             [--mode NAME] [--precision LABEL] [--host-inputs] [--require-target cpu|cuda]
 //
 // Loads the trainer through the C API (sbp/trainer.hpp), draws one batch of
 // N(0, 1) images and uniform labels in [0, num_classes) on the memory the
@@ -41,10 +41,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #ifdef SBP_BENCH_WITH_CUDA
@@ -67,12 +70,14 @@ struct Options {
   int32_t threads = 0;
   std::string mode;           // label; default: from the file name <model>_<mode>.so
   std::string require_target; // empty: any
+  std::string precision = "fp32"; // label only: what the trainer computes in
   bool host_inputs = false;   // pass host buffers even to a cuda trainer
 };
 
 const char *kUsage =
     "usage: sbp-bench TRAINER.so [--steps N] [--warmup W] [--device D] [--seed S]\n"
-    "                 [--threads T] [--mode NAME] [--host-inputs] [--require-target cpu|cuda]\n";
+    "                 [--threads T] [--mode NAME] [--precision LABEL] [--host-inputs]\n"
+    "                 [--require-target cpu|cuda]\n";
 
 int64_t parseInt(const std::string &flag, const std::string &text, int64_t min) {
   size_t used = 0;
@@ -113,6 +118,8 @@ Options parseOptions(int argc, char **argv) {
       o.threads = int32_t(parseInt(arg, value(), 0));
     } else if (arg == "--mode") {
       o.mode = value();
+    } else if (arg == "--precision") {
+      o.precision = value();
     } else if (arg == "--require-target") {
       o.require_target = value();
     } else if (arg == "--host-inputs") {
@@ -186,6 +193,18 @@ int64_t procStatusBytes(const std::string &field) {
   return -1;
 }
 
+// sbp_trainer_info.device_name, where this runtime's header has it (newer runtimes).
+template <typename T, typename = void> struct HasDeviceName : std::false_type {};
+template <typename T>
+struct HasDeviceName<T, std::void_t<decltype(std::declval<const T &>().device_name)>>
+    : std::true_type {};
+template <typename T> std::string infoDeviceName(const T &info) {
+  if constexpr (HasDeviceName<T>::value)
+    return info.device_name ? std::string(info.device_name) : std::string();
+  else
+    return std::string();
+}
+
 #ifdef SBP_BENCH_WITH_CUDA
 void checkCuda(cudaError_t rc, const char *what) {
   if (rc != cudaSuccess)
@@ -236,6 +255,10 @@ int run(const Options &o) {
   const sbp_trainer_info info = trainer.info();
   const std::string target = info.target ? info.target : "";
   const std::string model = info.model_name ? info.model_name : "";
+  if (target != "cuda")
+    device_name = "cpu";
+  else if (device_name.empty())
+    device_name = infoDeviceName(info);
   if (!o.require_target.empty() && target != o.require_target) {
     std::fprintf(stderr, "sbp-bench: %s is a \"%s\" trainer, not \"%s\": skipped\n",
                  o.trainer.c_str(), target.c_str(), o.require_target.c_str());
@@ -251,8 +274,8 @@ int run(const Options &o) {
 
   const int64_t image_elems =
       info.batch * int64_t(info.in_channels) * info.in_height * info.in_width;
-  std::vector<float> images(size_t(image_elems));
-  std::vector<int32_t> labels(size_t(info.batch));
+  std::vector<float> images(static_cast<size_t>(image_elems));
+  std::vector<int32_t> labels(static_cast<size_t>(info.batch));
   {
     std::mt19937_64 rng(0x5bbe7c4ULL ^ o.seed);
     std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -360,7 +383,7 @@ int run(const Options &o) {
   field("model", jsonString(model));
   field("mode", jsonString(o.mode.empty() ? modeFromPath(o.trainer, model) : o.mode));
   field("target", jsonString(target));
-  field("precision", jsonString("fp32"));
+  field("precision", jsonString(o.precision));
   field("device_name", jsonString(device_name.empty() ? target : device_name));
   field("trainer", jsonString(o.trainer));
   field("inputs", jsonString(on_device ? "device" : "host"));

@@ -13,9 +13,15 @@ config.excludes = ["Inputs", "fixtures", "CMakeLists.txt", "README.md", "lit.cfg
                    "check_accuracy.py", "compare_safetensors.py", "make_patch_mlp_fixtures.py",
                    "runtime", "cpu_kernels"]
 
-# Tests that need a GPU say `REQUIRES: cuda`; CI has none.
-if config.enable_cuda:
+# Tests that need a GPU say `REQUIRES: cuda`; CI has none. Tests that only
+# compile CUDA say `REQUIRES: nvcc` (CI has the toolkit).
+import shutil
+import subprocess
+if config.enable_cuda or (shutil.which("nvidia-smi") and
+                          subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0):
     config.available_features.add("cuda")
+if shutil.which("nvcc") or os.path.exists("/usr/local/cuda/bin/nvcc"):
+    config.available_features.add("nvcc")
 
 # The real dataset, from Debian's dataset-fashion-mnist package.
 fashion = "/usr/share/datasets/fashion-mnist"

@@ -33,8 +33,9 @@ static cl::OptionCategory category("sbpc options");
 static cl::opt<std::string> inputFile(cl::Positional, cl::desc("<model.mlir>"), cl::Required, cl::cat(category));
 static cl::opt<std::string> outputFile("o", cl::desc("Output file (default: stdout for --emit other than lib)"),
                                        cl::value_desc("file"), cl::init(""), cl::cat(category));
-static cl::opt<std::string> target("target", cl::desc("Trainer target: cpu or cuda"), cl::init("cpu"),
-                                   cl::cat(category));
+static cl::opt<std::string> target("target",
+                                   cl::desc("Trainer target: cuda or cpu (default: cuda where nvcc is found)"),
+                                   cl::init(""), cl::cat(category));
 static cl::opt<std::string> gpuArch("gpu-arch", cl::desc("CUDA architecture the trainer carries code for"),
                                     cl::init("sm_90"), cl::cat(category));
 static cl::opt<std::string> nvccPath("nvcc", cl::desc("CUDA compiler for --target=cuda"), cl::init(""),
@@ -100,6 +101,8 @@ int main(int argc, char **argv) {
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(argc, argv, "sbpc: compiles an sbp model into a trainer library\n");
 
+  if (target.empty())
+    target = llvm::sys::fs::exists(defaultNvcc()) || llvm::sys::findProgramByName("nvcc") ? "cuda" : "cpu";
   if (target != "cpu" && target != "cuda")
     return fail("unknown target '" + target + "': use --target=cpu or --target=cuda");
   if (!llvm::StringRef(gpuArch).starts_with("sm_"))

@@ -2,6 +2,9 @@
 #include "Backend.h"
 
 #include "Error.h"
+#ifdef SBP_HAVE_CUDA_RUNTIME
+#include "cuda/CudaBackend.h"
+#endif
 
 #include <cstdlib>
 #include <cstring>
@@ -51,9 +54,13 @@ std::unique_ptr<Backend> makeBackend(const std::string &target, int32_t device) 
   if (target == "cpu")
     return std::make_unique<HostBackend>();
   if (target == "cuda")
+#ifdef SBP_HAVE_CUDA_RUNTIME
+    return cuda::makeCudaBackend(device);
+#else
     fail(SBP_ERROR_UNSUPPORTED,
          "this runtime was built without CUDA; it cannot run a \"cuda\" trainer (device {})",
          device);
+#endif
   fail(SBP_ERROR_UNSUPPORTED, "unknown trainer target \"{}\"", target);
 }
 

@@ -47,13 +47,20 @@ Trainer::Trainer(const std::string &library_path, const sbp_trainer_options &opt
   optimizer_.validate();
   const sbp_model_desc &d = desc();
   const size_t param_bytes = size_t(d.param_elements) * sizeof(float);
-  params_ = backend_->allocate(param_bytes);
-  grads_ = backend_->allocate(param_bytes);
-  for (size_t k = 0; k < optimizer_.stateNames().size(); ++k)
-    state_.push_back(backend_->allocate(param_bytes));
-  arena_ = backend_->allocate(
-      size_t(std::max(d.report.train_arena_bytes, d.report.eval_arena_bytes)));
-  loss_ = backend_->allocate(sizeof(float));
+  for (int32_t i = 0; i < d.num_params; ++i)
+    spans_.push_back({d.params[i].offset, d.params[i].numel, d.params[i].weight_decay != 0});
+  TrainerModel model;
+  model.desc = &d;
+  model.library_path = library_->path();
+  model.optimizer = optimizer_;
+  model.masks = &masks_;
+  model.spans = spans_;
+  TrainerBuffers buffers = backend_->allocateTrainer(model);
+  params_ = std::move(buffers.params);
+  grads_ = std::move(buffers.grads);
+  state_ = std::move(buffers.state);
+  arena_ = std::move(buffers.arena);
+  loss_ = std::move(buffers.loss);
 
   fixed_.resize(size_t(d.num_mask_groups));
   keep_staging_.resize(size_t(d.num_mask_groups));
@@ -63,16 +70,16 @@ Trainer::Trainer(const std::string &library_path, const sbp_trainer_options &opt
     keep_ratios_.push_back(d.mask_groups[g].keep_ratio);
 
   std::vector<float> init(size_t(d.param_elements), 0.0f);
-  for (int32_t i = 0; i < d.num_params; ++i) {
-    spans_.push_back({d.params[i].offset, d.params[i].numel, d.params[i].weight_decay != 0});
+  for (int32_t i = 0; i < d.num_params; ++i)
     initParam(d.params[i], i, seed_, init.data() + d.params[i].offset);
-  }
   backend_->upload(params_.data(), init.data(), param_bytes);
 }
 
 void Trainer::checkBatch(const float *images, const int32_t *labels) const {
   if (!images || !labels)
     fail(SBP_ERROR_INVALID_ARGUMENT, "images and labels must not be NULL");
+  if (backend_->isDevicePointer(labels))
+    return; // checked on the device, inside the step
   const sbp_model_desc &d = desc();
   for (int64_t b = 0; b < d.batch; ++b)
     if (labels[b] < 0 || labels[b] >= d.num_classes)
@@ -106,10 +113,8 @@ sbp_step_args Trainer::stepArgs(const float *images, const int32_t *labels) {
   return args;
 }
 
-namespace {
-
-void callStep(sbp_step_fn fn, const sbp_step_args &args, const char *what,
-              const std::string &path) {
+void callTrainerStep(sbp_step_fn fn, const sbp_step_args &args, const char *what,
+                     const std::string &path) {
   char err[1024] = {0};
   int rc = fn(&args, err, sizeof(err));
   err[sizeof(err) - 1] = '\0';
@@ -118,26 +123,50 @@ void callStep(sbp_step_fn fn, const sbp_step_args &args, const char *what,
          *err ? err : "no message");
 }
 
-} // namespace
-
 float Trainer::finiteLoss(const char *what) const {
   float loss = 0.0f;
   backend_->download(&loss, loss_.data(), sizeof(float));
+  return checkFinite(loss, what);
+}
+
+float Trainer::checkFinite(float loss, const char *what) const {
   if (!std::isfinite(loss))
     fail(SBP_ERROR_NUMERIC, "{} is {} at step {}", what, std::isnan(loss) ? "NaN" : "infinite",
          step_);
   return loss;
 }
 
+float Trainer::backendStep(const float *images, const int32_t *labels, bool update) {
+  checkBatch(images, labels);
+  StepRequest request;
+  request.images = images;
+  request.labels = labels;
+  request.seed = seed_;
+  request.step = step_;
+  request.optimizer = &optimizer_;
+  request.update = update;
+  // The backend skips the update itself when the loss is not finite.
+  float loss = checkFinite(backend_->trainStep(request), "loss");
+  if (update)
+    ++step_;
+  return loss;
+}
+
 void Trainer::forwardBackward(const float *images, const int32_t *labels, float *loss) {
   checkBatch(images, labels);
-  callStep(desc().train_step, stepArgs(images, labels), "train_step", library_->path());
+  callTrainerStep(desc().train_step, stepArgs(images, labels), "train_step", library_->path());
   float value = finiteLoss("loss");
   if (loss)
     *loss = value;
 }
 
 void Trainer::step(const float *images, const int32_t *labels, float *loss) {
+  if (backend_->runsSteps()) {
+    float value = backendStep(images, labels, true);
+    if (loss)
+      *loss = value;
+    return;
+  }
   forwardBackward(images, labels, loss);
   std::vector<float *> state;
   for (DeviceBuffer &s : state_)
@@ -148,11 +177,29 @@ void Trainer::step(const float *images, const int32_t *labels, float *loss) {
 }
 
 void Trainer::computeGradients(const float *images, const int32_t *labels, float *loss) {
+  if (backend_->runsSteps()) {
+    float value = backendStep(images, labels, false);
+    if (loss)
+      *loss = value;
+    return;
+  }
   forwardBackward(images, labels, loss);
 }
 
 void Trainer::eval(const float *images, const int32_t *labels, float *loss, float *logits) {
   checkBatch(images, labels);
+  if (backend_->runsSteps()) {
+    StepRequest request;
+    request.images = images;
+    request.labels = labels;
+    request.seed = seed_;
+    request.step = step_;
+    request.optimizer = &optimizer_;
+    float value = checkFinite(backend_->evalStep(request, logits), "eval loss");
+    if (loss)
+      *loss = value;
+    return;
+  }
   const sbp_model_desc &d = desc();
   const size_t logit_bytes = size_t(d.batch) * size_t(d.num_classes) * sizeof(float);
   if (logits && logits_staging_.bytes() < logit_bytes)
@@ -160,7 +207,7 @@ void Trainer::eval(const float *images, const int32_t *labels, float *loss, floa
   sbp_step_args args = stepArgs(images, labels); // no SBP in eval; the masks are just valid
   args.grads = nullptr;
   args.logits = logits ? logits_staging_.as<float>() : nullptr;
-  callStep(d.eval_step, args, "eval_step", library_->path());
+  callTrainerStep(d.eval_step, args, "eval_step", library_->path());
   if (logits)
     backend_->download(logits, logits_staging_.data(), logit_bytes);
   float value = finiteLoss("eval loss");
@@ -188,8 +235,10 @@ void Trainer::setKeepIndices(int32_t group, const int32_t *idx, int32_t count) {
   for (int32_t g = first; g <= last; ++g)
     chosen.push_back(idx ? checkedFixedIndices(masks_.spec(g), d.mask_groups[g].name, idx, count)
                          : std::vector<int32_t>());
-  for (int32_t g = first; g <= last; ++g)
+  for (int32_t g = first; g <= last; ++g) {
+    backend_->setKeepIndices(g, chosen[size_t(g - first)]);
     fixed_[size_t(g)] = std::move(chosen[size_t(g - first)]);
+  }
 }
 
 std::vector<int32_t> Trainer::keepIndices(int32_t group, int64_t step) const {
@@ -235,6 +284,8 @@ void Trainer::info(sbp_trainer_info &out) const {
   out.nesterov = optimizer_.nesterov;
   out.seed = seed_;
   out.num_threads = num_threads_;
+  out.device = backend_->deviceOrdinal();
+  out.device_name = backend_->deviceName();
   out.forward_flops = d.report.forward_flops;
   out.backward_flops = d.report.backward_flops;
   out.saved_activation_bytes = d.report.saved_activation_bytes;

@@ -24,7 +24,8 @@ public:
   int64_t stepCount() const { return step_; }
   uint64_t seed() const { return seed_; }
 
-  // images [batch, C, H, W] and labels [batch] in host memory.
+  // images [batch, C, H, W] and labels [batch] in host memory (or, for a
+  // backend that runs steps on a device, in that device's memory).
   void step(const float *images, const int32_t *labels, float *loss);
   void computeGradients(const float *images, const int32_t *labels, float *loss);
   void eval(const float *images, const int32_t *labels, float *loss, float *logits);
@@ -60,6 +61,10 @@ private:
   void forwardBackward(const float *images, const int32_t *labels, float *loss);
   sbp_step_args stepArgs(const float *images, const int32_t *labels);
   float finiteLoss(const char *what) const;
+  float checkFinite(float loss, const char *what) const;
+  // A training step (or, update false, forward + backward only) on a backend
+  // that runs whole steps (runsSteps()).
+  float backendStep(const float *images, const int32_t *labels, bool update);
   std::vector<float> download(const DeviceBuffer &buffer) const;
 
   std::unique_ptr<TrainerLibrary> library_;

@@ -45,6 +45,7 @@ struct Options {
   std::optional<float> lr, weight_decay;
   std::optional<uint64_t> seed;
   int32_t threads = 0;
+  int32_t device = 0;
   bool eval_every_epoch = false, info = false;
 };
 
@@ -66,6 +67,7 @@ po::options_description describeOptions(Options &o) {
                                              "at most 500, for cosine; 0 for constant)")
       ("seed", po::value<uint64_t>(), "seed of initialisation, masks and shuffling (default 0)")
       ("threads", po::value(&o.threads), "CPU threads (default: all)")
+      ("device", po::value(&o.device), "CUDA device of a cuda trainer (default 0)")
       ("log", po::value(&o.log), "append per-epoch rows to this CSV file")
       ("save", po::value(&o.save), "save a checkpoint here after every epoch")
       ("resume", po::value(&o.resume), "continue from this checkpoint")
@@ -126,6 +128,8 @@ std::optional<Options> parseCommandLine(int argc, char **argv) {
     throw UsageError("--warmup-steps must not be negative");
   if (o.threads < 0)
     throw UsageError("--threads must not be negative");
+  if (o.device < 0)
+    throw UsageError("--device must not be negative");
   if (!o.resume.empty() && !o.params.empty())
     throw UsageError("--resume already restores the parameters; drop --params");
   if (!o.batch.empty() && o.dump_grads.empty())
@@ -157,6 +161,10 @@ void printInfo(const sbp::Trainer &trainer) {
   sbp_trainer_info i = trainer.info();
   fmt::print("model          {}\n", i.model_name);
   fmt::print("target         {}\n", i.target);
+  if (i.device >= 0)
+    fmt::print("device         {} (CUDA device {})\n", i.device_name, i.device);
+  else
+    fmt::print("device         {}\n", i.device_name);
   fmt::print("sbpc version   {}\n", *i.sbpc_version ? i.sbpc_version : "unknown");
   fmt::print("batch          {}\n", i.batch);
   fmt::print("input          {}x{}x{}\n", i.in_channels, i.in_height, i.in_width);
@@ -419,6 +427,7 @@ int run(const Options &o) {
   sbp::TrainerOptions options;
   options.seed = o.seed.value_or(0);
   options.num_threads = o.threads;
+  options.device = o.device;
   if (o.lr)
     options.lr = *o.lr;
   if (o.weight_decay)

@@ -1,6 +1,6 @@
-// RUN: sbpc %s --emit=cpp | FileCheck %s
-// RUN: sbpc %s --emit=cpp -o %t.cpp && FileCheck %s < %t.cpp
-// RUN: sbpc %s --emit=cpp --keep=1.0 | FileCheck %s --check-prefix=DENSE
+// RUN: sbpc %s --target=cpu --emit=cpp | FileCheck %s
+// RUN: sbpc %s --target=cpu --emit=cpp -o %t.cpp && FileCheck %s < %t.cpp
+// RUN: sbpc %s --target=cpu --emit=cpp --keep=1.0 | FileCheck %s --check-prefix=DENSE
 
 // The CPU trainer source for the small patch-MLP (batch 8, 16 tokens, keep
 // 0.5 -> 8 kept tokens): header with the memory plan, then the train step,
@@ -88,7 +88,7 @@
 // CHECK-NEXT: }
 
 // No backward GEMM of an SBP region runs on all 128 rows.
-// RUN: sbpc %s --emit=cpp | FileCheck %s --check-prefix=NOFULL
+// RUN: sbpc %s --target=cpu --emit=cpp | FileCheck %s --check-prefix=NOFULL
 // NOFULL:      int train_step(
 // NOFULL-NOT:  sbp::cpu::gemm({{(true|false), (true|false)}}, 128, {{.*}}// backward, blocks
 // NOFULL-NOT:  sbp::cpu::gemm({{(true|false), (true|false), [0-9]+, [0-9]+}}, 128, {{.*}}// backward, blocks

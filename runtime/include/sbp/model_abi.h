@@ -81,8 +81,9 @@ typedef struct sbp_model_report {
   int64_t eval_arena_bytes;
 } sbp_model_report;
 
-/* Arguments of one step. Every pointer is on the trainer's target (host memory for
- * "cpu", device memory for "cuda"). */
+/* Arguments of one step. Every buffer is on the trainer's target (host memory for
+ * "cpu", device memory for "cuda"); `keep_idx` itself is a host array holding one
+ * such pointer per mask group, read by the step's host-side launcher. */
 typedef struct sbp_step_args {
   const float *params;             /* param_elements floats, laid out by sbp_param_desc.offset */
   float *grads;                    /* same layout; written (not accumulated) by train_step */

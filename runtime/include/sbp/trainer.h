@@ -15,7 +15,9 @@
  *    runtimes can extend them.
  *  - No call aborts or throws on bad input; a trainer is not thread-safe (use it
  *    from one thread at a time), distinct trainers are independent.
- *  - All pointers passed to step/eval are host memory, row-major float32/int32.
+ *  - All pointers passed to step/eval are row-major float32/int32 in host
+ *    memory; a "cuda" trainer also accepts images, labels and logits in its
+ *    device's memory (cudaMalloc), which it copies device to device.
  *
  * This header compiles as C99 and as C++.
  */
@@ -156,6 +158,9 @@ typedef struct sbp_trainer_info {
   int64_t arena_bytes;
   int64_t state_bytes; /* parameters + gradients + optimizer state */
   int64_t step;        /* optimizer steps taken */
+  /* where the trainer runs */
+  int32_t device;          /* CUDA device ordinal; -1 for "cpu" trainers */
+  const char *device_name; /* e.g. "NVIDIA H100 80GB HBM3"; "host" for "cpu" trainers */
 } sbp_trainer_info;
 
 SBP_API sbp_status sbp_trainer_get_info(const sbp_trainer *trainer, sbp_trainer_info *info);

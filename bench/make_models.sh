@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# make_models.sh - write the benchmark models with sbp-zoo and compile them with sbpc.
+# Runs HERE (where sbpc exists), from the repository root:
+#
+#   bench/make_models.sh --target cuda                 # .devpkg/trainers/patch_mlp_bench_{dense,sbp}.{mlir,so}
+#   bench/make_models.sh --target cpu --preset smoke --out build/bench-smoke/devpkg
+#
+# For each preset it writes <name>_dense.mlir (no SBP) and <name>_sbp.mlir (SBP on the preset's
+# blocks), both with the same model name, and compiles each to <name>_<mode>.so with
+# `sbpc --target=TARGET`. Options:
+#   --target cpu|cuda     sbpc target (default cuda)
+#   --preset NAME         bench (default), tiny, smoke, or several: --preset bench --preset smoke
+#   --out DIR             package folder; trainers go to DIR/trainers (default .devpkg)
+#   --sbpc PATH           sbpc binary (default: $SBPC or build/bin/sbpc)
+#   --keep-source         pass --keep-source to sbpc (generated source beside the .so)
+#   --sbpc-arg ARG        pass ARG to sbpc (repeatable), e.g. --sbpc-arg --gpu-arch=sm_90
+#   --suffix S            append S to the mode in the file names (<name>_<mode>S.so), e.g. -tf32
+#                         for trainers built with other sbpc flags; run_benchmarks.sh labels a
+#                         trainer whose name contains tf32 or bf16 with that precision
+# Extra sbp-zoo flags for every preset can be given in $ZOO_EXTRA (e.g. ZOO_EXTRA="--batch 128").
+set -euo pipefail
+
+target=cuda
+out=.devpkg
+sbpc=${SBPC:-build/bin/sbpc}
+presets=()
+suffix=""
+sbpc_extra=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --target) target=$2; shift 2 ;;
+    --target=*) target=${1#*=}; shift ;;
+    --preset) presets+=("$2"); shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --suffix) suffix=$2; shift 2 ;;
+    --sbpc) sbpc=$2; shift 2 ;;
+    --keep-source) sbpc_extra+=(--keep-source); shift ;;
+    --sbpc-arg) sbpc_extra+=("$2"); shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) echo "make_models.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[[ ${#presets[@]} -gt 0 ]] || presets=(bench)
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+zoo="$root/frontends/sbp-zoo"
+[[ -x $sbpc ]] || { echo "make_models.sh: no sbpc at $sbpc (build it, or pass --sbpc)" >&2; exit 1; }
+
+# name | sbp-zoo model flags | SBP flags (only in the _sbp variant)
+preset_args() {
+  case "$1" in
+    bench)  # ViT-Small width, no attention: 224 px, 16 px patches (14x14 = 196 tokens)
+      echo "patch_mlp_bench|--img 224 --channels 3 --patch 16 --dim 384 --hidden 1536 --depth 12 --classes 1000 --batch 256|--sbp-blocks 4:12 --keep 0.5" ;;
+    tiny)   # ViT-Tiny width (192, MLP 768), no attention; same token grid as bench
+      echo "patch_mlp_tiny|--img 224 --channels 3 --patch 16 --dim 192 --hidden 768 --depth 12 --classes 1000 --batch 256|--sbp-blocks 4:12 --keep 0.5" ;;
+    smoke)  # small enough for a CPU run in seconds
+      echo "patch_mlp_smoke|--img 28 --channels 1 --patch 7 --dim 64 --hidden 128 --depth 4 --classes 10 --batch 64|--sbp-blocks 2:4 --keep 0.5" ;;
+    *) echo "make_models.sh: unknown preset $1 (bench, tiny, smoke)" >&2; exit 2 ;;
+  esac
+}
+
+mkdir -p "$out/trainers"
+for p in "${presets[@]}"; do
+  IFS='|' read -r name model_flags sbp_flags <<<"$(preset_args "$p")"
+  for mode in dense sbp; do
+    mlir="$out/trainers/${name}_${mode}.mlir"
+    so="$out/trainers/${name}_${mode}${suffix}.so"
+    flags="$model_flags ${ZOO_EXTRA:-}"
+    [[ $mode == sbp ]] && flags="$flags $sbp_flags"
+    # shellcheck disable=SC2086  # flags are word lists
+    python3 "$zoo" patch-mlp --name "$name" $flags -o "$mlir"
+    echo "make_models.sh: $sbpc $mlir --target=$target -o $so" >&2
+    start=$(date +%s)
+    "$sbpc" "$mlir" --target="$target" "${sbpc_extra[@]}" -o "$so"
+    echo "make_models.sh:   $(du -h "$so" | cut -f1), $(( $(date +%s) - start )) s" >&2
+  done
+done
+ls -l "$out/trainers" >&2

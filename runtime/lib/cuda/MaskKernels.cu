@@ -1,0 +1,82 @@
+// MaskKernels.cu - keep masks sampled on the device, equal to Masks.cpp's to
+// the bit: the sequential draw (grid start, Fisher-Yates) runs in one thread
+// through MaskDraw.h, the marking and the ascending compaction in parallel.
+#include "Kernels.h"
+#include "MaskDraw.h"
+#include "sbp/model_abi.h"
+
+#include <cub/block/block_scan.cuh>
+
+namespace sbp::rt::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void __launch_bounds__(kThreads)
+    sampleMasksKernel(const DeviceMaskGroup *groups, const StepScalars *scalars,
+                      StepStatus *status) {
+  using Scan = cub::BlockScan<int, kThreads>;
+  __shared__ typename Scan::TempStorage scan_storage;
+  __shared__ int32_t start;
+
+  const DeviceMaskGroup g = groups[blockIdx.x];
+  if (g.fixed)
+    return;
+  const uint64_t seed = scalars->seed;
+  const int64_t step = scalars->step;
+  const int32_t n = g.grid_h * g.grid_w;
+  const bool random = g.kind == SBP_MASK_RANDOM;
+
+  if (random) {
+    for (int32_t p = threadIdx.x; p < n; p += kThreads) {
+      g.order[p] = p;
+      g.dropped[p] = 0;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0)
+      randomDropOrder(g.order, n, g.drop, seed, step, g.draw);
+    __syncthreads();
+    for (int32_t k = threadIdx.x; k < g.drop; k += kThreads)
+      g.dropped[g.order[k]] = 1;
+  } else if (threadIdx.x == 0) {
+    start = gridStart(g.stride, seed, step, g.draw);
+  }
+  __syncthreads();
+
+  // Prefix tokens, then prefix + p for each kept position p in ascending order.
+  for (int32_t t = threadIdx.x; t < g.prefix_tokens && t < g.capacity; t += kThreads)
+    g.keep[t] = t;
+  int32_t kept_before = 0;
+  for (int32_t tile = 0; tile < n; tile += kThreads) {
+    const int32_t p = tile + int32_t(threadIdx.x);
+    int keeps = 0;
+    if (p < n)
+      keeps = random ? !g.dropped[p] : gridKeeps(p, g.grid_w, g.stride, g.keep_matching, start);
+    int rank = 0, tile_total = 0;
+    Scan(scan_storage).ExclusiveSum(keeps, rank, tile_total);
+    const int32_t slot = g.prefix_tokens + kept_before + rank;
+    if (keeps && slot < g.capacity)
+      g.keep[slot] = g.prefix_tokens + p;
+    kept_before += tile_total;
+    __syncthreads(); // scan_storage is reused by the next tile
+  }
+  const int32_t tokens = g.prefix_tokens + kept_before;
+  for (int32_t s = tokens + int32_t(threadIdx.x); s < g.capacity; s += kThreads)
+    g.keep[s] = -1;
+  if (threadIdx.x == 0 && tokens > g.capacity && status) {
+    status->mask_group = int32_t(blockIdx.x);
+    status->mask_tokens = tokens;
+  }
+}
+
+} // namespace
+
+cudaError_t launchSampleMasks(const DeviceMaskGroup *groups, int32_t num_groups,
+                              const StepScalars *scalars, StepStatus *status, cudaStream_t stream) {
+  if (num_groups <= 0)
+    return cudaSuccess;
+  sampleMasksKernel<<<num_groups, kThreads, 0, stream>>>(groups, scalars, status);
+  return cudaGetLastError();
+}
+
+} // namespace sbp::rt::cuda

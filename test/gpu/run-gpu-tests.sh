@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The GPU tests, run on the GPU machine (device tool) from the repository root
+# with .devpkg/ made by scripts/make-devpkg.sh and test/gpu/make-trainers.sh.
+# That machine has no MLIR, so sbpc ran here: trainers travel prebuilt.
+#
+#  1. GoogleTest suites labelled cuda (CUDA kernels vs the CPU kernels, the
+#     runtime's CUDA backend).
+#  2. Gradient parity: the CUDA trainer's gradients of one batch against the
+#     PyTorch fixtures and against the CPU trainer's (fp32: 1e-3), at keep 1.0
+#     and with a fixed SBP mask.
+#  3. Training on Fashion-MNIST on the GPU: both modes reach the CPU floor.
+# Prints a table last; logs under $OUT when set.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+pkg=.devpkg
+export LD_LIBRARY_PATH="$PWD/$pkg/lib:${LD_LIBRARY_PATH:-}"
+out="${OUT:-/tmp/gpu-tests}"
+mkdir -p "$out"
+fix=test/numerics/fixtures/patch_mlp_small
+results=()
+record() { results+=("$(printf '%-58s %s' "$1" "$2")"); }
+run() { # name, command...
+  local name=$1; shift
+  if "$@" > "$out/$name.log" 2>&1; then record "$name" PASS; else record "$name" "FAIL (see $name.log)"; fi
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+
+# The runtime tests look for their fake trainers and tools where the build
+# tree had them: link those paths to the package.
+if [ -f $pkg/BUILD_ROOT ] && [ ! -e "$(cat $pkg/BUILD_ROOT)" ]; then
+  root=$(cat $pkg/BUILD_ROOT)
+  mkdir -p "$root/test/runtime"
+  ln -sfn "$PWD/$pkg/bin" "$root/bin"
+  ln -sfn "$PWD/$pkg/lib" "$root/lib"
+  ln -sfn "$PWD/$pkg/fake-trainers" "$root/test/runtime/trainers"
+fi
+for t in sbp-cuda-kernels-tests sbprt-cuda-unit-tests sbprt-cuda-api-tests; do
+  [ -x "$pkg/bin/$t" ] && run "$t" "$pkg/bin/$t"
+done
+
+train=$pkg/bin/sbp-train
+for mode in full sbp; do
+  keep=(); [ $mode = sbp ] && keep=(--keep-indices $fix/keep.txt)
+  run "grads-$mode-cuda-dump" $train $pkg/trainers/small_${mode}_cuda.so --params $fix/params.safetensors \
+      --batch $fix/batch.safetensors "${keep[@]}" --dump-grads "$out/grads_${mode}_cuda.safetensors"
+  run "grads-$mode-cuda-vs-pytorch (rtol 1e-3)" python3 test/numerics/compare_safetensors.py \
+      "$out/grads_${mode}_cuda.safetensors" $fix/grads_$mode.safetensors --rtol 1e-3 --ignore loss
+  run "grads-$mode-cuda-vs-cpu-trainer (rtol 1e-3)" python3 test/numerics/compare_safetensors.py \
+      "$out/grads_${mode}_cuda.safetensors" $pkg/trainers/grads_${mode}_cpu.safetensors --rtol 1e-3
+done
+
+for mode in full sbp; do
+  rm -f "$out/train_$mode.csv"
+  run "train-fashion-mnist-$mode-cuda" $train $pkg/trainers/mnist_${mode}_cuda.so --data $pkg/data \
+      --epochs 5 --seed 1 --log "$out/train_$mode.csv" --eval-every-epoch
+done
+run "accuracy floor 84%, gap < 1 point" python3 test/train/check_accuracy.py \
+    "$out/train_full.csv" "$out/train_sbp.csv" --floor 84 --max-gap 1.0
+grep -h "epoch 5/5  loss" "$out"/train-fashion-mnist-*.log 2>/dev/null
+
+echo
+printf '%s\n' "${results[@]}"
+! printf '%s\n' "${results[@]}" | grep -q FAIL
