@@ -20,7 +20,8 @@ static std::vector<std::string> compileCommand(const BuildOptions &o, const std:
     // Machine code for the named GPU, plus its PTX so that the driver can
     // compile the trainer for a newer GPU at load time (see docs/cuda-target.md).
     std::string gencode = "arch=compute_" + arch.str() + ",code=[sm_" + arch.str() + ",compute_" + arch.str() + "]";
-    return {program, "-O3", "-std=c++17", "-shared", "-Xcompiler", "-fPIC", "-Xcompiler",
+    // -cudart shared: one CUDA runtime in the process, shared with libsbprt.
+    return {program, "-O3", "-std=c++17", "-shared", "-cudart", "shared", "-Xcompiler", "-fPIC", "-Xcompiler",
             "-fvisibility=hidden", "-gencode", gencode, "-I", o.runtimeInclude, "-I", o.kernelsInclude,
             source, "-lcublasLt", "-lcudart", "-o", out};
   }
