@@ -14,6 +14,8 @@ cp build/bin/sbp-train "$out/bin/"
 for b in sbp-bench sbp-cuda-kernels-tests sbprt-cuda-unit-tests sbprt-cuda-api-tests; do
   [ -e "build/bin/$b" ] && cp "build/bin/$b" "$out/bin/"
 done
+# The CUDA kernel tests look for their smoke trainer beside the test binary.
+cp build/test/cuda_kernels/*.so "$out/bin/" 2>/dev/null || true
 # The runtime tests find their hand-written trainers at the build tree's path,
 # recorded here so the GPU machine can link it back in place.
 cp -r build/test/runtime/trainers "$out/fake-trainers"

@@ -79,13 +79,24 @@ public:
   operator T *() const { return get(); }
   size_t size() const { return n_; }
 
+  // The tests' Context runs on a cudaStreamNonBlocking stream, which does
+  // not synchronise with the legacy default stream that cudaMemcpy uses. A
+  // pageable host-to-device cudaMemcpy may return once the data is staged,
+  // before the DMA into the device buffer is done, so a kernel launched
+  // right after on ctx.stream could read (and read-modify-write) a partly
+  // uploaded buffer: scatter_rows_acc on a freshly uploaded 512 KiB output
+  // lost the tail of `base` on an H100. Both directions therefore wait for
+  // the whole device: an upload is complete before it returns, and a
+  // download never races kernels still running on ctx.stream.
   void upload(const std::vector<T> &host) {
     ASSERT_EQ(host.size(), n_);
     ASSERT_EQ(
         cudaMemcpy(get(), host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice),
         cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   }
   std::vector<T> download() const {
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     std::vector<T> host(n_);
     EXPECT_EQ(
         cudaMemcpy(host.data(), get(), n_ * sizeof(T), cudaMemcpyDeviceToHost),

@@ -3,9 +3,36 @@
 #include "CudaTestSupport.h"
 
 #include <dlfcn.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
 
 namespace sbp::cuda::test {
 namespace {
+
+/// The stand-in trainer, found so that a test binary copied elsewhere (with
+/// the .so beside it) still runs: $SBP_CUDA_SMOKE_TRAINER if set, else
+/// sbp_cuda_smoke_trainer.so next to the binary or in
+/// <binary dir>/../test/cuda_kernels/ (the build tree's layout), else the
+/// path compiled in.
+std::string smokeTrainerPath() {
+  if (const char *env = std::getenv("SBP_CUDA_SMOKE_TRAINER"); env && *env)
+    return env;
+  const std::string built = SBP_CUDA_SMOKE_TRAINER;
+  const std::string file = built.substr(built.find_last_of('/') + 1);
+  char exe[4096];
+  const ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (len > 0) {
+    const std::string path(exe, size_t(len));
+    const std::string dir = path.substr(0, path.find_last_of('/'));
+    for (const std::string &cand :
+         {dir + "/" + file, dir + "/../test/cuda_kernels/" + file})
+      if (access(cand.c_str(), R_OK) == 0)
+        return cand;
+  }
+  return built;
+}
 
 using InitFn = int (*)(char *, size_t);
 using FiniFn = void (*)();
@@ -15,7 +42,7 @@ using StepFn = int (*)(void *, const float *, const float *, const float *,
                        char *, size_t);
 
 struct Library {
-  void *handle = dlopen(SBP_CUDA_SMOKE_TRAINER, RTLD_NOW | RTLD_LOCAL);
+  void *handle = dlopen(smokeTrainerPath().c_str(), RTLD_NOW | RTLD_LOCAL);
   ~Library() {
     if (handle)
       dlclose(handle);

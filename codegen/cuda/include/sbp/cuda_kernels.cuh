@@ -805,8 +805,11 @@ __global__ void __launch_bounds__(kThreads)
         ag[c].z += d[c].z * hz;
         ag[c].w += d[c].w * hw;
         ab[c] = vadd(ab[c], d[c]);
-        d[c] = make_float4(d[c].x * gm.x, d[c].y * gm.y, d[c].z * gm.z,
-                           d[c].w * gm.w); // now g
+        // g rounded once (__fmul_rn: never fused into the subtraction
+        // below), as on the CPU; see layer_norm_grad_dx_kernel.
+        d[c] = make_float4(__fmul_rn(d[c].x, gm.x), __fmul_rn(d[c].y, gm.y),
+                           __fmul_rn(d[c].z, gm.z),
+                           __fmul_rn(d[c].w, gm.w)); // now g
         sumG += (d[c].x + d[c].y) + (d[c].z + d[c].w);
         sumGX += (d[c].x * hx + d[c].y * hy) + (d[c].z * hz + d[c].w * hw);
       }
@@ -870,9 +873,16 @@ __global__ void __launch_bounds__(kThreads)
        r < rows; r += nwarps) {
     const float *xr = x + r * n, *dyr = dy + r * n;
     const RowStats st = row_stats(xr, n, eps, lane);
+    // g = dy * gamma is rounded once with __fmul_rn, which the compiler may
+    // not contract: a plain `dy * gamma - meanG` becomes fma(dy, gamma,
+    // -meanG), subtracting the rounded mean from the unrounded product. For
+    // n == 1 (mean == x exactly, xhat == 0, meanG == g) the CPU's dx is
+    // exactly 0, but the fused form left g's rounding error times rstd =
+    // 1/sqrt(eps) (~1e-5). With g rounded as on the CPU the terms cancel
+    // exactly, and in general dx follows the CPU's expression.
     float sumG = 0.0f, sumGX = 0.0f;
     for (int64_t j = lane; j < n; j += 32) {
-      const float g = dyr[j] * gamma[j];
+      const float g = __fmul_rn(dyr[j], gamma[j]);
       sumG += g;
       sumGX += g * ((xr[j] - st.mean) * st.rstd);
     }
@@ -880,7 +890,8 @@ __global__ void __launch_bounds__(kThreads)
     const float meanGX = warp_sum(sumGX) * invN;
     for (int64_t j = lane; j < n; j += 32) {
       const float xhat = (xr[j] - st.mean) * st.rstd;
-      dx[r * n + j] = st.rstd * (dyr[j] * gamma[j] - meanG - xhat * meanGX);
+      const float g = __fmul_rn(dyr[j], gamma[j]);
+      dx[r * n + j] = st.rstd * (g - meanG - xhat * meanGX);
     }
     if (lane == 0)
       stats[r] = make_float2(st.mean, st.rstd);
