@@ -108,7 +108,11 @@ TrainerLibrary::TrainerLibrary(const std::string &path) : path_(path) {
     fail(SBP_ERROR_NOT_FOUND, "trainer library '{}' does not exist", path);
   // A bare name would make dlopen search the library path: always mean the file.
   std::string file = path.find('/') == std::string::npos ? "./" + path : path;
-  handle_ = ::dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
+  // RTLD_NODELETE: a trainer stays mapped after its last release. Unloading a
+  // library that carries CUDA kernels and loading it again in a process that
+  // has used CUDA was seen to hang on the H100 (sbp-cuda-kernels-tests,
+  // TrainerLink then TrainerRun); keeping it mapped costs only its code pages.
+  handle_ = ::dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   if (!handle_) {
     const char *why = ::dlerror();
     fail(SBP_ERROR_INVALID_ARGUMENT, "cannot load trainer library '{}': {}", path,

@@ -42,7 +42,9 @@ using StepFn = int (*)(void *, const float *, const float *, const float *,
                        char *, size_t);
 
 struct Library {
-  void *handle = dlopen(smokeTrainerPath().c_str(), RTLD_NOW | RTLD_LOCAL);
+  // As the runtime loads trainers (TrainerLibrary.cpp): never unmapped, since
+  // unloading CUDA code and loading it again in one process hung on the H100.
+  void *handle = dlopen(smokeTrainerPath().c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   ~Library() {
     if (handle)
       dlclose(handle);

@@ -35,9 +35,9 @@ if [ -f $pkg/BUILD_ROOT ] && [ ! -e "$(cat $pkg/BUILD_ROOT)" ]; then
   ln -sfn "$PWD/$pkg/lib" "$root/lib"
   ln -sfn "$PWD/$pkg/fake-trainers" "$root/test/runtime/trainers"
 fi
-# Each suite under a time limit: TrainerRun.StepMatchesTheSameKernelsInProcess
-# has hung on a fresh machine's first run (open bug, see the closing note of
-# 2026-11-25), and a hang must not hide the checks after it.
+# Each suite under a time limit, so that a hang cannot hide the checks after it
+# (unloading and reloading a CUDA trainer library once hung the kernel suite;
+# trainers are now loaded with RTLD_NODELETE).
 for t in sbp-cuda-kernels-tests sbprt-cuda-unit-tests sbprt-cuda-api-tests; do
   [ -x "$pkg/bin/$t" ] && run "$t" timeout 150 "$pkg/bin/$t"
 done
