@@ -1,6 +1,7 @@
 // CudaTrainerTest.cpp - "cuda" trainers through the C API of libsbprt.so, with
 // the hand-written fake_cuda_trainer.cu in place of sbpc output. Every test
 // but the first needs a GPU and skips itself without one (ctest label "cuda").
+#include "FakeTrainerAccess.h"
 #include "TestFiles.h"
 
 #include "sbp/trainer.h"
@@ -23,9 +24,13 @@
 using sbp::test::fakeTrainer;
 using sbp::test::TempDir;
 
+using sbp::test::allGradients;
+using sbp::test::allParams;
+using sbp::test::stepOf;
+
 namespace {
 
-constexpr int B = 64, D = 784, K = 10;
+constexpr int B = 64, D = sbp::test::kFakeFeatures, K = sbp::test::kFakeClasses;
 
 int deviceCount() {
   int count = 0;
@@ -78,28 +83,6 @@ struct Handle {
   operator sbp_trainer *() const { return t; }
 };
 
-std::vector<float> allParams(sbp_trainer *t) {
-  std::vector<float> w(K * D), b(K);
-  EXPECT_EQ(sbp_trainer_read_param(t, 0, w.data(), K * D), SBP_OK) << sbp_last_error();
-  EXPECT_EQ(sbp_trainer_read_param(t, 1, b.data(), K), SBP_OK) << sbp_last_error();
-  w.insert(w.end(), b.begin(), b.end());
-  return w;
-}
-
-std::vector<float> allGradients(sbp_trainer *t) {
-  std::vector<float> w(K * D), b(K);
-  EXPECT_EQ(sbp_trainer_read_gradient(t, 0, w.data(), K * D), SBP_OK);
-  EXPECT_EQ(sbp_trainer_read_gradient(t, 1, b.data(), K), SBP_OK);
-  w.insert(w.end(), b.begin(), b.end());
-  return w;
-}
-
-int64_t stepOf(sbp_trainer *t) {
-  sbp_trainer_info info{};
-  info.struct_size = sizeof(info);
-  EXPECT_EQ(sbp_trainer_get_info(t, &info), SBP_OK);
-  return info.step;
-}
 
 double maxDifference(const std::vector<float> &a, const std::vector<float> &b) {
   EXPECT_EQ(a.size(), b.size());
