@@ -15,7 +15,7 @@ import json
 import sys
 
 MODE_ORDER = {"sbpc": ["dense", "sbp"],
-              "pytorch": ["eager", "compile", "sbp", "sbp_gather", "sbp_compile"]}
+              "pytorch": ["eager", "compile", "checkpoint", "sbp", "sbp_gather", "sbp_compile"]}
 PREC_ORDER = ["fp32", "tf32", "bf16"]
 
 

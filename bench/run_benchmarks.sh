@@ -11,7 +11,9 @@
 #   --steps N            timed steps per run (default 50; smoke 10)
 #   --warmup W           warm-up steps per run (default 10; smoke 3)
 #   --precisions "..."   PyTorch precisions: fp32, tf32, bf16 (default "fp32 bf16")
-#   --torch-modes "..."  PyTorch modes (default "eager compile sbp sbp_gather"; sbp_compile too)
+#   --torch-modes "..."  PyTorch modes of patch-MLP models (default "eager compile sbp sbp_gather";
+#                        sbp_compile too)
+#   --vit-modes "..."    PyTorch modes of ViT models, torch_vit.py (default "eager compile checkpoint sbp")
 #   --devpkg DIR         package folder (default .devpkg; smoke build/bench-smoke/devpkg)
 #   --device N           CUDA device ordinal (default 0)
 #   --skip-torch         only the sbpc trainers
@@ -26,6 +28,7 @@ set -uo pipefail
 
 cpu_smoke=0
 steps="" warmup="" precisions="" torch_modes="eager compile sbp sbp_gather"
+vit_modes="eager compile checkpoint sbp"
 devpkg="" device=0 skip_torch=0 skip_sbpc=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -34,11 +37,12 @@ while [[ $# -gt 0 ]]; do
     --warmup) warmup=$2; shift 2 ;;
     --precisions) precisions=$2; shift 2 ;;
     --torch-modes) torch_modes=$2; shift 2 ;;
+    --vit-modes) vit_modes=$2; shift 2 ;;
     --devpkg) devpkg=$2; shift 2 ;;
     --device) device=$2; shift 2 ;;
     --skip-torch) skip_torch=1; shift ;;
     --skip-sbpc) skip_sbpc=1; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "run_benchmarks.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -106,7 +110,7 @@ run_one() {
   if [[ $rc == 0 ]] && grep -q '^{' "$tmp"; then
     grep '^{' "$tmp" >>"$jsonl"
     local line
-    line=$(grep -E '^(sbp-bench|torch_patch_mlp.py): ' "$log" | tail -1)
+    line=$(grep -E '^(sbp-bench|torch_patch_mlp.py|torch_vit.py): ' "$log" | tail -1)
     [[ -n $line ]] && echo "$line [$((SECONDS - t0)) s]"
   elif [[ $rc == 3 && $fw == sbpc ]]; then
     echo "skipped $(basename "$log" .log): $(tail -1 "$log")"
@@ -157,6 +161,23 @@ if [[ $skip_torch == 0 ]]; then
         [[ -z $mlir && -f $c ]] && mlir=$c
       done
       [[ -n $mlir ]] || { echo "no .mlir for $m: PyTorch skipped"; continue; }
+      if grep -q 'sbp.vit_block' "$mlir"; then
+        # A ViT: timm's VisionTransformer in PyTorch, at the trainer's batch and image size.
+        shape=$(sed -n 's/.*sbp.input "images" : tensor<\([0-9]*\)x\([0-9]*\)x\([0-9]*\)x.*/--batch \1 --img \3/p' "$mlir")
+        # shellcheck disable=SC2086  # shape is a word list
+        run_one check "$m" check fp32 "$res/logs/torch_${m}_check.log" -- \
+          timeout "${TORCH_TIMEOUT:-300}" "$python" bench/torch_vit.py --selfcheck --name "$m" $shape \
+          --device "$torch_device"
+        for prec in $precisions; do
+          for mode in $vit_modes; do
+            # shellcheck disable=SC2086
+            run_one pytorch "$m" "$mode" "$prec" "$res/logs/torch_${m}_${mode}_${prec}.log" -- \
+              timeout "${TORCH_TIMEOUT:-300}" "$python" bench/torch_vit.py --name "$m" $shape \
+              --mode "$mode" --precision "$prec" --steps "$steps" --warmup "$warmup" --device "$torch_device"
+          done
+        done
+        continue
+      fi
       has_sbp=0
       grep -q 'sbp.mask_group' "$mlir" && has_sbp=1
       if [[ $has_sbp == 1 ]]; then

@@ -65,16 +65,26 @@ private:
     return it->second;
   }
 
+  /// The C++ element type of a float tensor: float, or the CUDA bfloat16.
+  static const char *elementType(Value v) {
+    return cast<RankedTensorType>(v.getType()).getElementType().isBF16() ? "__nv_bfloat16" : "float";
+  }
+
   /// Declares the pointer of every result: into the arena, or the gradient buffer.
-  void declareResults(Operation *op) {
+  LogicalResult declareResults(Operation *op) {
     auto offsets = op->getAttrOfType<DenseI64ArrayAttr>(sbpk::kArenaOffsetsAttr);
     for (auto [i, r] : llvm::enumerate(op->getResults())) {
-      os << "  float *" << name(r) << " = ";
+      const char *type = elementType(r);
+      if (!cuda && StringRef(type) != "float")
+        return op->emitOpError("has a bf16 result: the CPU target computes in fp32");
+      os << "  " << type << " *" << name(r) << " = ";
       if (auto grad = sbpk::getGradOutUser(r))
         os << "a->grads + " << grad.getOffset() << ";  // gradient of " << grad.getName() << "\n";
       else
-        os << "reinterpret_cast<float *>(arena + " << offsets[i] << ");  // " << typeStr(r.getType()) << "\n";
+        os << "reinterpret_cast<" << type << " *>(arena + " << offsets[i] << ");  // " << typeStr(r.getType())
+           << "\n";
     }
+    return success();
   }
 
   std::string args(std::initializer_list<std::string> parts) { return llvm::join(parts, ", "); }
@@ -117,7 +127,8 @@ private:
   }
 
   LogicalResult emitGemm(sbpk::GemmOp g) {
-    declareResults(g);
+    if (failed(declareResults(g)))
+      return failure();
     int64_t m = g.getM(), n = g.getN(), k = g.getK();
     bool ta = g.getTransA(), tb = g.getTransB();
     std::string c = name(g.getResult());
@@ -135,7 +146,8 @@ private:
   }
 
   LogicalResult emitKernel(sbpk::KernelOp k) {
-    declareResults(k);
+    if (failed(declareResults(k)))
+      return failure();
     auto in = [&](unsigned i) { return name(k.getOperand(i)); };
     auto out = [&](unsigned i) { return name(k.getResult(i)); };
     auto sz = [&](StringRef attr) { return num(attrInt(k, attr)); };
@@ -153,6 +165,8 @@ private:
       call = "pos_add(" + args({in(0), in(1), out(0), sz("batch"), sz("tokens"), sz("n")});
     else if (callee == "pos_grad")
       call = "pos_grad(" + args({in(0), out(0), sz("batch"), sz("tokens"), sz("n")});
+    else if (callee == "cast")
+      call = "cast(" + args({in(0), out(0), sz("n")});
     else if (callee == "gelu" || callee == "relu")
       call = callee.str() + "(" + args({in(0), out(0), sz("n")});
     else if (callee == "gelu_grad" || callee == "relu_grad")
@@ -176,7 +190,15 @@ private:
       int64_t n = attrInt(k, "batch") * attrInt(k, "tokens") * attrInt(k, "n");
       os << "  sbp::cpu::copy(" << args({in(0), out(0), num(n)}) << ");\n";
       call = "scatter_rows_acc(" + args({in(1), in(2), out(0), sz("batch"), sz("tokens"), sz("kept"), sz("n")});
-    } else if (callee == "fill")
+    } else if (callee == "cls_concat")
+      call = "cls_concat(" + args({in(0), in(1), out(0), sz("batch"), sz("tokens"), sz("n")});
+    else if (callee == "cls_concat_grad")
+      call = "cls_concat_grad(" + args({in(0), out(0), out(1), sz("batch"), sz("tokens"), sz("n")});
+    else if (callee == "take_token" || callee == "take_token_grad")
+      call = callee.str() + "(" + args({in(0), out(0), sz("batch"), sz("tokens"), sz("n"), sz("index")});
+    else if (callee.starts_with("attention"))
+      call = attentionCall(k);
+    else if (callee == "fill")
       call = "fill(" + args({out(0), flt(k->getAttrOfType<FloatAttr>("value").getValueAsDouble()), sz("n")});
     else
       return k.emitOpError("has no CPU emitter");
@@ -188,6 +210,27 @@ private:
       os << "  // " << (k->hasAttr("bwd") ? "backward, " : "") << r.getValue();
     os << "\n";
     return success();
+  }
+
+  /// The attention kernels of the kernel library, one per sbpk name (the
+  /// library has three functions; see KernelTable.cpp for the operands).
+  std::string attentionCall(sbpk::KernelOp k) {
+    auto in = [&](unsigned i) { return name(k.getOperand(i)); };
+    auto sz = [&](StringRef attr) { return num(attrInt(k, attr)); };
+    std::string dims = args({sz("batch"), sz("tokens"), sz("heads"), sz("head_dim"),
+                             flt(k->getAttrOfType<FloatAttr>("scale").getValueAsDouble())});
+    std::string out = name(k.getResult(0));
+    StringRef callee = k.getCallee();
+    if (callee == "attention_fwd")
+      return "attention_fwd(" + args({in(0), out, name(k.getResult(1)), dims, "nullptr", "0"});
+    if (callee == "attention_fwd_sbp")
+      return "attention_fwd(" + args({in(0), out, name(k.getResult(1)), dims, in(1), sz("kept")});
+    if (callee == "attention_bwd_queries")
+      return "attention_bwd_queries(" +
+             args({in(0), in(1), sz("kept"), in(2), in(3), in(4), out, dims});
+    std::string rowKeep = callee == "attention_bwd_rows" ? in(4) : "nullptr";
+    std::string headKeep = callee == "attention_bwd_heads" ? in(4) : "nullptr";
+    return "attention_bwd(" + args({in(0), in(1), in(2), in(3), out, dims, rowKeep, headKeep});
   }
 
   const char *ns() const { return cuda ? "sbp::cuda::" : "sbp::cpu::"; }
@@ -244,6 +287,15 @@ void emitHeaderComment(llvm::raw_ostream &os, ModelOp model, ModuleOp module, co
   os << "\n";
 }
 
+const char *maskKindName(MaskKind k) {
+  switch (k) {
+  case MaskKind::grid: return "SBP_MASK_GRID";
+  case MaskKind::random: return "SBP_MASK_RANDOM";
+  case MaskKind::heads: return "SBP_MASK_HEADS";
+  }
+  return "SBP_MASK_GRID";
+}
+
 void emitTables(llvm::raw_ostream &os, ModelOp model) {
   os << "const sbp_param_desc kParams[] = {\n";
   for (ParamSlot s : layoutParams(model)) {
@@ -260,7 +312,7 @@ void emitTables(llvm::raw_ostream &os, ModelOp model) {
   os << "const sbp_mask_group_desc kMaskGroups[] = {\n";
   for (MaskGroupOp g : groups)
     os << "  {\"" << g.getSymName() << "\", " << llvm::formatv("{0:e}f", g.getKeep().convertToDouble()) << ", "
-       << (g.getKind() == MaskKind::grid ? "SBP_MASK_GRID" : "SBP_MASK_RANDOM") << ", " << g.getGrid()[0] << ", "
+       << maskKindName(g.getKind()) << ", " << g.getGrid()[0] << ", "
        << g.getGrid()[1] << ", " << g.getPrefix() << ", " << g.getCapacity() << "},\n";
   if (groups.empty())
     os << "  {\"none\", 1.0f, SBP_MASK_GRID, 1, 1, 0, 1},  // placeholder: the model has no mask group\n";

@@ -8,6 +8,18 @@
 
 include "mlir/Pass/PassBase.td"
 
+def SbpDecompose : Pass<"sbp-decompose", "::mlir::ModuleOp"> {
+  let summary = "Expand composite ops (sbp.vit_block) into parameters and primitive ops";
+  let description = [{
+    Each `sbp.vit_block` becomes timm's pre-norm Block: its parameters under
+    timm's names and initialisers, LayerNorm, the qkv projection, an
+    `sbp.attention` (an SBP map when the block has `attn_sbp`), the output
+    projection and the residual add, then the MLP branch (inside an
+    `sbp.branch` when the block has `mlp_sbp`) and its residual add.
+  }];
+  let dependentDialects = ["::sbp::SbpDialect"];
+}
+
 def SbpInsertMasks : Pass<"sbp-insert-masks", "::mlir::ModuleOp"> {
   let summary = "Replace sbp.branch regions by their body, a keep mask and a gradient gate";
   let description = [{
@@ -15,8 +27,10 @@ def SbpInsertMasks : Pass<"sbp-insert-masks", "::mlir::ModuleOp"> {
     `sbp.keep_indices` (drawn once per step, shared by the group's branches);
     inlines every `sbp.branch` body and gates its results with
     `sbp.grad_gate`, whose gradient is zero at dropped rows. Inlined ops are
-    tagged with the branch's name (`sbp.region`) for reports. A group at keep
-    1.0 adds no gate: the gradient is then exactly the ordinary one.
+    tagged with the branch's name (`sbp.region`) for reports. An SBP
+    `sbp.attention` gets its group's keep indices as its `keep` operand. A
+    group at keep 1.0 adds no gate and no keep operand: the gradient is then
+    exactly the ordinary one.
   }];
   let options = [
     Option<"keepOverride", "keep", "double", "-1.0",
@@ -62,6 +76,17 @@ def SbpPruneBackward : Pass<"sbp-prune-backward", "::mlir::ModuleOp"> {
   }];
 }
 
+def SbpRecompute : Pass<"sbp-recompute", "::mlir::ModuleOp"> {
+  let summary = "Recompute cheap activations in the backward instead of saving them";
+  let description = [{
+    A forward `sbp.gelu`, `sbp.relu` or `sbp.layer_norm` whose output the
+    backward reads is cloned into the backward, right before its first
+    backward reader, when its input is saved for the backward anyway (GELU's
+    and LayerNorm's gradients read their inputs). Its output then dies in the
+    forward. Under SBP the clone runs on the saved kept rows of the input.
+  }];
+}
+
 def SbpLowerToKernels : Pass<"sbp-lower-to-kernels", "::mlir::ModuleOp"> {
   let summary = "Lower each sbp.model to sbpk.graph @train and @eval kernel graphs";
   let description = [{
@@ -72,6 +97,21 @@ def SbpLowerToKernels : Pass<"sbp-lower-to-kernels", "::mlir::ModuleOp"> {
     loss and the logits, without SBP.
   }];
   let dependentDialects = ["::sbpk::SbpkDialect"];
+}
+
+def SbpAssignPrecision : Pass<"sbp-assign-precision", "::mlir::ModuleOp"> {
+  let summary = "Choose the element type of every kernel-graph value (fp32, or bf16 mixed precision)";
+  let description = [{
+    `precision=fp32` leaves the graph as lowered. `precision=bf16` stores
+    activations and activation gradients in bfloat16 and keeps float32 where
+    PyTorch autocast does: parameters and their gradients, the loss and the
+    logits, the residual stream and its gradient, attention log-sum-exps. GEMM
+    operands are bfloat16 (a `cast` kernel makes the step's bf16 copy of each
+    weight); GEMMs accumulate in float32.
+  }];
+  let options = [
+    Option<"precision", "precision", "std::string", "\"fp32\"", "fp32 or bf16">
+  ];
 }
 
 def SbpPlanMemory : Pass<"sbp-plan-memory", "::mlir::ModuleOp"> {

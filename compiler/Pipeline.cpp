@@ -7,12 +7,14 @@
 using namespace mlir;
 
 static const llvm::StringRef kPasses[] = {
-    "sbp-insert-masks",     "sbp-autodiff",         "sbp-check-gradient-support",
-    "sbp-prune-backward",   "sbp-lower-to-kernels", "sbp-plan-memory"};
+    "sbp-decompose",        "sbp-insert-masks",     "sbp-autodiff",         "sbp-check-gradient-support",
+    "sbp-prune-backward",   "sbp-recompute",        "sbp-lower-to-kernels", "sbp-assign-precision", "sbp-plan-memory"};
 
 llvm::ArrayRef<llvm::StringRef> sbp::pipelinePassNames() { return kPasses; }
 
 static std::unique_ptr<Pass> createPass(llvm::StringRef name, const sbp::PipelineOptions &o) {
+  if (name == "sbp-decompose")
+    return sbp::createSbpDecompose();
   if (name == "sbp-insert-masks")
     return sbp::createSbpInsertMasks(sbp::SbpInsertMasksOptions{o.keepOverride});
   if (name == "sbp-autodiff")
@@ -21,8 +23,12 @@ static std::unique_ptr<Pass> createPass(llvm::StringRef name, const sbp::Pipelin
     return sbp::createSbpCheckGradientSupport();
   if (name == "sbp-prune-backward")
     return sbp::createSbpPruneBackward();
+  if (name == "sbp-recompute")
+    return sbp::createSbpRecompute();
   if (name == "sbp-lower-to-kernels")
     return sbp::createSbpLowerToKernels();
+  if (name == "sbp-assign-precision")
+    return sbp::createSbpAssignPrecision(sbp::SbpAssignPrecisionOptions{o.precision});
   return sbp::createSbpPlanMemory();
 }
 

@@ -10,6 +10,7 @@ namespace sbp {
 struct PipelineOptions {
   double keepOverride = -1.0;  // in (0, 1]: replaces every mask group's keep ratio
   std::string stopAfter;       // a pass name: stop after it (sbpc --emit=mlir-after=)
+  std::string precision = "fp32"; // fp32, or bf16 mixed precision (CUDA target)
 };
 
 /// The passes sbpc runs, in order (the names sbp-opt knows them by).

@@ -10,12 +10,33 @@
 using namespace mlir;
 using namespace sbp;
 
+/// Attention FLOPs from its sizes: 4 T_q T_k Dh per (batch, head) forward
+/// (q k^T and P v), 10 in the backward (recomputed q k^T, dV, dP, dQ, dK).
+/// A drop_qkv forward runs K queries over K keys and T - K over T; the
+/// drop_query backward K queries over T keys.
+static double attentionFlops(sbpk::KernelOp k) {
+  auto size = [&](StringRef name) { return static_cast<double>(k->getAttrOfType<IntegerAttr>(name).getInt()); };
+  double bh = size("batch") * size("heads"), dh = size("head_dim"), t = size("tokens");
+  StringRef name = k.getCallee();
+  if (name == "attention_fwd")
+    return 4 * bh * t * t * dh;
+  if (name == "attention_fwd_sbp") {
+    double kept = size("kept");
+    return 4 * bh * (kept * kept + (t - kept) * t) * dh;
+  }
+  if (name == "attention_bwd_queries")
+    return 10 * bh * size("kept") * t * dh;
+  return 10 * bh * t * t * dh; // attention_bwd on T (or the kept) rows, attention_bwd_heads
+}
+
 static double flopsOf(Operation *op) {
   if (auto g = dyn_cast<sbpk::GemmOp>(op))
     return 2.0 * g.getM() * g.getN() * g.getK();
   auto k = dyn_cast<sbpk::KernelOp>(op);
   if (!k)
     return 0;
+  if (k.getCallee().starts_with("attention"))
+    return attentionFlops(k);
   const sbpk::KernelInfo *info = sbpk::lookupKernel(k.getCallee());
   Value v = k->getNumOperands() ? k->getOperand(0) : k->getResult(0);
   return info->flopsPerElement * cast<RankedTensorType>(v.getType()).getNumElements();
@@ -33,6 +54,10 @@ ModelReport sbp::computeReport(ModuleOp module) {
     report.batch = model.getBatchSize();
     for (const ParamSlot &s : layoutParams(model))
       report.parameters += s.numel;
+    if (auto sgd = dyn_cast<SgdAttr>(model.getOptimizer()))
+      report.optimizerStates = sgd.getMomentum().isZero() ? 0 : 1;
+    else
+      report.optimizerStates = 2;
   }
   for (sbpk::GraphOp graph : module.getOps<sbpk::GraphOp>()) {
     int64_t arena = graph.getArenaBytes().value_or(0);
@@ -96,6 +121,8 @@ void sbp::printReport(llvm::raw_ostream &os, const ModelReport &s, const ModelRe
   row(os, "saved activations", s.total.savedBytes, d.total.savedBytes, "B");
   row(os, "planned peak (train arena)", s.trainArenaBytes, d.trainArenaBytes, "B");
   row(os, "planned peak (eval arena)", s.evalArenaBytes, d.evalArenaBytes, "B");
+  row(os, "planned training memory", s.trainingBytes(), d.trainingBytes(), "B");
+  os << "  (training memory: train arena + float32 parameters, gradients and optimizer state)\n";
   if (s.regions.empty())
     return;
   os << "SBP regions:\n";

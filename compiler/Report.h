@@ -26,6 +26,11 @@ struct ModelReport {
   std::map<std::string, Cost> regions; // per SBP branch (by its name)
   int64_t trainArenaBytes = 0, evalArenaBytes = 0;
   int64_t batch = 0;
+  int optimizerStates = 0; // float32 tensors per parameter: 2 for AdamW, 1 for SGD-momentum
+
+  /// What a training run holds on the device: the train arena, the float32
+  /// parameters, gradients and optimizer state.
+  int64_t trainingBytes() const { return trainArenaBytes + 4 * parameters * (2 + optimizerStates); }
 };
 
 /// Reads the report off a module holding a model and its planned graphs.

@@ -44,6 +44,9 @@ GradientSupport::GradientSupport(ModelOp model) {
     Support s;
     if (auto mask = dyn_cast<MaskRowsOp>(op)) {
       s = intersect(support.lookup(mask.getInput()), Support{{mask.getKeep()}});
+    } else if (auto scatter = dyn_cast<ScatterRowsOp>(op)) {
+      // Kept rows of a compact gradient (an SBP attention map's dqkv).
+      s = Support{{scatter.getKeep()}};
     } else if (isa<AddOp>(op)) {
       s = unite(support.lookup(op.getOperand(0)), support.lookup(op.getOperand(1)));
     } else if (isa<RowWiseOpInterface>(op)) {

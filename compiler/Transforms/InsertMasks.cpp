@@ -30,10 +30,16 @@ struct InsertMasksPass : sbp::impl::SbpInsertMasksBase<InsertMasksPass> {
       for (MaskGroupOp group : model.getBlock().getOps<MaskGroupOp>())
         group.setKeepAttr(FloatAttr::get(Float64Type::get(&getContext()), keepOverride));
 
+    if (auto blocks = model.getBlock().getOps<VitBlockOp>(); !blocks.empty())
+      return (*blocks.begin()).emitOpError("is a composite op: run sbp-decompose first");
+    llvm::DenseMap<Operation *, Value> keepOfGroup;
+    for (AttentionOp attn : model.getBlock().getOps<AttentionOp>())
+      if (attn.getMask() && !attn.getKeep())
+        annotateAttention(attn, keepOfGroup);
+
     // Inner branches first, so that an outer body holds no branch when inlined.
     SmallVector<BranchOp> branches;
     model.walk<WalkOrder::PostOrder>([&](BranchOp b) { branches.push_back(b); });
-    llvm::DenseMap<Operation *, Value> keepOfGroup;
     for (BranchOp branch : branches) {
       auto group = SymbolTable::lookupNearestSymbolFrom<MaskGroupOp>(branch, branch.getMaskAttr());
       Value keep;
@@ -42,6 +48,18 @@ struct InsertMasksPass : sbp::impl::SbpInsertMasksBase<InsertMasksPass> {
       inlineBranch(branch, keep);
     }
     return success();
+  }
+
+  /// An SBP attention map reads its group's keep indices; at keep 1.0 it is
+  /// an ordinary attention.
+  void annotateAttention(AttentionOp attn, llvm::DenseMap<Operation *, Value> &keepOfGroup) {
+    auto group = SymbolTable::lookupNearestSymbolFrom<MaskGroupOp>(attn, attn.getMaskAttr());
+    if (group.getKeep().convertToDouble() < 1.0) {
+      attn.getKeepMutable().assign(getKeepIndices(group, keepOfGroup));
+      return;
+    }
+    attn.removeMaskAttr();
+    attn.removeModeAttr();
   }
 
   /// One sbp.keep_indices per group, at the top of the model so that it

@@ -6,6 +6,8 @@
 #include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/TypeSwitch.h"
 
+#include <cmath>
+
 namespace sbp {
 #define GEN_PASS_DEF_SBPLOWERTOKERNELS
 #include "Passes.h.inc"
@@ -87,6 +89,8 @@ private:
   }
 
   LogicalResult lowerOp(Operation *op);
+  LogicalResult lowerAttention(AttentionOp a);
+  LogicalResult lowerAttentionGrad(AttentionGradOp a);
 
   ModelOp model;
   OpBuilder b;
@@ -95,6 +99,56 @@ private:
   llvm::StringMap<int64_t> groupIndex;
   llvm::DenseSet<Operation *> fusedAway;
 };
+
+/// attention_fwd (every query over every key), or attention_fwd_sbp for a
+/// drop_qkv map in the train graph (kept queries over kept keys). drop_query
+/// and drop_head maps have the exact forward; eval never applies SBP.
+LogicalResult GraphLowering::lowerAttention(AttentionOp a) {
+  auto s = shapeOf(a.getQkv());
+  SmallVector<std::pair<StringRef, int64_t>> sizes = {
+      {"batch", s[0]}, {"tokens", s[1]}, {"heads", a.getHeadsAttr().getInt()}, {"head_dim", a.getHeadDim()}};
+  bool restricted = includesBackward && a.getKeep() && a.getMode() == AttentionMode::drop_qkv;
+  if (restricted)
+    sizes.push_back({"kept", shapeOf(a.getKeep())[0]});
+  SmallVector<Value> operands = {a.getQkv()};
+  if (restricted)
+    operands.push_back(a.getKeep());
+  Operation *k = kernel(a, restricted ? "attention_fwd_sbp" : "attention_fwd", operands, sizes, a->getResultTypes());
+  k->setAttr("scale", b.getF64FloatAttr(a.getScale()));
+  mapResults(a, k);
+  return success();
+}
+
+/// The backward kernel of each mode (see sbp.attention_grad).
+LogicalResult GraphLowering::lowerAttentionGrad(AttentionGradOp a) {
+  auto s = shapeOf(a.getQkv());
+  int64_t heads = a.getHeadsAttr().getInt(), headDim = s[2] / 3 / heads;
+  SmallVector<std::pair<StringRef, int64_t>> sizes = {
+      {"batch", s[0]}, {"tokens", s[1]}, {"heads", heads}, {"head_dim", headDim}};
+  StringRef name = "attention_bwd";
+  SmallVector<Value> operands = {a.getQkv(), a.getOut(), a.getLse(), a.getGrad()};
+  if (std::optional<AttentionMode> mode = a.getMode()) {
+    switch (*mode) {
+    case AttentionMode::drop_qkv:
+      name = "attention_bwd_rows";
+      operands.push_back(a.getKeep());
+      break;
+    case AttentionMode::drop_head:
+      name = "attention_bwd_heads";
+      operands.push_back(a.getKeep());
+      break;
+    case AttentionMode::drop_query:
+      name = "attention_bwd_queries";
+      operands = {a.getQkv(), a.getKeep(), a.getOut(), a.getLse(), a.getGrad()};
+      sizes.push_back({"kept", shapeOf(a.getKeep())[0]});
+      break;
+    }
+  }
+  Operation *k = kernel(a, name, operands, sizes, a->getResultTypes());
+  k->setAttr("scale", b.getF64FloatAttr(1.0 / std::sqrt(static_cast<double>(headDim))));
+  mapResults(a, k);
+  return success();
+}
 
 LogicalResult GraphLowering::lowerOp(Operation *op) {
   if (fusedAway.count(op))
@@ -124,12 +178,14 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
       })
       .Case([&](LinearOp l) {
         auto w = shapeOf(l.getWeight());
-        map.map(l.getResult(), gemm(op, l.getInput(), l.getWeight(), rowsOf(l.getInput()), w[0], w[1], false, true));
+        map.map(l.getResult(), gemm(op, l.getInput(), l.getWeight(), rowsOf(l.getInput()), w[0],
+                                    linearInFeatures(w), false, true));
         return success();
       })
       .Case([&](LinearGradInputOp l) {
         auto w = shapeOf(l.getWeight());
-        map.map(l.getResult(), gemm(op, l.getGrad(), l.getWeight(), rowsOf(l.getGrad()), w[1], w[0], false, false));
+        map.map(l.getResult(), gemm(op, l.getGrad(), l.getWeight(), rowsOf(l.getGrad()), linearInFeatures(w), w[0],
+                                    false, false));
         return success();
       })
       .Case([&](LinearGradWeightOp l) {
@@ -173,6 +229,29 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
         mapResults(op, kernel(op, name, op->getOperands(), {{"n", numel(op->getResult(0))}}, op->getResultTypes()));
         return success();
       })
+      .Case([&](ClsConcatOp c) {
+        auto s = shapeOf(c.getInput());
+        mapResults(op, kernel(op, "cls_concat", op->getOperands(), {{"batch", s[0]}, {"tokens", s[1]}, {"n", s[2]}},
+                              c.getType()));
+        return success();
+      })
+      .Case([&](ClsConcatGradOp c) {
+        auto s = shapeOf(c.getGradInput());
+        mapResults(op, kernel(op, "cls_concat_grad", c.getGrad(), {{"batch", s[0]}, {"tokens", s[1]}, {"n", s[2]}},
+                              op->getResultTypes()));
+        return success();
+      })
+      .Case<TakeTokenOp, TakeTokenGradOp>([&](Operation *) {
+        bool grad = isa<TakeTokenGradOp>(op);
+        auto s = shapeOf(grad ? op->getResult(0) : op->getOperand(0));
+        int64_t index = op->getAttrOfType<IntegerAttr>("index").getInt();
+        mapResults(op, kernel(op, grad ? "take_token_grad" : "take_token", op->getOperands(),
+                              {{"batch", s[0]}, {"tokens", s[1]}, {"n", s[2]}, {"index", index}},
+                              op->getResultTypes()));
+        return success();
+      })
+      .Case([&](AttentionOp a) { return lowerAttention(a); })
+      .Case([&](AttentionGradOp a) { return lowerAttentionGrad(a); })
       .Case([&](CrossEntropyOp ce) {
         auto s = shapeOf(ce.getLogits());
         // Fuse the loss with its gradient: one pass over the logits.

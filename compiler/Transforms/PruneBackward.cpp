@@ -7,6 +7,13 @@
 // that only their kept rows stay live until the backward. A compact gradient
 // that meets a full one (the residual stream) is scattered into it.
 //
+// An SBP attention map's gradient arrives already compact (its rule gathers
+// the kept rows and scatters dqkv back): a backward sbp.scatter_rows is a
+// compact value too. A backward gather of a value that is compact is that
+// value's rows; a gather of a token-wise backward op's result runs the op on
+// the kept rows instead; a gather of a forward activation that the backward
+// reads nowhere else moves right after the activation is made.
+//
 //===----------------------------------------------------------------------===//
 #include "GradientSupport.h"
 #include "Passes.h"
@@ -40,12 +47,19 @@ public:
     eraseDeadBackward();
     materializeRemainingUses();
     eraseDeadBackward();
+    hoistSavedGathers();
   }
 
 private:
   void visit(Operation *op) {
     if (auto mask = dyn_cast<MaskRowsOp>(op))
       return visitMask(mask);
+    if (auto scatter = dyn_cast<ScatterRowsOp>(op)) {
+      compact[scatter.getResult()] = {scatter.getInput(), scatter.getKeep()};
+      return;
+    }
+    if (auto gather = dyn_cast<GatherRowsOp>(op))
+      return visitGather(gather);
     Value keep = compactKeep(op);
     if (!keep)
       return;
@@ -65,6 +79,45 @@ private:
     }
     OpBuilder b(mask);
     compact[mask.getResult()] = {gather(b, mask.getInput(), keep, mask), keep};
+  }
+
+  /// A gather of a compact value is its rows; a gather of the only use of a
+  /// token-wise backward op runs that op on the kept rows.
+  void visitGather(GatherRowsOp gather) {
+    Value keep = gather.getKeep();
+    if (Value rows = keptRows(gather.getInput(), keep, gather)) {
+      gather.getResult().replaceAllUsesWith(rows);
+      return;
+    }
+  }
+
+  /// The kept rows of `v` without a gather where possible: v's compact form,
+  /// or v's token-wise backward producer rebuilt on gathered operands. Null
+  /// when only a gather would do.
+  Value keptRows(Value v, Value keep, Operation *user) {
+    if (auto it = compact.find(v); it != compact.end() && it->second.keep == keep)
+      return it->second.rows;
+    Operation *def = v.getDefiningOp();
+    if (!def || !def->hasAttr(kBackwardAttr) || !isa<RowWiseOpInterface>(def) || def->getNumResults() != 1 ||
+        !v.hasOneUse())
+      return {};
+    OpBuilder b(def);
+    SmallVector<Value> operands;
+    for (Value operand : def->getOperands()) {
+      if (!isTokenTensor(operand.getType())) {
+        operands.push_back(operand);
+      } else if (Value rows = keptRows(operand, keep, def)) {
+        operands.push_back(rows);
+      } else {
+        Operation *operandDef = operand.getDefiningOp();
+        operands.push_back(operandDef && !operandDef->hasAttr(kBackwardAttr)
+                               ? savedAtKeptRows(operand, keep, def)
+                               : gather(b, operand, keep, def));
+      }
+    }
+    Operation *pruned = cast<RowWiseOpInterface>(def).cloneOnRows(b, operands, keepRows(keep));
+    copyTags(def, pruned);
+    return pruned->getResult(0);
   }
 
   /// The keep indices shared by the op's compact operands, or null.
@@ -197,12 +250,44 @@ private:
       compact.erase(v);
   }
 
+  /// A backward gather of a forward activation that no other backward op
+  /// reads in full moves right after the activation (the forward epilogue),
+  /// so that only the kept rows stay live into the backward.
+  void hoistSavedGathers() {
+    SmallVector<GatherRowsOp> gathers;
+    for (auto g : model.getBlock().getOps<GatherRowsOp>())
+      if (g->hasAttr(kBackwardAttr))
+        gathers.push_back(g);
+    for (GatherRowsOp g : gathers) {
+      Value activation = g.getInput();
+      Operation *def = activation.getDefiningOp();
+      if (!def || def->hasAttr(kBackwardAttr))
+        continue;
+      bool readInFull = llvm::any_of(activation.getUsers(), [&](Operation *user) {
+        return user->hasAttr(kBackwardAttr) && !isa<GatherRowsOp>(user);
+      });
+      if (readInFull)
+        continue;
+      Value &slot = saved[{activation, g.getKeep()}];
+      if (slot) {
+        g.getResult().replaceAllUsesWith(slot);
+        g->erase();
+        continue;
+      }
+      g->moveAfter(def);
+      g->removeAttr(kBackwardAttr);
+      slot = g.getResult();
+    }
+  }
+
   /// A value rebuilt in compact form but still read in full form by an op
   /// that could not be pruned: scatter the kept rows back (zeros elsewhere).
   void materializeRemainingUses() {
     for (auto &[value, c] : compact) {
       if (value.use_empty() || value == c.rows)
         continue;
+      if (auto scatter = value.getDefiningOp<ScatterRowsOp>(); scatter && scatter.getInput() == c.rows)
+        continue; // already the full form of its rows
       OpBuilder b(value.getContext());
       b.setInsertionPointAfter(c.rows.getDefiningOp());
       auto full = b.create<ScatterRowsOp>(value.getLoc(), value.getType(), c.rows, c.keep);

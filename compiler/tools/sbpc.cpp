@@ -45,6 +45,10 @@ static cl::opt<std::string> emit("emit",
                                  cl::init("lib"), cl::cat(category));
 static cl::opt<double> keep("keep", cl::desc("Override every mask group's keep ratio, in (0, 1]"), cl::init(-1.0),
                             cl::cat(category));
+static cl::opt<std::string> precision("precision",
+                                      cl::desc("fp32, or bf16: bfloat16 activations and GEMMs with float32 "
+                                               "master weights, as PyTorch autocast (CUDA target)"),
+                                      cl::init("fp32"), cl::cat(category));
 static cl::opt<bool> keepSource("keep-source", cl::desc("Keep the generated trainer source beside the output"),
                                 cl::init(false), cl::cat(category));
 static cl::opt<std::string> hostCompiler("cxx", cl::desc("Host C++ compiler for --target=cpu"), cl::init("c++"),
@@ -75,6 +79,7 @@ static LogicalResult lower(ModuleOp module, double keepOverride, const std::stri
   sbp::PipelineOptions options;
   options.keepOverride = keepOverride;
   options.stopAfter = stopAfter;
+  options.precision = precision;
   return sbp::runPipeline(module, options);
 }
 
@@ -109,6 +114,10 @@ int main(int argc, char **argv) {
     return fail("--gpu-arch must look like sm_90, got '" + gpuArch + "'");
   if (keep != -1.0 && !(keep > 0.0 && keep <= 1.0))
     return fail("--keep must be in (0, 1], got " + std::to_string(keep));
+  if (precision != "fp32" && precision != "bf16")
+    return fail("unknown --precision=" + precision + ": use fp32 or bf16");
+  if (precision == "bf16" && target == "cpu")
+    return fail("--precision=bf16 is for --target=cuda; the CPU target computes in fp32");
   bool knownEmit = emit == "lib" || emit == "mlir" || emit == "kernels" || emit == "cpp" || emit == "report" ||
                    llvm::StringRef(emit).starts_with("mlir-after=");
   if (!knownEmit)

@@ -20,6 +20,9 @@ namespace sbp {
 mlir::Type withRowCount(mlir::Type type, int64_t rows);
 /// True for token tensors [B, T, D]: the tensors SBP masks rows of.
 bool isTokenTensor(mlir::Type type);
+/// In-features of a linear weight [N, K1, K2, ...]: K1 * K2 * ... (a Conv2d
+/// weight [D, C, p, p] over patchified tokens is a linear of K = C * p * p).
+int64_t linearInFeatures(mlir::ArrayRef<int64_t> weightShape);
 /// Discardable attributes the passes put on ops.
 inline constexpr llvm::StringLiteral kBackwardAttr = "sbp.bwd";   // op is in the backward
 inline constexpr llvm::StringLiteral kRegionAttr = "sbp.region";  // the SBP branch it came from

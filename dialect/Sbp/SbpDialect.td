@@ -23,8 +23,11 @@ def Sbp_Dialect : Dialect {
     (`sbp.param`, with shape and initializer), forward ops on ranked f32
     tensors, and one `sbp.output` naming the loss and the logits. The
     optimizer is an attribute of the model. SBP is declared with
-    `sbp.mask_group` (keep ratio, `grid` | `random`, token grid) and applied
-    to residual branches with `sbp.branch`, which refers to a mask group.
+    `sbp.mask_group` (keep ratio, `grid` | `random` token grid, or `heads`)
+    and applied to token-wise residual branches with `sbp.branch` and to
+    attention maps with `sbp.attention ... sbp @group mode`, which refer to a
+    mask group. Composite ops (`sbp.vit_block`) are expanded into these by
+    `sbp-decompose`.
   }];
   let useDefaultAttributePrinterParser = 1;
 }
@@ -37,11 +40,21 @@ class Sbp_Op<string mnemonic, list<Trait> traits = []>
 //===----------------------------------------------------------------------===//
 
 def Sbp_MaskKind : I32EnumAttr<"MaskKind", "how a keep mask is sampled", [
-    I32EnumAttrCase<"grid", 0>, I32EnumAttrCase<"random", 1>]> {
+    I32EnumAttrCase<"grid", 0>, I32EnumAttrCase<"random", 1>,
+    I32EnumAttrCase<"heads", 2>]> {
   let cppNamespace = "::sbp";
   let genSpecializedAttr = 0;
 }
 def Sbp_MaskKindAttr : EnumAttr<Sbp_Dialect, Sbp_MaskKind, "mask_kind">;
+
+def Sbp_AttentionMode : I32EnumAttr<"AttentionMode",
+    "which part of an attention map carries gradient under SBP", [
+    I32EnumAttrCase<"drop_qkv", 0>, I32EnumAttrCase<"drop_query", 1>,
+    I32EnumAttrCase<"drop_head", 2>]> {
+  let cppNamespace = "::sbp";
+  let genSpecializedAttr = 0;
+}
+def Sbp_AttentionModeAttr : EnumAttr<Sbp_Dialect, Sbp_AttentionMode, "attention_mode">;
 
 def Sbp_InitKind : I32EnumAttr<"InitKind", "parameter initializer", [
     I32EnumAttrCase<"zeros", 0>, I32EnumAttrCase<"ones", 1>,

@@ -51,6 +51,13 @@ bool sbp::isTokenTensor(Type type) {
   return t && t.getRank() == 3;
 }
 
+int64_t sbp::linearInFeatures(ArrayRef<int64_t> w) {
+  int64_t k = 1;
+  for (int64_t d : w.drop_front())
+    k *= d;
+  return k;
+}
+
 static ArrayRef<int64_t> shapeOf(Value v) { return cast<RankedTensorType>(v.getType()).getShape(); }
 
 static std::string shapeStr(ArrayRef<int64_t> s) {
@@ -82,6 +89,12 @@ static LogicalResult checkStatic(Operation *op) {
   for (Type t : types)
     if (auto rt = dyn_cast<RankedTensorType>(t); rt && !rt.hasStaticShape())
       return op->emitOpError("needs static shapes, got ") << t;
+  return success();
+}
+
+static LogicalResult verifyKeep(Operation *op, Value keep) {
+  if (shapeOf(keep).size() != 1)
+    return op->emitOpError("keep indices must be [K]");
   return success();
 }
 
@@ -202,6 +215,9 @@ LogicalResult MaskGroupOp::verify() {
     return emitOpError("grid must be two positive sizes [H, W], got ") << shapeStr(grid);
   if (static_cast<int64_t>(getPrefix()) < 0)
     return emitOpError("prefix must be >= 0");
+  if (getKind() == MaskKind::heads && (grid[0] != 1 || getPrefix() != 0))
+    return emitOpError("a heads mask needs grid [1, heads] and no prefix, got ")
+           << shapeStr(grid) << " prefix " << getPrefix();
   if (getKind() == MaskKind::random &&
       sbp_random_drop_count(static_cast<float>(r), grid[0] * grid[1]) == grid[0] * grid[1])
     return emitOpError("keep ratio ") << r << " keeps no token of the " << shapeStr(grid) << " grid";
@@ -229,6 +245,8 @@ static SmallVector<int64_t> keptCounts(MaskGroupOp group) {
   int64_t h = group.getGrid()[0], w = group.getGrid()[1], n = h * w;
   if (r >= 1.0f)
     return {n};
+  if (group.getKind() == MaskKind::heads)
+    return {0, n}; // each head independently: anything from none to all
   if (group.getKind() == MaskKind::random)
     return {n - sbp_random_drop_count(r, static_cast<int32_t>(n))};
   int64_t s = sbp_grid_stride(r);
@@ -283,8 +301,9 @@ LogicalResult ParamOp::verify() {
 bool ParamOp::hasWeightDecay() {
   if (auto d = getDecay())
     return *d;
-  return cast<RankedTensorType>(getResult().getType()).getRank() >= 2 &&
-         !getName().contains("pos_embed");
+  // timm's no_weight_decay set: position embedding and class token.
+  return cast<RankedTensorType>(getResult().getType()).getRank() >= 2 && !getName().contains("pos_embed") &&
+         !getName().contains("cls_token");
 }
 
 LogicalResult BranchOp::verifyRegions() {
@@ -309,6 +328,8 @@ LogicalResult BranchOp::verifySymbolUses(SymbolTableCollection &symbols) {
   auto group = symbols.lookupNearestSymbolFrom<MaskGroupOp>(*this, getMaskAttr());
   if (!group)
     return emitOpError("refers to an unknown mask group ") << getMaskAttr();
+  if (group.getKind() == MaskKind::heads)
+    return emitOpError("mask group ") << getMaskAttr() << " masks attention heads, not tokens";
   int64_t tokens = group.getNumTokens();
   SmallVector<Type> types(getInputs().getTypes());
   llvm::append_range(types, getResultTypes());
@@ -346,10 +367,11 @@ LogicalResult PatchifyOp::verify() {
 
 LogicalResult LinearOp::verify() {
   auto x = shapeOf(getInput()), w = shapeOf(getWeight());
-  if (w.size() != 2)
-    return emitOpError("weight must be [out, in], got ") << getWeight().getType();
-  if (x.back() != w[1])
-    return emitOpError("input features (") << x.back() << ") must equal the weight's in (" << w[1] << ")";
+  if (w.size() < 2)
+    return emitOpError("weight must be [out, in] (or [out, in...]), got ") << getWeight().getType();
+  if (x.back() != linearInFeatures(w))
+    return emitOpError("input features (") << x.back() << ") must equal the weight's in ("
+                                           << linearInFeatures(w) << ")";
   return expectShape(*this, "result", shapeOf(getResult()), replaceLast(x, w[0]));
 }
 
@@ -402,15 +424,131 @@ LogicalResult CrossEntropyOp::verify() {
   return expectShape(*this, "labels", shapeOf(getLabels()), {l[0]});
 }
 
+LogicalResult ClsConcatOp::verify() {
+  auto x = shapeOf(getInput());
+  if (x.size() != 3)
+    return emitOpError("input must be a token tensor [B, T, D]");
+  if (failed(expectShape(*this, "class token", shapeOf(getCls()), {1, 1, x[2]})))
+    return failure();
+  return expectShape(*this, "result", shapeOf(getResult()), {x[0], x[1] + 1, x[2]});
+}
+
+LogicalResult TakeTokenOp::verify() {
+  auto x = shapeOf(getInput());
+  if (x.size() != 3)
+    return emitOpError("input must be a token tensor [B, T, D]");
+  if (getIndexAttr().getInt() < 0 || getIndexAttr().getInt() >= x[1])
+    return emitOpError("token index ") << getIndexAttr().getInt() << " is outside [0, " << x[1] << ")";
+  return expectShape(*this, "result", shapeOf(getResult()), {x[0], x[2]});
+}
+
+/// Checks qkv [B, T, 3 * D] against `heads` and returns D, or 0 after an error.
+static int64_t verifyQkv(Operation *op, Value qkv, int64_t heads) {
+  auto s = shapeOf(qkv);
+  if (s.size() != 3 || s[2] % 3) {
+    op->emitOpError("qkv must be [B, T, 3 * D], got ") << qkv.getType();
+    return 0;
+  }
+  int64_t dim = s[2] / 3;
+  if (heads <= 0 || dim % heads) {
+    op->emitOpError("heads (") << heads << ") must be positive and divide the width " << dim;
+    return 0;
+  }
+  return dim;
+}
+
+int64_t AttentionOp::getHeadDim() { return shapeOf(getResult())[2] / getHeadsAttr().getInt(); }
+double AttentionOp::getScale() { return 1.0 / std::sqrt(static_cast<double>(getHeadDim())); }
+
+LogicalResult AttentionOp::verify() {
+  int64_t dim = verifyQkv(*this, getQkv(), getHeadsAttr().getInt());
+  if (!dim)
+    return failure();
+  auto q = shapeOf(getQkv());
+  if (getMask().has_value() != getMode().has_value())
+    return emitOpError("an SBP attention needs both a mask group and a mode");
+  if (getKeep() && !getMode())
+    return emitOpError("keep indices need an SBP mode");
+  if (getKeep() && failed(verifyKeep(*this, getKeep())))
+    return failure();
+  if (failed(expectShape(*this, "result", shapeOf(getResult()), {q[0], q[1], dim})))
+    return failure();
+  return expectShape(*this, "lse", shapeOf(getLse()), {q[0], q[1], getHeadsAttr().getInt()});
+}
+
+/// The mask group of an SBP attention map must fit its mode: a heads group of
+/// `heads` positions for drop_head, else a token group over the T tokens.
+static LogicalResult verifyAttentionGroup(Operation *op, SymbolTableCollection &symbols,
+                                          FlatSymbolRefAttr mask, AttentionMode mode, int64_t tokens,
+                                          int64_t heads) {
+  auto group = symbols.lookupNearestSymbolFrom<MaskGroupOp>(op, mask);
+  if (!group)
+    return op->emitOpError("refers to an unknown mask group ") << mask;
+  bool headGroup = group.getKind() == MaskKind::heads;
+  if (mode == AttentionMode::drop_head) {
+    if (!headGroup || group.getGrid()[1] != heads)
+      return op->emitOpError("drop_head needs a heads mask group of ")
+             << heads << " heads (sbp.mask_group " << mask << " keep r heads [1, " << heads << "])";
+    return success();
+  }
+  if (headGroup)
+    return op->emitOpError("mode ") << stringifyAttentionMode(mode) << " needs a token mask group, "
+                                    << mask << " masks heads";
+  if (group.getNumTokens() != tokens)
+    return op->emitOpError("has ") << tokens << " tokens, but mask group " << mask << " covers "
+                                   << group.getNumTokens() << " (prefix " << group.getPrefix() << " + grid "
+                                   << shapeStr(group.getGrid()) << ")";
+  return success();
+}
+
+LogicalResult AttentionOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  if (!getMask())
+    return success();
+  if (failed(verifyAttentionGroup(*this, symbols, getMaskAttr(), *getMode(), shapeOf(getQkv())[1],
+                                  getHeadsAttr().getInt())))
+    return failure();
+  if (!getKeep())
+    return success();
+  auto group = symbols.lookupNearestSymbolFrom<MaskGroupOp>(*this, getMaskAttr());
+  return expectShape(*this, "keep indices", shapeOf(getKeep()), {group.getCapacity()});
+}
+
+LogicalResult VitBlockOp::verify() {
+  auto x = shapeOf(getInput());
+  if (x.size() != 3)
+    return emitOpError("input must be a token tensor [B, T, D]");
+  if (getHeadsAttr().getInt() <= 0 || x[2] % getHeadsAttr().getInt())
+    return emitOpError("heads (") << getHeadsAttr().getInt() << ") must be positive and divide the width " << x[2];
+  if (getHiddenAttr().getInt() <= 0)
+    return emitOpError("hidden must be positive");
+  if (!(getEps().convertToDouble() > 0))
+    return emitOpError("eps must be > 0");
+  if (getAttnMask().has_value() != getAttnMode().has_value())
+    return emitOpError("attn_sbp needs both a mask group and a mode");
+  if (getName().empty())
+    return emitOpError("needs a parameter name prefix");
+  return success();
+}
+
+LogicalResult VitBlockOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  int64_t tokens = shapeOf(getInput())[1];
+  if (auto mlp = getMlpMaskAttr()) {
+    auto group = symbols.lookupNearestSymbolFrom<MaskGroupOp>(*this, mlp);
+    if (!group)
+      return emitOpError("refers to an unknown mask group ") << mlp;
+    if (group.getKind() == MaskKind::heads || group.getNumTokens() != tokens)
+      return emitOpError("mlp_sbp needs a token mask group over ") << tokens << " tokens, " << mlp
+                                                                   << " is not one";
+  }
+  if (auto attn = getAttnMaskAttr())
+    return verifyAttentionGroup(*this, symbols, attn, *getAttnMode(), tokens, getHeadsAttr().getInt());
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // Ops added by passes: verifiers
 //===----------------------------------------------------------------------===//
 
-static LogicalResult verifyKeep(Operation *op, Value keep) {
-  if (shapeOf(keep).size() != 1)
-    return op->emitOpError("keep indices must be [K]");
-  return success();
-}
 
 LogicalResult MaskRowsOp::verify() {
   if (failed(verifyKeep(*this, getKeep())))
@@ -453,16 +591,19 @@ LogicalResult ScatterAddRowsOp::verify() {
 
 LogicalResult LinearGradInputOp::verify() {
   auto dy = shapeOf(getGrad()), w = shapeOf(getWeight());
-  if (w.size() != 2 || dy.back() != w[0])
+  if (w.size() < 2 || dy.back() != w[0])
     return emitOpError("gradient features must equal the weight's out");
-  return expectShape(*this, "result", shapeOf(getResult()), replaceLast(dy, w[1]));
+  return expectShape(*this, "result", shapeOf(getResult()), replaceLast(dy, linearInFeatures(w)));
 }
 
 LogicalResult LinearGradWeightOp::verify() {
   auto x = shapeOf(getInput()), dy = shapeOf(getGrad());
   if (x.drop_back() != dy.drop_back())
     return emitOpError("input and gradient must have the same rows");
-  return expectShape(*this, "result", shapeOf(getResult()), {dy.back(), x.back()});
+  auto w = shapeOf(getResult());
+  if (w.size() >= 2 && w[0] == dy.back() && linearInFeatures(w) == x.back())
+    return success();
+  return expectShape(*this, "result", w, {dy.back(), x.back()});
 }
 
 LogicalResult BiasGradOp::verify() {
@@ -488,6 +629,50 @@ LogicalResult LayerNormGradOp::verify() {
   if (failed(expectShape(*this, "gradient", shapeOf(getGrad()), x)))
     return failure();
   return expectShape(*this, "weight gradient", shapeOf(getGradWeight()), {x.back()});
+}
+
+LogicalResult ClsConcatGradOp::verify() {
+  auto dy = shapeOf(getGrad());
+  if (dy.size() != 3 || dy[1] < 2)
+    return emitOpError("gradient must be a token tensor [B, T + 1, D]");
+  if (failed(expectShape(*this, "input gradient", shapeOf(getGradInput()), {dy[0], dy[1] - 1, dy[2]})))
+    return failure();
+  return expectShape(*this, "class token gradient", shapeOf(getGradCls()), {1, 1, dy[2]});
+}
+
+LogicalResult TakeTokenGradOp::verify() {
+  auto dy = shapeOf(getGrad()), dx = shapeOf(getResult());
+  if (dx.size() != 3 || dy.size() != 2 || dx[0] != dy[0] || dx[2] != dy[1])
+    return emitOpError("result must be [B, T, D] for a gradient [B, D]");
+  if (getIndexAttr().getInt() < 0 || getIndexAttr().getInt() >= dx[1])
+    return emitOpError("token index ") << getIndexAttr().getInt() << " is outside [0, " << dx[1] << ")";
+  return success();
+}
+
+LogicalResult AttentionGradOp::verify() {
+  int64_t dim = verifyQkv(*this, getQkv(), getHeadsAttr().getInt());
+  if (!dim)
+    return failure();
+  auto q = shapeOf(getQkv());
+  std::optional<AttentionMode> mode = getMode();
+  if (getKeep().operator bool() != mode.has_value())
+    return emitOpError("keep indices and an SBP mode go together");
+  if (getKeep() && failed(verifyKeep(*this, getKeep())))
+    return failure();
+  // Rows of out, lse and grad: the kept query rows for drop_query, else qkv's.
+  int64_t rows = q[1];
+  if (mode == AttentionMode::drop_query)
+    rows = shapeOf(getKeep())[0];
+  if ((mode == AttentionMode::drop_qkv) && q[1] != shapeOf(getKeep())[0])
+    return emitOpError("drop_qkv gradient works on the kept rows: qkv must have ") << shapeOf(getKeep())[0]
+           << " rows";
+  if (mode == AttentionMode::drop_head && shapeOf(getKeep())[0] != getHeadsAttr().getInt())
+    return emitOpError("drop_head keep indices must list ") << getHeadsAttr().getInt() << " heads";
+  if (failed(expectShape(*this, "out", shapeOf(getOut()), {q[0], rows, dim})) ||
+      failed(expectShape(*this, "grad", shapeOf(getGrad()), {q[0], rows, dim})) ||
+      failed(expectShape(*this, "lse", shapeOf(getLse()), {q[0], rows, getHeadsAttr().getInt()})))
+    return failure();
+  return expectShape(*this, "result", shapeOf(getResult()), q);
 }
 
 LogicalResult MeanTokensGradOp::verify() {
@@ -592,5 +777,72 @@ LogicalResult GradGateOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallV
   g.assign(2, Value());
   if (dy[0])
     g[0] = make<MaskRowsOp>(b, *this, getInput().getType(), dy[0], getKeep());
+  return success();
+}
+
+LogicalResult ClsConcatOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(2, Value());
+  if (!dy[0])
+    return success();
+  auto op = b.create<ClsConcatGradOp>(getLoc(), getInput().getType(), getCls().getType(), dy[0]);
+  g[0] = op.getGradInput();
+  g[1] = op.getGradCls();
+  return success();
+}
+
+LogicalResult TakeTokenOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(1, Value());
+  if (dy[0])
+    g[0] = b.create<TakeTokenGradOp>(getLoc(), getInput().getType(), dy[0], getIndexAttr());
+  return success();
+}
+
+/// The gradient of an SBP attention map follows its mode (see the op's
+/// description): drop_qkv differentiates the restricted attention of the kept
+/// rows, on gathered rows, and scatters dqkv back; drop_query keeps every key
+/// but only the kept queries; drop_head only the kept heads.
+LogicalResult AttentionOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(getNumOperands(), Value());
+  if (dy[1])
+    return emitOpError("lse is saved for the backward only: it must not feed the loss");
+  if (!dy[0])
+    return success();
+  if (getMask() && !getKeep())
+    return emitOpError("is an SBP attention map without keep indices: run sbp-insert-masks before sbp-autodiff");
+  Location loc = getLoc();
+  Value keep = getKeep();
+  auto gather = [&](Value v) {
+    int64_t k = shapeOf(keep)[0];
+    return b.create<GatherRowsOp>(loc, withRowCount(v.getType(), k), v, keep).getResult();
+  };
+  Type qkvType = getQkv().getType();
+  auto modeAttr = getModeAttr();
+  if (!keep) {
+    g[0] = b.create<AttentionGradOp>(loc, qkvType, getQkv(), getResult(), getLse(), dy[0], Value(),
+                                     getHeadsAttr(), nullptr);
+    return success();
+  }
+  switch (*getMode()) {
+  case AttentionMode::drop_qkv: {
+    // Gathers in a fixed order (qkv, out, lse, dout): not in argument order,
+    // which C++ leaves unspecified.
+    Value qkvKept = gather(getQkv()), outKept = gather(getResult()), lseKept = gather(getLse());
+    Value doutKept = gather(dy[0]);
+    Value dqkv = b.create<AttentionGradOp>(loc, qkvKept.getType(), qkvKept, outKept, lseKept, doutKept, keep,
+                                           getHeadsAttr(), modeAttr);
+    g[0] = b.create<ScatterRowsOp>(loc, qkvType, dqkv, keep);
+    break;
+  }
+  case AttentionMode::drop_query: {
+    Value outKept = gather(getResult()), lseKept = gather(getLse()), doutKept = gather(dy[0]);
+    g[0] = b.create<AttentionGradOp>(loc, qkvType, getQkv(), outKept, lseKept, doutKept, keep, getHeadsAttr(),
+                                     modeAttr);
+    break;
+  }
+  case AttentionMode::drop_head:
+    g[0] = b.create<AttentionGradOp>(loc, qkvType, getQkv(), getResult(), getLse(), dy[0], keep, getHeadsAttr(),
+                                     modeAttr);
+    break;
+  }
   return success();
 }

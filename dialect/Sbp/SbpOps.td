@@ -67,10 +67,14 @@ def Sbp_MaskGroupOp : Sbp_Op<"mask_group", [Symbol, HasParent<"ModelOp">]> {
     positions with (i + j) mod s == start; for r > 0.5, s = round(1/(1 - r))
     and drop positions with (i + j) mod s == start; `start` is drawn at random
     each step. `kind = random`: drop int((1 - r) * H * W) positions uniformly.
+    `kind = heads`: the positions are the heads of an attention op (`grid` =
+    [1, heads], no prefix); each head is kept independently with probability
+    r (the `drop_head` mode of `sbp.attention`; a step may keep no head).
 
     ```mlir
     sbp.mask_group @m keep 0.5 grid [7, 7]
     sbp.mask_group @m keep 0.5 random [14, 14] prefix 1
+    sbp.mask_group @h keep 0.5 heads [1, 3]
     ```
   }];
   let arguments = (ins SymbolNameAttr:$sym_name, F64Attr:$keep,
@@ -101,7 +105,8 @@ def Sbp_ParamOp : Sbp_Op<"param", [Pure, HasParent<"ModelOp">]> {
   let description = [{
     Names follow PyTorch/timm (`blocks.0.mlp.fc1.weight`): checkpoints use
     them. `decay` says whether the optimizer's weight decay applies (by
-    default: parameters of rank >= 2, as timm does).
+    default: parameters of rank >= 2 except the position embedding and the
+    class token, as timm does).
   }];
   let arguments = (ins StrAttr:$name, Sbp_InitAttr:$init, OptionalAttr<BoolAttr>:$decay);
   let results = (outs Sbp_F32Tensor:$result);
@@ -171,7 +176,10 @@ def Sbp_LinearOp : Sbp_RowWiseOp<"linear"> {
   let description = [{
     Gradient: dx = dy W (`sbp.linear_grad_input`), dW = dy^T x summed over
     all rows (`sbp.linear_grad_weight`). Under SBP, dW = X_keep^T dY_keep
-    (Eq. 5): only kept rows are saved and multiplied.
+    (Eq. 5): only kept rows are saved and multiplied. The weight may carry
+    more dimensions, [N, K1, K2, ...] with K = K1 * K2 * ...: a Conv2d weight
+    [D, C, p, p] over `sbp.patchify` tokens is the ViT patch embedding, stored
+    in the shape PyTorch and timm checkpoints use.
   }];
   let arguments = (ins Sbp_F32Tensor:$input, Sbp_F32Tensor:$weight);
   let results = (outs Sbp_F32Tensor:$result);
@@ -230,6 +238,105 @@ def Sbp_MeanTokensOp : Sbp_ComputeOp<"mean_tokens"> {
   let description = "Gradient: dx[b, t] = dy[b] / T (`sbp.mean_tokens_grad`).";
   let arguments = (ins Sbp_F32Tensor:$input);
   let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_ClsConcatOp : Sbp_ComputeOp<"cls_concat"> {
+  let summary = "prepend the class token: [B, T, D], [1, 1, D] -> [B, T + 1, D]";
+  let description = [{
+    Token 0 of every batch element is the learned class token (timm's
+    `cls_token`), tokens 1.. are the input. Gradient: `sbp.cls_concat_grad`
+    (dx = dy at tokens 1.., dcls = the sum over the batch of dy at token 0).
+  }];
+  let arguments = (ins Sbp_F32Tensor:$input, Sbp_F32Tensor:$cls);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_TakeTokenOp : Sbp_ComputeOp<"take_token"> {
+  let summary = "[B, T, D] -> [B, D]: one token of each batch element (class-token pooling)";
+  let description = "Gradient: `sbp.take_token_grad`, dy placed at token `index`, zeros elsewhere.";
+  let arguments = (ins Sbp_F32Tensor:$input, I64Attr:$index);
+  let results = (outs Sbp_F32Tensor:$result);
+  let assemblyFormat = "$input `index` $index attr-dict `:` functional-type(operands, results)";
+}
+
+def Sbp_AttentionOp : Sbp_Op<"attention", [Pure,
+    DeclareOpInterfaceMethods<Sbp_GradientOpInterface>,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "multi-head scaled dot-product self-attention over a packed qkv tensor";
+  let description = [{
+    `qkv` [B, T, 3 * D] is the output of the qkv projection in timm's layout
+    (q, k, v thirds; head h at columns h * Dh of each, Dh = D / heads).
+    Results: `result` [B, T, D] = softmax(q k^T / sqrt(Dh)) v per head (heads
+    side by side, as timm's transpose-reshape), and `lse` [B, T, heads], the
+    log-sum-exp of each query's scores, kept for the backward
+    (FlashAttention: the T x T map is never stored; the backward recomputes
+    it). Gradient: `sbp.attention_grad`.
+
+    `sbp @m mode` makes the attention map an SBP region (Alg. 1); the
+    projections around it stay ordinary. Modes, per the reference
+    implementation of the paper:
+    * `drop_qkv` (the paper's choice): queries at tokens kept by @m attend
+      over the kept keys and values only, with gradient; the other queries
+      attend over all keys without gradient. The forward value of a kept row
+      is the restricted attention. The backward runs on the kept rows alone.
+    * `drop_query`: kept queries attend over all keys with gradient, the
+      others without; the forward is exact. dq is zero at dropped rows, dk and
+      dv come from the kept queries only.
+    * `drop_head`: @m is a `heads` mask group; the kept heads carry gradient,
+      the others do not; the forward is exact.
+    `sbp-insert-masks` adds the group's keep indices as the `keep` operand
+    (or drops the annotation when the keep ratio is 1).
+
+    ```mlir
+    %o, %lse = sbp.attention %qkv heads 3 sbp @m drop_qkv
+        : (tensor<8x17x72xf32>) -> (tensor<8x17x24xf32>, tensor<8x17x3xf32>)
+    ```
+  }];
+  let arguments = (ins Sbp_F32Tensor:$qkv, Optional<Sbp_I32Tensor>:$keep, I64Attr:$heads,
+                       OptionalAttr<FlatSymbolRefAttr>:$mask,
+                       OptionalAttr<Sbp_AttentionModeAttr>:$mode);
+  let results = (outs Sbp_F32Tensor:$result, Sbp_F32Tensor:$lse);
+  let assemblyFormat = [{
+    $qkv (`,` $keep^)? `heads` $heads (`sbp` $mask^ $mode)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    int64_t getHeadDim();
+    /// The softmax scale, 1 / sqrt(head_dim).
+    double getScale();
+  }];
+}
+
+def Sbp_VitBlockOp : Sbp_Op<"vit_block", [HasParent<"ModelOp">,
+    AllTypesMatch<["input", "result"]>,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "a pre-norm transformer block (timm's ViT Block), expanded by sbp-decompose";
+  let description = [{
+    x + attn(norm1(x)), then + mlp(norm2(x)), with timm's parameters under
+    `name` (`blocks.4.norm1.weight`, `blocks.4.attn.qkv.weight`, ...; qkv with
+    bias; exact GELU; LayerNorm `eps`), created and initialised as timm does
+    (linear weights trunc-normal 0.02, biases zero, norms one/zero).
+    `mlp_sbp @m`: the MLP branch is an SBP region of group @m;
+    `attn_sbp @g mode`: the attention map is an SBP region of group @g in
+    that mode (see `sbp.attention`). `sbp-decompose` replaces the op by its
+    parameters and primitive ops.
+
+    ```mlir
+    %x5 = sbp.vit_block "blocks.4" %x4 heads 3 hidden 768 mlp_sbp @m attn_sbp @m drop_qkv
+        : tensor<256x197x192xf32>
+    ```
+  }];
+  let arguments = (ins StrAttr:$name, Sbp_F32Tensor:$input, I64Attr:$heads, I64Attr:$hidden,
+                       DefaultValuedAttr<F64Attr, "1.0e-6">:$eps,
+                       OptionalAttr<FlatSymbolRefAttr>:$mlp_mask,
+                       OptionalAttr<FlatSymbolRefAttr>:$attn_mask,
+                       OptionalAttr<Sbp_AttentionModeAttr>:$attn_mode);
+  let results = (outs Sbp_F32Tensor:$result);
+  let assemblyFormat = [{
+    $name $input `heads` $heads `hidden` $hidden (`mlp_sbp` $mlp_mask^)?
+    (`attn_sbp` $attn_mask^ $attn_mode)? attr-dict `:` type($input)
+  }];
+  let hasVerifier = 1;
 }
 
 def Sbp_CrossEntropyOp : Sbp_ComputeOp<"cross_entropy"> {
@@ -339,6 +446,44 @@ def Sbp_LayerNormGradOp : Sbp_InternalOp<"layer_norm_grad", [Sbp_RowWiseOpInterf
                        DefaultValuedAttr<F64Attr, "1.0e-5">:$eps);
   let results = (outs Sbp_F32Tensor:$grad_input, Sbp_F32Tensor:$grad_weight, Sbp_F32Tensor:$grad_bias);
   let assemblyFormat = "$input `,` $weight `,` $grad attr-dict `:` functional-type(operands, results)";
+}
+
+def Sbp_ClsConcatGradOp : Sbp_InternalOp<"cls_concat_grad"> {
+  let summary = "dx = dy at tokens 1..T, dcls = sum over the batch of dy at token 0";
+  let arguments = (ins Sbp_F32Tensor:$grad);
+  let results = (outs Sbp_F32Tensor:$grad_input, Sbp_F32Tensor:$grad_cls);
+}
+
+def Sbp_TakeTokenGradOp : Sbp_InternalOp<"take_token_grad"> {
+  let summary = "dx [B, T, D]: dy [B, D] at token `index`, zeros elsewhere";
+  let arguments = (ins Sbp_F32Tensor:$grad, I64Attr:$index);
+  let results = (outs Sbp_F32Tensor:$result);
+  let assemblyFormat = "$grad `index` $index attr-dict `:` functional-type(operands, results)";
+}
+
+def Sbp_AttentionGradOp : Sbp_Op<"attention_grad", [Pure]> {
+  let summary = "dqkv of sbp.attention, recomputing the attention map from lse";
+  let description = [{
+    Operands `qkv`, `out`, `lse`, `grad` (dout) and, under SBP, `keep`:
+    * no mode: every row and head, all [B, T, ...].
+    * `drop_qkv`: all four are the kept rows [B, K, ...] (gathered), `keep`
+      the keep indices whose -1 padding rows take no part; the result is the
+      compact [B, K, 3D] gradient (zero at padding rows).
+    * `drop_query`: `qkv` is full [B, T, 3D] (keys and values of every row),
+      `out`, `lse`, `grad` are the kept query rows [B, K, ...]; the result is
+      [B, T, 3D] with dq zero at rows not in `keep`.
+    * `drop_head`: all full; `keep` lists the kept heads; dropped heads get
+      zero dq, dk, dv.
+  }];
+  let arguments = (ins Sbp_F32Tensor:$qkv, Sbp_F32Tensor:$out, Sbp_F32Tensor:$lse,
+                       Sbp_F32Tensor:$grad, Optional<Sbp_I32Tensor>:$keep, I64Attr:$heads,
+                       OptionalAttr<Sbp_AttentionModeAttr>:$mode);
+  let results = (outs Sbp_F32Tensor:$result);
+  let assemblyFormat = [{
+    $qkv `,` $out `,` $lse `,` $grad (`,` $keep^)? `heads` $heads (`mode` $mode^)? attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
 }
 
 def Sbp_MeanTokensGradOp : Sbp_InternalOp<"mean_tokens_grad"> {

@@ -12,6 +12,9 @@ static const StringRef kBTN[] = {"batch", "tokens", "n"};
 static const StringRef kBTKN[] = {"batch", "tokens", "kept", "n"};
 static const StringRef kBC[] = {"batch", "classes"};
 static const StringRef kImage[] = {"batch", "channels", "height", "width", "patch"};
+static const StringRef kBTNI[] = {"batch", "tokens", "n", "index"};
+static const StringRef kAttn[] = {"batch", "tokens", "heads", "head_dim"};
+static const StringRef kAttnK[] = {"batch", "tokens", "heads", "head_dim", "kept"};
 
 // clang-format off
 static const KernelInfo kKernels[] = {
@@ -37,6 +40,18 @@ static const KernelInfo kKernels[] = {
   {"scatter_rows",      2, 1, kBTKN,  0},
   {"scatter_add_rows",  3, 1, kBTKN,  1},
   {"fill",              0, 1, kN,     0},   // + attribute value
+  {"cast",              1, 1, kN,     0},   // element type conversion (bf16 weight copies)
+  {"cls_concat",        2, 1, kBTN,   0},   // tokens: without the class token
+  {"cls_concat_grad",   1, 2, kBTN,   0},
+  {"take_token",        1, 1, kBTNI,  0},
+  {"take_token_grad",   1, 1, kBTNI,  0},
+  // Attention (+ attribute scale); FLOPs from the sizes, see attentionFlops.
+  {"attention_fwd",         1, 2, kAttn,  0},  // qkv -> out, lse
+  {"attention_fwd_sbp",     2, 2, kAttnK, 0},  // qkv, keep -> out, lse (drop_qkv)
+  {"attention_bwd",         4, 1, kAttn,  0},  // qkv, out, lse, dout -> dqkv
+  {"attention_bwd_rows",    5, 1, kAttn,  0},  // the same on kept rows, + keep (drop_qkv)
+  {"attention_bwd_heads",   5, 1, kAttn,  0},  // + kept heads (drop_head)
+  {"attention_bwd_queries", 5, 1, kAttnK, 0},  // qkv, keep, out_k, lse_k, dout_k (drop_query)
 };
 // clang-format on
 

@@ -1,4 +1,4 @@
-// Masks.cpp - grid and random keep masks.
+// Masks.cpp - grid, random and heads keep masks.
 #include "Masks.h"
 
 #include "Error.h"
@@ -25,6 +25,23 @@ MaskSpec MaskSpec::from(const sbp_mask_group_desc &group) {
 bool MaskSpec::sharesDrawWith(const MaskSpec &other) const {
   return kind == other.kind && keep_ratio == other.keep_ratio && grid_h == other.grid_h &&
          grid_w == other.grid_w;
+}
+
+bool isKnownMaskKind(int32_t kind) {
+  return kind == SBP_MASK_GRID || kind == SBP_MASK_RANDOM || kind == SBP_MASK_HEADS;
+}
+
+const char *maskKindName(int32_t kind) {
+  switch (kind) {
+  case SBP_MASK_GRID:
+    return "grid";
+  case SBP_MASK_RANDOM:
+    return "random";
+  case SBP_MASK_HEADS:
+    return "heads";
+  default:
+    return "unknown";
+  }
 }
 
 // The arithmetic lives in sbp/mask_rules.h, shared with the compiler.
@@ -69,21 +86,50 @@ std::vector<int32_t> randomKeptPositions(const MaskSpec &spec, PhiloxStream &rng
   return kept;
 }
 
+// Heads: head h is kept when the h-th uniform of the stream is below r (the
+// reference's np.random.rand(H) <= r, strict here; r = 1 keeps all heads since
+// u < 1). MaskDraw.h's headKeeps computes the same test from the same words.
+std::vector<int32_t> headsKeptPositions(const MaskSpec &spec, PhiloxStream &rng) {
+  std::vector<int32_t> kept;
+  kept.reserve(size_t(spec.gridSize()));
+  for (int32_t h = 0; h < spec.gridSize(); ++h)
+    if (rng.uniform() < spec.keep_ratio)
+      kept.push_back(h);
+  return kept;
+}
+
+[[noreturn]] void unknownKind(const MaskSpec &spec) {
+  fail(SBP_ERROR_INVALID_ARGUMENT, "unknown mask kind {} (this runtime draws grid {}, random {}, "
+       "heads {})", spec.kind, int(SBP_MASK_GRID), int(SBP_MASK_RANDOM), int(SBP_MASK_HEADS));
+}
+
 } // namespace
 
 std::vector<int32_t> sampleKeptPositions(const MaskSpec &spec, uint64_t seed, int64_t step,
                                          uint32_t draw) {
   PhiloxStream rng(seed, Purpose::Mask, uint64_t(step), draw);
-  if (spec.kind == SBP_MASK_RANDOM)
+  switch (spec.kind) {
+  case SBP_MASK_RANDOM:
     return randomKeptPositions(spec, rng);
-  int32_t stride = gridStride(spec.keep_ratio);
-  int32_t start = stride > 0 ? int32_t(rng.below(uint32_t(stride))) : 0;
-  return gridKeptPositions(spec, start);
+  case SBP_MASK_HEADS:
+    return headsKeptPositions(spec, rng);
+  case SBP_MASK_GRID: {
+    int32_t stride = gridStride(spec.keep_ratio);
+    int32_t start = stride > 0 ? int32_t(rng.below(uint32_t(stride))) : 0;
+    return gridKeptPositions(spec, start);
+  }
+  default:
+    unknownKind(spec);
+  }
 }
 
 int32_t maxKeptTokens(const MaskSpec &spec) {
   size_t most = 0;
-  if (spec.kind == SBP_MASK_RANDOM) {
+  if (!isKnownMaskKind(spec.kind))
+    unknownKind(spec);
+  if (spec.kind == SBP_MASK_HEADS) {
+    most = size_t(sbp_heads_capacity(spec.gridSize())); // every head may be kept
+  } else if (spec.kind == SBP_MASK_RANDOM) {
     most = size_t(spec.gridSize() - randomDropCount(spec.keep_ratio, spec.gridSize()));
   } else {
     int32_t starts = std::max(gridStride(spec.keep_ratio), 1);
@@ -96,8 +142,10 @@ int32_t maxKeptTokens(const MaskSpec &spec) {
 void writeKeepIndices(const MaskSpec &spec, const std::vector<int32_t> &positions, int32_t *out) {
   int64_t tokens = int64_t(spec.prefix_tokens) + int64_t(positions.size());
   if (tokens > spec.capacity)
-    fail(SBP_ERROR_INTERNAL, "mask keeps {} tokens but its capacity is {} (keep ratio {}, grid {}x{})",
-         tokens, spec.capacity, spec.keep_ratio, spec.grid_h, spec.grid_w);
+    fail(SBP_ERROR_INTERNAL,
+         "{} mask keeps {} {} but its capacity is {} (keep ratio {}, grid {}x{})",
+         maskKindName(spec.kind), tokens, spec.kind == SBP_MASK_HEADS ? "heads" : "tokens",
+         spec.capacity, spec.keep_ratio, spec.grid_h, spec.grid_w);
   int32_t n = 0;
   for (int32_t t = 0; t < spec.prefix_tokens; ++t)
     out[n++] = t;
@@ -108,18 +156,24 @@ void writeKeepIndices(const MaskSpec &spec, const std::vector<int32_t> &position
 
 std::vector<int32_t> checkedFixedIndices(const MaskSpec &spec, const char *group_name,
                                          const int32_t *idx, int32_t count) {
+  const char *name = group_name ? group_name : "(unnamed)";
+  // Heads groups keep head indices, in [0, H) (their prefix is 0).
+  const char *what = spec.kind == SBP_MASK_HEADS ? "head" : "keep";
   if (count < 0 || count > spec.capacity)
-    fail(SBP_ERROR_INVALID_ARGUMENT, "mask group '{}': {} keep indices given, capacity is {}",
-         group_name, count, spec.capacity);
+    fail(SBP_ERROR_INVALID_ARGUMENT, "mask group '{}': {} {} indices given, capacity is {}",
+         name, count, what, spec.capacity);
+  if (count > 0 && !idx)
+    fail(SBP_ERROR_INVALID_ARGUMENT, "mask group '{}': {} {} indices given but no array",
+         name, count, what);
   for (int32_t k = 0; k < count; ++k) {
     if (idx[k] < 0 || idx[k] >= spec.tokenCount())
       fail(SBP_ERROR_INVALID_ARGUMENT,
-           "mask group '{}': keep index {} (entry {}) is outside [0, {})", group_name, idx[k], k,
-           spec.tokenCount());
+           "mask group '{}': {} index {} (entry {}) is outside [0, {})", name, what, idx[k],
+           k, spec.tokenCount());
     if (k > 0 && idx[k] <= idx[k - 1])
       fail(SBP_ERROR_INVALID_ARGUMENT,
-           "mask group '{}': keep indices must be ascending and unique ({} follows {} at entry {})",
-           group_name, idx[k], idx[k - 1], k);
+           "mask group '{}': {} indices must be ascending and unique ({} follows {} at entry {})",
+           name, what, idx[k], idx[k - 1], k);
   }
   std::vector<int32_t> padded(size_t(spec.capacity), -1);
   std::copy(idx, idx + count, padded.begin());

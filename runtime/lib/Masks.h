@@ -2,7 +2,9 @@
 //
 // Tokens lie on a grid_h x grid_w grid; position (i, j) is token
 // prefix_tokens + i * grid_w + j, and the prefix tokens (ViT class token) are
-// always kept. A mask is a pure function of (seed, step, draw): no history.
+// always kept. A heads mask (SBP_MASK_HEADS) has attention heads for positions:
+// grid 1 x H, no prefix, each head kept independently with probability r.
+// A mask is a pure function of (seed, step, draw): no history.
 #ifndef SBP_RUNTIME_MASKS_H
 #define SBP_RUNTIME_MASKS_H
 
@@ -23,7 +25,8 @@ struct MaskSpec {
   static MaskSpec from(const sbp_mask_group_desc &group);
   int32_t gridSize() const { return grid_h * grid_w; }
   int32_t tokenCount() const { return prefix_tokens + gridSize(); }
-  // Groups with the same kind, keep ratio and grid share one draw per step.
+  // Groups with the same kind, keep ratio and grid (heads: the same number of
+  // heads) share one draw per step.
   bool sharesDrawWith(const MaskSpec &other) const;
 };
 
@@ -34,9 +37,15 @@ int32_t gridStride(float keep_ratio);
 // like 0.9 of N = 10 drop exactly 1 despite float rounding.
 int32_t randomDropCount(float keep_ratio, int32_t grid_size);
 
+// Whether `kind` is a mask kind this runtime draws (grid, random, heads).
+bool isKnownMaskKind(int32_t kind);
+// "grid", "random", "heads", or "unknown".
+const char *maskKindName(int32_t kind);
+
 // Kept grid positions (ascending, in [0, N)) of a grid mask with this start.
 std::vector<int32_t> gridKeptPositions(const MaskSpec &spec, int32_t start);
-// The step's draw: ascending kept grid positions.
+// The step's draw: ascending kept grid positions (heads: kept head indices,
+// possibly none). Throws SBP_ERROR_INVALID_ARGUMENT for an unknown kind.
 std::vector<int32_t> sampleKeptPositions(const MaskSpec &spec, uint64_t seed, int64_t step,
                                          uint32_t draw);
 // Most tokens (prefix included) any draw of this spec keeps.
@@ -48,8 +57,8 @@ int32_t maxKeptTokens(const MaskSpec &spec);
 void writeKeepIndices(const MaskSpec &spec, const std::vector<int32_t> &positions, int32_t *out);
 
 // Validates user-given keep indices (ascending, unique, in range, count <=
-// capacity) and returns them padded with -1 to capacity. Throws
-// SBP_ERROR_INVALID_ARGUMENT naming the group.
+// capacity; heads groups: head indices in [0, H)) and returns them padded with
+// -1 to capacity. Throws SBP_ERROR_INVALID_ARGUMENT naming the group.
 std::vector<int32_t> checkedFixedIndices(const MaskSpec &spec, const char *group_name,
                                          const int32_t *idx, int32_t count);
 

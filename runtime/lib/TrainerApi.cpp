@@ -2,6 +2,7 @@
 // versioning and the exception-to-status boundary.
 #include "Checkpoint.h"
 #include "Error.h"
+#include "Masks.h"
 #include "Trainer.h"
 
 #include <algorithm>
@@ -155,7 +156,7 @@ SBP_API sbp_status sbp_trainer_get_mask_group_info(const sbp_trainer *trainer, i
     sbp_mask_group_info full{};
     full.name = m.name ? m.name : "";
     full.keep_ratio = m.keep_ratio;
-    full.kind = m.kind == SBP_MASK_RANDOM ? "random" : "grid";
+    full.kind = sbp::rt::maskKindName(m.kind);
     full.grid_h = m.grid_h;
     full.grid_w = m.grid_w;
     full.prefix_tokens = m.prefix_tokens;

@@ -65,12 +65,20 @@ void validateMaskGroups(const sbp_model_desc &d, const std::string &path) {
     if (!(m.keep_ratio > 0.0f && m.keep_ratio <= 1.0f))
       invalid(path, fmt::format("mask group '{}' has keep ratio {} outside (0, 1]", name,
                                 m.keep_ratio));
-    if (m.kind != SBP_MASK_GRID && m.kind != SBP_MASK_RANDOM)
-      invalid(path, fmt::format("mask group '{}' has unknown kind {}", name, m.kind));
+    // A kind from a later ABI must never reach the samplers (host or device).
+    if (!isKnownMaskKind(m.kind))
+      invalid(path, fmt::format("mask group '{}' has unknown kind {} (this runtime, ABI version "
+                                "{}, knows grid {}, random {} and heads {})",
+                                name, m.kind, SBP_ABI_VERSION, int(SBP_MASK_GRID),
+                                int(SBP_MASK_RANDOM), int(SBP_MASK_HEADS)));
     if (m.grid_h < 1 || m.grid_w < 1 || m.grid_h > 65536 / m.grid_w || m.prefix_tokens < 0 ||
         m.capacity < 1)
       invalid(path, fmt::format("mask group '{}' has grid {}x{}, prefix {}, capacity {}", name,
                                 m.grid_h, m.grid_w, m.prefix_tokens, m.capacity));
+    if (m.kind == SBP_MASK_HEADS && (m.grid_h != 1 || m.prefix_tokens != 0))
+      invalid(path, fmt::format("heads mask group '{}' has grid {}x{} and prefix {}; a heads "
+                                "group has grid 1 x heads and no prefix",
+                                name, m.grid_h, m.grid_w, m.prefix_tokens));
     int32_t most = maxKeptTokens(MaskSpec::from(m));
     if (most > m.capacity)
       invalid(path, fmt::format("mask group '{}' keeps up to {} tokens but its capacity is {}",

@@ -19,7 +19,15 @@ std::vector<std::vector<int32_t>> parseKeepIndices(const std::string &text,
     line = line.substr(0, line.find('#'));
     std::istringstream words(line);
     std::vector<int32_t> values;
+    bool none = false; // '-': this line's list is empty
     for (std::string word; words >> word;) {
+      if (word == "-" && !none && values.empty()) {
+        none = true;
+        continue;
+      }
+      if (none || word == "-")
+        throw std::runtime_error(source + ":" + std::to_string(number) +
+                                 ": '-' (no indices) must stand alone on its line");
       int32_t value = 0;
       auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), value);
       if (ec != std::errc() || end != word.data() + word.size())
@@ -27,7 +35,7 @@ std::vector<std::vector<int32_t>> parseKeepIndices(const std::string &text,
                                  "' is not a token index");
       values.push_back(value);
     }
-    if (!values.empty())
+    if (!values.empty() || none)
       lines.push_back(std::move(values));
   }
   if (lines.empty())

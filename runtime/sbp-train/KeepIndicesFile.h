@@ -2,7 +2,8 @@
 //
 // Whitespace-separated integers; '#' starts a comment that runs to the end of
 // the line. One non-empty line applies to every mask group; several non-empty
-// lines give one group each, in the model's group order.
+// lines give one group each, in the model's group order. A line holding only
+// '-' is an empty list (a heads group that keeps no head).
 #ifndef SBP_TRAIN_KEEPINDICESFILE_H
 #define SBP_TRAIN_KEEPINDICESFILE_H
 

@@ -189,8 +189,12 @@ void printInfo(const sbp::Trainer &trainer) {
     sbp_mask_group_info m{};
     m.struct_size = sizeof(m);
     sbp::detail::check(sbp_trainer_get_mask_group_info(trainer.get(), g, &m));
-    fmt::print("  {:<12} {} keep {}  grid {}x{}  prefix {}  capacity {}\n", m.name, m.kind,
-               m.keep_ratio, m.grid_h, m.grid_w, m.prefix_tokens, m.capacity);
+    if (std::string(m.kind) == "heads") // grid 1 x heads, no prefix
+      fmt::print("  {:<12} heads keep {}  {} heads  capacity {}\n", m.name, m.keep_ratio,
+                 m.grid_w, m.capacity);
+    else
+      fmt::print("  {:<12} {} keep {}  grid {}x{}  prefix {}  capacity {}\n", m.name, m.kind,
+                 m.keep_ratio, m.grid_h, m.grid_w, m.prefix_tokens, m.capacity);
   }
   fmt::print("report         forward {:.3g} FLOP, backward {:.3g} FLOP per step\n",
              i.forward_flops, i.backward_flops);

@@ -44,20 +44,32 @@
 // CHECK-NEXT:   sbp::cpu::bias_grad([[G1]], [[DB1]], 64, 16);  // backward, blocks.1.mlp
 // CHECK-NEXT:   float *[[DA1:v[0-9]+]] = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x32xf32>
 // CHECK-NEXT:   sbp::cpu::gemm(false, false, 64, 32, 16, 1.000000e+00f, [[G1]], 16, {{v[0-9]+}}, 32, 0.000000e+00f, [[DA1]], 32);  // backward, blocks.1.mlp
+// The hidden activation is recomputed on the kept rows from the saved ReLU input (sbp-recompute).
+// CHECK-NEXT:   float *[[A1:v[0-9]+]] = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x32xf32>
+// CHECK-NEXT:   sbp::cpu::relu([[H1:v[0-9]+]], [[A1]], 2048);  // backward, blocks.1.mlp
 // CHECK-NEXT:   float *[[DW1:v[0-9]+]] = a->grads + 2736;  // gradient of blocks.1.mlp.fc2.weight
-// CHECK-NEXT:   sbp::cpu::gemm(true, false, 16, 32, 64, 1.000000e+00f, [[G1]], 16, {{v[0-9]+}}, 32, 0.000000e+00f, [[DW1]], 32);  // backward, blocks.1.mlp
+// CHECK-NEXT:   sbp::cpu::gemm(true, false, 16, 32, 64, 1.000000e+00f, [[G1]], 16, [[A1]], 32, 0.000000e+00f, [[DW1]], 32);  // backward, blocks.1.mlp
+// CHECK-NEXT:   float *{{v[0-9]+}} = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x32xf32>
+// CHECK-NEXT:   sbp::cpu::relu_grad([[H1]], [[DA1]], {{v[0-9]+}}, 2048);  // backward, blocks.1.mlp
 // CHECK:        sbp::cpu::gemm(false, false, 64, 16, 32, {{.*}});  // backward, blocks.1.mlp
+// The normalised input too, from the saved kept rows of the branch input.
+// CHECK-NEXT:   float *[[N1:v[0-9]+]] = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x16xf32>
+// CHECK-NEXT:   sbp::cpu::layer_norm([[X1:v[0-9]+]], {{v[0-9]+}}, {{v[0-9]+}}, [[N1]], 64, 16, 1.000000e-06f);  // backward, blocks.1.mlp
 // CHECK-NEXT:   float *{{v[0-9]+}} = a->grads + 2192;  // gradient of blocks.1.mlp.fc1.weight
-// CHECK-NEXT:   sbp::cpu::gemm(true, false, 32, 16, 64, {{.*}});  // backward, blocks.1.mlp
-// CHECK:        sbp::cpu::layer_norm_grad({{.*}}, 64, 16, 1.000000e-06f);  // backward, blocks.1.mlp
+// CHECK-NEXT:   sbp::cpu::gemm(true, false, 32, 16, 64, {{.*}}, [[N1]], 16, {{.*}});  // backward, blocks.1.mlp
+// CHECK:        sbp::cpu::layer_norm_grad([[X1]], {{.*}}, 64, 16, 1.000000e-06f);  // backward, blocks.1.mlp
 // CHECK:        sbp::cpu::scatter_rows_acc({{v[0-9]+}}, [[KEEP]], {{v[0-9]+}}, 8, 16, 8, 16);  // backward, blocks.1.mlp
 //
 // blocks.0.mlp, the same.
 // CHECK:        sbp::cpu::gemm(false, false, 64, 32, 16, {{.*}});  // backward, blocks.0.mlp
+// CHECK-NEXT:   float *{{v[0-9]+}} = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x32xf32>
+// CHECK-NEXT:   sbp::cpu::gelu([[H0:v[0-9]+]], {{v[0-9]+}}, 2048);  // backward, blocks.0.mlp
 // CHECK-NEXT:   float *{{v[0-9]+}} = a->grads + 1632;  // gradient of blocks.0.mlp.fc2.weight
 // CHECK-NEXT:   sbp::cpu::gemm(true, false, 16, 32, 64, {{.*}});  // backward, blocks.0.mlp
-// CHECK:        sbp::cpu::gelu_grad({{.*}}, 2048);  // backward, blocks.0.mlp
+// CHECK:        sbp::cpu::gelu_grad([[H0]], {{.*}}, 2048);  // backward, blocks.0.mlp
 // CHECK:        sbp::cpu::gemm(false, false, 64, 16, 32, {{.*}});  // backward, blocks.0.mlp
+// CHECK-NEXT:   float *{{v[0-9]+}} = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x16xf32>
+// CHECK-NEXT:   sbp::cpu::layer_norm({{.*}}, 64, 16, 1.000000e-06f);  // backward, blocks.0.mlp
 // CHECK-NEXT:   float *{{v[0-9]+}} = a->grads + 1088;  // gradient of blocks.0.mlp.fc1.weight
 // CHECK-NEXT:   sbp::cpu::gemm(true, false, 32, 16, 64, {{.*}});  // backward, blocks.0.mlp
 //
@@ -100,6 +112,7 @@
 // DENSE:       int train_step(
 // DENSE-NOT:     gather_rows
 // DENSE:         sbp::cpu::gemm(false, false, 128, 32, 16, {{.*}});  // backward, blocks.1.mlp
+// DENSE:         sbp::cpu::relu({{v[0-9]+}}, {{v[0-9]+}}, 4096);  // backward, blocks.1.mlp
 // DENSE-NEXT:    float *{{v[0-9]+}} = a->grads + 2736;  // gradient of blocks.1.mlp.fc2.weight
 // DENSE-NEXT:    sbp::cpu::gemm(true, false, 16, 32, 128, {{.*}});  // backward, blocks.1.mlp
 // DENSE:       int eval_step(

@@ -13,16 +13,21 @@
 // CHECK-NEXT: {{^}}  saved activations{{ +}}{{[0-9]+\.[0-9][0-9] [KMG]?B}}{{ +}}{{[0-9]+\.[0-9][0-9] [KMG]?B}}{{ +}}0.{{[0-9][0-9][0-9]}}x{{$}}
 // CHECK-NEXT: {{^}}  planned peak (train arena){{ +}}{{[0-9]+\.[0-9][0-9] [KMG]?B}}{{ +}}{{[0-9]+\.[0-9][0-9] [KMG]?B}}{{ +}}0.{{[0-9][0-9][0-9]}}x{{$}}
 // CHECK-NEXT: {{^}}  planned peak (eval arena){{ +}}[[EVAL:[0-9]+\.[0-9][0-9] [KMG]?B]]{{ +}}[[EVAL]]{{ +}}1.000x{{$}}
+// CHECK-NEXT: {{^}}  planned training memory{{ +}}{{[0-9]+\.[0-9][0-9] [KMG]?B}}{{ +}}{{[0-9]+\.[0-9][0-9] [KMG]?B}}{{ +}}0.{{[0-9][0-9][0-9]}}x{{$}}
+// CHECK-NEXT: {{^}}  (training memory: train arena + float32 parameters, gradients and optimizer state){{$}}
 // CHECK-NEXT: {{^}}SBP regions:{{$}}
-// Per region: the backward FLOPs and the saved bytes halve (ratio ~0.5).
+// Per region: the backward FLOPs and the saved bytes halve (ratio ~0.5). With
+// sbp-recompute a region saves its input and the pre-activation only (the
+// LayerNorm output and the activation are recomputed): 16 + 32 floats a row.
 // CHECK-NEXT: {{^}}  blocks.0.mlp backward FLOPs{{ +}}{{[0-9]+\.[0-9][0-9] [KMG]?FLOP}}{{ +}}{{[0-9]+\.[0-9][0-9] [KMG]?FLOP}}{{ +}}0.{{(4[5-9]|5[0-5])[0-9]}}x{{$}}
-// CHECK-NEXT: {{^}}  blocks.0.mlp saved activations{{ +}}24.58 KB{{ +}}49.15 KB{{ +}}0.500x{{$}}
+// CHECK-NEXT: {{^}}  blocks.0.mlp saved activations{{ +}}12.29 KB{{ +}}24.58 KB{{ +}}0.500x{{$}}
 // CHECK-NEXT: {{^}}  blocks.1.mlp backward FLOPs{{ +}}{{[0-9]+\.[0-9][0-9] [KMG]?FLOP}}{{ +}}{{[0-9]+\.[0-9][0-9] [KMG]?FLOP}}{{ +}}0.{{(4[5-9]|5[0-5])[0-9]}}x{{$}}
-// CHECK-NEXT: {{^}}  blocks.1.mlp saved activations{{ +}}24.58 KB{{ +}}49.15 KB{{ +}}0.500x{{$}}
+// CHECK-NEXT: {{^}}  blocks.1.mlp saved activations{{ +}}12.29 KB{{ +}}24.58 KB{{ +}}0.500x{{$}}
 // CHECK-NOT:  {{.}}
 
 // DENSE:      model patch_mlp_small: batch 8, 3466 parameters (13.86 KB)
-// DENSE-COUNT-5: 1.000x{{$}}
+// DENSE-COUNT-6: 1.000x{{$}}
+// DENSE-NEXT: (training memory:
 // DENSE-NEXT: SBP regions:
 // DENSE-NEXT:   blocks.0.mlp backward FLOPs{{ +}}[[B0:[0-9.]+ [KMG]?FLOP]]{{ +}}[[B0]]{{ +}}1.000x
 // DENSE-NEXT:   blocks.0.mlp saved activations {{.*}} 1.000x
@@ -31,7 +36,7 @@
 
 // keep 0.25: 4 of 16 tokens kept, a quarter of the region's saved rows.
 // QUARTER:      blocks.0.mlp backward FLOPs {{.*}} 0.2{{[0-9][0-9]}}x
-// QUARTER-NEXT: blocks.0.mlp saved activations{{ +}}12.29 KB{{ +}}49.15 KB{{ +}}0.250x
+// QUARTER-NEXT: blocks.0.mlp saved activations{{ +}}6.14 KB{{ +}}24.58 KB{{ +}}0.250x
 
 sbp.model @patch_mlp_small attributes {optimizer = #sbp.adamw<lr = 1.0e-3, beta1 = 0.9, beta2 = 0.999, eps = 1.0e-8, weight_decay = 0.05>} {
   sbp.mask_group @m keep 0.5 grid [4, 4]

@@ -708,7 +708,7 @@ sbp.model @linear_weight_rank attributes {optimizer = #sbp.sgd<lr = 0.1, momentu
   %v = sbp.param "v" : tensor<16xf32> init<zeros>
   %tok = sbp.patchify %images patch 4 : tensor<2x1x8x8xf32> -> tensor<2x4x16xf32>
   %pool = sbp.mean_tokens %tok : (tensor<2x4x16xf32>) -> tensor<2x16xf32>
-  // expected-error @+1 {{'sbp.linear' op weight must be [out, in], got 'tensor<16xf32>'}}
+  // expected-error @+1 {{'sbp.linear' op weight must be [out, in] (or [out, in...]), got 'tensor<16xf32>'}}
   %bad = sbp.linear %pool, %v : (tensor<2x16xf32>, tensor<16xf32>) -> tensor<2x16xf32>
   %logits = sbp.linear %pool, %w : (tensor<2x16xf32>, tensor<10x16xf32>) -> tensor<2x10xf32>
   %loss = sbp.cross_entropy %logits, %labels : (tensor<2x10xf32>, tensor<2xi32>) -> tensor<f32>

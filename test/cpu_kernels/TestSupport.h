@@ -59,7 +59,8 @@ inline ::testing::AssertionResult allClose(const Vec &a, const DVec &b,
   return allClose(a.data(), b.data(), a.size(), rtol, atol);
 }
 
-/// max|g - ref| / max|ref| < tol: the gradient check metric.
+/// max|g - ref| / max|ref| < tol: the gradient check metric. A NaN anywhere
+/// (e.g. an element the kernel never wrote over its NaN poison) fails.
 inline ::testing::AssertionResult gradClose(const Vec &g, const DVec &ref,
                                             double tol = 1e-3) {
   if (g.size() != ref.size())
@@ -70,6 +71,9 @@ inline ::testing::AssertionResult gradClose(const Vec &g, const DVec &ref,
   for (size_t i = 0; i < g.size(); ++i) {
     maxRef = std::max(maxRef, std::fabs(ref[i]));
     const double err = std::fabs(double(g[i]) - ref[i]);
+    if (std::isnan(err))
+      return ::testing::AssertionFailure()
+             << "element " << i << ": got " << g[i] << ", want " << ref[i];
     if (!(err <= maxErr)) {
       maxErr = err;
       worst = i;

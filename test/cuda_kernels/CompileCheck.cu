@@ -50,6 +50,11 @@ SBP_MIRRORS_CPU(scatter_rows);
 SBP_MIRRORS_CPU(mask_rows);
 SBP_MIRRORS_CPU(attention_fwd);
 SBP_MIRRORS_CPU(attention_bwd);
+SBP_MIRRORS_CPU(attention_bwd_queries);
+SBP_MIRRORS_CPU(cls_concat);
+SBP_MIRRORS_CPU(cls_concat_grad);
+SBP_MIRRORS_CPU(take_token);
+SBP_MIRRORS_CPU(take_token_grad);
 #undef SBP_MIRRORS_CPU
 
 // softmax_xent: void (the loss is written to device memory) and a trailing
@@ -100,4 +105,9 @@ extern "C" const void *const sbp_cuda_kernels_compile_check[] = {
     reinterpret_cast<const void *>(&sbp::cuda::scatter_add_rows),
     reinterpret_cast<const void *>(&sbp::cuda::attention_fwd),
     reinterpret_cast<const void *>(&sbp::cuda::attention_bwd),
+    reinterpret_cast<const void *>(&sbp::cuda::attention_bwd_queries),
+    reinterpret_cast<const void *>(&sbp::cuda::cls_concat),
+    reinterpret_cast<const void *>(&sbp::cuda::cls_concat_grad),
+    reinterpret_cast<const void *>(&sbp::cuda::take_token),
+    reinterpret_cast<const void *>(&sbp::cuda::take_token_grad),
 };

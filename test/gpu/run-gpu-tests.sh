@@ -8,7 +8,9 @@
 #  2. Gradient parity: the CUDA trainer's gradients of one batch against the
 #     PyTorch fixtures and against the CPU trainer's (fp32: 1e-3), at keep 1.0
 #     and with a fixed SBP mask.
-#  3. Training on Fashion-MNIST on the GPU: both modes reach the CPU floor.
+#  3. The same for the small ViT in every attention SBP mode, fp32 and bf16.
+#  4. Training on Fashion-MNIST on the GPU: the patch-MLP in both modes reaches
+#     the CPU floor; the ViT with SBP 0.5 lands within 1 point of full backprop.
 # Prints a table last; logs under $OUT when set.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -52,6 +54,40 @@ for mode in full sbp; do
   run "grads-$mode-cuda-vs-cpu-trainer (rtol 1e-3)" python3 test/numerics/compare_safetensors.py \
       "$out/grads_${mode}_cuda.safetensors" $pkg/trainers/grads_${mode}_cpu.safetensors --rtol 1e-3
 done
+
+# ViT (small fixture model): every attention mode, fp32 (1e-3) and bf16 (2e-2), against PyTorch
+# and against the CPU trainer.
+vfix=test/numerics/fixtures/vit_small
+for prec in ${VIT_PRECISIONS:-fp32 bf16}; do
+  tol=1e-3; [ $prec = bf16 ] && tol=2e-2
+  for mode in full qkv query head; do
+    keep=(); ref=grads_full; cpu=vit_grads_full_cpu
+    if [ $mode != full ]; then
+      ref=grads_sbp_$mode; cpu=vit_grads_sbp_${mode}_cpu
+      keep=(--keep-indices $vfix/keep.txt); [ $mode = head ] && keep=(--keep-indices $vfix/keep_head.txt)
+    fi
+    name=vit-$mode-$prec
+    run "$name-dump" $train $pkg/trainers/vit_small_${mode}_${prec}_cuda.so --params $vfix/params.safetensors \
+        --batch $vfix/batch.safetensors "${keep[@]}" --dump-grads "$out/$name.safetensors"
+    run "$name-vs-pytorch (rtol $tol)" python3 test/numerics/compare_safetensors.py \
+        "$out/$name.safetensors" $vfix/$ref.safetensors --rtol $tol --ignore loss
+    run "$name-vs-cpu-trainer (rtol $tol)" python3 test/numerics/compare_safetensors.py \
+        "$out/$name.safetensors" $pkg/trainers/$cpu.safetensors --rtol $tol
+  done
+done
+
+# ViT on Fashion-MNIST at its native 28x28 (7x7 patches of 4 px + class token): SBP-0.5 on the
+# attention maps and MLPs of the last 4 of 6 blocks within 1 point of full backprop.
+vit_epochs=${VIT_EPOCHS:-10}
+vit_prec=${VIT_PRECISION:-bf16}
+for mode in full sbp; do
+  rm -f "$out/vit_train_$mode.csv"
+  run "train-fashion-mnist-vit-$mode-$vit_prec" $train $pkg/trainers/vit_fmnist_${mode}_${vit_prec}_cuda.so \
+      --data $pkg/data --epochs $vit_epochs --seed 1 --log "$out/vit_train_$mode.csv" --eval-every-epoch
+done
+run "vit accuracy floor 85%, gap < 1 point" python3 test/train/check_accuracy.py \
+    "$out/vit_train_full.csv" "$out/vit_train_sbp.csv" --floor 85 --max-gap 1.0
+grep -h "epoch $vit_epochs/$vit_epochs  loss" "$out"/train-fashion-mnist-vit-*.log 2>/dev/null
 
 for mode in full sbp; do
   rm -f "$out/train_$mode.csv"

@@ -1,7 +1,7 @@
 // CudaBackendTest.cpp - the CUDA backend's kernels against the host code, on
 // a GPU (ctest label "cuda"; skipped without a device): masks sampled on the
-// device equal MaskSampler's bit for bit, the fused optimizer equals
-// Optimizers.cpp.
+// device (grid, random, heads) equal MaskSampler's bit for bit, the fused
+// optimizer equals Optimizers.cpp.
 #include "cuda/CudaBackend.h"
 #include "Backend.h"
 #include "Masks.h"
@@ -58,6 +58,11 @@ TEST(CudaBackend, DeviceMasksEqualHostMasks) {
     }
   specs.push_back(spec(SBP_MASK_RANDOM, 0.3f, 64, 64, 1)); // 4096 positions
   specs.push_back(spec(SBP_MASK_GRID, 0.5f, 14, 14, 0));   // shares the first group's draw
+  // Heads: grid 1 x H, no prefix, capacity H; some draws keep no head at all.
+  for (float keep : {0.5f, 0.25f, 0.75f, 0.9f, 1.0f, 0.1f, 1.0f / 3.0f, 0.05f})
+    for (int32_t heads : {1, 3, 6, 12, 16, 300}) // 300: more than one tile
+      specs.push_back(spec(SBP_MASK_HEADS, keep, 1, heads, 0));
+  specs.push_back(spec(SBP_MASK_HEADS, 0.5f, 1, 12, 0)); // shares a heads draw
   MaskSampler sampler(specs);
   std::vector<int64_t> steps;
   for (int64_t s = 0; s < 24; ++s)

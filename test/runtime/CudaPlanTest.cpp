@@ -7,6 +7,7 @@
 #include "Philox.h"
 #include "cuda/DevicePlan.h"
 #include "cuda/MaskDraw.h"
+#include "sbp/mask_rules.h"
 
 #include <gtest/gtest.h>
 
@@ -41,6 +42,9 @@ std::vector<int32_t> emulateKernel(const DeviceMaskGroup &g, uint64_t seed, int6
     randomDropOrder(order.data(), n, g.drop, seed, step, g.draw);
     for (int32_t k = 0; k < g.drop; ++k)
       kept[size_t(order[size_t(k)])] = 0;
+  } else if (g.kind == SBP_MASK_HEADS) {
+    for (int32_t p = 0; p < n; ++p) // one thread per head in the kernel
+      kept[size_t(p)] = headKeeps(p, g.head_threshold, seed, step, g.draw);
   } else {
     int32_t start = gridStart(g.stride, seed, step, g.draw);
     for (int32_t p = 0; p < n; ++p)
@@ -83,6 +87,39 @@ TEST(CudaPlan, DevicePhiloxIsPhilox) {
       }
 }
 
+TEST(CudaPlan, MaskWordAtIsTheStreamsWord) {
+  for (uint64_t seed : {uint64_t(0), uint64_t(9), ~uint64_t(0)})
+    for (int64_t step : {int64_t(0), int64_t(5), (int64_t(1) << 40) + 3})
+      for (uint32_t draw : {0u, 2u, 0xFFFFFFu}) {
+        PhiloxStream host(seed, Purpose::Mask, uint64_t(step), draw);
+        for (uint32_t k = 0; k < 70; ++k) // many blocks, every position in a block
+          ASSERT_EQ(maskWordAt(seed, step, draw, k), host.nextU32())
+              << seed << " " << step << " " << draw << " word " << k;
+      }
+}
+
+TEST(CudaPlan, HeadKeepsIsTheHostsUniformTest) {
+  // Head by head against the host's rule (uniform h of the stream < r), for
+  // ratios whose 24-bit product is exact and ones where it is not.
+  for (float keep : {0.5f, 0.1f, 1.0f / 3.0f, 0.7f, 0.999f, 1.0f, 0x1.0p-24f})
+    for (int64_t step : {int64_t(0), int64_t(3), int64_t(123456)}) {
+      uint32_t threshold = sbp_heads_keep_threshold(keep);
+      PhiloxStream host(77, Purpose::Mask, uint64_t(step), 1);
+      for (int32_t h = 0; h < 300; ++h)
+        ASSERT_EQ(headKeeps(h, threshold, 77, step, 1), host.uniform() < keep)
+            << "keep " << keep << " step " << step << " head " << h;
+    }
+}
+
+TEST(CudaPlan, HeadKeepsComparesTheTop24BitsStrictly) {
+  // At threshold v = word >> 8 the head is dropped (u < r is strict), at v + 1 kept.
+  for (int32_t h = 0; h < 64; ++h) {
+    uint32_t v = maskWordAt(5, 11, 2, uint32_t(h)) >> 8;
+    EXPECT_FALSE(headKeeps(h, v, 5, 11, 2)) << h;
+    EXPECT_TRUE(headKeeps(h, v + 1, 5, 11, 2)) << h;
+  }
+}
+
 TEST(CudaPlan, MaskTableAndDrawsMatchTheHostSampler) {
   std::vector<MaskSpec> specs;
   for (float keep : {0.5f, 0.25f, 1.0f / 3.0f, 0.75f, 0.8f, 0.9f, 1.0f, 0.1f})
@@ -91,10 +128,20 @@ TEST(CudaPlan, MaskTableAndDrawsMatchTheHostSampler) {
       specs.push_back(spec(kind, keep, 4, 6, 0));
     }
   specs.push_back(spec(SBP_MASK_GRID, 0.5f, 14, 14, 2)); // shares m0's draw, other prefix
+  const size_t first_heads = specs.size();
+  for (float keep : {0.5f, 0.25f, 0.75f, 0.9f, 1.0f, 0.1f, 1.0f / 3.0f})
+    for (int32_t heads : {1, 6, 12, 16, 300}) // 300: more than one tile of the kernel
+      specs.push_back(spec(SBP_MASK_HEADS, keep, 1, heads, 0));
+  specs.push_back(spec(SBP_MASK_HEADS, 0.5f, 1, 12, 0)); // shares a heads draw
   MaskSampler sampler(specs);
   std::vector<DeviceMaskGroup> table = maskGroupTable(sampler);
   ASSERT_EQ(table.size(), specs.size());
-  EXPECT_EQ(table.back().draw, 0u);
+  EXPECT_EQ(table[first_heads - 1].draw, 0u);
+  EXPECT_EQ(table.back().draw, uint32_t(first_heads + 2)); // the first 0.5 x 12 heads group
+  EXPECT_EQ(table[first_heads].kind, SBP_MASK_HEADS);
+  EXPECT_EQ(table[first_heads].head_threshold, 1u << 23);
+  EXPECT_EQ(table[first_heads].capacity, 1);
+  EXPECT_EQ(table[first_heads + 3].capacity, 16);
   for (uint64_t seed : {uint64_t(0), uint64_t(42), ~uint64_t(0)})
     for (int64_t step : {int64_t(0), int64_t(1), int64_t(2), int64_t(99), int64_t(123456789)}) {
       std::vector<std::vector<int32_t>> host;

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <dlfcn.h>
 #include <numeric>
+#include <set>
 #include <string>
 #include <sys/wait.h>
 #include <vector>
@@ -291,6 +292,43 @@ TEST(CudaTrainer, TheTrainerGetsTheStepsMasks) {
     }
   }
   EXPECT_NE(seen[1], seen[2]); // the replayed graph draws each step anew
+  EXPECT_EQ(keep_errors(), before);
+}
+
+// A heads group (no scratch in the trainer's allocation, one thread per head)
+// sampled inside the captured step, then fixed to no head at all.
+TEST(CudaTrainer, HeadsGroupsAreSampledOnTheDeviceAndCanKeepNone) {
+  SKIP_WITHOUT_GPU();
+  std::string path = cudaFake("fake_cuda_trainer_heads");
+  Handle t(path, 5);
+  auto last_keep = fakeSymbol<int (*)(int, int32_t *)>(path, "fake_cuda_last_keep");
+  auto keep_errors = fakeSymbol<int (*)()>(path, "fake_cuda_keep_errors");
+  ASSERT_NE(last_keep, nullptr);
+  ASSERT_NE(keep_errors, nullptr);
+  const int before = keep_errors();
+  Batch batch;
+  const int capacity[4] = {99, 13, 99, 12};
+  std::set<std::vector<int32_t>> heads_seen;
+  for (int64_t s = 0; s < 8; ++s) { // step 0 direct, 1 captured, then replays
+    ASSERT_EQ(sbp_trainer_step(t, batch.images.data(), batch.labels.data(), nullptr), SBP_OK)
+        << sbp_trainer_last_error(t);
+    for (int g = 0; g < 4; ++g) {
+      std::vector<int32_t> expected(size_t(capacity[g])), got(size_t(capacity[g]));
+      ASSERT_EQ(sbp_trainer_get_keep_indices(t, g, s, expected.data(), capacity[g], nullptr),
+                SBP_OK);
+      ASSERT_EQ(last_keep(g, got.data()), capacity[g]);
+      EXPECT_EQ(got, expected) << "step " << s << " group " << g;
+      if (g == 3)
+        heads_seen.insert(got);
+    }
+  }
+  EXPECT_GE(heads_seen.size(), 6u); // the replayed graph draws the heads anew
+  const int32_t none = 0;
+  ASSERT_EQ(sbp_trainer_set_keep_indices(t, 3, &none, 0), SBP_OK) << sbp_trainer_last_error(t);
+  ASSERT_EQ(sbp_trainer_step(t, batch.images.data(), batch.labels.data(), nullptr), SBP_OK);
+  std::vector<int32_t> got(12);
+  last_keep(3, got.data());
+  EXPECT_EQ(got, std::vector<int32_t>(12, -1));
   EXPECT_EQ(keep_errors(), before);
 }
 

@@ -1,11 +1,15 @@
-// MasksTest.cpp - grid and random keep masks (ARCHITECTURE.md "Masks").
+// MasksTest.cpp - grid, random and heads keep masks (ARCHITECTURE.md "Masks").
 #include "Error.h"
 #include "Masks.h"
+#include "Philox.h"
+#include "sbp/mask_rules.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
+#include <string>
 
 using namespace sbp::rt;
 
@@ -21,6 +25,27 @@ MaskSpec spec(int32_t kind, float keep, int32_t h, int32_t w, int32_t prefix = 0
   s.prefix_tokens = prefix;
   s.capacity = capacity < 0 ? prefix + h * w : capacity;
   return s;
+}
+
+// A heads group: grid 1 x heads, no prefix, capacity = heads.
+MaskSpec headsSpec(float keep, int32_t heads) {
+  return spec(SBP_MASK_HEADS, keep, 1, heads, 0, sbp_heads_capacity(heads));
+}
+
+// FNV-1a over every group's keep array for steps [0, steps) of two seeds.
+uint64_t drawsHash(const MaskSampler &sampler, int64_t steps) {
+  uint64_t hash = 1469598103934665603ull;
+  std::vector<std::vector<int32_t>> out;
+  for (uint64_t seed : {uint64_t(0), uint64_t(42)})
+    for (int64_t step = 0; step < steps; ++step) {
+      sampler.sample(seed, step, out);
+      for (const std::vector<int32_t> &group : out)
+        for (int32_t v : group) {
+          hash ^= uint32_t(v);
+          hash *= 1099511628211ull;
+        }
+    }
+  return hash;
 }
 
 // Positions of an h x w grid on anti-diagonals i + j = t with t % s == start,
@@ -204,4 +229,250 @@ TEST(Masks, FixedIndicesAreValidatedAndPadded) {
   EXPECT_EQ(status({2, 1}), SBP_ERROR_INVALID_ARGUMENT);       // descending
   EXPECT_EQ(status({1, 1}), SBP_ERROR_INVALID_ARGUMENT);       // repeated
   EXPECT_EQ(status({0, 1, 2, 3, 4}), SBP_ERROR_INVALID_ARGUMENT); // over capacity
+}
+
+// The draws of the grid and random kinds are pinned: adding a kind must not
+// move them (a resumed run and sbp_trainer_get_keep_indices rely on them).
+// Values recorded from the runtime before SBP_MASK_HEADS existed.
+TEST(Masks, GridAndRandomDrawsArePinned) {
+  auto sized = [](int32_t kind, float keep, int32_t h, int32_t w, int32_t prefix) {
+    MaskSpec s = spec(kind, keep, h, w, prefix);
+    s.capacity = maxKeptTokens(s);
+    return s;
+  };
+  std::vector<MaskSpec> specs;
+  for (float keep : {0.5f, 0.25f, 1.0f / 3.0f, 0.75f, 0.9f, 1.0f})
+    for (int32_t kind : {int32_t(SBP_MASK_GRID), int32_t(SBP_MASK_RANDOM)}) {
+      specs.push_back(sized(kind, keep, 14, 14, 1));
+      specs.push_back(sized(kind, keep, 4, 6, 0));
+    }
+  EXPECT_EQ(drawsHash(MaskSampler(specs), 200), 0xfc5904b682dbd51full);
+  using V = std::vector<int32_t>;
+  MaskSpec grid = spec(SBP_MASK_GRID, 0.25f, 4, 4), random = spec(SBP_MASK_RANDOM, 0.5f, 4, 4);
+  EXPECT_EQ(sampleKeptPositions(grid, 7, 0, 1), (V{1, 4, 11, 14}));
+  EXPECT_EQ(sampleKeptPositions(grid, 7, 1, 1), (V{3, 6, 9, 12}));
+  EXPECT_EQ(sampleKeptPositions(random, 7, 0, 1), (V{0, 1, 2, 5, 6, 8, 12, 15}));
+  EXPECT_EQ(sampleKeptPositions(random, 7, 1, 1), (V{1, 2, 4, 7, 10, 11, 13, 15}));
+  EXPECT_EQ(sampleKeptPositions(random, 7, 2, 1), (V{1, 5, 7, 8, 9, 12, 14, 15}));
+}
+
+// ---- heads (SBP_MASK_HEADS): each head kept independently with probability r.
+
+TEST(MasksHeads, EachHeadIsKeptWithFrequencyNearTheKeepRatio) {
+  const int steps = 4000;
+  for (float keep : {0.5f, 0.25f, 0.75f, 0.9f, 0.1f}) {
+    MaskSpec s = headsSpec(keep, 12);
+    std::vector<int> kept(12, 0);
+    double total = 0.0;
+    for (int64_t step = 0; step < steps; ++step) {
+      std::vector<int32_t> heads = sampleKeptPositions(s, 99, step, 0);
+      total += double(heads.size());
+      for (int32_t h : heads)
+        ++kept[size_t(h)];
+    }
+    // 5 standard deviations of a frequency over 4000 steps is at most 0.04.
+    for (int32_t h = 0; h < 12; ++h)
+      EXPECT_NEAR(double(kept[size_t(h)]) / steps, keep, 0.04) << "keep " << keep << " head " << h;
+    EXPECT_NEAR(total / steps, 12.0 * keep, 0.12) << "keep " << keep;
+  }
+}
+
+TEST(MasksHeads, HeadsAreKeptIndependentlyNotAsAFixedCount) {
+  // Independent heads: the count kept varies from step to step (binomial), and
+  // two heads are kept together with probability r^2. A uniform subset of a
+  // fixed size (the random kind) would give one count and r (rH - 1) / (H - 1).
+  const int steps = 20000;
+  MaskSpec s = headsSpec(0.5f, 12);
+  std::vector<int> counts(13, 0);
+  int both = 0;
+  for (int64_t step = 0; step < steps; ++step) {
+    std::vector<int32_t> heads = sampleKeptPositions(s, 5, step, 3);
+    ++counts[heads.size()];
+    bool h0 = std::count(heads.begin(), heads.end(), 0) == 1;
+    bool h7 = std::count(heads.begin(), heads.end(), 7) == 1;
+    both += h0 && h7;
+  }
+  EXPECT_NEAR(double(both) / steps, 0.25, 0.01); // a fixed count of 6 would give 0.227
+  // Binomial(12, 0.5): P(6) = 0.2256, P(3) = 0.0537, P(0) = 0.00024.
+  EXPECT_NEAR(double(counts[6]) / steps, 0.2256, 0.015);
+  EXPECT_NEAR(double(counts[3]) / steps, 0.0537, 0.01);
+  int distinct = int(std::count_if(counts.begin(), counts.end(), [](int c) { return c > 0; }));
+  EXPECT_GE(distinct, 10);
+}
+
+TEST(MasksHeads, KeepOneKeepsEveryHeadAndAnyDrawMayKeepNone) {
+  for (int64_t step = 0; step < 200; ++step)
+    EXPECT_EQ(sampleKeptPositions(headsSpec(1.0f, 16), 3, step, 0).size(), 16u) << step;
+  // At r = 0.1 and 4 heads, no head is kept with probability 0.9^4 = 0.66.
+  int none = 0;
+  MaskSpec s = headsSpec(0.1f, 4);
+  std::vector<int32_t> out(4, 77);
+  for (int64_t step = 0; step < 400; ++step) {
+    std::vector<int32_t> heads = sampleKeptPositions(s, 3, step, 0);
+    if (!heads.empty())
+      continue;
+    ++none;
+    writeKeepIndices(s, heads, out.data()); // zero kept heads: all padding
+    EXPECT_EQ(out, (std::vector<int32_t>{-1, -1, -1, -1}));
+  }
+  EXPECT_NEAR(none / 400.0, 0.6561, 0.08);
+}
+
+TEST(MasksHeads, KeepArrayIsAscendingHeadIndicesThenPadding) {
+  MaskSpec s = headsSpec(0.5f, 12);
+  for (int64_t step = 0; step < 50; ++step) {
+    std::vector<int32_t> heads = sampleKeptPositions(s, 8, step, 0);
+    EXPECT_TRUE(std::is_sorted(heads.begin(), heads.end()));
+    EXPECT_EQ(std::set<int32_t>(heads.begin(), heads.end()).size(), heads.size());
+    std::vector<int32_t> out(12, 77);
+    writeKeepIndices(s, heads, out.data());
+    for (size_t k = 0; k < 12; ++k)
+      EXPECT_EQ(out[k], k < heads.size() ? heads[k] : -1) << "step " << step << " entry " << k;
+    for (int32_t h : heads)
+      EXPECT_TRUE(h >= 0 && h < 12) << h;
+  }
+}
+
+TEST(MasksHeads, DrawIsAFunctionOfSeedStepAndDrawAndStepsDiffer) {
+  MaskSpec s = headsSpec(0.5f, 16);
+  EXPECT_EQ(sampleKeptPositions(s, 11, 1234, 2), sampleKeptPositions(s, 11, 1234, 2));
+  sampleKeptPositions(s, 11, 5, 2); // no history
+  EXPECT_EQ(sampleKeptPositions(s, 11, 1234, 2), sampleKeptPositions(s, 11, 1234, 2));
+  std::set<std::vector<int32_t>> masks;
+  for (int64_t step = 0; step < 20; ++step)
+    masks.insert(sampleKeptPositions(s, 7, step, 0));
+  EXPECT_EQ(masks.size(), 20u); // 2^16 patterns: 20 steps all differ (for this seed)
+  EXPECT_NE(sampleKeptPositions(s, 7, 0, 0), sampleKeptPositions(s, 8, 0, 0));
+  EXPECT_NE(sampleKeptPositions(s, 7, 0, 0), sampleKeptPositions(s, 7, 0, 1));
+}
+
+TEST(MasksHeads, TheHthUniformOfTheMaskStreamDecidesHeadH) {
+  // The rule itself, against the stream: head h kept iff uniform number h < r.
+  for (float keep : {0.5f, 0.3f, 0.97f})
+    for (int64_t step : {int64_t(0), int64_t(17), int64_t(1) << 35}) {
+      MaskSpec s = headsSpec(keep, 37);
+      PhiloxStream rng(21, Purpose::Mask, uint64_t(step), 4);
+      std::vector<int32_t> expected;
+      for (int32_t h = 0; h < 37; ++h)
+        if (rng.uniform() < keep)
+          expected.push_back(h);
+      EXPECT_EQ(sampleKeptPositions(s, 21, step, 4), expected) << keep << " " << step;
+    }
+}
+
+TEST(MasksHeads, KeepThresholdIsTheUniformTest) {
+  // (x >> 8) < sbp_heads_keep_threshold(r) iff (x >> 8) * 2^-24 < r: checked at
+  // the threshold and its neighbours for ratios with and without exact 24-bit
+  // products, including the float just below 1 and the smallest ratios.
+  std::vector<float> ratios = {1.0f, 0.5f, 0.25f, 0.1f, 1.0f / 3.0f, 0.7f, 0.9f, 0.999f,
+                               std::nextafter(1.0f, 0.0f), std::nextafter(0.5f, 1.0f),
+                               std::nextafter(0.5f, 0.0f), 1e-7f, 0x1.0p-24f, 0x1.8p-25f,
+                               1e-30f};
+  for (int k = 1; k < 200; ++k)
+    ratios.push_back(float(k) / 199.0f + 1e-9f * float(k));
+  for (float r : ratios) {
+    uint32_t t = sbp_heads_keep_threshold(r);
+    ASSERT_LE(t, 1u << 24);
+    for (int64_t v = int64_t(t) - 2; v <= int64_t(t) + 2; ++v) {
+      if (v < 0 || v >= (int64_t(1) << 24))
+        continue;
+      bool by_float = float(v) * 0x1.0p-24f < r;
+      EXPECT_EQ(v < int64_t(t), by_float) << "r " << r << " v " << v << " threshold " << t;
+    }
+  }
+  EXPECT_EQ(sbp_heads_keep_threshold(1.0f), 1u << 24);
+  EXPECT_EQ(sbp_heads_keep_threshold(0.5f), 1u << 23);
+  EXPECT_EQ(sbp_heads_keep_threshold(0.0f), 0u);
+  EXPECT_EQ(sbp_heads_keep_threshold(std::nanf("")), 0u);
+  EXPECT_EQ(sbp_heads_capacity(12), 12);
+}
+
+TEST(MasksHeads, MaxKeptAndCapacityAreTheNumberOfHeads) {
+  for (float keep : {0.1f, 0.5f, 1.0f})
+    EXPECT_EQ(maxKeptTokens(headsSpec(keep, 12)), 12) << keep;
+  EXPECT_EQ(maxKeptTokens(headsSpec(0.5f, 1)), 1);
+  std::vector<int32_t> out(3);
+  try {
+    writeKeepIndices(spec(SBP_MASK_HEADS, 0.5f, 1, 6, 0, 3), {0, 1, 2, 4}, out.data());
+    FAIL() << "no error";
+  } catch (const Error &e) {
+    EXPECT_EQ(e.status(), SBP_ERROR_INTERNAL);
+    EXPECT_NE(std::string(e.what()).find("4 heads"), std::string::npos) << e.what();
+  }
+}
+
+TEST(MasksHeads, GroupsShareADrawOnlyWithTheSameKindRatioAndHeads) {
+  MaskSampler sampler({headsSpec(0.5f, 12), spec(SBP_MASK_RANDOM, 0.5f, 1, 12),
+                       headsSpec(0.5f, 12), headsSpec(0.25f, 12), headsSpec(0.5f, 16),
+                       spec(SBP_MASK_GRID, 0.5f, 1, 12), headsSpec(0.25f, 12)});
+  EXPECT_EQ(sampler.drawOf(0), 0u);
+  EXPECT_EQ(sampler.drawOf(1), 1u); // random over 1 x 12 at 0.5: another kind
+  EXPECT_EQ(sampler.drawOf(2), 0u);
+  EXPECT_EQ(sampler.drawOf(3), 3u); // another ratio
+  EXPECT_EQ(sampler.drawOf(4), 4u); // another number of heads
+  EXPECT_EQ(sampler.drawOf(5), 5u);
+  EXPECT_EQ(sampler.drawOf(6), 3u);
+  EXPECT_FALSE(headsSpec(0.5f, 12).sharesDrawWith(spec(SBP_MASK_RANDOM, 0.5f, 1, 12)));
+  std::vector<std::vector<int32_t>> out;
+  int differ = 0;
+  for (int64_t step = 0; step < 20; ++step) {
+    sampler.sample(5, step, out);
+    EXPECT_EQ(out[0], out[2]);
+    EXPECT_EQ(out[3], out[6]);
+    EXPECT_EQ(out[4].size(), 16u);
+    differ += out[0] != out[3];
+  }
+  EXPECT_GT(differ, 10);
+}
+
+TEST(MasksHeads, FixedHeadIndicesAreValidatedAndPadded) {
+  MaskSpec s = headsSpec(0.5f, 6);
+  const int32_t good[] = {0, 2, 5};
+  EXPECT_EQ(checkedFixedIndices(s, "h0", good, 3), (std::vector<int32_t>{0, 2, 5, -1, -1, -1}));
+  const int32_t all[] = {0, 1, 2, 3, 4, 5};
+  EXPECT_EQ(checkedFixedIndices(s, "h0", all, 6), (std::vector<int32_t>(all, all + 6)));
+  // No head kept: legal, with or without an array.
+  EXPECT_EQ(checkedFixedIndices(s, "h0", good, 0), (std::vector<int32_t>(6, -1)));
+  EXPECT_EQ(checkedFixedIndices(s, "h0", nullptr, 0), (std::vector<int32_t>(6, -1)));
+  auto message = [&](std::vector<int32_t> idx) -> std::string {
+    try {
+      checkedFixedIndices(s, "h0", idx.data(), int32_t(idx.size()));
+      return "";
+    } catch (const Error &e) {
+      EXPECT_EQ(e.status(), SBP_ERROR_INVALID_ARGUMENT);
+      return e.what();
+    }
+  };
+  for (const std::vector<int32_t> &bad :
+       {std::vector<int32_t>{0, 6}, {-1}, {3, 1}, {2, 2}, {0, 1, 2, 3, 4, 5, 5}}) {
+    std::string what = message(bad);
+    EXPECT_NE(what.find("mask group 'h0'"), std::string::npos) << what;
+    EXPECT_NE(what.find("head ind"), std::string::npos) << what;
+  }
+  EXPECT_NE(message({0, 6}).find("outside [0, 6)"), std::string::npos);
+  EXPECT_NE(message({0, 1, 2, 3, 4, 5, 5}).find("7 head indices given, capacity is 6"),
+            std::string::npos);
+}
+
+TEST(MasksHeads, UnknownKindsAreRefusedNotDrawn) {
+  for (int32_t kind : {3, 7, -1}) {
+    MaskSpec s = spec(kind, 0.5f, 1, 8);
+    for (int which = 0; which < 2; ++which) {
+      try {
+        if (which == 0)
+          sampleKeptPositions(s, 1, 0, 0);
+        else
+          maxKeptTokens(s);
+        FAIL() << "kind " << kind << " accepted";
+      } catch (const Error &e) {
+        EXPECT_EQ(e.status(), SBP_ERROR_INVALID_ARGUMENT);
+        EXPECT_NE(std::string(e.what()).find("unknown mask kind " + std::to_string(kind)),
+                  std::string::npos)
+            << e.what();
+      }
+    }
+  }
+  EXPECT_STREQ(maskKindName(SBP_MASK_HEADS), "heads");
+  EXPECT_STREQ(maskKindName(3), "unknown");
+  EXPECT_FALSE(isKnownMaskKind(3));
 }

@@ -78,6 +78,21 @@ TEST(KeepIndicesFile, OneLineOrOnePerGroupWithComments) {
   EXPECT_EQ(lines[1], (std::vector<int32_t>{0, 3}));
 }
 
+TEST(KeepIndicesFile, ADashLineIsAnEmptyList) {
+  auto lines = parseKeepIndices("0 1 2\n - # no head kept\n0 3\n", "k.txt");
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[1], std::vector<int32_t>{});
+  EXPECT_EQ(parseKeepIndices("-\n", "k.txt"), (std::vector<std::vector<int32_t>>{{}}));
+  for (const char *bad : {"0 - 1\n", "- 1\n", "- -\n", "2 -\n"}) {
+    try {
+      parseKeepIndices(bad, "k.txt");
+      FAIL() << bad;
+    } catch (const std::runtime_error &e) {
+      EXPECT_STREQ(e.what(), "k.txt:1: '-' (no indices) must stand alone on its line") << bad;
+    }
+  }
+}
+
 TEST(KeepIndicesFile, ErrorsNameTheLine) {
   try {
     parseKeepIndices("0 1\n2 x3\n", "k.txt");
@@ -123,6 +138,42 @@ TEST(SbpTrainCli, InfoPrintsTheModel) {
   for (const char *needle : {"fake_softmax", "head.weight", "[10, 784]", "adamw", "m1",
                              "random keep 0.25", "arena"})
     EXPECT_TRUE(contains(run.output, needle)) << needle << "\n" << run.output;
+}
+
+TEST(SbpTrainCli, InfoPrintsHeadsGroupsAndRefusesUnknownKinds) {
+  ToolRun run = sbpTrain(fakeTrainer("fake_trainer_heads") + " --info");
+  EXPECT_EQ(run.status, 0) << run.output;
+  for (const char *needle : {"mask groups    4", "h0", "heads keep 0.5  12 heads  capacity 12",
+                             "random keep 0.25"})
+    EXPECT_TRUE(contains(run.output, needle)) << needle << "\n" << run.output;
+  ToolRun unknown = sbpTrain(fakeTrainer("fake_trainer_unknown_mask") + " --info");
+  EXPECT_EQ(unknown.status, 1) << unknown.output;
+  EXPECT_TRUE(contains(unknown.output, "sbp-train: error: ")) << unknown.output;
+  EXPECT_TRUE(contains(unknown.output, "mask group 'm1' has unknown kind 3")) << unknown.output;
+}
+
+TEST(SbpTrainCli, KeepIndicesFixHeadsGroupsToo) {
+  TempDir dir;
+  std::vector<float> images(64 * 784, 0.25f);
+  std::vector<int32_t> labels(64);
+  for (size_t b = 0; b < labels.size(); ++b)
+    labels[b] = int32_t(b % 10);
+  sbp::test::writeBatchFile(dir.file("batch.safetensors"), {64, 1, 28, 28}, images, labels);
+  auto dump = [&](const std::string &keep) {
+    sbp::test::writeFile(dir.file("keep.txt"), keep);
+    return sbpTrain(fakeTrainer("fake_trainer_heads") + " --batch " +
+                    dir.file("batch.safetensors") + " --keep-indices " + dir.file("keep.txt") +
+                    " --dump-grads " + dir.file("g.safetensors"));
+  };
+  // One line per group; the heads group keeps heads 0, 5 and 11, then none.
+  for (const char *heads : {"0 5 11", "-"}) {
+    ToolRun run = dump(std::string("0 1 2\n0 3\n0 4 9\n") + heads + "\n");
+    EXPECT_EQ(run.status, 0) << heads << "\n" << run.output;
+  }
+  // A head index past the 12 heads names the group.
+  ToolRun bad = dump("0 1 2\n0 3\n0 4 9\n0 12\n");
+  EXPECT_EQ(bad.status, 1) << bad.output;
+  EXPECT_TRUE(contains(bad.output, "mask group 'h0': head index 12")) << bad.output;
 }
 
 TEST(SbpTrainCli, DumpGradsOfABatchFileWithFixedMasks) {

@@ -15,6 +15,7 @@
 #include <dlfcn.h>
 #include <numeric>
 #include <string>
+#include <tuple>
 #include <vector>
 
 using sbp::test::fakeTrainer;
@@ -692,4 +693,111 @@ TEST(TrainerApi, CppWrapperThrowsStatusAndMessage) {
   } catch (const sbp::Error &e) {
     EXPECT_EQ(e.status(), SBP_ERROR_NUMERIC);
   }
+}
+
+// ---- heads mask groups (SBP_MASK_HEADS), through fake_trainer_heads: m0-m2 as
+// in fake_trainer, plus "h0", keep 0.5 over 12 heads.
+
+TEST(TrainerApi, HeadsGroupIsDescribedAndDrawnEachStep) {
+  std::string path = fakeTrainer("fake_trainer_heads");
+  Handle t(path, 9);
+  ASSERT_NE(t.t, nullptr);
+  sbp_mask_group_info m{};
+  m.struct_size = sizeof(m);
+  ASSERT_EQ(sbp_trainer_get_mask_group_info(t, 3, &m), SBP_OK);
+  EXPECT_STREQ(m.name, "h0");
+  EXPECT_STREQ(m.kind, "heads");
+  EXPECT_EQ(m.grid_h, 1);
+  EXPECT_EQ(m.grid_w, 12);
+  EXPECT_EQ(m.prefix_tokens, 0);
+  EXPECT_EQ(m.capacity, 12);
+  ASSERT_EQ(sbp_trainer_get_mask_group_info(t, 1, &m), SBP_OK);
+  EXPECT_STREQ(m.kind, "random");
+
+  auto last_keep = fakeSymbol<int (*)(int, int32_t *)>(path, "fake_trainer_last_keep");
+  ASSERT_NE(last_keep, nullptr);
+  Batch batch;
+  std::vector<std::vector<int32_t>> seen;
+  std::vector<int32_t> counts;
+  for (int64_t s = 0; s < 6; ++s) {
+    std::vector<int32_t> expected(12), got(12);
+    int32_t kept = -1;
+    ASSERT_EQ(sbp_trainer_get_keep_indices(t, 3, s, expected.data(), 12, &kept), SBP_OK);
+    ASSERT_EQ(sbp_trainer_step(t, batch.images.data(), batch.labels.data(), nullptr), SBP_OK)
+        << sbp_trainer_last_error(t);
+    ASSERT_EQ(last_keep(3, got.data()), 12);
+    EXPECT_EQ(got, expected) << "step " << s;
+    for (int32_t k = 0; k < 12; ++k)
+      EXPECT_EQ(got[size_t(k)] >= 0, k < kept) << "step " << s << " entry " << k;
+    seen.push_back(got);
+    counts.push_back(kept);
+  }
+  EXPECT_NE(seen[0], seen[1]);
+  // The grid groups are untouched by the extra group: same draws as fake_trainer.
+  Handle plain(fakeTrainer(), 9);
+  std::vector<int32_t> a(99), b(99);
+  for (int32_t g : {0, 1})
+    for (int64_t s : {int64_t(0), int64_t(5)}) {
+      ASSERT_EQ(sbp_trainer_get_keep_indices(t, g, s, a.data(), 99, nullptr), SBP_OK);
+      ASSERT_EQ(sbp_trainer_get_keep_indices(plain, g, s, b.data(), 99, nullptr), SBP_OK);
+      EXPECT_EQ(a, b) << "group " << g << " step " << s;
+    }
+}
+
+TEST(TrainerApi, FixedHeadIndicesIncludingNone) {
+  std::string path = fakeTrainer("fake_trainer_heads");
+  Handle t(path);
+  auto last_keep = fakeSymbol<int (*)(int, int32_t *)>(path, "fake_trainer_last_keep");
+  Batch batch;
+  std::vector<int32_t> got(12);
+  const int32_t heads[] = {1, 4, 11};
+  ASSERT_EQ(sbp_trainer_set_keep_indices(t, 3, heads, 3), SBP_OK) << sbp_trainer_last_error(t);
+  ASSERT_EQ(sbp_trainer_step(t, batch.images.data(), batch.labels.data(), nullptr), SBP_OK);
+  last_keep(3, got.data());
+  EXPECT_EQ(got, (std::vector<int32_t>{1, 4, 11, -1, -1, -1, -1, -1, -1, -1, -1, -1}));
+  // No head kept: a non-NULL array with count 0 (NULL would mean "sample").
+  ASSERT_EQ(sbp_trainer_set_keep_indices(t, 3, heads, 0), SBP_OK) << sbp_trainer_last_error(t);
+  ASSERT_EQ(sbp_trainer_step(t, batch.images.data(), batch.labels.data(), nullptr), SBP_OK);
+  last_keep(3, got.data());
+  EXPECT_EQ(got, std::vector<int32_t>(12, -1));
+  int32_t kept = -1;
+  ASSERT_EQ(sbp_trainer_get_keep_indices(t, 3, 7, got.data(), 12, &kept), SBP_OK);
+  EXPECT_EQ(kept, 0);
+  // The C++ wrapper: an empty vector is "none", not "sample".
+  sbp::Trainer wrapped(path);
+  wrapped.setKeepIndices(3, {});
+  ASSERT_EQ(sbp_trainer_get_keep_indices(wrapped.get(), 3, 0, got.data(), 12, &kept), SBP_OK);
+  EXPECT_EQ(kept, 0);
+
+  // Invalid head sets name the group and change nothing.
+  const int32_t beyond[] = {0, 12}, descending[] = {5, 2}, repeated[] = {3, 3};
+  std::vector<int32_t> all13(13);
+  std::iota(all13.begin(), all13.end(), 0);
+  for (auto [idx, count, needle] :
+       {std::tuple{beyond, 2, "head index 12 (entry 1) is outside [0, 12)"},
+        std::tuple{descending, 2, "ascending"}, std::tuple{repeated, 2, "ascending"},
+        std::tuple{static_cast<const int32_t *>(all13.data()), 13, "13 head indices given"}}) {
+    EXPECT_EQ(sbp_trainer_set_keep_indices(t, 3, idx, count), SBP_ERROR_INVALID_ARGUMENT);
+    std::string message = sbp_trainer_last_error(t);
+    EXPECT_TRUE(contains(message, "mask group 'h0'")) << message;
+    EXPECT_TRUE(contains(message, needle)) << message;
+  }
+  ASSERT_EQ(sbp_trainer_get_keep_indices(t, 3, 0, got.data(), 12, &kept), SBP_OK);
+  EXPECT_EQ(kept, 0); // still the last valid fixed set
+  // Back to sampling.
+  ASSERT_EQ(sbp_trainer_set_keep_indices(t, 3, nullptr, 0), SBP_OK);
+  sbp_mask_group_info m{};
+  m.struct_size = sizeof(m);
+  sbp_trainer_get_mask_group_info(t, 3, &m);
+  EXPECT_EQ(m.fixed, 0);
+}
+
+TEST(TrainerApi, UnknownMaskKindIsRefusedAtCreation) {
+  sbp_trainer *t = nullptr;
+  EXPECT_EQ(sbp_trainer_create(fakeTrainer("fake_trainer_unknown_mask").c_str(), nullptr, &t),
+            SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(t, nullptr);
+  std::string message = sbp_last_error();
+  EXPECT_TRUE(contains(message, "mask group 'm1' has unknown kind 3")) << message;
+  EXPECT_TRUE(contains(message, "fake_trainer_unknown_mask")) << message;
 }

@@ -19,7 +19,8 @@
  *
  * Variants (see CMakeLists.txt): FAKE_NAN_LOSS (train_step reports a NaN
  * loss), FAKE_SGD (SGD with momentum, model fake_softmax_sgd, as fake_trainer.c),
- * FAKE_SYNC_IN_STEP (train_step synchronises its stream: it cannot be captured).
+ * FAKE_SYNC_IN_STEP (train_step synchronises its stream: it cannot be captured),
+ * FAKE_HEADS (a fourth mask group "h0": heads, keep 0.5, 12 heads, as fake_trainer.c).
  */
 #include "sbp/model_abi.h"
 
@@ -42,8 +43,15 @@ static const sbp_mask_group_desc masks[] = {
     {"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 1 + 98},
     {"m1", 0.25f, SBP_MASK_RANDOM, 7, 7, 0, 13},
     {"m2", 0.5f, SBP_MASK_GRID, 14, 14, 1, 1 + 98},
+#ifdef FAKE_HEADS
+    {"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 12},
+#endif
 };
+#ifdef FAKE_HEADS
+enum { NUM_MASKS = 4, MAX_CAPACITY = 99 };
+#else
 enum { NUM_MASKS = 3, MAX_CAPACITY = 99 };
+#endif
 
 __device__ int32_t d_last_keep[NUM_MASKS][MAX_CAPACITY];
 __device__ int d_keep_errors;
@@ -96,10 +104,11 @@ static int first_call(const sbp_step_args *a, bool train, char *err, size_t err_
 
 /* One block per group: copies the keep indices and counts malformed arrays
  * (not ascending, not padded with -1). */
-__global__ void record_keep(const int32_t *k0, const int32_t *k1, const int32_t *k2) {
+__global__ void record_keep(const int32_t *k0, const int32_t *k1, const int32_t *k2,
+                            const int32_t *k3) {
   const int g = blockIdx.x;
-  const int32_t *idx = g == 0 ? k0 : g == 1 ? k1 : k2;
-  const int capacity = g == 1 ? 13 : MAX_CAPACITY;
+  const int32_t *idx = g == 0 ? k0 : g == 1 ? k1 : g == 2 ? k2 : k3;
+  const int capacity = g == 1 ? 13 : g == 3 ? 12 : MAX_CAPACITY;
   for (int k = threadIdx.x; k < capacity; k += blockDim.x) {
     d_last_keep[g][k] = idx[k];
     bool bad = k > 0 && idx[k] >= 0 && (idx[k - 1] < 0 || idx[k] <= idx[k - 1]);
@@ -185,7 +194,12 @@ static int train_step(const sbp_step_args *a, char *err, size_t err_len) {
   ++train_calls;
   cudaStream_t s = (cudaStream_t)a->stream;
   float *probs = (float *)a->arena;
-  record_keep<<<NUM_MASKS, 128, 0, s>>>(a->keep_idx[0], a->keep_idx[1], a->keep_idx[2]);
+#ifdef FAKE_HEADS
+  const int32_t *k3 = a->keep_idx[3];
+#else
+  const int32_t *k3 = nullptr;
+#endif
+  record_keep<<<NUM_MASKS, 128, 0, s>>>(a->keep_idx[0], a->keep_idx[1], a->keep_idx[2], k3);
   logits_kernel<<<(B * K + 127) / 128, 128, 0, s>>>(a->params, a->images, probs, nullptr);
 #ifdef FAKE_NAN_LOSS
   softmax_loss_kernel<<<1, B, 0, s>>>(a->labels, probs, a->loss, 1);
@@ -243,7 +257,11 @@ static sbp_model_desc make_desc() {
   d.model_name = "fake_softmax_sgd";
   d.optimizer = {SBP_OPT_SGD, 0.05f, 0.9f, 0, 0.0f, 0.0f, 0.0f, 1e-4f};
 #else
+#ifdef FAKE_HEADS
+  d.model_name = "fake_softmax_heads";
+#else
   d.model_name = "fake_softmax";
+#endif
   d.optimizer = {SBP_OPT_ADAMW, 0.01f, 0.0f, 0, 0.9f, 0.999f, 1e-8f, 0.05f};
 #endif
   d.target = "cuda";

@@ -12,6 +12,9 @@
  *   FAKE_NAN_LOSS         train_step reports a NaN loss
  *   FAKE_TARGET           "cpu" (default) or "cuda"
  *   FAKE_SGD              SGD with momentum instead of AdamW, model fake_softmax_sgd
+ *   FAKE_HEADS            a fourth mask group "h0": heads, keep 0.5, 12 heads
+ *   FAKE_MASK_KIND        the kind of mask group m1 (default SBP_MASK_RANDOM), e.g. a
+ *                         kind this runtime does not know
  */
 #include "sbp/model_abi.h"
 
@@ -24,6 +27,9 @@
 #endif
 #ifndef FAKE_TARGET
 #define FAKE_TARGET "cpu"
+#endif
+#ifndef FAKE_MASK_KIND
+#define FAKE_MASK_KIND SBP_MASK_RANDOM
 #endif
 
 #define EXPORT __attribute__((visibility("default")))
@@ -38,10 +44,17 @@ static const sbp_param_desc params[] = {
 /* m0 and m2 share settings (so one draw), m1 draws on its own. */
 static const sbp_mask_group_desc masks[] = {
     {"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 1 + 98},
-    {"m1", 0.25f, SBP_MASK_RANDOM, 7, 7, 0, 13},
+    {"m1", 0.25f, FAKE_MASK_KIND, 7, 7, 0, 13},
     {"m2", 0.5f, SBP_MASK_GRID, 14, 14, 1, 1 + 98},
+#ifdef FAKE_HEADS
+    {"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 12},
+#endif
 };
+#ifdef FAKE_HEADS
+enum { NUM_MASKS = 4, MAX_CAPACITY = 99 };
+#else
 enum { NUM_MASKS = 3, MAX_CAPACITY = 99 };
+#endif
 
 static int32_t last_keep[NUM_MASKS][MAX_CAPACITY];
 static int train_calls;
@@ -68,6 +81,8 @@ static int check_keep(const sbp_step_args *a, char *err, size_t err_len) {
     for (int k = 0; k < masks[g].capacity; ++k) {
       if (k >= n && idx[k] != -1)
         return fail(err, err_len, "keep indices not padded with -1");
+      if (k < n && idx[k] >= masks[g].prefix_tokens + masks[g].grid_h * masks[g].grid_w)
+        return fail(err, err_len, "keep index beyond the group's tokens (or heads)");
       if (k > 0 && k < n && idx[k] <= idx[k - 1])
         return fail(err, err_len, "keep indices not ascending");
     }
@@ -151,6 +166,8 @@ static const sbp_model_desc desc = {
     .struct_size = sizeof(sbp_model_desc),
 #ifdef FAKE_SGD
     .model_name = "fake_softmax_sgd",
+#elif defined(FAKE_HEADS)
+    .model_name = "fake_softmax_heads",
 #else
     .model_name = "fake_softmax",
 #endif

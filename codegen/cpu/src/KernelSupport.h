@@ -1,7 +1,8 @@
 //===- KernelSupport.h - Shared helpers of the CPU kernels ------*- C++ -*-===//
 //
 // Private to the kernel library: thresholds for going parallel, the
-// thread-local workspace, and the deterministic row reduction.
+// thread-local workspace, the static partition of the row reductions and the
+// double-precision column sum they share.
 //
 //===----------------------------------------------------------------------===//
 #ifndef SBP_CPU_KERNEL_SUPPORT_H
@@ -75,6 +76,28 @@ inline void partition(int64_t total, int parts, int part, int64_t &begin,
   int64_t base = total / parts, rem = total % parts;
   begin = part * base + (part < rem ? part : rem);
   end = begin + base + (part < rem ? 1 : 0);
+}
+
+/// Columns per chunk of sumColumnChunk (its double accumulator lives on the
+/// stack).
+constexpr int64_t kColumnChunk = 256;
+
+/// out[j] = scale * sum_{r < rows} x[r * ld + j] for j in [c0, c1),
+/// c1 - c0 <= kColumnChunk, summed in double in row order and rounded once.
+inline void sumColumnChunk(const float *x, int64_t rows, int64_t ld, int64_t c0,
+                           int64_t c1, double scale, float *out) {
+  double acc[kColumnChunk];
+  const int64_t w = c1 - c0;
+  for (int64_t j = 0; j < w; ++j)
+    acc[j] = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *xr = x + r * ld + c0;
+#pragma omp simd
+    for (int64_t j = 0; j < w; ++j)
+      acc[j] += double(xr[j]);
+  }
+  for (int64_t j = 0; j < w; ++j)
+    out[c0 + j] = float(acc[j] * scale);
 }
 
 } // namespace detail

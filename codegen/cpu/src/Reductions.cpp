@@ -20,24 +20,8 @@ namespace {
 
 using detail::kParallelMinElems;
 
-constexpr int64_t kColumnChunk = 256;
-
-/// out[j] = scale * sum_{r < rows} x[r * n + j], for j in [c0, c1).
-void sumColumnChunk(const float *x, int64_t rows, int64_t n, int64_t c0,
-                    int64_t c1, double scale, float *out) {
-  double acc[kColumnChunk];
-  const int64_t w = c1 - c0;
-  for (int64_t j = 0; j < w; ++j)
-    acc[j] = 0.0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const float *xr = x + r * n + c0;
-#pragma omp simd
-    for (int64_t j = 0; j < w; ++j)
-      acc[j] += double(xr[j]);
-  }
-  for (int64_t j = 0; j < w; ++j)
-    out[c0 + j] = float(acc[j] * scale);
-}
+using detail::kColumnChunk;
+using detail::sumColumnChunk;
 
 /// out[j] = sum_r x[r * n + j], accumulated in double.
 void sumRows(const float *x, int64_t rows, int64_t n, float *out) {

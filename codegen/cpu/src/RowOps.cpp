@@ -1,8 +1,10 @@
-//===- RowOps.cpp - Token-row movement: patchify, SBP gather/scatter ------===//
+//===- RowOps.cpp - Token-row movement: patchify, SBP rows, class token ---===//
 //
 // SBP keeps a subset of token rows per step; idx lists the kept tokens
 // (ascending, -1 = padding, one list for the whole batch). These kernels
-// move whole D-float rows, parallel over (batch, row) pairs.
+// move whole D-float rows, parallel over (batch, row) pairs. The ViT class
+// token (prepended row) and token pooling (one row per batch element) are
+// row moves too.
 //
 //===----------------------------------------------------------------------===//
 
@@ -179,6 +181,60 @@ void mask_rows(const float *x, const int32_t *idx, float *out, int64_t B,
         zeroRow(dst, D);
       else if (dst != x + (b * T + t) * D)
         copyRow(x + (b * T + t) * D, dst, D);
+    }
+}
+
+void cls_concat(const float *x, const float *cls, float *y, int64_t B,
+                int64_t T, int64_t D) {
+#pragma omp parallel for collapse(2)                                           \
+    schedule(static) if (B * (T + 1) * D >= kParallelMinElems)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t <= T; ++t)
+      copyRow(t == 0 ? cls : x + (b * T + t - 1) * D, y + (b * (T + 1) + t) * D,
+              D);
+}
+
+void cls_concat_grad(const float *dy, float *dx, float *dcls, int64_t B,
+                     int64_t T, int64_t D) {
+  const bool parallel = B * (T + 1) * D >= kParallelMinElems;
+#pragma omp parallel for collapse(2) schedule(static) if (parallel)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t)
+      copyRow(dy + (b * (T + 1) + t + 1) * D, dx + (b * T + t) * D, D);
+  // dcls: the class rows, (T+1)*D apart, summed over the batch per column.
+  const int64_t chunks = (D + detail::kColumnChunk - 1) / detail::kColumnChunk;
+#pragma omp parallel for schedule(static) if (B * D >= kParallelMinElems)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t c0 = c * detail::kColumnChunk;
+    const int64_t c1 = std::min(c0 + detail::kColumnChunk, D);
+    detail::sumColumnChunk(dy, B, (T + 1) * D, c0, c1, 1.0, dcls);
+  }
+}
+
+void take_token(const float *x, float *y, int64_t B, int64_t T, int64_t D,
+                int64_t index) {
+  // An index outside [0, T) is treated as padding: zero rows.
+  const bool valid = index >= 0 && index < T;
+#pragma omp parallel for schedule(static) if (B * D >= kParallelMinElems)
+  for (int64_t b = 0; b < B; ++b) {
+    if (valid)
+      copyRow(x + (b * T + index) * D, y + b * D, D);
+    else
+      zeroRow(y + b * D, D);
+  }
+}
+
+void take_token_grad(const float *dy, float *dx, int64_t B, int64_t T,
+                     int64_t D, int64_t index) {
+#pragma omp parallel for collapse(2)                                           \
+    schedule(static) if (B * T * D >= kParallelMinElems)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      float *dst = dx + (b * T + t) * D;
+      if (t == index)
+        copyRow(dy + b * D, dst, D);
+      else
+        zeroRow(dst, D);
     }
 }
 

@@ -32,6 +32,22 @@ static inline int32_t sbp_random_drop_count(float keep_ratio, int32_t grid_size)
   return drop < 0 ? 0 : drop > grid_size ? grid_size : (int32_t)drop;
 }
 
+/* Heads masks (SBP_MASK_HEADS): each of the H heads (grid 1 x H, no prefix) is
+ * kept independently when a uniform u in [0, 1) of the mask stream is below r,
+ * so any draw keeps between 0 and H heads and the keep array holds H entries. */
+static inline int32_t sbp_heads_capacity(int32_t num_heads) { return num_heads; }
+
+/* The test u < r on the Philox word x the uniform is made of (u = (x >> 8) * 2^-24,
+ * exact): a head is kept iff (x >> 8) < sbp_heads_keep_threshold(r), the count of
+ * 24-bit values v with v * 2^-24 < r, i.e. ceil(r * 2^24) (the product is exact in
+ * double). 2^24 for r = 1 (every head), 0 for r <= 0 or NaN. */
+static inline uint32_t sbp_heads_keep_threshold(float keep_ratio) {
+  double t = ceil((double)keep_ratio * 16777216.0);
+  if (!(t > 0.0))
+    return 0u;
+  return t >= 16777216.0 ? 16777216u : (uint32_t)t;
+}
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -9,6 +9,9 @@
  *
  * Bump SBP_ABI_VERSION on any change to the structs or the meaning of a field.
  * Users embedding a trainer never include this file: they use sbp/trainer.h.
+ *
+ * History: 1 - grid and random masks. 2 - SBP_MASK_HEADS (a value of
+ * sbp_mask_group_desc.kind that a version-1 runtime would not understand).
  */
 #ifndef SBP_MODEL_ABI_H
 #define SBP_MODEL_ABI_H
@@ -20,7 +23,7 @@
 extern "C" {
 #endif
 
-#define SBP_ABI_VERSION 1u
+#define SBP_ABI_VERSION 2u
 #define SBP_TRAINER_ENTRY "sbp_trainer_model"
 #define SBP_MAX_RANK 4
 
@@ -34,8 +37,11 @@ typedef enum sbp_init_kind {
 } sbp_init_kind;
 
 typedef enum sbp_mask_kind {
-  SBP_MASK_GRID = 0,  /* structured grid, see ARCHITECTURE.md "Masks" */
-  SBP_MASK_RANDOM = 1 /* uniform random subset of kept tokens */
+  SBP_MASK_GRID = 0,   /* structured grid, see ARCHITECTURE.md "Masks" */
+  SBP_MASK_RANDOM = 1, /* uniform random subset of kept tokens */
+  SBP_MASK_HEADS = 2   /* attention heads, each kept independently with probability
+                          keep_ratio (ViT drop_head); grid_h = 1, grid_w = heads,
+                          prefix_tokens = 0, capacity = heads. Since ABI version 2. */
 } sbp_mask_kind;
 
 typedef enum sbp_optimizer_kind {
@@ -58,9 +64,11 @@ typedef struct sbp_mask_group_desc {
   const char *name;        /* the mask group's symbol in the .mlir, e.g. "m0" */
   float keep_ratio;        /* in (0, 1] */
   int32_t kind;            /* sbp_mask_kind */
-  int32_t grid_h, grid_w;  /* token grid the mask is drawn on */
-  int32_t prefix_tokens;   /* tokens before the grid that are always kept (ViT class token) */
-  int32_t capacity;        /* entries in the keep-index array: the most tokens ever kept */
+  int32_t grid_h, grid_w;  /* token grid the mask is drawn on (heads: 1 x number of heads) */
+  int32_t prefix_tokens;   /* tokens before the grid that are always kept (ViT class token);
+                              0 for heads */
+  int32_t capacity;        /* entries in the keep-index array: the most tokens ever kept
+                              (heads: the number of heads) */
 } sbp_mask_group_desc;
 
 typedef struct sbp_optimizer_desc {
@@ -89,7 +97,8 @@ typedef struct sbp_step_args {
   float *grads;                    /* same layout; written (not accumulated) by train_step */
   const float *images;             /* [batch, in_channels, in_height, in_width], normalised */
   const int32_t *labels;           /* [batch], in [0, num_classes) */
-  const int32_t *const *keep_idx;  /* per mask group: `capacity` ascending token indices,
+  const int32_t *const *keep_idx;  /* per mask group: `capacity` ascending token indices
+                                      (heads groups: head indices, possibly none),
                                       padded at the end with -1 */
   void *arena;                     /* train/eval_arena_bytes, 256-byte aligned */
   float *loss;                     /* out: mean cross-entropy over the batch (one float) */

@@ -117,8 +117,9 @@ SBP_API sbp_status sbp_trainer_eval(sbp_trainer *trainer, const float *images,
 
 /* Fixes the keep indices of mask group `group` (-1: every group) to `idx`:
  * `count` ascending, unique token indices in [0, prefix_tokens + grid_h*grid_w),
- * count <= capacity; the runtime pads with -1. idx == NULL returns the group(s)
- * to random sampling. */
+ * count <= capacity (a "heads" group: head indices in [0, heads)); count may be
+ * 0 with a non-NULL idx (nothing kept). The runtime pads with -1. idx == NULL
+ * returns the group(s) to random sampling. */
 SBP_API sbp_status sbp_trainer_set_keep_indices(sbp_trainer *trainer, int32_t group,
                                                 const int32_t *idx, int32_t count);
 
@@ -178,7 +179,7 @@ typedef struct sbp_mask_group_info {
   uint32_t struct_size; /* sizeof(sbp_mask_group_info), set by the caller */
   const char *name;
   float keep_ratio;
-  const char *kind; /* "grid" or "random" */
+  const char *kind; /* "grid", "random" or "heads" (grid 1 x heads, no prefix) */
   int32_t grid_h, grid_w, prefix_tokens, capacity;
   int32_t fixed; /* 1 when set_keep_indices fixed this group's mask */
 } sbp_mask_group_info;

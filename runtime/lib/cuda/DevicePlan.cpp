@@ -31,6 +31,7 @@ std::vector<DeviceMaskGroup> maskGroupTable(const MaskSampler &sampler) {
     d.stride = sbp_grid_stride(spec.keep_ratio);
     d.keep_matching = sbp_grid_keeps_matching(spec.keep_ratio);
     d.drop = sbp_random_drop_count(spec.keep_ratio, spec.gridSize());
+    d.head_threshold = sbp_heads_keep_threshold(spec.keep_ratio);
     d.draw = sampler.drawOf(g);
     table.push_back(d);
   }

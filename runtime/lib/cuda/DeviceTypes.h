@@ -9,7 +9,7 @@
 namespace sbp::rt::cuda {
 
 // One mask group as the sampling kernel sees it. The arithmetic that needs
-// floating point (stride, drop count) is done on the host with
+// floating point (stride, drop count, heads threshold) is done on the host with
 // sbp/mask_rules.h, so the device only does Philox and integer work.
 struct DeviceMaskGroup {
   int32_t *keep = nullptr;    // `capacity` entries: the keep-index array train_step reads
@@ -19,11 +19,12 @@ struct DeviceMaskGroup {
   int32_t grid_h = 1, grid_w = 1;
   int32_t prefix_tokens = 0;
   int32_t capacity = 1;
-  int32_t stride = 0;        // grid: sbp_grid_stride(keep_ratio)
-  int32_t keep_matching = 1; // grid: sbp_grid_keeps_matching(keep_ratio)
-  int32_t drop = 0;          // random: sbp_random_drop_count(keep_ratio, grid size)
-  uint32_t draw = 0;         // MaskSampler::drawOf(group)
-  int32_t fixed = 0;         // 1: sbp_trainer_set_keep_indices fixed `keep`; not sampled
+  int32_t stride = 0;          // grid: sbp_grid_stride(keep_ratio)
+  int32_t keep_matching = 1;   // grid: sbp_grid_keeps_matching(keep_ratio)
+  int32_t drop = 0;            // random: sbp_random_drop_count(keep_ratio, grid size)
+  uint32_t head_threshold = 0; // heads: sbp_heads_keep_threshold(keep_ratio)
+  uint32_t draw = 0;           // MaskSampler::drawOf(group)
+  int32_t fixed = 0;           // 1: sbp_trainer_set_keep_indices fixed `keep`; not sampled
 };
 
 // A piece of one parameter tensor: the fused optimizer kernel runs one block

@@ -1,8 +1,9 @@
-// MaskDraw.h - the sequential part of a mask draw, written once for the host
-// and the device: Philox4x32-10 (the same as Philox.cpp), the grid start and
-// the partial Fisher-Yates shuffle of a random mask. The kernel (MaskKernels.cu)
-// adds the parallel part (marking, compaction); host-compiled unit tests check
-// these functions against Philox.cpp and Masks.cpp on machines without a GPU.
+// MaskDraw.h - the random part of a mask draw, written once for the host and
+// the device: Philox4x32-10 (the same as Philox.cpp), the grid start, the
+// partial Fisher-Yates shuffle of a random mask and the per-head test of a
+// heads mask. The kernel (MaskKernels.cu) adds the parallel part (marking,
+// compaction); host-compiled unit tests check these functions against
+// Philox.cpp and Masks.cpp on machines without a GPU.
 #ifndef SBP_RUNTIME_CUDA_MASKDRAW_H
 #define SBP_RUNTIME_CUDA_MASKDRAW_H
 
@@ -113,6 +114,26 @@ SBP_HD void randomDropOrder(int32_t *order, int32_t n, int32_t drop, uint64_t se
     order[k] = order[j];
     order[j] = t;
   }
+}
+
+// Word k of the mask stream of (seed, step, draw) -- what the (k + 1)-th
+// philoxNext of maskStream returns -- computed without drawing the words
+// before it: block k / 4 (a fresh stream's counter[0] is 0, and
+// PhiloxStream::nextU32 increments only that word), element k % 4.
+SBP_HD uint32_t maskWordAt(uint64_t seed, int64_t step, uint32_t draw, uint32_t k) {
+  PhiloxDraws s = maskStream(seed, step, draw);
+  s.counter[0] += k / 4u;
+  uint32_t block[4];
+  philoxBlock(s.counter, s.key, block);
+  return block[k % 4u];
+}
+
+// Heads masks: whether head h is kept. Masks.cpp keeps head h when the h-th
+// uniform of the stream, (word >> 8) * 2^-24, is below the keep ratio r; this
+// is the same test on the integer, against threshold = sbp_heads_keep_threshold(r)
+// (sbp/mask_rules.h). A pure function of h, so each head gets its own thread.
+SBP_HD bool headKeeps(int32_t h, uint32_t threshold, uint64_t seed, int64_t step, uint32_t draw) {
+  return (maskWordAt(seed, step, draw, uint32_t(h)) >> 8) < threshold;
 }
 
 } // namespace sbp::rt::cuda

@@ -1,6 +1,7 @@
 // MaskKernels.cu - keep masks sampled on the device, equal to Masks.cpp's to
 // the bit: the sequential draw (grid start, Fisher-Yates) runs in one thread
-// through MaskDraw.h, the marking and the ascending compaction in parallel.
+// through MaskDraw.h; the heads test (MaskDraw.h's headKeeps, one Philox word
+// per head), the marking and the ascending compaction run in parallel.
 #include "Kernels.h"
 #include "MaskDraw.h"
 #include "sbp/model_abi.h"
@@ -26,6 +27,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t step = scalars->step;
   const int32_t n = g.grid_h * g.grid_w;
   const bool random = g.kind == SBP_MASK_RANDOM;
+  const bool heads = g.kind == SBP_MASK_HEADS; // the host validated the kind
 
   if (random) {
     for (int32_t p = threadIdx.x; p < n; p += kThreads) {
@@ -38,7 +40,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     for (int32_t k = threadIdx.x; k < g.drop; k += kThreads)
       g.dropped[g.order[k]] = 1;
-  } else if (threadIdx.x == 0) {
+  } else if (!heads && threadIdx.x == 0) {
     start = gridStart(g.stride, seed, step, g.draw);
   }
   __syncthreads();
@@ -51,7 +53,9 @@ __global__ void __launch_bounds__(kThreads)
     const int32_t p = tile + int32_t(threadIdx.x);
     int keeps = 0;
     if (p < n)
-      keeps = random ? !g.dropped[p] : gridKeeps(p, g.grid_w, g.stride, g.keep_matching, start);
+      keeps = random  ? !g.dropped[p]
+              : heads ? headKeeps(p, g.head_threshold, seed, step, g.draw)
+                      : gridKeeps(p, g.grid_w, g.stride, g.keep_matching, start);
     int rank = 0, tile_total = 0;
     Scan(scan_storage).ExclusiveSum(keeps, rank, tile_total);
     const int32_t slot = g.prefix_tokens + kept_before + rank;

@@ -13,10 +13,12 @@
 //    (accumulate into the output).
 //  - Kernels parallelise internally with OpenMP; call them from serial code.
 //  - Elementwise kernels may run in place (output == an input); gather,
-//    scatter and patchify kernels may not alias input and output.
+//    scatter, patchify, class-token and attention kernels may not alias
+//    input and output.
 //  - No kernel allocates per call. bias_grad/pos_grad (few columns, many
-//    rows), layer_norm_grad and attention_fwd keep a grow-only thread-local
-//    workspace, allocated on first use and reused by later calls.
+//    rows), layer_norm_grad and the attention kernels keep a grow-only
+//    thread-local workspace, allocated on first use and reused by later
+//    calls.
 //  - gemm calls cblas_sgemm: link the trainer against OpenBLAS.
 //
 // This header is self-contained C++17: it needs only <cstdint>.
@@ -120,23 +122,71 @@ void mask_rows(const float *x, const int32_t *idx, float *out, int64_t B,
                int64_t T, int64_t K, int64_t D);
 
 //===--- Attention --------------------------------------------------------===//
-// q, o, dq: [B,Tq,H,Dh]; k, v, dk, dv: [B,Tk,H,Dh] (heads interleaved, as the
-// columns of a qkv projection; the row stride of a token is H*Dh).
-// lse: [B,H,Tq], the natural-log log-sum-exp of the scaled scores of each
-// query. Every one of the Tk keys is attended to: pass Tk = number of valid
-// keys when the key rows carry padding at the end.
+// Attention layout. qkv: [B, T, 3*H*Dh], the output of timm's qkv projection:
+// q at columns [0, H*Dh), k at [H*Dh, 2*H*Dh), v at [2*H*Dh, 3*H*Dh); head h
+// of each at columns h*Dh..h*Dh+Dh-1 within its third (timm:
+// qkv.reshape(B, T, 3, H, Dh)). o, dout: [B, T, H*Dh] (head h at columns
+// h*Dh). lse: [B, T, H], natural-log log-sum-exp of the scaled scores of
+// query (b, t) in head h over the keys it attended to. scale is usually
+// 1/sqrt(Dh). Keep-index arrays hold ascending token indices followed by -1
+// padding (the SBP mask format used elsewhere in this library).
+// Online softmax over key tiles: no T x T matrix is ever materialised; the
+// backward recomputes the probabilities from lse. Inputs and outputs must not
+// alias.
 
-/// o = softmax(scale * q k^T) v per (batch, head), with an online softmax
-/// over key tiles (the Tq x Tk matrix is never materialised). lse nullable.
-void attention_fwd(const float *q, const float *k, const float *v, float *o,
-                   float *lse, int64_t B, int64_t H, int64_t Tq, int64_t Tk,
-                   int64_t Dh, float scale);
-/// Backward of attention_fwd, recomputing the probabilities from lse.
-/// dq, dk, dv are overwritten.
-void attention_bwd(const float *q, const float *k, const float *v,
-                   const float *o, const float *lse, const float *dout,
-                   float *dq, float *dk, float *dv, int64_t B, int64_t H,
-                   int64_t Tq, int64_t Tk, int64_t Dh, float scale);
+/// Forward. keep == nullptr: plain softmax attention, every query over all T
+/// keys. keep != nullptr (SBP "drop_qkv" forward), keep[0..K): a query whose
+/// token is listed in keep attends only to the keys whose tokens are listed
+/// in keep; every other query attends to all T keys. lse is written for
+/// every (b, t, h) (lse may be nullptr when no backward follows).
+void attention_fwd(const float *qkv, float *o, float *lse, int64_t B, int64_t T,
+                   int64_t H, int64_t Dh, float scale, const int32_t *keep,
+                   int64_t K);
+
+/// Backward over the same T rows; dqkv [B, T, 3*H*Dh] is overwritten (dq,
+/// dk, dv in the qkv layout).
+/// row_keep == nullptr: every row is a query and a key (the plain gradient).
+/// row_keep != nullptr, row_keep[0..T): row t takes part (as query and as
+///   key) iff row_keep[t] >= 0; rows that do not take part get zero dq, dk,
+///   dv and are not attended to. (This is the compact SBP drop_qkv backward:
+///   the tensors hold the gathered kept rows, and row_keep is the keep-index
+///   array itself, so its -1 padding rows drop out.)
+/// head_keep == nullptr: every head; else head_keep[0..H) lists kept head
+///   indices ascending, -1 padded: only those heads get a gradient, the
+///   other heads' dq, dk, dv columns are zero (SBP drop_head).
+void attention_bwd(const float *qkv, const float *o, const float *lse,
+                   const float *dout, float *dqkv, int64_t B, int64_t T,
+                   int64_t H, int64_t Dh, float scale, const int32_t *row_keep,
+                   const int32_t *head_keep);
+
+/// SBP drop_query backward. The queries are the K rows keep[k] (-1 =
+/// padding: no query); keys and values are all T rows of qkv. o_k, dout_k:
+/// [B, K, H*Dh] and lse_k: [B, K, H] hold the kept query rows (gathered;
+/// padding rows arbitrary, ignored). dqkv [B, T, 3*H*Dh] overwritten: dk, dv
+/// at every row (contributions of the kept queries only), dq at the kept
+/// rows, zero dq at every other row.
+void attention_bwd_queries(const float *qkv, const int32_t *keep, int64_t K,
+                           const float *o_k, const float *lse_k,
+                           const float *dout_k, float *dqkv, int64_t B,
+                           int64_t T, int64_t H, int64_t Dh, float scale);
+
+//===--- ViT class token and token pooling --------------------------------===//
+
+/// ViT class token. x [B, T, D] -> y [B, T+1, D]: y[b,0,:] = cls[:],
+/// y[b,1+t,:] = x[b,t,:].
+void cls_concat(const float *x, const float *cls, float *y, int64_t B,
+                int64_t T, int64_t D);
+/// dx[b,t,:] = dy[b,1+t,:]; dcls[:] = sum_b dy[b,0,:] (double accumulation).
+/// dy [B, T+1, D].
+void cls_concat_grad(const float *dy, float *dx, float *dcls, int64_t B,
+                     int64_t T, int64_t D);
+/// Token pooling: y[b,:] = x[b,index,:]; x [B, T, D], y [B, D]. (An index
+/// outside [0, T) gives zero rows.)
+void take_token(const float *x, float *y, int64_t B, int64_t T, int64_t D,
+                int64_t index);
+/// dx = 0 except dx[b,index,:] = dy[b,:].
+void take_token_grad(const float *dy, float *dx, int64_t B, int64_t T,
+                     int64_t D, int64_t index);
 
 } // namespace cpu
 } // namespace sbp

@@ -200,23 +200,71 @@ inline void scatter_add_rows(const Context &ctx, const float *base,
                              int64_t B, int64_t T, int64_t K, int64_t D);
 
 //===--- Attention --------------------------------------------------------===//
-// q, o, dq: [B,Tq,H,Dh]; k, v, dk, dv: [B,Tk,H,Dh] (heads interleaved, token
-// stride H*Dh); lse: [B,H,Tq]. Dh <= 128 (fast tiles for Dh <= 64). Every one
-// of the Tk keys takes part (pass Tk = valid keys when padding trails).
+// Layout (timm's): qkv [B, T, 3*H*Dh] is the qkv projection's output, q at
+// columns [0, H*Dh), k at [H*Dh, 2*H*Dh), v at [2*H*Dh, 3*H*Dh), head h of
+// each at columns h*Dh..h*Dh+Dh-1 within its third. o, dout: [B, T, H*Dh]
+// (head h at columns h*Dh). lse: [B, T, H], the natural-log log-sum-exp of
+// the scaled scores of query (b, t) in head h over the keys it attended to.
+// scale is usually 1/sqrt(Dh). Dh <= 128 (fast tiles for Dh <= 64). Keep
+// lists: ascending token indices, -1 padding (an entry outside [0, T) is
+// padding). No T x T matrix is ever materialised; the backward recomputes
+// the probabilities from lse, deterministically. No aliasing.
 
-/// o = softmax(scale * q k^T) v per (batch, head), online softmax over key
-/// tiles. lse (natural log-sum-exp of the scaled scores) nullable.
-inline void attention_fwd(const Context &ctx, const float *q, const float *k,
-                          const float *v, float *o, float *lse, int64_t B,
-                          int64_t H, int64_t Tq, int64_t Tk, int64_t Dh,
-                          float scale);
-/// Backward of attention_fwd, recomputing the probabilities from lse.
-/// dq, dk, dv are overwritten.
-inline void attention_bwd(const Context &ctx, const float *q, const float *k,
-                          const float *v, const float *o, const float *lse,
-                          const float *dout, float *dq, float *dk, float *dv,
-                          int64_t B, int64_t H, int64_t Tq, int64_t Tk,
-                          int64_t Dh, float scale);
+/// Forward. keep == nullptr (or K <= 0): plain softmax attention, every
+/// query over all T keys. Otherwise (SBP drop_qkv forward) a query whose
+/// token is listed in keep[0..K) attends only to the listed keys; every
+/// other query attends to all T keys. lse (nullable) is written for every
+/// (b, t, h). Scratch: 12 T + 8 bytes with keep.
+inline void attention_fwd(const Context &ctx, const float *qkv, float *o,
+                          float *lse, int64_t B, int64_t T, int64_t H,
+                          int64_t Dh, float scale, const int32_t *keep,
+                          int64_t K);
+/// Backward over the same T rows; dqkv [B, T, 3*H*Dh] is overwritten (dq,
+/// dk, dv in the qkv layout).
+/// row_keep == nullptr: every row is a query and a key (the plain gradient).
+/// row_keep != nullptr, row_keep[0..T): row t takes part (as query and as
+///   key) iff row_keep[t] >= 0; rows that do not take part get zero dq, dk,
+///   dv, are not attended to, and nothing of theirs (qkv, o, lse, dout) is
+///   read (the compact SBP drop_qkv backward: the tensors hold the gathered
+///   kept rows and row_keep is the keep list itself).
+/// head_keep == nullptr: every head; else head_keep[0..H) lists the kept
+///   heads, -1 padded: the other heads' dq, dk, dv columns are zero (SBP
+///   drop_head). Scratch: 4 B H T bytes.
+inline void attention_bwd(const Context &ctx, const float *qkv, const float *o,
+                          const float *lse, const float *dout, float *dqkv,
+                          int64_t B, int64_t T, int64_t H, int64_t Dh,
+                          float scale, const int32_t *row_keep,
+                          const int32_t *head_keep);
+/// SBP drop_query backward. The queries are the K rows keep[k] (-1 =
+/// padding: no query; entries distinct); keys and values are all T rows of
+/// qkv. o_k, dout_k: [B, K, H*Dh] and lse_k: [B, K, H] hold the kept query
+/// rows (gathered; padding rows are not read). dqkv [B, T, 3*H*Dh] is
+/// overwritten: dk, dv at every row (contributions of the kept queries
+/// only), dq at the kept rows, zero dq at every other row. Scratch:
+/// 4 B H K bytes.
+inline void attention_bwd_queries(const Context &ctx, const float *qkv,
+                                  const int32_t *keep, int64_t K,
+                                  const float *o_k, const float *lse_k,
+                                  const float *dout_k, float *dqkv, int64_t B,
+                                  int64_t T, int64_t H, int64_t Dh,
+                                  float scale);
+
+//===--- ViT class token and token pooling --------------------------------===//
+
+/// x [B, T, D] -> y [B, T+1, D]: y[b,0,:] = cls[:], y[b,1+t,:] = x[b,t,:].
+inline void cls_concat(const Context &ctx, const float *x, const float *cls,
+                       float *y, int64_t B, int64_t T, int64_t D);
+/// dx[b,t,:] = dy[b,1+t,:]; dcls[:] = sum_b dy[b,0,:] (double accumulation,
+/// deterministic). dy [B, T+1, D].
+inline void cls_concat_grad(const Context &ctx, const float *dy, float *dx,
+                            float *dcls, int64_t B, int64_t T, int64_t D);
+/// y[b,:] = x[b,index,:]; x [B, T, D], y [B, D]. An index outside [0, T)
+/// is padding: y = 0.
+inline void take_token(const Context &ctx, const float *x, float *y, int64_t B,
+                       int64_t T, int64_t D, int64_t index);
+/// dx = 0 except dx[b,index,:] = dy[b,:].
+inline void take_token_grad(const Context &ctx, const float *dy, float *dx,
+                            int64_t B, int64_t T, int64_t D, int64_t index);
 
 //===----------------------------------------------------------------------===//
 // Implementation
@@ -505,8 +553,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 //===--- Column sums (bias_grad, pos_grad, mean_tokens) -------------------===//
-// x [batches, rows, n] -> out [batches, n] = scale * sum over rows, in
-// double. A block owns a tile of `tile` column vectors and a split of the
+// x [batches, rows, n] (row stride ld, default n) -> out [batches, n] =
+// scale * sum over rows, in double. A block owns a tile of `tile` column vectors and a split of the
 // rows; its 256 threads form (256 / tile) row lanes, so a warp always reads
 // contiguous memory (a narrow matrix is read as a flat stream). With several
 // splits the per-split sums go to scratch and a second kernel adds them in
@@ -515,8 +563,8 @@ __global__ void __launch_bounds__(kThreads)
 template <int kVec>
 __global__ void __launch_bounds__(kThreads)
     colsum_kernel(const float *x, int64_t batches, int64_t rows, int64_t n,
-                  int tile, int64_t rows_per_split, double *partial, float *out,
-                  double scale) {
+                  int64_t ld, int tile, int64_t rows_per_split,
+                  double *partial, float *out, double scale) {
   __shared__ double sh[kThreads * kVec];
   const int lanes = kThreads / tile;
   const int cl = threadIdx.x % tile, lane = threadIdx.x / tile;
@@ -532,17 +580,17 @@ __global__ void __launch_bounds__(kThreads)
     for (int v = 0; v < kVec; ++v)
       acc[v] = 0.0;
     if (active) {
-      const float *xb = x + b * rows * n + col * kVec;
+      const float *xb = x + b * rows * ld + col * kVec;
 #pragma unroll 4
       for (int64_t r = r0 + lane; r < r1; r += lanes) {
         if constexpr (kVec == 4) {
-          const float4 q = *reinterpret_cast<const float4 *>(xb + r * n);
+          const float4 q = *reinterpret_cast<const float4 *>(xb + r * ld);
           acc[0] += double(q.x);
           acc[1] += double(q.y);
           acc[2] += double(q.z);
           acc[3] += double(q.w);
         } else {
-          acc[0] += double(xb[r * n]);
+          acc[0] += double(xb[r * ld]);
         }
       }
     }
@@ -586,12 +634,14 @@ __global__ void __launch_bounds__(kThreads)
 
 inline void column_sum(const Context &ctx, const char *name, const float *x,
                        int64_t batches, int64_t rows, int64_t n, float *out,
-                       double scale) {
+                       double scale, int64_t ld = 0) {
   if (batches <= 0 || n <= 0)
     return;
   if (rows < 0)
     rows = 0;
-  const bool vec = n % 4 == 0 && aligned16(x);
+  if (ld <= 0)
+    ld = n;
+  const bool vec = n % 4 == 0 && ld % 4 == 0 && aligned16(x);
   const int kv = vec ? 4 : 1;
   const int64_t nv = n / kv;
   const int tile = int(nv < 64 ? nv : 64);
@@ -632,10 +682,10 @@ inline void column_sum(const Context &ctx, const char *name, const float *x,
   const dim3 grid{unsigned(tiles), unsigned(splits), unsigned(zb)};
   if (vec)
     colsum_kernel<4><<<grid, kThreads, 0, ctx.stream>>>(
-        x, batches, rows, n, tile, per_split, partial, out, scale);
+        x, batches, rows, n, ld, tile, per_split, partial, out, scale);
   else
     colsum_kernel<1><<<grid, kThreads, 0, ctx.stream>>>(
-        x, batches, rows, n, tile, per_split, partial, out, scale);
+        x, batches, rows, n, ld, tile, per_split, partial, out, scale);
   check_launch(name);
   if (splits > 1) {
     colsum_finalize_kernel<>
@@ -1485,408 +1535,741 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 //===--- Attention --------------------------------------------------------===//
-// fp32 FlashAttention on CUDA cores, deterministic (no atomics).
-//  - Dh <= 64: tiled kernels of 128 threads. Thread t is in row group
-//    rg = t / 16 (16 lanes, half a warp: the online-softmax row statistics
-//    are 16-lane shuffles) and lane cl = t % 16. Tiles are stored
-//    transposed in shared memory where a thread reads several rows at one
-//    head dim, so those reads are 16-byte vectors.
-//  - 64 < Dh <= 128: one warp per query (or key) row, a warp reduction per
+// fp32 FlashAttention on CUDA cores over timm's qkv layout, deterministic (no
+// atomics anywhere).
+//  - Dh <= 64: tiled kernels of 128 threads (4 warps), templated on the
+//    padded head dim kDh (32 or 64). Every CTA owns one tile of one (batch,
+//    head) and streams the other side in tiles of 32 rows through shared
+//    memory. The inner loops are register-blocked outer products; operands
+//    that a thread reads at several rows for one head dim are stored
+//    transposed ([d][row], 16-byte rows) so those reads are float4
+//    broadcasts. A warp whose rows are all padding skips the arithmetic (it
+//    still helps load), so the last, mostly empty tile of T = 197 costs
+//    little.
+//  - 64 < Dh <= 128: one warp per query (key) row, a warp reduction per
 //    score. Correct, slower; no ViT uses it.
-// The backward is two passes over the score matrix: a key-stationary kernel
-// accumulates dK and dV in registers, a query-stationary one dQ (both
-// recompute P from lse), so no partial dQ has to be summed across blocks.
+// Forward: a CTA owns 64 queries and streams the keys with an online
+// softmax. With a keep list a small one-block kernel first splits the
+// tokens into the free ones (attend all T keys) and the kept ones (attend
+// the kept keys), and the query tiles run over those two lists: a kept
+// query's tile streams only the kept keys, so no score is computed to be
+// masked away (at keep 0.5 about 3/4 of the plain forward's work).
+// Backward: two passes over the score matrix, both recomputing P and dS
+// with the same tile function (attn_bwd_probs): a query-stationary pass
+// (dQ; it also computes D = rowsum(dO * O) of its queries into scratch),
+// then a key-stationary pass (dK, dV) that reads D. No partial sum is
+// shared between CTAs.
+// Every tile product goes through attn_tile_dot (4 x 4 register tiles of a
+// 64 x 32 product), the loop a tensor-core version would replace. The
+// kernels are bound by shared-memory bandwidth, which is paid per thread
+// and byte (a broadcast float4 read costs as much as a distinct one): a
+// thread loads ~0.4 floats per FMA. Measured on an H200, 8 x 8 register
+// tiles in 64-thread CTAs were slower (fewer warps to hide latency, and
+// coarser skipping of padding rows).
 
 constexpr int kAttnThreads = 128;
+constexpr int kAttnWarps = kAttnThreads / 32;
 constexpr int kAttnTiledMaxDh = 64;
 constexpr int kAttnMaxDh = 128;
+constexpr int kAttnRows = 64; // rows of a CTA's stationary tile
+constexpr int kAttnN = 32;    // rows of a streamed tile
+constexpr int kAttnS = kAttnRows + 4; // row stride of [d][64 rows] tiles
 
-__device__ __forceinline__ float group16_max(float v) {
+/// One attention call; every kernel takes it by value.
+struct AttnParams {
+  const float *qkv = nullptr; // [B, T, 3*H*Dh]
+  // Forward.
+  float *o = nullptr;         // [B, T, H*Dh]
+  float *lse_out = nullptr;   // [B, T, H], nullable
+  /// With a keep list: free tokens ascending at [0, nfree), kept tokens
+  /// ascending at [T, T + nkept); nfree at [2T], nkept at [2T + 1].
+  const int32_t *lists = nullptr;
+  int free_tiles = 0; // forward CTAs per (b, h) over the free tokens
+  // Backward: o_in, lse, dout hold one row per query index q < Tq.
+  const float *o_in = nullptr, *lse = nullptr, *dout = nullptr;
+  float *dqkv = nullptr;
+  float *rowdot = nullptr;            // scratch [B, H, Tq]: D of each query
+  const int32_t *row_keep = nullptr;  // attention_bwd: [T]
+  const int32_t *head_keep = nullptr; // attention_bwd: [H]
+  const int32_t *queries = nullptr;   // attention_bwd_queries: keep[0..Tq)
+  bool query_list = false;            // attention_bwd_queries
+  int B = 0, T = 0, H = 0, Dh = 0, Tq = 0;
+  int tiles = 0; // CTAs per (b, h)
+  float scale = 1.0f;
+  bool vec = false; // Dh % 4 == 0 and every tensor 16-byte aligned
+};
+
+__device__ __forceinline__ int64_t attn_ld_qkv(const AttnParams &p) {
+  return int64_t(3) * p.H * p.Dh;
+}
+__device__ __forceinline__ int64_t attn_ld_o(const AttnParams &p) {
+  return int64_t(p.H) * p.Dh;
+}
+
+/// qkv row of backward query q (< Tq), or -1 if it does not take part.
+__device__ __forceinline__ int attn_query_row(const AttnParams &p, int q) {
+  if (q >= p.Tq)
+    return -1;
+  if (p.query_list) {
+    const int r = __ldg(p.queries + q);
+    return r >= 0 && r < p.T ? r : -1;
+  }
+  return !p.row_keep || __ldg(p.row_keep + q) >= 0 ? q : -1;
+}
+/// Backward: key row j takes part.
+__device__ __forceinline__ bool attn_key_ok(const AttnParams &p, int j) {
+  return j < p.T && (!p.row_keep || __ldg(p.row_keep + j) >= 0);
+}
+/// attention_bwd: head h gets a gradient.
+__device__ __forceinline__ bool attn_head_kept(const AttnParams &p, int h) {
+  if (!p.head_keep)
+    return true;
+  for (int i = 0; i < p.H; ++i)
+    if (__ldg(p.head_keep + i) == h)
+      return true;
+  return false;
+}
+/// Bit r: token t0 + r is listed in keep[0..K). Whole warp, every lane gets
+/// the word.
+__device__ __forceinline__ uint32_t attn_warp_listed(const int32_t *keep,
+                                                     int K, int t0) {
+  uint32_t w = 0;
+  for (int e = int(threadIdx.x & 31); e < K; e += 32) {
+    const int t = __ldg(keep + e);
+    if (t >= t0 && t - t0 < 32)
+      w |= 1u << (t - t0);
+  }
 #pragma unroll
-  for (int o = 8; o > 0; o >>= 1)
+  for (int o = 16; o > 0; o >>= 1)
+    w |= __shfl_xor_sync(kFullMask, w, o);
+  return w;
+}
+
+/// The probability and the scaled score gradient of one (query, key) pair
+/// from s = q.k, dp = dO.v and the query's lse and D = rowsum(dO * O):
+/// P = exp(scale s - lse), dS = scale P (dp - D), so dQ = dS K, dK = dS^T Q.
+__device__ __forceinline__ void attn_prob_ds(float s, float dp, float lse,
+                                             float rd, float scale, float &p,
+                                             float &ds) {
+  p = expf(scale * s - lse);
+  ds = p * (dp - rd) * scale;
+}
+
+__device__ __forceinline__ float group8_max(float v) {
+#pragma unroll
+  for (int o = 4; o > 0; o >>= 1)
     v = fmaxf(v, __shfl_xor_sync(kFullMask, v, o));
   return v;
 }
-__device__ __forceinline__ float group16_sum(float v) {
+__device__ __forceinline__ float group8_sum(float v) {
 #pragma unroll
-  for (int o = 8; o > 0; o >>= 1)
+  for (int o = 4; o > 0; o >>= 1)
     v += __shfl_xor_sync(kFullMask, v, o);
   return v;
 }
 
-/// Loads rows [r0, r0 + kRows) of a [T, H*Dh] head slice into shared
-/// memory, zero beyond T and Dh: transposed (dst[d * stride + r]) or not
-/// (dst[r * stride + d]), optionally scaled.
-template <int kRows, int kDh, bool kTransposed>
-__device__ __forceinline__ void
-attn_load_tile(float *dst, int stride, const float *src, int64_t ld, int r0,
-               int T, int Dh, float scale = 1.0f) {
-  for (int e = threadIdx.x; e < kRows * kDh; e += kAttnThreads) {
-    const int r = e / kDh, d = e % kDh;
-    const float val =
-        r0 + r < T && d < Dh ? src[int64_t(r0 + r) * ld + d] * scale : 0.0f;
-    dst[kTransposed ? d * stride + r : r * stride + d] = val;
-  }
-}
-
-/// Forward, Dh <= kDh <= 64: a block owns 64 queries of one (batch, head)
-/// and streams the keys in tiles of 32. Thread rows rg*8 + i (i < 8), score
-/// columns cl*2 + j (j < 2), output dims cl*kD + d.
+/// The 4 x 4 register tile of the thread (rg = t / 8, cl = t % 8) in a
+/// 64 x 32 product of a transposed stationary tile sAT ([d][row], stride
+/// kAttnS: rows rg*4 + i) and a row-major streamed one sX ([col][d], stride
+/// kDh + 4: columns cl + 8*jj): out[i][jj] = sum_d A[row][d] X[col][d]. Per
+/// 4 dims, 8 conflict-free float4 reads (32 floats a thread) feed 64 FMAs.
+/// (The loop a tensor-core version would replace.)
 template <int kDh>
-__global__ void __launch_bounds__(kAttnThreads)
-    attention_fwd_tiled_kernel(const float *q, const float *k, const float *v,
-                               float *o, float *lse, int H, int Tq, int Tk,
-                               int Dh, float scale, int qtiles) {
-  constexpr int kQ = 64, kK = 32, kD = kDh / 16;
-  constexpr int kQS = kQ + 4, kKS = kK + 4; // row strides, 16-byte multiples
-  __shared__ __align__(16) float sqT[kDh * kQS]; // [d][query], pre-scaled
-  __shared__ __align__(16) float skT[kDh * kKS]; // [d][key]
-  __shared__ __align__(16) float sv[kK * kDh];   // [key][d]
-  __shared__ __align__(16) float spT[kK * kQS];  // [key][query]
-  const int t = threadIdx.x, rg = t >> 4, cl = t & 15;
-  const int bh = blockIdx.x / qtiles, i0 = (blockIdx.x % qtiles) * kQ;
-  const int b = bh / H, h = bh % H;
-  const int64_t ld = int64_t(H) * Dh;
-  const float *qb = q + (int64_t(b) * Tq * H + h) * Dh;
-  const float *kb = k + (int64_t(b) * Tk * H + h) * Dh;
-  const float *vb = v + (int64_t(b) * Tk * H + h) * Dh;
-  attn_load_tile<kQ, kDh, true>(sqT, kQS, qb, ld, i0, Tq, Dh, scale);
-  float m[8], l[8], acc[8][kD];
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    m[i] = -INFINITY;
-    l[i] = 0.0f;
-#pragma unroll
-    for (int d = 0; d < kD; ++d)
-      acc[i][d] = 0.0f;
-  }
-  for (int j0 = 0; j0 < Tk; j0 += kK) {
-    __syncthreads(); // the previous tile's reads are done
-    attn_load_tile<kK, kDh, true>(skT, kKS, kb, ld, j0, Tk, Dh);
-    attn_load_tile<kK, kDh, false>(sv, kDh, vb, ld, j0, Tk, Dh);
-    __syncthreads();
-    float s[8][2];
-#pragma unroll
-    for (int i = 0; i < 8; ++i)
-      s[i][0] = s[i][1] = 0.0f;
-#pragma unroll 4
-    for (int d = 0; d < kDh; ++d) {
-      const float4 qa =
-          *reinterpret_cast<const float4 *>(sqT + d * kQS + rg * 8);
-      const float4 qc =
-          *reinterpret_cast<const float4 *>(sqT + d * kQS + rg * 8 + 4);
-      const float2 kk =
-          *reinterpret_cast<const float2 *>(skT + d * kKS + cl * 2);
-      const float qv[8] = {qa.x, qa.y, qa.z, qa.w, qc.x, qc.y, qc.z, qc.w};
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        s[i][0] = fmaf(qv[i], kk.x, s[i][0]);
-        s[i][1] = fmaf(qv[i], kk.y, s[i][1]);
-      }
-    }
-    const bool in0 = j0 + cl * 2 < Tk, in1 = j0 + cl * 2 + 1 < Tk;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const float s0 = in0 ? s[i][0] : -INFINITY;
-      const float s1 = in1 ? s[i][1] : -INFINITY;
-      // Finite: every tile holds at least one real key.
-      const float mNew = fmaxf(m[i], group16_max(fmaxf(s0, s1)));
-      const float rescale = expf(m[i] - mNew); // 0 on the first tile
-      const float p0 = expf(s0 - mNew), p1 = expf(s1 - mNew);
-      l[i] = l[i] * rescale + group16_sum(p0 + p1);
-      m[i] = mNew;
-#pragma unroll
-      for (int d = 0; d < kD; ++d)
-        acc[i][d] *= rescale;
-      spT[(cl * 2) * kQS + rg * 8 + i] = p0;
-      spT[(cl * 2 + 1) * kQS + rg * 8 + i] = p1;
-    }
-    __syncwarp(); // P rows of a row group are written and read by it alone
-#pragma unroll 4
-    for (int j = 0; j < kK; ++j) {
-      const float4 pa =
-          *reinterpret_cast<const float4 *>(spT + j * kQS + rg * 8);
-      const float4 pc =
-          *reinterpret_cast<const float4 *>(spT + j * kQS + rg * 8 + 4);
-      const float pv[8] = {pa.x, pa.y, pa.z, pa.w, pc.x, pc.y, pc.z, pc.w};
-      float vv[kD];
-      if constexpr (kD == 4) {
-        const float4 x =
-            *reinterpret_cast<const float4 *>(sv + j * kDh + cl * 4);
-        vv[0] = x.x;
-        vv[1] = x.y;
-        vv[2] = x.z;
-        vv[3] = x.w;
-      } else {
-#pragma unroll
-        for (int d = 0; d < kD; ++d)
-          vv[d] = sv[j * kDh + cl * kD + d];
-      }
-#pragma unroll
-      for (int i = 0; i < 8; ++i)
-#pragma unroll
-        for (int d = 0; d < kD; ++d)
-          acc[i][d] = fmaf(pv[i], vv[d], acc[i][d]);
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const int qi = i0 + rg * 8 + i;
-    if (qi >= Tq)
-      continue;
-    const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
-    float *oi = o + (int64_t(b) * Tq + qi) * ld + int64_t(h) * Dh;
-#pragma unroll
-    for (int d = 0; d < kD; ++d)
-      if (cl * kD + d < Dh)
-        oi[cl * kD + d] = acc[i][d] * inv;
-    if (lse && cl == 0)
-      lse[int64_t(bh) * Tq + qi] = m[i] + logf(l[i]);
-  }
-}
-
-/// rowdot[b,h,i] = sum_d dout[b,i,h,d] * o[b,i,h,d] (warp per row; rows in
-/// memory order (b, i, h)).
-template <int kUnused = 0>
-__global__ void __launch_bounds__(kThreads)
-    attention_rowdot_kernel(const float *o, const float *dout, float *rowdot,
-                            int64_t rows, int H, int Tq, int Dh) {
-  const int lane = threadIdx.x & 31;
-  const int64_t nwarps = int64_t(gridDim.x) * (kThreads / 32);
-  for (int64_t r = int64_t(blockIdx.x) * (kThreads / 32) + (threadIdx.x >> 5);
-       r < rows; r += nwarps) {
-    const float *oi = o + r * Dh, *gi = dout + r * Dh;
-    float s = 0.0f;
-    for (int d = lane; d < Dh; d += 32)
-      s += oi[d] * gi[d];
-    s = warp_sum(s);
-    if (lane == 0) {
-      const int64_t h = r % H, bi = r / H, i = bi % Tq, b = bi / Tq;
-      rowdot[(b * H + h) * Tq + i] = s;
-    }
-  }
-}
-
-/// Backward dK, dV, Dh <= kDh <= 64: a block owns 32 keys and streams the
-/// queries in tiles of 32. Thread key rows rg*4 + i (i < 4), query columns
-/// cl*2 + j (j < 2), head dims cl + 16 d.
-template <int kDh>
-__global__ void __launch_bounds__(kAttnThreads)
-    attention_bwd_dkdv_tiled_kernel(const float *q, const float *k,
-                                    const float *v, const float *lse,
-                                    const float *rowdot, const float *dout,
-                                    float *dk, float *dv, int H, int Tq, int Tk,
-                                    int Dh, float scale, int ktiles) {
-  constexpr int kN = 32, kD = kDh / 16;
-  constexpr int kS = kN + 4, kR = kDh + 1;
-  __shared__ __align__(16) float skT[kDh * kS]; // [d][key]
-  __shared__ __align__(16) float svT[kDh * kS];
-  __shared__ float sq[kN * kR];                // [query][d]
-  __shared__ float sg[kN * kR];                // dout
-  __shared__ __align__(16) float sP[kN * kS];  // [query][key]
-  __shared__ __align__(16) float sdS[kN * kS]; // [query][key]
-  __shared__ float slse[kN], srd[kN];
-  const int t = threadIdx.x, rg = t >> 4, cl = t & 15;
-  const int bh = blockIdx.x / ktiles, j0 = (blockIdx.x % ktiles) * kN;
-  const int b = bh / H, h = bh % H;
-  const int64_t ld = int64_t(H) * Dh;
-  const float *qb = q + (int64_t(b) * Tq * H + h) * Dh;
-  const float *gb = dout + (int64_t(b) * Tq * H + h) * Dh;
-  attn_load_tile<kN, kDh, true>(skT, kS, k + (int64_t(b) * Tk * H + h) * Dh, ld,
-                                j0, Tk, Dh);
-  attn_load_tile<kN, kDh, true>(svT, kS, v + (int64_t(b) * Tk * H + h) * Dh, ld,
-                                j0, Tk, Dh);
-  float adk[4][kD], adv[4][kD];
+__device__ __forceinline__ void attn_tile_dot(const float *sAT, const float *sX,
+                                              int rg, int cl,
+                                              float (&out)[4][4]) {
+  constexpr int kS = kAttnS, kR = kDh + 4;
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
-    for (int d = 0; d < kD; ++d)
-      adk[i][d] = adv[i][d] = 0.0f;
-  for (int i0 = 0; i0 < Tq; i0 += kN) {
-    __syncthreads();
-    attn_load_tile<kN, kDh, false>(sq, kR, qb, ld, i0, Tq, Dh);
-    attn_load_tile<kN, kDh, false>(sg, kR, gb, ld, i0, Tq, Dh);
-    if (t < kN) {
-      const bool in = i0 + t < Tq;
-      slse[t] = in ? lse[int64_t(bh) * Tq + i0 + t] : INFINITY; // p = 0
-      srd[t] = in ? rowdot[int64_t(bh) * Tq + i0 + t] : 0.0f;
+    for (int jj = 0; jj < 4; ++jj)
+      out[i][jj] = 0.0f;
+#pragma unroll 2
+  for (int d = 0; d < kDh; d += 4) {
+    float x[4][4];
+#pragma unroll
+    for (int jj = 0; jj < 4; ++jj) {
+      const float4 v =
+          *reinterpret_cast<const float4 *>(sX + (cl + 8 * jj) * kR + d);
+      x[jj][0] = v.x;
+      x[jj][1] = v.y;
+      x[jj][2] = v.z;
+      x[jj][3] = v.w;
     }
-    __syncthreads();
-    float s[4][2], dp[4][2];
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
-      s[i][0] = s[i][1] = dp[i][0] = dp[i][1] = 0.0f;
-#pragma unroll 4
-    for (int d = 0; d < kDh; ++d) {
-      const float4 kk =
-          *reinterpret_cast<const float4 *>(skT + d * kS + rg * 4);
-      const float4 vv =
-          *reinterpret_cast<const float4 *>(svT + d * kS + rg * 4);
-      const float kr[4] = {kk.x, kk.y, kk.z, kk.w};
-      const float vr[4] = {vv.x, vv.y, vv.z, vv.w};
-      const float q0 = sq[(cl * 2) * kR + d], q1 = sq[(cl * 2 + 1) * kR + d];
-      const float g0 = sg[(cl * 2) * kR + d], g1 = sg[(cl * 2 + 1) * kR + d];
+    for (int dd = 0; dd < 4; ++dd) {
+      const float4 a =
+          *reinterpret_cast<const float4 *>(sAT + (d + dd) * kS + rg * 4);
+      const float av[4] = {a.x, a.y, a.z, a.w};
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        s[i][0] = fmaf(kr[i], q0, s[i][0]);
-        s[i][1] = fmaf(kr[i], q1, s[i][1]);
-        dp[i][0] = fmaf(vr[i], g0, dp[i][0]);
-        dp[i][1] = fmaf(vr[i], g1, dp[i][1]);
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int jj = 0; jj < 4; ++jj)
+          out[i][jj] = fmaf(av[i], x[jj][dd], out[i][jj]);
+    }
+  }
+}
+
+/// Stores a thread's 4*kH values (dims 32*h + cl*4 + e) of one row to dst,
+/// or zeros; dims >= Dh are dropped.
+template <int kH>
+__device__ __forceinline__ void attn_store_quads(float *dst,
+                                                 const float (&a)[4 * kH],
+                                                 int cl, int Dh, bool vec,
+                                                 bool zero) {
+#pragma unroll
+  for (int hh = 0; hh < kH; ++hh) {
+    const int d = 32 * hh + cl * 4;
+    float v[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      v[e] = zero ? 0.0f : a[4 * hh + e];
+    if (vec) {
+      if (d < Dh) // Dh % 4 == 0: all four or none
+        *reinterpret_cast<float4 *>(dst + d) =
+            make_float4(v[0], v[1], v[2], v[3]);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (d + e < Dh)
+          dst[d + e] = v[e];
+    }
+  }
+}
+
+/// Loads rows 0..kRows-1 of a tile into shared memory: tile row r is source
+/// row row_of(r) (-1: zeros) of `src` (row stride ld), columns >= Dh zero,
+/// times scale. kTransposed: dst[d * kStride + r], else dst[r * kStride + d].
+/// Float4 path (vec): a warp instruction reads 16 rows x 32 contiguous
+/// bytes; transposed stores then hit 32 distinct banks (kStride % 32 == 4),
+/// row-major ones are float4 (kStride % 4 == 0) or float2 (kStride % 32 ==
+/// 2) and conflict-free too.
+template <int kRows, int kDh, int kStride, bool kTransposed, class RowOf>
+__device__ __forceinline__ void attn_load_tile(float *dst, const float *src,
+                                               int64_t ld, int Dh, bool vec,
+                                               float scale, RowOf row_of) {
+  if (vec) {
+    constexpr int kPairs = kDh / 8; // pairs of float4 columns
+    constexpr int kItems = kRows / 16 * kPairs;
+    static_assert(kItems % kAttnWarps == 0, "tile shape");
+    constexpr int kPer = kItems / kAttnWarps;
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    float4 x[kPer];
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const int it = w + u * kAttnWarps;
+      const int r = it / kPairs * 16 + (lane & 15);
+      const int c = ((it % kPairs) * 2 + (lane >> 4)) * 4;
+      const int row = c < Dh ? row_of(r) : -1;
+      x[u] = row >= 0 ? *reinterpret_cast<const float4 *>(
+                            src + int64_t(row) * ld + c)
+                      : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const int it = w + u * kAttnWarps;
+      const int r = it / kPairs * 16 + (lane & 15);
+      const int c = ((it % kPairs) * 2 + (lane >> 4)) * 4;
+      const float4 v = make_float4(x[u].x * scale, x[u].y * scale,
+                                   x[u].z * scale, x[u].w * scale);
+      if constexpr (kTransposed) {
+        dst[(c + 0) * kStride + r] = v.x;
+        dst[(c + 1) * kStride + r] = v.y;
+        dst[(c + 2) * kStride + r] = v.z;
+        dst[(c + 3) * kStride + r] = v.w;
+      } else if constexpr (kStride % 4 == 0) {
+        *reinterpret_cast<float4 *>(dst + r * kStride + c) = v;
+      } else {
+        static_assert(kStride % 2 == 0, "float2 rows");
+        *reinterpret_cast<float2 *>(dst + r * kStride + c) =
+            make_float2(v.x, v.y);
+        *reinterpret_cast<float2 *>(dst + r * kStride + c + 2) =
+            make_float2(v.z, v.w);
       }
     }
+  } else {
+    for (int e = threadIdx.x; e < kRows * kDh; e += kAttnThreads) {
+      const int r = e / kDh, d = e % kDh;
+      const int row = d < Dh ? row_of(r) : -1;
+      const float val = row >= 0 ? src[int64_t(row) * ld + d] * scale : 0.0f;
+      dst[kTransposed ? d * kStride + r : r * kStride + d] = val;
+    }
+  }
+}
+
+/// One-block kernel: splits the T tokens by membership in keep[0..K) into
+/// the free and the kept list (both ascending) and their counts, as
+/// AttnParams::lists describes; flags (T ints) is its working space.
+template <int kUnused = 0>
+__global__ void __launch_bounds__(1024)
+    attention_keep_lists_kernel(const int32_t *keep, int K, int T,
+                                int32_t *lists, int32_t *flags) {
+  __shared__ int warp_kept[32];
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  const int nthreads = blockDim.x, nwarps = nthreads / 32;
+  for (int t = tid; t < T; t += nthreads)
+    flags[t] = 0;
+  __syncthreads();
+  for (int e = tid; e < K; e += nthreads) {
+    const int t = keep[e];
+    if (t >= 0 && t < T)
+      flags[t] = 1; // repeated entries write the same value
+  }
+  __syncthreads();
+  int nkept = 0; // before this chunk, the same in every thread
+  for (int c0 = 0; c0 < T; c0 += nthreads) {
+    const int t = c0 + tid;
+    const bool in = t < T, kept = in && flags[t] != 0;
+    const unsigned ballot = __ballot_sync(kFullMask, kept);
+    if (lane == 0)
+      warp_kept[w] = __popc(ballot);
+    __syncthreads();
+    int before = nkept, total = nkept;
+    for (int x = 0; x < nwarps; ++x) {
+      before += x < w ? warp_kept[x] : 0;
+      total += warp_kept[x];
+    }
+    before += __popc(ballot & ((1u << lane) - 1u));
+    if (kept)
+      lists[T + before] = t;
+    else if (in)
+      lists[t - before] = t; // free tokens before t: t - kept before t
+    __syncthreads(); // warp_kept is rewritten by the next chunk
+    nkept = total;
+  }
+  if (tid == 0) {
+    lists[2 * T] = T - nkept;
+    lists[2 * T + 1] = nkept;
+  }
+}
+
+/// Forward, Dh <= kDh <= 64: a CTA owns 64 queries of one (batch, head)
+/// (from the free or the kept list with a keep list) and streams their keys
+/// in tiles of 32. Thread (rg = t / 8, cl = t % 8): query rows rg*4 + i
+/// (i < 4), key columns cl + 8*jj (jj < 4), output dims 32*h + cl*4 + e.
+/// Shared-memory reads are float4 and conflict-free: 8 FMAs per wavefront
+/// in the scores, ~11 in P V.
+template <int kDh>
+__global__ void __launch_bounds__(kAttnThreads, 4)
+    attention_fwd_tiled_kernel(const AttnParams p) {
+  constexpr int kQ = kAttnRows, kK = kAttnN, kH = kDh / 32;
+  constexpr int kQS = kAttnS, kRS = kDh + 4; // 16-byte rows, 4 banks apart
+  __shared__ __align__(16) float sqT[kDh * kQS]; // [d][query], pre-scaled
+  __shared__ __align__(16) float sk[kK * kRS];   // [key][d]
+  __shared__ __align__(16) float sv[kK * kRS];   // [key][d]
+  __shared__ __align__(16) float spT[kK * kQS];  // [key][query]
+  const int t = threadIdx.x, warp = t >> 5, rg = t >> 3, cl = t & 7;
+  const int bh = blockIdx.x / p.tiles, tile = blockIdx.x % p.tiles;
+  const int b = bh / p.H, h = bh % p.H, T = p.T;
+  // The queries (and their keys): all tokens, the free ones (all keys) or
+  // the kept ones (kept keys).
+  const int32_t *qlist = nullptr, *klist = nullptr;
+  int nq = T, nk = T, i0 = tile * kQ;
+  if (p.lists) {
+    if (tile < p.free_tiles) {
+      qlist = p.lists;
+      nq = __ldg(p.lists + 2 * T);
+    } else {
+      qlist = klist = p.lists + T;
+      nq = nk = __ldg(p.lists + 2 * T + 1);
+      i0 = (tile - p.free_tiles) * kQ;
+    }
+  }
+  if (i0 >= nq) // a tile of the upper bound the host launched: no query
+    return;
+  const int64_t ld = attn_ld_qkv(p), hd = int64_t(p.H) * p.Dh;
+  const float *qb = p.qkv + int64_t(b) * T * ld + int64_t(h) * p.Dh;
+  const float *kb = qb + hd, *vb = qb + 2 * hd;
+  const auto qrow = [&](int r) {
+    const int i = i0 + r;
+    return i < nq ? (qlist ? __ldg(qlist + i) : i) : -1;
+  };
+  attn_load_tile<kQ, kDh, kQS, true>(sqT, qb, ld, p.Dh, p.vec, p.scale, qrow);
+  const bool active = i0 + warp * 16 < nq; // the warp has a real query
+  float m[4], l[4], acc[4][4 * kH];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    m[i] = -INFINITY;
+    l[i] = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 4 * kH; ++e)
+      acc[i][e] = 0.0f;
+  }
+  for (int j0 = 0; j0 < nk; j0 += kK) {
+    __syncthreads(); // the previous tile's reads are done
+    const auto krow = [&](int r) {
+      const int j = j0 + r;
+      return j < nk ? (klist ? __ldg(klist + j) : j) : -1;
+    };
+    attn_load_tile<kK, kDh, kRS, false>(sk, kb, ld, p.Dh, p.vec, 1.0f, krow);
+    attn_load_tile<kK, kDh, kRS, false>(sv, vb, ld, p.Dh, p.vec, 1.0f, krow);
+    __syncthreads();
+    if (!active)
+      continue;
+    float s[4][4];
+    attn_tile_dot<kDh>(sqT, sk, rg, cl, s);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const bool key_in = j0 + rg * 4 + i < Tk;
+      float mx = -INFINITY;
 #pragma unroll
-      for (int jj = 0; jj < 2; ++jj) {
-        const int qc = cl * 2 + jj;
-        const float p = key_in ? expf(scale * s[i][jj] - slse[qc]) : 0.0f;
-        sP[qc * kS + rg * 4 + i] = p;
-        sdS[qc * kS + rg * 4 + i] = p * (dp[i][jj] - srd[qc]) * scale;
+      for (int jj = 0; jj < 4; ++jj) {
+        if (j0 + cl + 8 * jj >= nk)
+          s[i][jj] = -INFINITY;
+        mx = fmaxf(mx, s[i][jj]);
+      }
+      // Finite: key j0 of every tile is a real key.
+      const float mNew = fmaxf(m[i], group8_max(mx));
+      const float rescale = expf(m[i] - mNew); // 0 on the first tile
+      float sum = 0.0f;
+#pragma unroll
+      for (int jj = 0; jj < 4; ++jj)
+        sum += (s[i][jj] = expf(s[i][jj] - mNew));
+      l[i] = l[i] * rescale + group8_sum(sum);
+      m[i] = mNew;
+#pragma unroll
+      for (int e = 0; e < 4 * kH; ++e)
+        acc[i][e] *= rescale;
+    }
+#pragma unroll
+    for (int jj = 0; jj < 4; ++jj)
+      *reinterpret_cast<float4 *>(spT + (cl + 8 * jj) * kQS + rg * 4) =
+          make_float4(s[0][jj], s[1][jj], s[2][jj], s[3][jj]);
+    __syncwarp(); // a row group reads only the P rows its 8 lanes wrote
+#pragma unroll 4
+    for (int j = 0; j < kK; ++j) {
+      const float4 p4 =
+          *reinterpret_cast<const float4 *>(spT + j * kQS + rg * 4);
+      const float pr[4] = {p4.x, p4.y, p4.z, p4.w};
+#pragma unroll
+      for (int hh = 0; hh < kH; ++hh) {
+        const float4 v = *reinterpret_cast<const float4 *>(
+            sv + j * kRS + 32 * hh + cl * 4);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          acc[i][4 * hh + 0] = fmaf(pr[i], v.x, acc[i][4 * hh + 0]);
+          acc[i][4 * hh + 1] = fmaf(pr[i], v.y, acc[i][4 * hh + 1]);
+          acc[i][4 * hh + 2] = fmaf(pr[i], v.z, acc[i][4 * hh + 2]);
+          acc[i][4 * hh + 3] = fmaf(pr[i], v.w, acc[i][4 * hh + 3]);
+        }
       }
     }
-    __syncwarp(); // a row group reads only the key rows it wrote
+  }
+  if (!active)
+    return;
+  const int64_t ldo = attn_ld_o(p);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int tok = qrow(rg * 4 + i);
+    if (tok < 0)
+      continue;
+    const float inv = 1.0f / l[i]; // l >= 1: the maximum's own term
+#pragma unroll
+    for (int e = 0; e < 4 * kH; ++e)
+      acc[i][e] *= inv;
+    attn_store_quads<kH>(p.o + (int64_t(b) * T + tok) * ldo +
+                             int64_t(h) * p.Dh,
+                         acc[i], cl, p.Dh, p.vec, false);
+    if (p.lse_out && cl == 0)
+      p.lse_out[(int64_t(b) * T + tok) * p.H + h] = m[i] + logf(l[i]);
+  }
+}
+
+/// The backward's tile of probabilities P and scaled score gradients dS,
+/// shared by both passes: rows r = rg*4 + i (i < 4) of the 64 stationary
+/// rows, columns c = cl + 8*jj (jj < 4) of the 32 streamed ones. s = A_r .
+/// X_c and dp = B_r . Y_c (attn_tile_dot), with A, B transposed ([d][row],
+/// stride kAttnS) and X, Y row-major ([col][d], stride kDh + 4). The query
+/// of a pair is the row (dQ pass: A = Q, B = dO, X = K, Y = V) or the
+/// column (dK/dV pass: A = K, B = V, X = Q, Y = dO); slse and srd hold its
+/// lse and D, +inf and 0 for a query that does not take part (whose rows
+/// are zeros: P = 0). Bit k of key_bits: key k of the tile takes part.
+template <int kDh, bool kRowIsQuery>
+__device__ __forceinline__ void
+attn_bwd_probs(const float *sAT, const float *sBT, const float *sX,
+               const float *sY, const float *slse, const float *srd,
+               uint64_t key_bits, float scale, int rg, int cl,
+               float (&p)[4][4], float (&ds)[4][4]) {
+  float s[4][4], dp[4][4];
+  attn_tile_dot<kDh>(sAT, sX, rg, cl, s);
+  attn_tile_dot<kDh>(sBT, sY, rg, cl, dp);
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int jj = 0; jj < 4; ++jj) {
+      const int r = rg * 4 + i, c = cl + 8 * jj;
+      const int qi = kRowIsQuery ? r : c, kj = kRowIsQuery ? c : r;
+      float pv = 0.0f, dv = 0.0f;
+      if ((key_bits >> kj) & 1u)
+        attn_prob_ds(s[i][jj], dp[i][jj], slse[qi], srd[qi], scale, pv, dv);
+      p[i][jj] = pv;
+      ds[i][jj] = dv;
+    }
+}
+
+/// Zeros rows [r0, r0 + n) ∩ [0, rows) of a Dh-wide column block (row
+/// stride ld) with the whole CTA.
+__device__ __forceinline__ void attn_zero_rows(float *base, int64_t ld,
+                                               int r0, int n, int rows,
+                                               int Dh) {
+  for (int e = threadIdx.x; e < n * Dh; e += kAttnThreads) {
+    const int r = r0 + e / Dh;
+    if (r < rows)
+      base[int64_t(r) * ld + e % Dh] = 0.0f;
+  }
+}
+
+/// Dynamic shared memory of the backward kernels, in floats.
+template <int kDh> constexpr int attn_bwd_dq_smem_floats() {
+  return 2 * kDh * kAttnS + 2 * kAttnN * (kDh + 4) + kAttnN * kAttnS +
+         3 * kAttnRows;
+}
+template <int kDh> constexpr int attn_bwd_dkdv_smem_floats() {
+  return 2 * kDh * kAttnS + 2 * kAttnN * (kDh + 4) + 2 * kAttnN * kAttnS +
+         2 * kAttnN;
+}
+
+/// Backward pass 1, dQ, Dh <= kDh <= 64: a CTA owns 64 queries of one
+/// (batch, head), computes their D = rowsum(dO * O) (to p.rowdot for pass
+/// 2) and streams the keys in tiles of 32. Thread (rg = t / 8, cl = t % 8):
+/// query rows rg*4 + i, key columns cl + 8*jj, head dims 32*h + cl*4 + e.
+template <int kDh>
+__global__ void __launch_bounds__(kAttnThreads, 3)
+    attention_bwd_dq_tiled_kernel(const AttnParams p) {
+  constexpr int kN = kAttnN, kM = kAttnRows, kS = kAttnS, kR = kDh + 4,
+                kH = kDh / 32;
+  extern __shared__ __align__(16) float attn_smem[];
+  float *sqT = attn_smem;       // [d][query]
+  float *sgT = sqT + kDh * kS;  // dO, [d][query]
+  float *sk = sgT + kDh * kS;   // [key][d]; O ([query][d]) at the start
+  float *sv = sk + kN * kR;     // [key][d]
+  float *sdS = sv + kN * kR;    // [key][query]
+  float *slse = sdS + kN * kS;  // [query]
+  float *srd = slse + kM;       // [query]
+  int *srow = reinterpret_cast<int *>(srd + kM); // qkv row, -1: none
+  const int t = threadIdx.x, warp = t >> 5, lane = t & 31, rg = t >> 3,
+            cl = t & 7;
+  const int bh = blockIdx.x / p.tiles, i0 = (blockIdx.x % p.tiles) * kM;
+  const int b = bh / p.H, h = bh % p.H;
+  const int64_t ld = attn_ld_qkv(p), ldo = attn_ld_o(p),
+                hd = int64_t(p.H) * p.Dh;
+  const float *qb = p.qkv + int64_t(b) * p.T * ld + int64_t(h) * p.Dh;
+  float *dqb = p.dqkv + int64_t(b) * p.T * ld + int64_t(h) * p.Dh;
+  if (!attn_head_kept(p, h)) { // (attention_bwd only: Tq == T)
+    attn_zero_rows(dqb, ld, i0, kM, p.T, p.Dh);
+    return;
+  }
+  if (t < kM) {
+    const int row = attn_query_row(p, i0 + t);
+    srow[t] = row;
+    slse[t] = row >= 0 ? p.lse[(int64_t(b) * p.Tq + i0 + t) * p.H + h]
+                       : INFINITY; // P = 0
+  }
+  __syncthreads();
+  const float *gb = p.dout + int64_t(b) * p.Tq * ldo + int64_t(h) * p.Dh;
+  const float *ob = p.o_in + int64_t(b) * p.Tq * ldo + int64_t(h) * p.Dh;
+  const auto qrow = [&](int r) { return srow[r]; };
+  const auto grow = [&](int r) { return srow[r] >= 0 ? i0 + r : -1; };
+  attn_load_tile<kM, kDh, kS, true>(sqT, qb, ld, p.Dh, p.vec, 1.0f, qrow);
+  attn_load_tile<kM, kDh, kS, true>(sgT, gb, ldo, p.Dh, p.vec, 1.0f, grow);
+  attn_load_tile<kM, kDh, kR, false>(sk, ob, ldo, p.Dh, p.vec, 1.0f, grow);
+  __syncthreads();
+  { // D of query r: 2 threads, dims half + 2*k
+    const int r = t >> 1, half = t & 1;
+    float s = 0.0f;
+#pragma unroll 4
+    for (int d = half; d < kDh; d += 2)
+      s = fmaf(sgT[d * kS + r], sk[r * kR + d], s);
+    s += __shfl_xor_sync(kFullMask, s, 1);
+    if (half == 0) {
+      srd[r] = srow[r] >= 0 ? s : 0.0f;
+      if (i0 + r < p.Tq)
+        p.rowdot[int64_t(bh) * p.Tq + i0 + r] = srow[r] >= 0 ? s : 0.0f;
+    }
+  }
+  const bool active =
+      __any_sync(kFullMask, lane < 16 && srow[warp * 16 + lane] >= 0);
+  const float *kb = qb + hd, *vb = qb + 2 * hd;
+  float adq[4][4 * kH];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int e = 0; e < 4 * kH; ++e)
+      adq[i][e] = 0.0f;
+  for (int j0 = 0; j0 < p.T; j0 += kN) {
+    __syncthreads(); // the previous tile's (and O's) reads are done
+    const auto krow = [&](int r) {
+      return attn_key_ok(p, j0 + r) ? j0 + r : -1;
+    };
+    attn_load_tile<kN, kDh, kR, false>(sk, kb, ld, p.Dh, p.vec, 1.0f, krow);
+    attn_load_tile<kN, kDh, kR, false>(sv, vb, ld, p.Dh, p.vec, 1.0f, krow);
+    const uint32_t key_bits =
+        __ballot_sync(kFullMask, attn_key_ok(p, j0 + lane));
+    __syncthreads();
+    if (!active)
+      continue;
+    float pr[4][4], ds[4][4];
+    attn_bwd_probs<kDh, true>(sqT, sgT, sk, sv, slse, srd, key_bits, p.scale,
+                              rg, cl, pr, ds);
+#pragma unroll
+    for (int jj = 0; jj < 4; ++jj)
+      *reinterpret_cast<float4 *>(sdS + (cl + 8 * jj) * kS + rg * 4) =
+          make_float4(ds[0][jj], ds[1][jj], ds[2][jj], ds[3][jj]);
+    __syncwarp(); // a row group reads only the dS columns its lanes wrote
+#pragma unroll 4
+    for (int j = 0; j < kN; ++j) {
+      const float4 d4 =
+          *reinterpret_cast<const float4 *>(sdS + j * kS + rg * 4);
+      const float dr[4] = {d4.x, d4.y, d4.z, d4.w};
+#pragma unroll
+      for (int hh = 0; hh < kH; ++hh) {
+        const float4 k4 = *reinterpret_cast<const float4 *>(
+            sk + j * kR + 32 * hh + cl * 4);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          adq[i][4 * hh + 0] = fmaf(dr[i], k4.x, adq[i][4 * hh + 0]);
+          adq[i][4 * hh + 1] = fmaf(dr[i], k4.y, adq[i][4 * hh + 1]);
+          adq[i][4 * hh + 2] = fmaf(dr[i], k4.z, adq[i][4 * hh + 2]);
+          adq[i][4 * hh + 3] = fmaf(dr[i], k4.w, adq[i][4 * hh + 3]);
+        }
+      }
+    }
+    __syncwarp(); // sdS is rewritten by the next tile
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int r = rg * 4 + i;
+    int row = srow[r];
+    const bool zero = row < 0;
+    if (zero) // a row that does not take part: zero dq (attention_bwd)
+      row = !p.query_list && i0 + r < p.Tq ? i0 + r : -1;
+    if (row >= 0)
+      attn_store_quads<kH>(dqb + int64_t(row) * ld, adq[i], cl, p.Dh, p.vec,
+                           zero);
+  }
+}
+
+/// Backward pass 2, dK and dV, Dh <= kDh <= 64: a CTA owns 64 keys of one
+/// (batch, head) and streams the queries in tiles of 32, reading their D
+/// from pass 1. Thread (rg = t / 8, cl = t % 8): key rows rg*4 + i, query
+/// columns cl + 8*jj, head dims 32*h + cl*4 + e. With a query list it also
+/// writes the zero dq of its rows that are no query.
+template <int kDh>
+__global__ void __launch_bounds__(kAttnThreads, 3)
+    attention_bwd_dkdv_tiled_kernel(const AttnParams p) {
+  constexpr int kN = kAttnN, kM = kAttnRows, kS = kAttnS, kR = kDh + 4,
+                kH = kDh / 32;
+  extern __shared__ __align__(16) float attn_smem[];
+  float *skT = attn_smem;      // [d][key]
+  float *svT = skT + kDh * kS; // [d][key]
+  float *sq = svT + kDh * kS;  // [query][d]
+  float *sg = sq + kN * kR;    // dO, [query][d]
+  float *sP = sg + kN * kR;    // [query][key]
+  float *sdS = sP + kN * kS;   // [query][key]
+  float *slse = sdS + kN * kS; // [query]
+  float *srd = slse + kN;      // [query]
+  const int t = threadIdx.x, warp = t >> 5, lane = t & 31, rg = t >> 3,
+            cl = t & 7;
+  const int bh = blockIdx.x / p.tiles, j0 = (blockIdx.x % p.tiles) * kM;
+  const int b = bh / p.H, h = bh % p.H;
+  const int64_t ld = attn_ld_qkv(p), ldo = attn_ld_o(p),
+                hd = int64_t(p.H) * p.Dh;
+  const float *qb = p.qkv + int64_t(b) * p.T * ld + int64_t(h) * p.Dh;
+  float *dqb = p.dqkv + int64_t(b) * p.T * ld + int64_t(h) * p.Dh;
+  float *dkb = dqb + hd, *dvb = dqb + 2 * hd;
+  if (p.query_list) { // dq = 0 at the rows that are no query
+    const uint64_t listed =
+        attn_warp_listed(p.queries, p.Tq, j0) |
+        uint64_t(attn_warp_listed(p.queries, p.Tq, j0 + 32)) << 32;
+    for (int e = t; e < kM * p.Dh; e += kAttnThreads) {
+      const int r = e / p.Dh;
+      if (j0 + r < p.T && !((listed >> r) & 1u))
+        dqb[int64_t(j0 + r) * ld + e % p.Dh] = 0.0f;
+    }
+  }
+  const uint64_t key_bits =
+      __ballot_sync(kFullMask, attn_key_ok(p, j0 + lane)) |
+      uint64_t(__ballot_sync(kFullMask, attn_key_ok(p, j0 + 32 + lane)))
+          << 32;
+  if (!attn_head_kept(p, h) || key_bits == 0) {
+    attn_zero_rows(dkb, ld, j0, kM, p.T, p.Dh);
+    attn_zero_rows(dvb, ld, j0, kM, p.T, p.Dh);
+    return;
+  }
+  const auto krow = [&](int r) { return (key_bits >> r) & 1u ? j0 + r : -1; };
+  attn_load_tile<kM, kDh, kS, true>(skT, qb + hd, ld, p.Dh, p.vec, 1.0f, krow);
+  attn_load_tile<kM, kDh, kS, true>(svT, qb + 2 * hd, ld, p.Dh, p.vec, 1.0f,
+                                    krow);
+  const bool active = ((key_bits >> (warp * 16)) & 0xffffu) != 0;
+  const float *gb = p.dout + int64_t(b) * p.Tq * ldo + int64_t(h) * p.Dh;
+  float adk[4][4 * kH], adv[4][4 * kH];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int e = 0; e < 4 * kH; ++e)
+      adk[i][e] = adv[i][e] = 0.0f;
+  for (int i0 = 0; i0 < p.Tq; i0 += kN) {
+    __syncthreads(); // the previous tile's reads are done
+    const auto qrow = [&](int r) { return attn_query_row(p, i0 + r); };
+    const auto grow = [&](int r) {
+      return attn_query_row(p, i0 + r) >= 0 ? i0 + r : -1;
+    };
+    attn_load_tile<kN, kDh, kR, false>(sq, qb, ld, p.Dh, p.vec, 1.0f, qrow);
+    attn_load_tile<kN, kDh, kR, false>(sg, gb, ldo, p.Dh, p.vec, 1.0f, grow);
+    if (t < kN) {
+      const bool in = attn_query_row(p, i0 + t) >= 0;
+      slse[t] = in ? p.lse[(int64_t(b) * p.Tq + i0 + t) * p.H + h] : INFINITY;
+      srd[t] = in ? p.rowdot[int64_t(bh) * p.Tq + i0 + t] : 0.0f;
+    }
+    __syncthreads();
+    if (!active)
+      continue;
+    float pr[4][4], ds[4][4];
+    attn_bwd_probs<kDh, false>(skT, svT, sq, sg, slse, srd, key_bits, p.scale,
+                               rg, cl, pr, ds);
+#pragma unroll
+    for (int jj = 0; jj < 4; ++jj) {
+      *reinterpret_cast<float4 *>(sP + (cl + 8 * jj) * kS + rg * 4) =
+          make_float4(pr[0][jj], pr[1][jj], pr[2][jj], pr[3][jj]);
+      *reinterpret_cast<float4 *>(sdS + (cl + 8 * jj) * kS + rg * 4) =
+          make_float4(ds[0][jj], ds[1][jj], ds[2][jj], ds[3][jj]);
+    }
+    __syncwarp(); // a row group reads only the key rows its lanes wrote
 #pragma unroll 2
     for (int j = 0; j < kN; ++j) {
       const float4 p4 = *reinterpret_cast<const float4 *>(sP + j * kS + rg * 4);
       const float4 d4 =
           *reinterpret_cast<const float4 *>(sdS + j * kS + rg * 4);
-      const float pr[4] = {p4.x, p4.y, p4.z, p4.w};
-      const float dr[4] = {d4.x, d4.y, d4.z, d4.w};
-      float gq[kD], qq[kD];
+      const float pv[4] = {p4.x, p4.y, p4.z, p4.w};
+      const float dv[4] = {d4.x, d4.y, d4.z, d4.w};
 #pragma unroll
-      for (int d = 0; d < kD; ++d) {
-        gq[d] = sg[j * kR + cl + 16 * d];
-        qq[d] = sq[j * kR + cl + 16 * d];
+      for (int hh = 0; hh < kH; ++hh) {
+        const float4 g = *reinterpret_cast<const float4 *>(
+            sg + j * kR + 32 * hh + cl * 4);
+        const float4 q = *reinterpret_cast<const float4 *>(
+            sq + j * kR + 32 * hh + cl * 4);
+        const float gv[4] = {g.x, g.y, g.z, g.w};
+        const float qv[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            adv[i][4 * hh + e] = fmaf(pv[i], gv[e], adv[i][4 * hh + e]);
+            adk[i][4 * hh + e] = fmaf(dv[i], qv[e], adk[i][4 * hh + e]);
+          }
       }
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int d = 0; d < kD; ++d) {
-          adv[i][d] = fmaf(pr[i], gq[d], adv[i][d]);
-          adk[i][d] = fmaf(dr[i], qq[d], adk[i][d]);
-        }
     }
+    __syncwarp(); // sP, sdS are rewritten by the next tile
   }
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const int kr = j0 + rg * 4 + i;
-    if (kr >= Tk)
+    const int r = rg * 4 + i;
+    if (j0 + r >= p.T)
       continue;
-    const int64_t row = (int64_t(b) * Tk + kr) * ld + int64_t(h) * Dh;
-#pragma unroll
-    for (int d = 0; d < kD; ++d)
-      if (cl + 16 * d < Dh) {
-        dk[row + cl + 16 * d] = adk[i][d];
-        dv[row + cl + 16 * d] = adv[i][d];
-      }
-  }
-}
-
-/// Backward dQ, Dh <= kDh <= 64: a block owns 32 queries and streams the
-/// keys in tiles of 32. Thread query rows rg*4 + i, key columns cl*2 + j,
-/// head dims cl + 16 d.
-template <int kDh>
-__global__ void __launch_bounds__(kAttnThreads)
-    attention_bwd_dq_tiled_kernel(const float *q, const float *k,
-                                  const float *v, const float *lse,
-                                  const float *rowdot, const float *dout,
-                                  float *dq, int H, int Tq, int Tk, int Dh,
-                                  float scale, int qtiles) {
-  constexpr int kN = 32, kD = kDh / 16;
-  constexpr int kS = kN + 4, kR = kDh + 1;
-  __shared__ __align__(16) float sqT[kDh * kS]; // [d][query]
-  __shared__ __align__(16) float sgT[kDh * kS];
-  __shared__ float sk[kN * kR]; // [key][d]
-  __shared__ float sv[kN * kR];
-  __shared__ __align__(16) float sdS[kN * kS]; // [key][query]
-  __shared__ float slse[kN], srd[kN];
-  const int t = threadIdx.x, rg = t >> 4, cl = t & 15;
-  const int bh = blockIdx.x / qtiles, i0 = (blockIdx.x % qtiles) * kN;
-  const int b = bh / H, h = bh % H;
-  const int64_t ld = int64_t(H) * Dh;
-  const float *kb = k + (int64_t(b) * Tk * H + h) * Dh;
-  const float *vb = v + (int64_t(b) * Tk * H + h) * Dh;
-  attn_load_tile<kN, kDh, true>(sqT, kS, q + (int64_t(b) * Tq * H + h) * Dh, ld,
-                                i0, Tq, Dh);
-  attn_load_tile<kN, kDh, true>(sgT, kS, dout + (int64_t(b) * Tq * H + h) * Dh,
-                                ld, i0, Tq, Dh);
-  if (t < kN) {
-    const bool in = i0 + t < Tq;
-    slse[t] = in ? lse[int64_t(bh) * Tq + i0 + t] : INFINITY;
-    srd[t] = in ? rowdot[int64_t(bh) * Tq + i0 + t] : 0.0f;
-  }
-  float adq[4][kD];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int d = 0; d < kD; ++d)
-      adq[i][d] = 0.0f;
-  for (int j0 = 0; j0 < Tk; j0 += kN) {
-    __syncthreads();
-    attn_load_tile<kN, kDh, false>(sk, kR, kb, ld, j0, Tk, Dh);
-    attn_load_tile<kN, kDh, false>(sv, kR, vb, ld, j0, Tk, Dh);
-    __syncthreads();
-    float s[4][2], dp[4][2];
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-      s[i][0] = s[i][1] = dp[i][0] = dp[i][1] = 0.0f;
-#pragma unroll 4
-    for (int d = 0; d < kDh; ++d) {
-      const float4 qq =
-          *reinterpret_cast<const float4 *>(sqT + d * kS + rg * 4);
-      const float4 gg =
-          *reinterpret_cast<const float4 *>(sgT + d * kS + rg * 4);
-      const float qr[4] = {qq.x, qq.y, qq.z, qq.w};
-      const float gr[4] = {gg.x, gg.y, gg.z, gg.w};
-      const float k0 = sk[(cl * 2) * kR + d], k1 = sk[(cl * 2 + 1) * kR + d];
-      const float v0 = sv[(cl * 2) * kR + d], v1 = sv[(cl * 2 + 1) * kR + d];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        s[i][0] = fmaf(qr[i], k0, s[i][0]);
-        s[i][1] = fmaf(qr[i], k1, s[i][1]);
-        dp[i][0] = fmaf(gr[i], v0, dp[i][0]);
-        dp[i][1] = fmaf(gr[i], v1, dp[i][1]);
-      }
-    }
-#pragma unroll
-    for (int jj = 0; jj < 2; ++jj) {
-      const int kc = cl * 2 + jj;
-      const bool key_in = j0 + kc < Tk;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int qr = rg * 4 + i;
-        const float p = key_in ? expf(scale * s[i][jj] - slse[qr]) : 0.0f;
-        sdS[kc * kS + qr] = p * (dp[i][jj] - srd[qr]) * scale;
-      }
-    }
-    __syncwarp();
-#pragma unroll 2
-    for (int j = 0; j < kN; ++j) {
-      const float4 d4 =
-          *reinterpret_cast<const float4 *>(sdS + j * kS + rg * 4);
-      const float dr[4] = {d4.x, d4.y, d4.z, d4.w};
-      float kk[kD];
-#pragma unroll
-      for (int d = 0; d < kD; ++d)
-        kk[d] = sk[j * kR + cl + 16 * d];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int d = 0; d < kD; ++d)
-          adq[i][d] = fmaf(dr[i], kk[d], adq[i][d]);
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int qi = i0 + rg * 4 + i;
-    if (qi >= Tq)
-      continue;
-    float *out = dq + (int64_t(b) * Tq + qi) * ld + int64_t(h) * Dh;
-#pragma unroll
-    for (int d = 0; d < kD; ++d)
-      if (cl + 16 * d < Dh)
-        out[cl + 16 * d] = adq[i][d];
+    const bool zero = !((key_bits >> r) & 1u);
+    attn_store_quads<kH>(dkb + int64_t(j0 + r) * ld, adk[i], cl, p.Dh, p.vec,
+                         zero);
+    attn_store_quads<kH>(dvb + int64_t(j0 + r) * ld, adv[i], cl, p.Dh, p.vec,
+                         zero);
   }
 }
 
@@ -1913,6 +2296,14 @@ __device__ __forceinline__ float attn_dot(const float (&a)[kAttnLaneDims],
   }
   return warp_sum(s);
 }
+__device__ __forceinline__ float attn_dot(const float (&a)[kAttnLaneDims],
+                                          const float (&b)[kAttnLaneDims]) {
+  float s = 0.0f;
+#pragma unroll
+  for (int c = 0; c < kAttnLaneDims; ++c)
+    s = fmaf(a[c], b[c], s);
+  return warp_sum(s);
+}
 __device__ __forceinline__ void attn_store_row(const float (&r)[kAttnLaneDims],
                                                float *dst, int Dh, int lane,
                                                float scale = 1.0f) {
@@ -1924,112 +2315,307 @@ __device__ __forceinline__ void attn_store_row(const float (&r)[kAttnLaneDims],
   }
 }
 
+/// Forward: one warp per (b, h, query), the queries of the free list then
+/// the kept list (or all tokens), as the tiled kernel.
 template <int kUnused = 0>
 __global__ void __launch_bounds__(kThreads)
-    attention_fwd_warp_kernel(const float *q, const float *k, const float *v,
-                              float *o, float *lse, int64_t BH, int H, int Tq,
-                              int Tk, int Dh, float scale) {
-  const int lane = threadIdx.x & 31;
-  const int64_t ld = int64_t(H) * Dh;
+    attention_fwd_warp_kernel(const AttnParams p) {
+  const int lane = threadIdx.x & 31, T = p.T, Dh = p.Dh;
+  const int64_t ld = attn_ld_qkv(p), ldo = attn_ld_o(p),
+                hd = int64_t(p.H) * Dh;
+  const int64_t rows = int64_t(p.B) * p.H * T;
   const int64_t nwarps = int64_t(gridDim.x) * (kThreads / 32);
   for (int64_t r = int64_t(blockIdx.x) * (kThreads / 32) + (threadIdx.x >> 5);
-       r < BH * Tq; r += nwarps) {
-    const int64_t bh = r / Tq, i = r % Tq, b = bh / H, h = bh % H;
-    const float *kb = k + (b * Tk * H + h) * Dh,
-                *vb = v + (b * Tk * H + h) * Dh;
+       r < rows; r += nwarps) {
+    const int v = int(r % T);
+    const int64_t bh = r / T, b = bh / p.H, h = bh % p.H;
+    int tok = v, nk = T;
+    const int32_t *klist = nullptr;
+    if (p.lists) {
+      const int nfree = __ldg(p.lists + 2 * T);
+      if (v < nfree) {
+        tok = __ldg(p.lists + v);
+      } else {
+        tok = __ldg(p.lists + T + v - nfree);
+        klist = p.lists + T;
+        nk = __ldg(p.lists + 2 * T + 1);
+      }
+    }
+    const float *base = p.qkv + b * T * ld + h * Dh;
     float qr[kAttnLaneDims], acc[kAttnLaneDims] = {};
-    attn_load_row(qr, q + (b * Tq + i) * ld + h * Dh, Dh, lane);
+    attn_load_row(qr, base + int64_t(tok) * ld, Dh, lane, p.scale);
     float m = -INFINITY, l = 0.0f;
-    for (int j = 0; j < Tk; ++j) {
-      const float s = scale * attn_dot(qr, kb + j * ld, Dh, lane);
+    for (int jj = 0; jj < nk; ++jj) {
+      const int j = klist ? __ldg(klist + jj) : jj;
+      const float *kj = base + int64_t(j) * ld + hd, *vj = kj + hd;
+      const float s = attn_dot(qr, kj, Dh, lane);
       const float mNew = fmaxf(m, s);
-      const float rescale = expf(m - mNew), p = expf(s - mNew);
-      l = l * rescale + p;
+      const float rescale = expf(m - mNew), pj = expf(s - mNew);
+      l = l * rescale + pj;
       m = mNew;
 #pragma unroll
       for (int c = 0; c < kAttnLaneDims; ++c) {
         const int d = lane + 32 * c;
-        acc[c] = acc[c] * rescale + (d < Dh ? p * vb[j * ld + d] : 0.0f);
+        acc[c] = acc[c] * rescale + (d < Dh ? pj * vj[d] : 0.0f);
       }
     }
-    attn_store_row(acc, o + (b * Tq + i) * ld + h * Dh, Dh, lane,
-                   l > 0.0f ? 1.0f / l : 0.0f);
-    if (lse && lane == 0)
-      lse[bh * Tq + i] = m + logf(l);
+    attn_store_row(acc, p.o + (b * T + tok) * ldo + h * Dh, Dh, lane,
+                   1.0f / l);
+    if (p.lse_out && lane == 0)
+      p.lse_out[(b * T + tok) * p.H + h] = m + logf(l);
   }
 }
 
+/// Backward pass 1 (dQ and D), one warp per (b, h, query).
 template <int kUnused = 0>
 __global__ void __launch_bounds__(kThreads)
-    attention_bwd_dq_warp_kernel(const float *q, const float *k, const float *v,
-                                 const float *lse, const float *rowdot,
-                                 const float *dout, float *dq, int64_t BH,
-                                 int H, int Tq, int Tk, int Dh, float scale) {
-  const int lane = threadIdx.x & 31;
-  const int64_t ld = int64_t(H) * Dh;
+    attention_bwd_dq_warp_kernel(const AttnParams p) {
+  const int lane = threadIdx.x & 31, T = p.T, Tq = p.Tq, Dh = p.Dh;
+  const int64_t ld = attn_ld_qkv(p), ldo = attn_ld_o(p),
+                hd = int64_t(p.H) * Dh;
+  const int64_t rows = int64_t(p.B) * p.H * Tq;
   const int64_t nwarps = int64_t(gridDim.x) * (kThreads / 32);
   for (int64_t r = int64_t(blockIdx.x) * (kThreads / 32) + (threadIdx.x >> 5);
-       r < BH * Tq; r += nwarps) {
-    const int64_t bh = r / Tq, i = r % Tq, b = bh / H, h = bh % H;
-    const float *kb = k + (b * Tk * H + h) * Dh,
-                *vb = v + (b * Tk * H + h) * Dh;
-    const int64_t row = (b * Tq + i) * ld + h * Dh;
-    float qr[kAttnLaneDims], gr[kAttnLaneDims], acc[kAttnLaneDims] = {};
-    attn_load_row(qr, q + row, Dh, lane);
-    attn_load_row(gr, dout + row, Dh, lane);
-    const float li = lse[r], rd = rowdot[r];
-    for (int j = 0; j < Tk; ++j) {
-      const float p = expf(scale * attn_dot(qr, kb + j * ld, Dh, lane) - li);
-      const float ds = p * (attn_dot(gr, vb + j * ld, Dh, lane) - rd) * scale;
+       r < rows; r += nwarps) {
+    const int qi = int(r % Tq);
+    const int64_t bh = r / Tq, b = bh / p.H, h = bh % p.H;
+    const float *base = p.qkv + b * T * ld + h * Dh;
+    float *dqb = p.dqkv + b * T * ld + h * Dh;
+    const int row = attn_head_kept(p, int(h)) ? attn_query_row(p, qi) : -1;
+    float acc[kAttnLaneDims] = {};
+    if (row < 0) {
+      if (!p.query_list) // attention_bwd: zero dq for this row
+        attn_store_row(acc, dqb + int64_t(qi) * ld, Dh, lane);
+      if (lane == 0)
+        p.rowdot[bh * Tq + qi] = 0.0f;
+      continue;
+    }
+    const int64_t qo = (b * Tq + qi) * ldo + h * Dh;
+    float qr[kAttnLaneDims], gr[kAttnLaneDims], orow[kAttnLaneDims];
+    attn_load_row(qr, base + int64_t(row) * ld, Dh, lane);
+    attn_load_row(gr, p.dout + qo, Dh, lane);
+    attn_load_row(orow, p.o_in + qo, Dh, lane);
+    const float rd = attn_dot(gr, orow);
+    if (lane == 0)
+      p.rowdot[bh * Tq + qi] = rd;
+    const float li = p.lse[(b * Tq + qi) * p.H + h];
+    for (int j = 0; j < T; ++j) {
+      if (!attn_key_ok(p, j))
+        continue;
+      const float *kj = base + int64_t(j) * ld + hd, *vj = kj + hd;
+      float pj, ds;
+      attn_prob_ds(attn_dot(qr, kj, Dh, lane), attn_dot(gr, vj, Dh, lane), li,
+                   rd, p.scale, pj, ds);
 #pragma unroll
       for (int c = 0; c < kAttnLaneDims; ++c) {
         const int d = lane + 32 * c;
         if (d < Dh)
-          acc[c] = fmaf(ds, kb[j * ld + d], acc[c]);
+          acc[c] = fmaf(ds, kj[d], acc[c]);
       }
     }
-    attn_store_row(acc, dq + row, Dh, lane);
+    attn_store_row(acc, dqb + int64_t(row) * ld, Dh, lane);
   }
 }
 
+/// Backward pass 2 (dK, dV), one warp per (b, h, key).
 template <int kUnused = 0>
 __global__ void __launch_bounds__(kThreads)
-    attention_bwd_dkdv_warp_kernel(const float *q, const float *k,
-                                   const float *v, const float *lse,
-                                   const float *rowdot, const float *dout,
-                                   float *dk, float *dv, int64_t BH, int H,
-                                   int Tq, int Tk, int Dh, float scale) {
-  const int lane = threadIdx.x & 31;
-  const int64_t ld = int64_t(H) * Dh;
+    attention_bwd_dkdv_warp_kernel(const AttnParams p) {
+  const int lane = threadIdx.x & 31, T = p.T, Tq = p.Tq, Dh = p.Dh;
+  const int64_t ld = attn_ld_qkv(p), ldo = attn_ld_o(p),
+                hd = int64_t(p.H) * Dh;
+  const int64_t rows = int64_t(p.B) * p.H * T;
   const int64_t nwarps = int64_t(gridDim.x) * (kThreads / 32);
   for (int64_t r = int64_t(blockIdx.x) * (kThreads / 32) + (threadIdx.x >> 5);
-       r < BH * Tk; r += nwarps) {
-    const int64_t bh = r / Tk, j = r % Tk, b = bh / H, h = bh % H;
-    const float *qb = q + (b * Tq * H + h) * Dh;
-    const float *gb = dout + (b * Tq * H + h) * Dh;
-    const int64_t row = (b * Tk + j) * ld + h * Dh;
-    float kr[kAttnLaneDims], vr[kAttnLaneDims];
+       r < rows; r += nwarps) {
+    const int j = int(r % T);
+    const int64_t bh = r / T, b = bh / p.H, h = bh % p.H;
+    const float *base = p.qkv + b * T * ld + h * Dh;
+    float *dqj = p.dqkv + (b * T + j) * ld + h * Dh;
     float ak[kAttnLaneDims] = {}, av[kAttnLaneDims] = {};
-    attn_load_row(kr, k + row, Dh, lane);
-    attn_load_row(vr, v + row, Dh, lane);
-    for (int i = 0; i < Tq; ++i) {
-      const float *qi = qb + i * ld, *gi = gb + i * ld;
-      const float p =
-          expf(scale * attn_dot(kr, qi, Dh, lane) - lse[bh * Tq + i]);
-      const float ds =
-          p * (attn_dot(vr, gi, Dh, lane) - rowdot[bh * Tq + i]) * scale;
+    if (p.query_list &&
+        !((attn_warp_listed(p.queries, Tq, j & ~31) >> (j & 31)) & 1u))
+      attn_store_row(ak, dqj, Dh, lane); // no query: zero dq
+    if (attn_head_kept(p, int(h)) && attn_key_ok(p, j)) {
+      float kr[kAttnLaneDims], vr[kAttnLaneDims];
+      attn_load_row(kr, base + int64_t(j) * ld + hd, Dh, lane);
+      attn_load_row(vr, base + int64_t(j) * ld + 2 * hd, Dh, lane);
+      for (int qi = 0; qi < Tq; ++qi) {
+        const int row = attn_query_row(p, qi);
+        if (row < 0)
+          continue;
+        const float *q = base + int64_t(row) * ld;
+        const float *g = p.dout + (b * Tq + qi) * ldo + h * Dh;
+        float pj, ds;
+        attn_prob_ds(attn_dot(kr, q, Dh, lane), attn_dot(vr, g, Dh, lane),
+                     p.lse[(b * Tq + qi) * p.H + h], p.rowdot[bh * Tq + qi],
+                     p.scale, pj, ds);
 #pragma unroll
-      for (int c = 0; c < kAttnLaneDims; ++c) {
-        const int d = lane + 32 * c;
-        if (d < Dh) {
-          av[c] = fmaf(p, gi[d], av[c]);
-          ak[c] = fmaf(ds, qi[d], ak[c]);
+        for (int c = 0; c < kAttnLaneDims; ++c) {
+          const int d = lane + 32 * c;
+          if (d < Dh) {
+            av[c] = fmaf(pj, g[d], av[c]);
+            ak[c] = fmaf(ds, q[d], ak[c]);
+          }
         }
       }
     }
-    attn_store_row(ak, dk + row, Dh, lane);
-    attn_store_row(av, dv + row, Dh, lane);
+    attn_store_row(ak, dqj + hd, Dh, lane);
+    attn_store_row(av, dqj + 2 * hd, Dh, lane);
   }
+}
+
+/// Opts a kernel into `bytes` of dynamic shared memory (above the default
+/// 48 KiB) and launches it; host-only, allowed during stream capture.
+template <class Kernel>
+inline void attn_launch_dynamic(const Context &ctx, const char *name,
+                                Kernel kernel, unsigned grid, size_t bytes,
+                                const AttnParams &p) {
+  const cudaError_t e = cudaFuncSetAttribute(
+      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  if (e != cudaSuccess) {
+    fail(int(e), name, cudaGetErrorString(e));
+    return;
+  }
+  kernel<<<grid, kAttnThreads, bytes, ctx.stream>>>(p);
+  check_launch(name);
+}
+
+template <int kDh>
+inline void launch_attention_bwd_tiled(const Context &ctx, const char *name,
+                                       AttnParams p, unsigned gq, int qtiles,
+                                       unsigned gk, int ktiles) {
+  if (p.Tq > 0) { // pass 1 (dQ, D) before pass 2 (dK, dV), which reads D
+    p.tiles = qtiles;
+    attn_launch_dynamic(ctx, name, attention_bwd_dq_tiled_kernel<kDh>, gq,
+                        attn_bwd_dq_smem_floats<kDh>() * sizeof(float), p);
+  }
+  p.tiles = ktiles;
+  attn_launch_dynamic(ctx, name, attention_bwd_dkdv_tiled_kernel<kDh>, gk,
+                      attn_bwd_dkdv_smem_floats<kDh>() * sizeof(float), p);
+}
+
+/// Both backward passes of attention_bwd / attention_bwd_queries (p holds
+/// the pointers, the modes and the scale).
+inline void launch_attention_bwd(const Context &ctx, const char *name,
+                                 AttnParams p, int64_t B, int64_t T, int64_t H,
+                                 int64_t Dh, int64_t Tq) {
+  if (Dh > kAttnMaxDh) {
+    fail_arg(name, "head dim above 128");
+    return;
+  }
+  const int64_t qtiles = ceil_div(Tq, kAttnRows),
+                ktiles = ceil_div(T, kAttnRows);
+  if (T > 0x7fffffff || Tq > 0x7fffffff || 3 * H * Dh > 0x7fffffff ||
+      B * H * (qtiles > ktiles ? qtiles : ktiles) > 0x7fffffff) {
+    fail_arg(name, "too many (batch, head, tile)s");
+    return;
+  }
+  p.B = int(B);
+  p.T = int(T);
+  p.H = int(H);
+  p.Dh = int(Dh);
+  p.Tq = int(Tq);
+  if (Tq > 0) {
+    p.rowdot = ScratchCursor(ctx).take<float>(size_t(B * H * Tq));
+    if (!p.rowdot) {
+      fail_arg(name, "scratch too small (needs 4*B*H*Tq bytes)");
+      return;
+    }
+  }
+  const unsigned gq = unsigned(B * H * qtiles), gk = unsigned(B * H * ktiles);
+  if (Dh <= 32) {
+    launch_attention_bwd_tiled<32>(ctx, name, p, gq, int(qtiles), gk,
+                                   int(ktiles));
+  } else if (Dh <= kAttnTiledMaxDh) {
+    launch_attention_bwd_tiled<64>(ctx, name, p, gq, int(qtiles), gk,
+                                   int(ktiles));
+  } else {
+    if (Tq > 0) { // pass 1 (dQ, D) before pass 2 (dK, dV), which reads D
+      attention_bwd_dq_warp_kernel<>
+          <<<grid_for(ctx, B * H * Tq * 32), kThreads, 0, ctx.stream>>>(p);
+      check_launch(name);
+    }
+    attention_bwd_dkdv_warp_kernel<>
+        <<<grid_for(ctx, B * H * T * 32), kThreads, 0, ctx.stream>>>(p);
+    check_launch(name);
+  }
+}
+
+//===--- ViT class token and token pooling --------------------------------===//
+
+enum class TokenOp { ClsConcat, ClsGrad, Take, TakeGrad };
+
+/// ClsConcat: dst [B, T+1] <- cls, src [B, T]; ClsGrad: dst [B, T] <- src
+/// [B, T+1] minus row 0; Take: dst [B] <- src[b, index] (index == T: zero);
+/// TakeGrad: dst [B, T] <- src [B] at t == index, else 0. Rows of Dv units
+/// of kVec floats; `total` output units.
+template <TokenOp kOp, int kVec, class I>
+__global__ void __launch_bounds__(kThreads)
+    token_rows_kernel(const float *src, const float *cls, float *dst, I total,
+                      I T, I Dv, I index) {
+  using Vt = typename VecOf<kVec>::type;
+  const Vt *sv = reinterpret_cast<const Vt *>(src);
+  Vt *dv = reinterpret_cast<Vt *>(dst);
+  const I stride = I(gridDim.x) * kThreads;
+  for (I e = I(blockIdx.x) * kThreads + threadIdx.x; e < total; e += stride) {
+    const I c = e % Dv, row = e / Dv;
+    if constexpr (kOp == TokenOp::ClsConcat) {
+      const I t = row % (T + 1), b = row / (T + 1);
+      dv[e] = t == 0 ? reinterpret_cast<const Vt *>(cls)[c]
+                     : sv[(b * T + t - 1) * Dv + c];
+    } else if constexpr (kOp == TokenOp::ClsGrad) {
+      const I t = row % T, b = row / T;
+      dv[e] = sv[(b * (T + 1) + t + 1) * Dv + c];
+    } else if constexpr (kOp == TokenOp::Take) {
+      dv[e] = index < T ? sv[(row * T + index) * Dv + c] : VecOf<kVec>::zero();
+    } else {
+      dv[e] = row % T == index ? sv[(row / T) * Dv + c] : VecOf<kVec>::zero();
+    }
+  }
+}
+
+template <TokenOp kOp>
+inline void launch_token_rows(const Context &ctx, const char *name,
+                              const float *src, const float *cls, float *dst,
+                              int64_t B, int64_t T, int64_t D, int64_t index) {
+  int64_t out_rows = 0;
+  switch (kOp) {
+  case TokenOp::ClsConcat:
+    out_rows = B * (T + 1);
+    break;
+  case TokenOp::Take:
+    out_rows = B;
+    break;
+  default:
+    out_rows = B * T;
+  }
+  if (out_rows <= 0 || D <= 0)
+    return;
+  if (index < 0 || index > T)
+    index = T; // out of range: padding
+  const bool vec = D % 4 == 0 && aligned16(src) && aligned16(dst) &&
+                   (kOp != TokenOp::ClsConcat || aligned16(cls));
+  const int64_t kv = vec ? 4 : 1, Dv = D / kv, total = out_rows * Dv;
+  const int64_t span = B * (T + 1) * Dv; // largest offset touched
+  const unsigned grid = grid_for(ctx, total);
+  if (span < kMaxIndex32) {
+    using I = uint32_t;
+    if (vec)
+      token_rows_kernel<kOp, 4, I><<<grid, kThreads, 0, ctx.stream>>>(
+          src, cls, dst, I(total), I(T), I(Dv), I(index));
+    else
+      token_rows_kernel<kOp, 1, I><<<grid, kThreads, 0, ctx.stream>>>(
+          src, cls, dst, I(total), I(T), I(Dv), I(index));
+  } else {
+    if (vec)
+      token_rows_kernel<kOp, 4, int64_t><<<grid, kThreads, 0, ctx.stream>>>(
+          src, cls, dst, total, T, Dv, index);
+    else
+      token_rows_kernel<kOp, 1, int64_t><<<grid, kThreads, 0, ctx.stream>>>(
+          src, cls, dst, total, T, Dv, index);
+  }
+  check_launch(name);
 }
 
 } // namespace detail
@@ -2528,112 +3114,143 @@ inline void scatter_add_rows(const Context &ctx, const float *base,
                                                     base, idx, out, B, T, K, D);
 }
 
-inline void attention_fwd(const Context &ctx, const float *q, const float *k,
-                          const float *v, float *o, float *lse, int64_t B,
-                          int64_t H, int64_t Tq, int64_t Tk, int64_t Dh,
-                          float scale) {
+inline void attention_fwd(const Context &ctx, const float *qkv, float *o,
+                          float *lse, int64_t B, int64_t T, int64_t H,
+                          int64_t Dh, float scale, const int32_t *keep,
+                          int64_t K) {
   using namespace detail;
-  if (B <= 0 || H <= 0 || Tq <= 0 || Dh <= 0)
+  if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0)
     return;
   if (Dh > kAttnMaxDh) {
     fail_arg("attention_fwd", "head dim above 128");
     return;
   }
-  if (Tk <= 0) { // no key: o = 0, lse = -inf, as on the CPU
-    fill(ctx, o, 0.0f, B * Tq * H * Dh);
-    if (lse)
-      fill(ctx, lse, -INFINITY, B * H * Tq);
+  if (!keep || K < 0)
+    K = 0;
+  // Query tiles over the free tokens (all of them without keep), then over
+  // the kept ones: host-side upper bounds, surplus CTAs exit at once.
+  const int64_t free_tiles = ceil_div(T, kAttnRows);
+  const int64_t kept_tiles = ceil_div(K < T ? K : T, kAttnRows);
+  const int64_t tiles = free_tiles + kept_tiles;
+  if (T > 0x7fffffff / 4 || K > 0x7fffffff || 3 * H * Dh > 0x7fffffff ||
+      B * H * tiles > 0x7fffffff) {
+    fail_arg("attention_fwd", "too many (batch, head, query tile)s");
     return;
   }
-  const int64_t BH = B * H;
-  const int h = int(H), tq = int(Tq), tk = int(Tk), dh = int(Dh);
-  if (Dh <= kAttnTiledMaxDh) {
-    const int64_t qtiles = ceil_div(Tq, 64);
-    if (BH * qtiles > 0x7fffffff || Tq > 0x7fffffff || Tk > 0x7fffffff) {
-      fail_arg("attention_fwd", "too many (batch, head, query tile)s");
+  AttnParams p;
+  p.qkv = qkv;
+  p.o = o;
+  p.lse_out = lse;
+  p.B = int(B);
+  p.T = int(T);
+  p.H = int(H);
+  p.Dh = int(Dh);
+  p.Tq = int(T);
+  p.scale = scale;
+  p.vec = Dh % 4 == 0 && aligned16(qkv) && aligned16(o);
+  p.tiles = int(tiles);
+  p.free_tiles = int(free_tiles);
+  if (K > 0) {
+    ScratchCursor scratch(ctx);
+    int32_t *lists = scratch.take<int32_t>(size_t(2 * T + 2));
+    int32_t *flags = scratch.take<int32_t>(size_t(T));
+    if (!lists || !flags) {
+      fail_arg("attention_fwd",
+               "scratch too small for the keep lists (about 12*T bytes)");
       return;
     }
-    const unsigned grid = unsigned(BH * qtiles);
+    attention_keep_lists_kernel<><<<1, 1024, 0, ctx.stream>>>(
+        keep, int(K), int(T), lists, flags);
+    check_launch("attention_fwd");
+    p.lists = lists;
+  }
+  if (Dh <= kAttnTiledMaxDh) {
+    const unsigned grid = unsigned(B * H * tiles);
     if (Dh <= 32)
-      attention_fwd_tiled_kernel<32><<<grid, kAttnThreads, 0, ctx.stream>>>(
-          q, k, v, o, lse, h, tq, tk, dh, scale, int(qtiles));
+      attention_fwd_tiled_kernel<32><<<grid, kAttnThreads, 0, ctx.stream>>>(p);
     else
-      attention_fwd_tiled_kernel<64><<<grid, kAttnThreads, 0, ctx.stream>>>(
-          q, k, v, o, lse, h, tq, tk, dh, scale, int(qtiles));
+      attention_fwd_tiled_kernel<64><<<grid, kAttnThreads, 0, ctx.stream>>>(p);
   } else {
     attention_fwd_warp_kernel<>
-        <<<grid_for(ctx, BH * Tq * 32), kThreads, 0, ctx.stream>>>(
-            q, k, v, o, lse, BH, h, tq, tk, dh, scale);
+        <<<grid_for(ctx, B * H * T * 32), kThreads, 0, ctx.stream>>>(p);
   }
   check_launch("attention_fwd");
 }
 
-inline void attention_bwd(const Context &ctx, const float *q, const float *k,
-                          const float *v, const float *o, const float *lse,
-                          const float *dout, float *dq, float *dk, float *dv,
-                          int64_t B, int64_t H, int64_t Tq, int64_t Tk,
-                          int64_t Dh, float scale) {
+inline void attention_bwd(const Context &ctx, const float *qkv, const float *o,
+                          const float *lse, const float *dout, float *dqkv,
+                          int64_t B, int64_t T, int64_t H, int64_t Dh,
+                          float scale, const int32_t *row_keep,
+                          const int32_t *head_keep) {
   using namespace detail;
-  if (B <= 0 || H <= 0 || Dh <= 0)
+  if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0)
     return;
-  if (Dh > kAttnMaxDh) {
-    fail_arg("attention_bwd", "head dim above 128");
+  AttnParams p;
+  p.qkv = qkv;
+  p.o_in = o;
+  p.lse = lse;
+  p.dout = dout;
+  p.dqkv = dqkv;
+  p.row_keep = row_keep;
+  p.head_keep = head_keep;
+  p.scale = scale;
+  p.vec = Dh % 4 == 0 && aligned16(qkv) && aligned16(o) && aligned16(dout) &&
+          aligned16(dqkv);
+  launch_attention_bwd(ctx, "attention_bwd", p, B, T, H, Dh, T);
+}
+
+inline void attention_bwd_queries(const Context &ctx, const float *qkv,
+                                  const int32_t *keep, int64_t K,
+                                  const float *o_k, const float *lse_k,
+                                  const float *dout_k, float *dqkv, int64_t B,
+                                  int64_t T, int64_t H, int64_t Dh,
+                                  float scale) {
+  using namespace detail;
+  if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0)
     return;
-  }
-  const int64_t ld = H * Dh;
-  if (Tq <= 0 || Tk <= 0) { // no score: every gradient is zero
-    if (Tk > 0) {
-      fill(ctx, dk, 0.0f, B * Tk * ld);
-      fill(ctx, dv, 0.0f, B * Tk * ld);
-    }
-    if (Tq > 0)
-      fill(ctx, dq, 0.0f, B * Tq * ld);
-    return;
-  }
-  const int64_t BH = B * H;
-  float *rowdot = ScratchCursor(ctx).take<float>(size_t(BH * Tq));
-  if (!rowdot) {
-    fail_arg("attention_bwd", "scratch too small (needs 4*B*H*Tq bytes)");
-    return;
-  }
-  attention_rowdot_kernel<>
-      <<<grid_for(ctx, BH * Tq * 32), kThreads, 0, ctx.stream>>>(
-          o, dout, rowdot, BH * Tq, int(H), int(Tq), int(Dh));
-  check_launch("attention_bwd");
-  const int h = int(H), tq = int(Tq), tk = int(Tk), dh = int(Dh);
-  if (Dh <= kAttnTiledMaxDh) {
-    const int64_t ktiles = ceil_div(Tk, 32), qtiles = ceil_div(Tq, 32);
-    if (BH * ktiles > 0x7fffffff || BH * qtiles > 0x7fffffff ||
-        Tq > 0x7fffffff || Tk > 0x7fffffff) {
-      fail_arg("attention_bwd", "too many (batch, head, tile)s");
-      return;
-    }
-    const unsigned gk = unsigned(BH * ktiles), gq = unsigned(BH * qtiles);
-    if (Dh <= 32) {
-      attention_bwd_dkdv_tiled_kernel<32><<<gk, kAttnThreads, 0, ctx.stream>>>(
-          q, k, v, lse, rowdot, dout, dk, dv, h, tq, tk, dh, scale,
-          int(ktiles));
-      check_launch("attention_bwd");
-      attention_bwd_dq_tiled_kernel<32><<<gq, kAttnThreads, 0, ctx.stream>>>(
-          q, k, v, lse, rowdot, dout, dq, h, tq, tk, dh, scale, int(qtiles));
-    } else {
-      attention_bwd_dkdv_tiled_kernel<64><<<gk, kAttnThreads, 0, ctx.stream>>>(
-          q, k, v, lse, rowdot, dout, dk, dv, h, tq, tk, dh, scale,
-          int(ktiles));
-      check_launch("attention_bwd");
-      attention_bwd_dq_tiled_kernel<64><<<gq, kAttnThreads, 0, ctx.stream>>>(
-          q, k, v, lse, rowdot, dout, dq, h, tq, tk, dh, scale, int(qtiles));
-    }
-  } else {
-    attention_bwd_dkdv_warp_kernel<>
-        <<<grid_for(ctx, BH * Tk * 32), kThreads, 0, ctx.stream>>>(
-            q, k, v, lse, rowdot, dout, dk, dv, BH, h, tq, tk, dh, scale);
-    check_launch("attention_bwd");
-    attention_bwd_dq_warp_kernel<>
-        <<<grid_for(ctx, BH * Tq * 32), kThreads, 0, ctx.stream>>>(
-            q, k, v, lse, rowdot, dout, dq, BH, h, tq, tk, dh, scale);
-  }
-  check_launch("attention_bwd");
+  if (!keep || K < 0)
+    K = 0;
+  AttnParams p;
+  p.qkv = qkv;
+  p.o_in = o_k;
+  p.lse = lse_k;
+  p.dout = dout_k;
+  p.dqkv = dqkv;
+  p.queries = keep;
+  p.query_list = true;
+  p.scale = scale;
+  p.vec = Dh % 4 == 0 && aligned16(qkv) && aligned16(o_k) &&
+          aligned16(dout_k) && aligned16(dqkv);
+  launch_attention_bwd(ctx, "attention_bwd_queries", p, B, T, H, Dh, K);
+}
+
+inline void cls_concat(const Context &ctx, const float *x, const float *cls,
+                       float *y, int64_t B, int64_t T, int64_t D) {
+  detail::launch_token_rows<detail::TokenOp::ClsConcat>(ctx, "cls_concat", x,
+                                                        cls, y, B, T, D, 0);
+}
+
+inline void cls_concat_grad(const Context &ctx, const float *dy, float *dx,
+                            float *dcls, int64_t B, int64_t T, int64_t D) {
+  if (T < 0)
+    T = 0;
+  detail::launch_token_rows<detail::TokenOp::ClsGrad>(
+      ctx, "cls_concat_grad", dy, nullptr, dx, B, T, D, 0);
+  // dcls: the class rows, (T+1)*D apart, summed over the batch.
+  detail::column_sum(ctx, "cls_concat_grad", dy, 1, B, D, dcls, 1.0,
+                     (T + 1) * D);
+}
+
+inline void take_token(const Context &ctx, const float *x, float *y, int64_t B,
+                       int64_t T, int64_t D, int64_t index) {
+  detail::launch_token_rows<detail::TokenOp::Take>(ctx, "take_token", x,
+                                                   nullptr, y, B, T, D, index);
+}
+
+inline void take_token_grad(const Context &ctx, const float *dy, float *dx,
+                            int64_t B, int64_t T, int64_t D, int64_t index) {
+  detail::launch_token_rows<detail::TokenOp::TakeGrad>(
+      ctx, "take_token_grad", dy, nullptr, dx, B, T, D, index);
 }
 
 } // namespace cuda

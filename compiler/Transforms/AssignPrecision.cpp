@@ -1,0 +1,123 @@
+//===- AssignPrecision.cpp - element types of the kernel graph (bf16) -----===//
+//
+// With precision=bf16 the kernel graph keeps what PyTorch autocast keeps in
+// float32 and stores the rest in bfloat16:
+//
+//  * float32: parameters (the master weights) and their gradients, the loss
+//    and the returned logits, the residual stream and its gradient (results of
+//    add, pos_add, cls_concat, scatter_add_rows, the LayerNorm input
+//    gradient), attention log-sum-exps, and reductions into parameters;
+//  * bfloat16: every other activation and activation gradient: GEMM results,
+//    LayerNorm outputs, GELU, attention outputs, patches, the loss gradient.
+//
+// GEMMs read bfloat16 only: a float32 operand gets a `cast` kernel (one per
+// parameter and graph: the bf16 weight copy of the step). Row gathers and
+// scatters keep their input's type. Kernels compute in float32 whatever they
+// store; the CUDA kernel library has an overload for each combination.
+//
+//===----------------------------------------------------------------------===//
+#include "Passes.h"
+
+#include "llvm/ADT/StringSet.h"
+
+namespace sbp {
+#define GEN_PASS_DEF_SBPASSIGNPRECISION
+#include "Passes.h.inc"
+} // namespace sbp
+
+using namespace mlir;
+
+namespace {
+Type withElementType(Type t, Type element) {
+  auto rt = cast<RankedTensorType>(t);
+  return RankedTensorType::get(rt.getShape(), element);
+}
+
+bool isF32(Value v) { return cast<RankedTensorType>(v.getType()).getElementType().isF32(); }
+
+/// Kernels whose every result stays float32: the residual stream and
+/// reductions whose results are parameter gradients.
+const llvm::StringSet<> kFloatKernels = {"add",          "pos_add",   "cls_concat", "scatter_add_rows",
+                                         "layer_norm_grad", "bias_grad", "pos_grad", "softmax_xent",
+                                         "fill"};
+/// Kernels whose result has the type of their first operand.
+const llvm::StringSet<> kTypeFollowing = {"gather_rows", "scatter_rows", "mask_rows"};
+
+class GraphPrecision {
+public:
+  explicit GraphPrecision(sbpk::GraphOp graph) : graph(graph), b(graph.getContext()) {}
+
+  void run() {
+    Type bf16 = b.getBF16Type(), f32 = b.getF32Type();
+    for (Operation &op : graph.getBlock())
+      if (isa<sbpk::KernelOp, sbpk::GemmOp>(op))
+        for (OpResult r : op.getResults())
+          r.setType(withElementType(r.getType(), keepsFloat(r) ? f32 : bf16));
+    SmallVector<sbpk::GemmOp> gemms(graph.getBlock().getOps<sbpk::GemmOp>());
+    for (sbpk::GemmOp g : gemms)
+      for (OpOperand &operand : g->getOpOperands())
+        if (operand.getOperandNumber() < 2 && isF32(operand.get()))
+          operand.set(castToBf16(operand.get(), g));
+  }
+
+private:
+  bool keepsFloat(OpResult r) {
+    for (Operation *user : r.getUsers())
+      if (isa<sbpk::GradOutOp, sbpk::ReturnOp>(user))
+        return true;
+    Operation *op = r.getOwner();
+    auto k = dyn_cast<sbpk::KernelOp>(op);
+    if (!k)
+      return false; // a GEMM result that is not a parameter gradient
+    StringRef callee = k.getCallee();
+    if (kFloatKernels.contains(callee))
+      return true;
+    if (kTypeFollowing.contains(callee))
+      return isF32(k.getOperand(0));
+    if (callee == "cls_concat_grad")
+      return r.getResultNumber() == 1; // dcls; dx feeds GEMMs
+    if (callee.starts_with("attention_fwd"))
+      return r.getResultNumber() == 1; // lse
+    return false;
+  }
+
+  /// One bf16 copy per float32 value: a parameter's right after it, so that
+  /// forward and backward GEMMs share it; anything else right before its use.
+  Value castToBf16(Value v, Operation *user) {
+    Value &slot = casts[v];
+    if (slot)
+      return slot;
+    Operation *def = v.getDefiningOp();
+    if (isa<sbpk::ParamOp>(def))
+      b.setInsertionPointAfter(def);
+    else
+      b.setInsertionPoint(user);
+    auto op = b.create<sbpk::KernelOp>(user->getLoc(), TypeRange{withElementType(v.getType(), b.getBF16Type())},
+                                       b.getStringAttr("cast"), ValueRange{v});
+    op->setAttr("n", b.getI64IntegerAttr(cast<RankedTensorType>(v.getType()).getNumElements()));
+    if (user->hasAttr("bwd") && !isa<sbpk::ParamOp>(def))
+      op->setAttr("bwd", b.getUnitAttr());
+    slot = op->getResult(0);
+    return slot;
+  }
+
+  sbpk::GraphOp graph;
+  OpBuilder b;
+  llvm::DenseMap<Value, Value> casts;
+};
+
+struct AssignPrecisionPass : sbp::impl::SbpAssignPrecisionBase<AssignPrecisionPass> {
+  using SbpAssignPrecisionBase::SbpAssignPrecisionBase;
+
+  void runOnOperation() override {
+    if (precision == "fp32")
+      return;
+    if (precision != "bf16") {
+      getOperation().emitError("unknown precision '") << precision << "': use fp32 or bf16";
+      return signalPassFailure();
+    }
+    for (sbpk::GraphOp graph : getOperation().getOps<sbpk::GraphOp>())
+      GraphPrecision(graph).run();
+  }
+};
+} // namespace

@@ -1,0 +1,50 @@
+// RUN: sbpc %S/../numerics/Inputs/vit_small_qkv.mlir --target=cuda --emit=cpp | FileCheck %s --check-prefix=ROWS
+// RUN: sbpc %S/../numerics/Inputs/vit_small_query.mlir --target=cuda --emit=cpp | FileCheck %s --check-prefix=QUERY
+// RUN: sbpc %S/../numerics/Inputs/vit_small_head.mlir --target=cuda --emit=cpp | FileCheck %s --check-prefix=HEAD
+
+// The CUDA trainer source of the small ViT (see emit-cpp-vit.mlir): the same
+// kernel graph as the CPU trainer, calling sbp/cuda_kernels.cuh with the
+// step's context first. K = 9 kept rows of 17; 3 heads of 8.
+
+// ROWS:       #include <sbp/cuda_kernels.cuh>
+// ROWS:       {"m", 5.000000e-01f, SBP_MASK_GRID, 4, 4, 1, 9},
+// ROWS-LABEL: int train_step(
+// ROWS:         const int32_t *[[K:v[0-9]+]] = a->keep_idx[0];  // @m
+// ROWS:         sbp::cuda::cls_concat(ctx, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 16, 24);
+// ROWS:         sbp::cuda::attention_fwd(ctx, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, [[K]], 9);  // blocks.0.attn
+// ROWS:         sbp::cuda::attention_fwd(ctx, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, [[K]], 9);  // blocks.1.attn
+// ROWS:         sbp::cuda::take_token(ctx, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 24, 0);
+// ROWS:         sbp::cuda::take_token_grad(ctx, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 24, 0);
+// ROWS:         sbp::cuda::gemm(ctx, false, false, 36, 24, 24, {{.*}});  // backward, blocks.1.attn
+// ROWS:         sbp::cuda::attention_bwd(ctx, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr);  // backward, blocks.1.attn
+// ROWS:         sbp::cuda::gemm(ctx, false, false, 36, 24, 72, {{.*}});  // backward, blocks.1.attn
+// ROWS:         sbp::cuda::gemm(ctx, true, false, 72, 24, 36, {{.*}});  // backward, blocks.1.attn
+// ROWS:         sbp::cuda::attention_bwd(ctx, {{.*}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr);  // backward, blocks.0.attn
+// ROWS:         sbp::cuda::cls_concat_grad(ctx, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 16, 24);
+// ROWS:         return sbp::cuda::last_error(err, err_len);
+// ROWS-LABEL: int eval_step(
+// ROWS-NOT:     keep_idx
+// ROWS:         sbp::cuda::attention_fwd(ctx, {{.*}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, 0);  // blocks.0.attn
+// ROWS-NOT:     keep_idx
+// ROWS:         sbp::cuda::attention_fwd(ctx, {{.*}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, 0);  // blocks.1.attn
+// ROWS:         sbp::cuda::take_token(ctx, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 24, 0);
+// ROWS:       SBP_ABI_VERSION, sizeof(sbp_model_desc), "vit_small", "cuda"
+
+// QUERY-LABEL: int train_step(
+// QUERY:         const int32_t *[[K:v[0-9]+]] = a->keep_idx[0];  // @m
+// QUERY:         sbp::cuda::attention_fwd(ctx, {{.*}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, 0);  // blocks.0.attn
+// QUERY:         sbp::cuda::attention_bwd_queries(ctx, v{{[0-9]+}}, [[K]], 9, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f);  // backward, blocks.1.attn
+// QUERY:         sbp::cuda::gemm(ctx, false, false, 68, 24, 72, {{.*}});  // backward, blocks.1.attn
+// QUERY:         sbp::cuda::attention_bwd_queries(ctx, v{{[0-9]+}}, [[K]], 9, {{.*}}, 4, 17, 3, 8, 3.535534e-01f);  // backward, blocks.0.attn
+// QUERY-NOT:     sbp::cuda::attention_bwd(
+// QUERY-LABEL: int eval_step(
+
+// HEAD:        {"h", 5.000000e-01f, SBP_MASK_HEADS, 1, 3, 0, 3},
+// HEAD-LABEL: int train_step(
+// HEAD:          const int32_t *[[KH:v[0-9]+]] = a->keep_idx[1];  // @h
+// HEAD:          sbp::cuda::attention_fwd(ctx, {{.*}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, 0);  // blocks.0.attn
+// HEAD:          sbp::cuda::attention_bwd(ctx, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, [[KH]]);  // backward, blocks.1.attn
+// HEAD:          sbp::cuda::attention_bwd(ctx, {{.*}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, [[KH]]);  // backward, blocks.0.attn
+// HEAD-LABEL: int eval_step(
+// HEAD-NOT:      keep_idx
+// HEAD:          sbp::cuda::attention_fwd(ctx, {{.*}}, nullptr, 0);  // blocks.0.attn

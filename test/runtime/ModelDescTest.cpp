@@ -1,0 +1,111 @@
+// ModelDescTest.cpp - validateModelDesc (TrainerLibrary.cpp) on the mask-group
+// table: the checks a trainer's description passes before anything samples a
+// mask, in particular heads groups and mask kinds from a later ABI.
+#include "Error.h"
+#include "TrainerLibrary.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+using namespace sbp::rt;
+
+namespace {
+
+int noStep(const sbp_step_args *, char *, size_t) { return 0; }
+
+// A minimal valid description with the given mask groups.
+struct Desc {
+  sbp_param_desc param{"w", 1, {4, 1, 1, 1}, 4, 0, SBP_INIT_ZEROS, 0.0f, 0};
+  std::vector<sbp_mask_group_desc> groups;
+  sbp_model_desc d{};
+
+  explicit Desc(std::vector<sbp_mask_group_desc> g) : groups(std::move(g)) {
+    d.abi_version = SBP_ABI_VERSION;
+    d.struct_size = sizeof(sbp_model_desc);
+    d.model_name = "desc_test";
+    d.target = "cpu";
+    d.sbpc_version = "test";
+    d.batch = 1;
+    d.in_channels = d.in_height = d.in_width = 1;
+    d.num_classes = 2;
+    d.num_params = 1;
+    d.params = &param;
+    d.param_elements = 4;
+    d.num_mask_groups = int32_t(groups.size());
+    d.mask_groups = groups.data();
+    d.train_step = noStep;
+    d.eval_step = noStep;
+  }
+};
+
+// The status and message validateModelDesc gives, SBP_OK and "" when it accepts.
+std::pair<sbp_status, std::string> validate(const Desc &desc) {
+  try {
+    validateModelDesc(desc.d, "t.so");
+    return {SBP_OK, ""};
+  } catch (const Error &e) {
+    return {e.status(), e.what()};
+  }
+}
+
+bool contains(const std::string &text, const std::string &needle) {
+  return text.find(needle) != std::string::npos;
+}
+
+} // namespace
+
+TEST(ModelDesc, AbiVersionTwoKnowsHeadsMasks) {
+  EXPECT_EQ(SBP_ABI_VERSION, 2u); // bumped with SBP_MASK_HEADS
+  EXPECT_EQ(int(SBP_MASK_HEADS), 2);
+}
+
+TEST(ModelDesc, HeadsGroupsAreAccepted) {
+  Desc desc({{"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 99},
+             {"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 12},
+             {"h1", 1.0f, SBP_MASK_HEADS, 1, 1, 0, 1},
+             {"h2", 0.25f, SBP_MASK_HEADS, 1, 6, 0, 8}}); // spare capacity is allowed
+  auto [status, message] = validate(desc);
+  EXPECT_EQ(status, SBP_OK) << message;
+}
+
+TEST(ModelDesc, HeadsGroupsNeedOneRowNoPrefixAndEveryHeadsCapacity) {
+  struct Case {
+    sbp_mask_group_desc group;
+    const char *needle;
+  };
+  for (const Case &c : {
+           Case{{"h0", 0.5f, SBP_MASK_HEADS, 2, 6, 0, 12}, "heads mask group 'h0' has grid 2x6"},
+           Case{{"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 1, 13}, "and prefix 1"},
+           Case{{"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 11},
+                "keeps up to 12 tokens but its capacity is 11"},
+           Case{{"h0", 0.5f, SBP_MASK_HEADS, 1, 0, 0, 1}, "has grid 1x0"},
+           Case{{"h0", 0.0f, SBP_MASK_HEADS, 1, 12, 0, 12}, "keep ratio 0 outside (0, 1]"},
+       }) {
+    auto [status, message] = validate(Desc({c.group}));
+    EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT) << c.needle;
+    EXPECT_TRUE(contains(message, c.needle)) << message;
+    EXPECT_TRUE(contains(message, "trainer 't.so' has an invalid model description")) << message;
+  }
+}
+
+TEST(ModelDesc, UnknownMaskKindsAreRefusedWithTheGroupAndKnownKinds) {
+  for (int32_t kind : {3, 42, -1}) {
+    auto [status, message] = validate(Desc({{"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 99},
+                                            {"future", 0.5f, kind, 1, 12, 0, 12}}));
+    EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT);
+    EXPECT_TRUE(contains(message, "mask group 'future' has unknown kind " + std::to_string(kind)))
+        << message;
+    EXPECT_TRUE(contains(message, "heads 2")) << message;
+  }
+}
+
+TEST(ModelDesc, AnOlderAbiIsAMismatch) {
+  Desc desc({{"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 12}});
+  desc.d.abi_version = 1;
+  auto [status, message] = validate(desc);
+  EXPECT_EQ(status, SBP_ERROR_ABI_MISMATCH);
+  EXPECT_TRUE(contains(message, "ABI version 1")) << message;
+  EXPECT_TRUE(contains(message, "ABI version 2")) << message;
+}
