@@ -38,12 +38,12 @@ caching allocator's own peaks. CPU: VmHWM at the end minus VmRSS before the mode
 
 import argparse
 import json
-import math
 import os
 import random
 import re
 import sys
-import time
+
+from torch_timing import percentile, proc_status_bytes, time_steps
 
 
 def parse_mlir(path):
@@ -95,23 +95,6 @@ def parse_blocks(text, depth):
     return list(range(int(start or 0), int(end or depth)))
 
 
-def percentile(values, q):
-    """Linear interpolation between closest ranks (numpy's default); q in [0, 1]."""
-    v = sorted(values)
-    pos = q * (len(v) - 1)
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
-
-
-def proc_status_bytes(field):
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def run_check(torch, model, images, labels, T, sample_mask, cfg, device):
@@ -375,32 +358,7 @@ def main():
         opt.step()
         return loss.item()
 
-    def used_now():
-        free, total = torch.cuda.mem_get_info(device)
-        return total - free
-
-    mem_peak = used_now() if cuda else None
-    times, losses = [], []
-    first_step_ms = None
-    warmup_ms = 0.0
-    for i in range(a.warmup + a.steps):
-        if cuda:
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        losses.append(train_step())
-        if cuda:
-            torch.cuda.synchronize(device)
-        ms = (time.perf_counter() - t0) * 1e3
-        if i == 0:
-            first_step_ms = ms
-        if i < a.warmup:
-            warmup_ms += ms
-        else:
-            times.append(ms)
-        if cuda:
-            mem_peak = max(mem_peak, used_now())
-        if not math.isfinite(losses[-1]):
-            raise SystemExit(f"loss is {losses[-1]} at step {i}")
+    times, losses, first_step_ms, warmup_ms, mem_peak = time_steps(torch, train_step, a.warmup, a.steps, device)
 
     median = percentile(times, 0.5)
     p10, p90 = percentile(times, 0.1), percentile(times, 0.9)

@@ -198,6 +198,13 @@ private:
       call = callee.str() + "(" + args({in(0), out(0), sz("batch"), sz("tokens"), sz("n"), sz("index")});
     else if (callee.starts_with("attention"))
       call = attentionCall(k);
+    else if (callee == "gemm_bias" || callee == "gemm_bias_residual") {
+      bool ta = k->getAttrOfType<BoolAttr>("trans_a").getValue(), tb = k->getAttrOfType<BoolAttr>("trans_b").getValue();
+      int64_t m = attrInt(k, "m"), n = attrInt(k, "n"), kk = attrInt(k, "k");
+      call = "gemm_bias(" + args({ta ? "true" : "false", tb ? "true" : "false", num(m), num(n), num(kk), in(0),
+                                  num(ta ? m : kk), in(1), num(tb ? kk : n), in(2),
+                                  callee == "gemm_bias_residual" ? in(3) : "nullptr", out(0), num(n)});
+    }
     else if (callee == "fill")
       call = "fill(" + args({out(0), flt(k->getAttrOfType<FloatAttr>("value").getValueAsDouble()), sz("n")});
     else
@@ -347,7 +354,8 @@ FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &repo
   llvm::raw_string_ostream os(source);
   emitHeaderComment(os, model, module, report, cuda);
   if (cuda)
-    os << "#include <sbp/cuda_kernels.cuh>\n#include <sbp/model_abi.h>\n\n#include <cstdio>\n\n"
+    os << "#include <sbp/cuda_kernels.cuh>\n#include <sbp/cuda_attention_bf16.cuh>\n"
+       << "#include <sbp/cuda_gemm_epilogue.cuh>\n#include <sbp/model_abi.h>\n\n#include <cstdio>\n\n"
        << "namespace {\n\n"
        << "// One kernel context (cuBLASLt handle, workspace, scratch) per loaded trainer,\n"
        << "// created by the first step, which the runtime never captures in a graph.\n"

@@ -99,6 +99,17 @@ def SbpLowerToKernels : Pass<"sbp-lower-to-kernels", "::mlir::ModuleOp"> {
   let dependentDialects = ["::sbpk::SbpkDialect"];
 }
 
+def SbpFuseEpilogues : Pass<"sbp-fuse-epilogues", "::mlir::ModuleOp"> {
+  let summary = "Fold bias adds and residual adds into the GEMM that produces their input";
+  let description = [{
+    `sbpk.gemm` followed by a `bias_add` kernel that is its only reader becomes
+    one `gemm_bias` kernel (cuBLASLt's bias epilogue); when the biased result
+    only feeds an `add`, that residual add folds in too (`gemm_bias_residual`,
+    C = A B + bias + x through beta = 1). Each fold saves a full read and write
+    of the activation.
+  }];
+}
+
 def SbpAssignPrecision : Pass<"sbp-assign-precision", "::mlir::ModuleOp"> {
   let summary = "Choose the element type of every kernel-graph value (fp32, or bf16 mixed precision)";
   let description = [{

@@ -8,7 +8,8 @@ using namespace mlir;
 
 static const llvm::StringRef kPasses[] = {
     "sbp-decompose",        "sbp-insert-masks",     "sbp-autodiff",         "sbp-check-gradient-support",
-    "sbp-prune-backward",   "sbp-recompute",        "sbp-lower-to-kernels", "sbp-assign-precision", "sbp-plan-memory"};
+    "sbp-prune-backward",   "sbp-recompute",        "sbp-lower-to-kernels", "sbp-fuse-epilogues",
+    "sbp-assign-precision", "sbp-plan-memory"};
 
 llvm::ArrayRef<llvm::StringRef> sbp::pipelinePassNames() { return kPasses; }
 
@@ -27,6 +28,8 @@ static std::unique_ptr<Pass> createPass(llvm::StringRef name, const sbp::Pipelin
     return sbp::createSbpRecompute();
   if (name == "sbp-lower-to-kernels")
     return sbp::createSbpLowerToKernels();
+  if (name == "sbp-fuse-epilogues")
+    return sbp::createSbpFuseEpilogues();
   if (name == "sbp-assign-precision")
     return sbp::createSbpAssignPrecision(sbp::SbpAssignPrecisionOptions{o.precision});
   return sbp::createSbpPlanMemory();

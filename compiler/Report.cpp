@@ -37,6 +37,10 @@ static double flopsOf(Operation *op) {
     return 0;
   if (k.getCallee().starts_with("attention"))
     return attentionFlops(k);
+  if (k.getCallee().starts_with("gemm")) {
+    auto size = [&](StringRef name) { return static_cast<double>(k->getAttrOfType<IntegerAttr>(name).getInt()); };
+    return 2.0 * size("m") * size("n") * size("k");
+  }
   const sbpk::KernelInfo *info = sbpk::lookupKernel(k.getCallee());
   Value v = k->getNumOperands() ? k->getOperand(0) : k->getResult(0);
   return info->flopsPerElement * cast<RankedTensorType>(v.getType()).getNumElements();

@@ -11,7 +11,8 @@
 //    LayerNorm outputs, GELU, attention outputs, patches, the loss gradient.
 //
 // GEMMs read bfloat16 only: a float32 operand gets a `cast` kernel (one per
-// parameter and graph: the bf16 weight copy of the step). Row gathers and
+// parameter and graph: the bf16 weight copy of the step); so does the bias of
+// a bias epilogue with a bf16 output (cuBLASLt wants the output's type). Row gathers and
 // scatters keep their input's type. Kernels compute in float32 whatever they
 // store; the CUDA kernel library has an overload for each combination.
 //
@@ -37,7 +38,7 @@ bool isF32(Value v) { return cast<RankedTensorType>(v.getType()).getElementType(
 
 /// Kernels whose every result stays float32: the residual stream and
 /// reductions whose results are parameter gradients.
-const llvm::StringSet<> kFloatKernels = {"add",          "pos_add",   "cls_concat", "scatter_add_rows",
+const llvm::StringSet<> kFloatKernels = {"add", "gemm_bias_residual", "pos_add", "cls_concat", "scatter_add_rows",
                                          "layer_norm_grad", "bias_grad", "pos_grad", "softmax_xent",
                                          "fill"};
 /// Kernels whose result has the type of their first operand.
@@ -53,11 +54,23 @@ public:
       if (isa<sbpk::KernelOp, sbpk::GemmOp>(op))
         for (OpResult r : op.getResults())
           r.setType(withElementType(r.getType(), keepsFloat(r) ? f32 : bf16));
-    SmallVector<sbpk::GemmOp> gemms(graph.getBlock().getOps<sbpk::GemmOp>());
-    for (sbpk::GemmOp g : gemms)
-      for (OpOperand &operand : g->getOpOperands())
-        if (operand.getOperandNumber() < 2 && isF32(operand.get()))
+    // GEMM operands are bf16; a bias epilogue's bias has the output's type.
+    SmallVector<Operation *> gemms;
+    for (Operation &op : graph.getBlock())
+      if (isa<sbpk::GemmOp>(op) || isGemmKernel(&op))
+        gemms.push_back(&op);
+    for (Operation *g : gemms)
+      for (OpOperand &operand : g->getOpOperands()) {
+        bool matmulOperand = operand.getOperandNumber() < 2;
+        bool bf16Bias = operand.getOperandNumber() == 2 && isGemmKernel(g) && !isF32(g->getResult(0));
+        if ((matmulOperand || bf16Bias) && isF32(operand.get()))
           operand.set(castToBf16(operand.get(), g));
+      }
+  }
+
+  static bool isGemmKernel(Operation *op) {
+    auto k = dyn_cast<sbpk::KernelOp>(op);
+    return k && k.getCallee().starts_with("gemm");
   }
 
 private:

@@ -12,6 +12,7 @@ static const StringRef kBTN[] = {"batch", "tokens", "n"};
 static const StringRef kBTKN[] = {"batch", "tokens", "kept", "n"};
 static const StringRef kBC[] = {"batch", "classes"};
 static const StringRef kImage[] = {"batch", "channels", "height", "width", "patch"};
+static const StringRef kMNK[] = {"m", "n", "k"};
 static const StringRef kBTNI[] = {"batch", "tokens", "n", "index"};
 static const StringRef kAttn[] = {"batch", "tokens", "heads", "head_dim"};
 static const StringRef kAttnK[] = {"batch", "tokens", "heads", "head_dim", "kept"};
@@ -41,6 +42,9 @@ static const KernelInfo kKernels[] = {
   {"scatter_add_rows",  3, 1, kBTKN,  1},
   {"fill",              0, 1, kN,     0},   // + attribute value
   {"cast",              1, 1, kN,     0},   // element type conversion (bf16 weight copies)
+  // GEMMs with a cuBLASLt epilogue (+ bool attributes trans_a, trans_b); FLOPs 2mnk.
+  {"gemm_bias",          3, 1, kMNK,  0},  // a, b, bias
+  {"gemm_bias_residual", 4, 1, kMNK,  0},  // a, b, bias, x: a b + bias + x
   {"cls_concat",        2, 1, kBTN,   0},   // tokens: without the class token
   {"cls_concat_grad",   1, 2, kBTN,   0},
   {"take_token",        1, 1, kBTNI,  0},

@@ -33,9 +33,11 @@
 // CHECK:      // train step: arena [[TRAIN_ARENA]] bytes
 // CHECK-NEXT: int train_step(const sbp_step_args *a, char *err, size_t err_len) {
 // CHECK:        const int32_t *[[KEEP:v[0-9]+]] = a->keep_idx[0];  // @m
-// The forward is dense: 128 rows.
-// CHECK:        sbp::cpu::gemm(false, true, 128, 16, 49, 1.000000e+00f,
+// The forward is dense: 128 rows; the bias is part of the GEMM call (sbp-fuse-epilogues),
+// and so is the residual add after each block's fc2.
+// CHECK:        sbp::cpu::gemm_bias(false, true, 128, 16, 49, {{v[0-9]+}}, 49, {{v[0-9]+}}, 49, {{v[0-9]+}}, nullptr, {{v[0-9]+}}, 16);
 // CHECK:        sbp::cpu::gather_rows({{v[0-9]+}}, [[KEEP]], {{v[0-9]+}}, 8, 16, 8, 16);  // blocks.0.mlp
+// CHECK:        sbp::cpu::gemm_bias(false, true, 128, 16, 32, {{v[0-9]+}}, 32, {{v[0-9]+}}, 32, {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, 16);{{$}}
 // CHECK:        sbp::cpu::softmax_xent(
 //
 // blocks.1.mlp: the kept rows of the gradient, then GEMMs on 64 rows.

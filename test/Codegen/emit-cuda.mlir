@@ -14,7 +14,8 @@
 // CHECK-LABEL: int train_step(const sbp_step_args *a, char *err, size_t err_len) {
 // CHECK:        ctx.stream = static_cast<cudaStream_t>(a->stream);
 // CHECK:        sbp::cuda::patchify(ctx, v{{[0-9]+}}, v{{[0-9]+}}, 8, 1, 28, 28, 7);
-// CHECK:        sbp::cuda::gemm(ctx, false, true, 128, 16, 49,
+// The patch embedding: its GEMM with the bias in the epilogue (sbp-fuse-epilogues).
+// CHECK:        sbp::cuda::gemm_bias(ctx, false, true, 128, 16, 49,
 // The forward saves the kept rows of the block input.
 // CHECK:        sbp::cuda::gather_rows(ctx, v{{[0-9]+}}, v0, v{{[0-9]+}}, 8, 16, 8, 16);  // blocks.0.mlp
 // Loss and its gradient in one kernel.

@@ -106,5 +106,31 @@ TEST(Gemm, DegenerateProductsScaleC) {
   gemm(true, true, 0, N, 5, 1.0f, nullptr, 1, nullptr, 5, 0.0f, nullptr, N);
 }
 
+/// gemm_bias = the product, then + bias per column, then + residual: against a
+/// double reference, for every transpose combination, with and without the
+/// residual, and a NaN-filled C (it is written, never read).
+TEST(Gemm, BiasAndResidualEpilogue) {
+  const int64_t M = 37, N = 19, K = 23;
+  for (int t = 0; t < 8; ++t) {
+    const bool ta = t & 1, tb = t & 2, withResidual = t & 4;
+    SCOPED_TRACE(::testing::Message() << "ta=" << ta << " tb=" << tb << " residual=" << withResidual);
+    Vec A = randomVec(size_t(M * K), 10 + t), B = randomVec(size_t(K * N), 20 + t);
+    Vec bias = randomVec(size_t(N), 30 + t), residual = randomVec(size_t(M * N), 40 + t);
+    Vec C(size_t(M * N), std::numeric_limits<float>::quiet_NaN());
+    gemm_bias(ta, tb, M, N, K, A.data(), ta ? M : K, B.data(), tb ? K : N, bias.data(),
+              withResidual ? residual.data() : nullptr, C.data(), N);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        double ref = bias[j] + (withResidual ? residual[i * N + j] : 0.0), scale = std::fabs(ref);
+        for (int64_t k = 0; k < K; ++k) {
+          const double p = double(ta ? A[k * M + i] : A[i * K + k]) * double(tb ? B[j * K + k] : B[k * N + j]);
+          ref += p;
+          scale += std::fabs(p);
+        }
+        ASSERT_NEAR(C[i * N + j], ref, 2e-6 * scale + 1e-6) << "at (" << i << ", " << j << ")";
+      }
+  }
+}
+
 } // namespace
 } // namespace sbp::cpu::test

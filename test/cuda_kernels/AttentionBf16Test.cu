@@ -93,7 +93,8 @@ struct Dims {
   /// Part (q/k/v), batch, token and head of qkv element e.
   void qkvCoords(size_t e, int &part, int64_t &b, int64_t &t,
                  int64_t &h) const {
-    const int64_t row = int64_t(e) / (3 * width()), col = int64_t(e) % (3 * width());
+    const int64_t row = int64_t(e) / (3 * width()),
+                  col = int64_t(e) % (3 * width());
     b = row / T;
     t = row % T;
     part = int(col / width());
@@ -268,9 +269,9 @@ void finish(const Context &ctx) {
   ASSERT_EQ(last_error(err, sizeof(err)), 0) << err;
 }
 
-void runForward(const Context &ctx, const Dims &d, float scale,
-                const BVec &qkv, const IVec &keep, BVec &o, Vec &lse,
-                size_t misalign = 0, bool withLse = true) {
+void runForward(const Context &ctx, const Dims &d, float scale, const BVec &qkv,
+                const IVec &keep, BVec &o, Vec &lse, size_t misalign = 0,
+                bool withLse = true) {
   DBf16 dQkv(qkv, misalign);
   DBf16 dO(BVec(d.oSize(), nanBf16()), misalign);
   DFloat dLse(Vec(d.lseSize(), NAN));
@@ -300,9 +301,9 @@ BVec runBackward(const Context &ctx, const Dims &d, float scale,
   return dDqkv.download();
 }
 
-BVec runQueries(const Context &ctx, const Dims &d, float scale,
-                const BVec &qkv, const IVec &keep, const BVec &oK,
-                const Vec &lseK, const BVec &doutK) {
+BVec runQueries(const Context &ctx, const Dims &d, float scale, const BVec &qkv,
+                const IVec &keep, const BVec &oK, const Vec &lseK,
+                const BVec &doutK) {
   DBf16 dQkv(qkv), dO(oK.empty() ? BVec{nanBf16()} : oK),
       dG(doutK.empty() ? BVec{nanBf16()} : doutK);
   DFloat dLse(lseK.empty() ? Vec{NAN} : lseK);
@@ -319,9 +320,9 @@ BVec runQueries(const Context &ctx, const Dims &d, float scale,
 
 /// max|got - want| / max|want| over the elements with select(i) < tol;
 /// every selected element finite.
-::testing::AssertionResult relMaxClose(
-    const BVec &got, const DVec &want, double tol,
-    const std::function<bool(size_t)> &select = nullptr) {
+::testing::AssertionResult
+relMaxClose(const BVec &got, const DVec &want, double tol,
+            const std::function<bool(size_t)> &select = nullptr) {
   if (got.size() != want.size())
     return ::testing::AssertionFailure()
            << "size " << got.size() << " vs " << want.size();
@@ -344,8 +345,8 @@ BVec runQueries(const Context &ctx, const Dims &d, float scale,
   }
   if (count == 0)
     return ::testing::AssertionSuccess();
-  const double err = maxWant > 0.0 ? maxDiff / maxWant
-                                   : (maxDiff == 0.0 ? 0.0 : INFINITY);
+  const double err =
+      maxWant > 0.0 ? maxDiff / maxWant : (maxDiff == 0.0 ? 0.0 : INFINITY);
   if (!(err < tol))
     return ::testing::AssertionFailure()
            << "max|got - want| / max|want| = " << err << " >= " << tol
@@ -355,8 +356,8 @@ BVec runQueries(const Context &ctx, const Dims &d, float scale,
 }
 
 /// Every element with select(i) is exactly zero (+0 or -0).
-::testing::AssertionResult exactZeros(const BVec &got,
-                                      const std::function<bool(size_t)> &select) {
+::testing::AssertionResult
+exactZeros(const BVec &got, const std::function<bool(size_t)> &select) {
   for (size_t i = 0; i < got.size(); ++i)
     if (select(i) && (bitsOf(got[i]) & 0x7fffu) != 0)
       return ::testing::AssertionFailure()
@@ -365,16 +366,15 @@ BVec runQueries(const Context &ctx, const Dims &d, float scale,
   return ::testing::AssertionSuccess();
 }
 
-::testing::AssertionResult lseClose(const Vec &got, const DVec &want,
-                                    const std::function<bool(size_t)> &select =
-                                        nullptr) {
+::testing::AssertionResult
+lseClose(const Vec &got, const DVec &want,
+         const std::function<bool(size_t)> &select = nullptr) {
   for (size_t i = 0; i < got.size(); ++i) {
     if (select && !select(i))
       continue;
     if (!std::isfinite(got[i]) || std::fabs(double(got[i]) - want[i]) > kLseTol)
-      return ::testing::AssertionFailure()
-             << "lse element " << i << ": got " << got[i] << ", want "
-             << want[i];
+      return ::testing::AssertionFailure() << "lse element " << i << ": got "
+                                           << got[i] << ", want " << want[i];
   }
   return ::testing::AssertionSuccess();
 }
@@ -412,7 +412,7 @@ std::vector<Dims> requiredShapes() {
 }
 
 #define SHAPE_TRACE(d)                                                         \
-  SCOPED_TRACE(::testing::Message() << "B=" << (d).B << " T=" << (d).T        \
+  SCOPED_TRACE(::testing::Message() << "B=" << (d).B << " T=" << (d).T         \
                                     << " H=" << (d).H << " Dh=" << (d).Dh)
 
 //===--- The modes --------------------------------------------------------===//
@@ -474,9 +474,9 @@ void checkRowKeep(const Context &ctx, const Dims &d, uint32_t seed,
   std::vector<char> in(size_t(d.T));
   for (int64_t t = 0; t < d.T; ++t)
     in[size_t(t)] = rowKeep[size_t(t)] >= 0;
-  const std::vector<char> heads =
-      headKeep.empty() ? std::vector<char>(size_t(d.H), 1)
-                       : membership(headKeep, d.H);
+  const std::vector<char> heads = headKeep.empty()
+                                      ? std::vector<char>(size_t(d.H), 1)
+                                      : membership(headKeep, d.H);
   const Rule rule = restrictedRule(in);
   DVec oRef, lseRef;
   refForward(d, p.qkvD, rule, p.scale, oRef, lseRef);

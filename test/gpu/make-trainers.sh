@@ -1,50 +1,63 @@
 #!/usr/bin/env bash
 # Builds (here, where sbpc runs) the trainers run-gpu-tests.sh needs, into
 # .devpkg/trainers, plus the CPU trainer's gradients to compare against.
+#   VIT_PRECISIONS="fp32 bf16"  precisions of the ViT fixture trainers (default both)
+#   VIT_FP32_MODES="full qkv query head"  the fp32 ones (default all)
+#   PATCH_MLP=0                 skip the patch-MLP trainers (fixture and Fashion-MNIST)
+# Two nvcc builds run at a time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 pkg=.devpkg/trainers
 mkdir -p $pkg
 sbpc=build/bin/sbpc
-fix=test/numerics/fixtures/patch_mlp_small
-small=test/numerics/Inputs/patch_mlp_small.mlir
-$sbpc $small --target=cuda --keep=1.0 -o $pkg/small_full_cuda.so
-$sbpc $small --target=cuda -o $pkg/small_sbp_cuda.so
-$sbpc samples/patch_mlp_mnist.mlir --target=cuda --keep=1.0 -o $pkg/mnist_full_cuda.so
-$sbpc samples/patch_mlp_mnist.mlir --target=cuda -o $pkg/mnist_sbp_cuda.so
-# The CPU trainer's gradients of the fixture batch, the second reference.
 tmp=$(mktemp -d)
-$sbpc $small --target=cpu --keep=1.0 -o $tmp/full.so
-$sbpc $small --target=cpu -o $tmp/sbp.so
-build/bin/sbp-train $tmp/full.so --params $fix/params.safetensors --batch $fix/batch.safetensors \
-  --dump-grads $pkg/grads_full_cpu.safetensors
-build/bin/sbp-train $tmp/sbp.so --params $fix/params.safetensors --batch $fix/batch.safetensors \
-  --keep-indices $fix/keep.txt --dump-grads $pkg/grads_sbp_cpu.safetensors
-rm -rf $tmp
+trap 'rm -rf $tmp' EXIT
 
-# ViT: the small fixture model (every attention mode, fp32 and bf16) and the
-# Fashion-MNIST ViT; the CPU trainer's gradients of the fixture batch beside them.
-vfix=test/numerics/fixtures/vit_small
-tmp=$(mktemp -d)
-for mode in qkv query head; do
-  in=test/numerics/Inputs/vit_small_$mode.mlir
-  keepfile=$vfix/keep.txt; [ $mode = head ] && keepfile=$vfix/keep_head.txt
-  for prec in ${VIT_PRECISIONS:-fp32 bf16}; do
-    $sbpc $in --target=cuda --precision=$prec -o $pkg/vit_small_${mode}_${prec}_cuda.so
-  done
-  $sbpc $in --target=cpu -o $tmp/vit_$mode.so
-  build/bin/sbp-train $tmp/vit_$mode.so --params $vfix/params.safetensors --batch $vfix/batch.safetensors \
-    --keep-indices $keepfile --dump-grads $pkg/vit_grads_sbp_${mode}_cpu.safetensors
-done
+# cuda NAME ARGS...: sbpc ARGS --target=cuda -o $pkg/NAME.so, two at a time.
+cuda() {
+  local name=$1; shift
+  while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n; done
+  $sbpc "$@" --target=cuda -o $pkg/$name.so &
+}
+# cpu_grads OUT MODEL KEEPFILE FIXTURES [SBPC ARGS...]: the CPU trainer's gradients of the fixture batch.
+cpu_grads() {
+  local out=$1 model=$2 keepfile=$3 fix=$4; shift 4
+  local keep=(); [ -n "$keepfile" ] && keep=(--keep-indices $keepfile)
+  $sbpc $model --target=cpu "$@" -o $tmp/cpu.so
+  build/bin/sbp-train $tmp/cpu.so --params $fix/params.safetensors --batch $fix/batch.safetensors \
+    "${keep[@]}" --dump-grads $pkg/$out.safetensors > /dev/null
+}
+
+if [ "${PATCH_MLP:-1}" != 0 ]; then
+  fix=test/numerics/fixtures/patch_mlp_small
+  small=test/numerics/Inputs/patch_mlp_small.mlir
+  cuda small_full_cuda $small --keep=1.0
+  cuda small_sbp_cuda $small
+  cuda mnist_full_cuda samples/patch_mlp_mnist.mlir --keep=1.0
+  cuda mnist_sbp_cuda samples/patch_mlp_mnist.mlir
+  cpu_grads grads_full_cpu $small "" $fix --keep=1.0
+  cpu_grads grads_sbp_cpu $small $fix/keep.txt $fix
+fi
+
+# ViT: the small fixture model (every attention mode) and the Fashion-MNIST ViT.
+vin=test/numerics/Inputs
 for prec in ${VIT_PRECISIONS:-fp32 bf16}; do
-  $sbpc test/numerics/Inputs/vit_small_qkv.mlir --target=cuda --keep=1.0 --precision=$prec \
-    -o $pkg/vit_small_full_${prec}_cuda.so
-  for mode in full sbp; do
-    keep=(); [ $mode = full ] && keep=(--keep=1.0)
-    $sbpc samples/vit_fmnist.mlir --target=cuda --precision=$prec "${keep[@]}" -o $pkg/vit_fmnist_${mode}_${prec}_cuda.so
+  modes="full qkv query head"; [ $prec = fp32 ] && modes=${VIT_FP32_MODES:-$modes}
+  for mode in $modes; do
+    if [ $mode = full ]; then cuda vit_small_full_${prec}_cuda $vin/vit_small_qkv.mlir --keep=1.0 --precision=$prec
+    else cuda vit_small_${mode}_${prec}_cuda $vin/vit_small_$mode.mlir --precision=$prec; fi
+  done
+  cuda vit_fmnist_full_${prec}_cuda samples/vit_fmnist.mlir --keep=1.0 --precision=$prec
+  cuda vit_fmnist_sbp_${prec}_cuda samples/vit_fmnist.mlir --precision=$prec
+done
+# The fp32 trainers are checked on vit_small, the bf16 ones on vit_small_bf16 (milder
+# parameters: see test/numerics/README.md); the CPU trainer's gradients of both.
+for fixdir in vit_small vit_small_bf16; do
+  vfix=test/numerics/fixtures/$fixdir
+  cpu_grads ${fixdir}_grads_full_cpu $vin/vit_small_qkv.mlir "" $vfix --keep=1.0
+  for mode in qkv query head; do
+    keepfile=$vfix/keep.txt; [ $mode = head ] && keepfile=$vfix/keep_head.txt
+    cpu_grads ${fixdir}_grads_sbp_${mode}_cpu $vin/vit_small_$mode.mlir $keepfile $vfix
   done
 done
-$sbpc test/numerics/Inputs/vit_small_qkv.mlir --target=cpu --keep=1.0 -o $tmp/vit_full.so
-build/bin/sbp-train $tmp/vit_full.so --params $vfix/params.safetensors --batch $vfix/batch.safetensors \
-  --dump-grads $pkg/vit_grads_full_cpu.safetensors
-rm -rf $tmp
+wait

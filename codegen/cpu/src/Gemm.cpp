@@ -34,5 +34,20 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
               static_cast<int>(ldc));
 }
 
+void gemm_bias(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+               const float *A, int64_t lda, const float *B, int64_t ldb,
+               const float *bias, const float *residual, float *C,
+               int64_t ldc) {
+  gemm(transA, transB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
+#pragma omp parallel for schedule(static) if (M * N >= (int64_t(1) << 16))
+  for (int64_t i = 0; i < M; ++i) {
+    float *c = C + i * ldc;
+    const float *r = residual ? residual + i * ldc : nullptr;
+#pragma omp simd
+    for (int64_t j = 0; j < N; ++j)
+      c[j] = r ? r[j] + (c[j] + bias[j]) : c[j] + bias[j];
+  }
+}
+
 } // namespace cpu
 } // namespace sbp

@@ -41,6 +41,14 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
           float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
           float beta, float *C, int64_t ldc);
 
+/// C[M,N] = op(A) op(B) + bias[N] (+ residual[M,N], row stride ldc when not
+/// null): a linear layer and, with residual, its residual add, in one call
+/// (the CUDA twin runs them as one cuBLASLt GEMM with a bias epilogue).
+/// residual may not alias C.
+void gemm_bias(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+               const float *A, int64_t lda, const float *B, int64_t ldb,
+               const float *bias, const float *residual, float *C, int64_t ldc);
+
 //===--- Layout -----------------------------------------------------------===//
 
 /// image [B,C,H,W] -> tokens [B, (H/p)*(W/p), C*p*p]; token t = i*(W/p)+j,

@@ -1,4 +1,4 @@
-//===- cuda_attention_bf16.cuh - bf16 tensor-core attention -----*- CUDA -*-===//
+//===- cuda_attention_bf16.cuh - bf16 tensor-core attention ----*- CUDA -*-===//
 //
 // The bf16 overloads of sbp::cuda::attention_fwd / attention_bwd /
 // attention_bwd_queries (<sbp/cuda_kernels.cuh> has the fp32 ones and the
@@ -70,8 +70,7 @@ inline void attention_bwd(const Context &ctx, const __nv_bfloat16 *qkv,
 /// are all T rows. dqkv [B, T, 3*H*Dh] is overwritten: dk, dv at every row
 /// (from the kept queries), dq at the kept rows, zero dq elsewhere.
 /// Scratch: 8 B H ceil64(K) bytes.
-inline void attention_bwd_queries(const Context &ctx,
-                                  const __nv_bfloat16 *qkv,
+inline void attention_bwd_queries(const Context &ctx, const __nv_bfloat16 *qkv,
                                   const int32_t *keep, int64_t K,
                                   const __nv_bfloat16 *o_k, const float *lse_k,
                                   const __nv_bfloat16 *dout_k,
@@ -136,8 +135,7 @@ __device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t (&r)[4]) {
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
 }
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t addr,
-                                              uint32_t (&r)[4]) {
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t addr, uint32_t (&r)[4]) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, "
                "%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -206,8 +204,8 @@ __device__ __forceinline__ void ldsm_b_cols(uint32_t (&b)[4], const bf16 *tile,
 /// The A fragment of k-step kk (columns 16kk..16kk+15) of a 16-row tile held
 /// as C fragments c[n-tile][4] (FlashAttention-2's register reuse of P).
 template <int kN>
-__device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c)[kN][4],
-                                       int kk) {
+__device__ __forceinline__ void c_to_a(uint32_t (&a)[4],
+                                       const float (&c)[kN][4], int kk) {
   a[0] = pack_bf16(c[2 * kk][0], c[2 * kk][1]);
   a[1] = pack_bf16(c[2 * kk][2], c[2 * kk][3]);
   a[2] = pack_bf16(c[2 * kk + 1][0], c[2 * kk + 1][1]);
@@ -288,8 +286,8 @@ __device__ __forceinline__ void zero_rows(bf16 *dst, int64_t ld, int Dh,
     for (int e = int(threadIdx.x); e < kTile * chunks; e += kCtaThreads) {
       const int row = row_of(e / chunks);
       if (row >= 0)
-        *reinterpret_cast<uint4 *>(dst + int64_t(row) * ld +
-                                   (e % chunks) * 8) = make_uint4(0, 0, 0, 0);
+        *reinterpret_cast<uint4 *>(dst + int64_t(row) * ld + (e % chunks) * 8) =
+            make_uint4(0, 0, 0, 0);
     }
   } else {
     for (int e = int(threadIdx.x); e < kTile * Dh; e += kCtaThreads) {
@@ -308,14 +306,13 @@ __device__ __forceinline__ void stage_c(bf16 *st, const float (&c)[kDh / 8][4],
                                         float mul, bool keep0, bool keep1) {
   constexpr int kS = Geo<kDh>::kStride;
   const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-  const float m0 = keep0 ? mul : 0.0f, m1 = keep1 ? mul : 0.0f;
 #pragma unroll
   for (int dt = 0; dt < kDh / 8; ++dt) {
     const int col = dt * 8 + 2 * t4;
     *reinterpret_cast<uint32_t *>(st + g * kS + col) =
-        pack_bf16(c[dt][0] * m0, c[dt][1] * m0);
+        keep0 ? pack_bf16(c[dt][0] * mul, c[dt][1] * mul) : 0u;
     *reinterpret_cast<uint32_t *>(st + (g + 8) * kS + col) =
-        pack_bf16(c[dt][2] * m1, c[dt][3] * m1);
+        keep1 ? pack_bf16(c[dt][2] * mul, c[dt][3] * mul) : 0u;
   }
 }
 
@@ -442,8 +439,7 @@ __global__ void __launch_bounds__(kCtaThreads, kVec ? 4 : 3)
       uint64_t mk0 = valid, mk1 = valid;
       if (has_keep) {
         const uint64_t kb =
-            (uint64_t(keep_bits[2 * it + 1]) << 32 | keep_bits[2 * it]) &
-            valid;
+            (uint64_t(keep_bits[2 * it + 1]) << 32 | keep_bits[2 * it]) & valid;
         mk0 = kept0 ? kb : valid;
         mk1 = kept1 ? kb : valid;
       }
@@ -526,8 +522,8 @@ __global__ void __launch_bounds__(kCtaThreads, kVec ? 4 : 3)
   }
   stage_c<kDh>(so, acc, 1.0f, true, true);
   __syncwarp();
-  store_rows16<kDh>(so, p.o + int64_t(b) * T * hd + int64_t(h) * p.Dh, hd,
-                    p.Dh, kVec, [&](int r) {
+  store_rows16<kDh>(so, p.o + int64_t(b) * T * hd + int64_t(h) * p.Dh, hd, p.Dh,
+                    kVec, [&](int r) {
                       const int t = row0 + r;
                       return t < T ? t : -1;
                     });
@@ -589,8 +585,8 @@ __device__ __forceinline__ bool bwd_head_kept(const BwdParams &p, int h) {
 /// kept), +inf and 0 for the others and for the padding q in [Tq, Tqp).
 /// 8 lanes per (b, h, q), a fixed shuffle tree: deterministic.
 template <int kUnused = 0>
-__global__ void __launch_bounds__(256) attn_bf16_bwd_prep_kernel(
-    const BwdParams p) {
+__global__ void __launch_bounds__(256)
+    attn_bf16_bwd_prep_kernel(const BwdParams p) {
   const int lane = threadIdx.x & 31, sub = lane & 7;
   const int64_t items = int64_t(p.B) * p.H * p.Tqp;
   const int64_t warps = int64_t(gridDim.x) * 8;
@@ -723,8 +719,8 @@ __global__ void __launch_bounds__(kCtaThreads, kDh <= 32 ? 4 : 3)
     });
     if (tid < 32) { // 2 x 64 floats in 16-byte chunks (rows of Tqp floats)
       const int c = (tid & 15) * 4;
-      const float *src = (tid < 16 ? p.lse2 : p.dvec) + int64_t(bh) * p.Tqp +
-                         qq + c;
+      const float *src =
+          (tid < 16 ? p.lse2 : p.dvec) + int64_t(bh) * p.Tqp + qq + c;
       cp_async16(smem_u32((tid < 16 ? sl(st) : sd(st)) + c), src, true);
     }
   };
@@ -970,7 +966,8 @@ __global__ void __launch_bounds__(kCtaThreads, kDh <= 32 ? 4 : 3)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const bool on = (mk >> (nt * 8 + e)) & 1u;
-          const float pa = on ? fast_exp2(fmaf(s[nt][e], p.scale_log2, -L0)) : 0.f;
+          const float pa =
+              on ? fast_exp2(fmaf(s[nt][e], p.scale_log2, -L0)) : 0.f;
           const float pb =
               on ? fast_exp2(fmaf(s[nt][2 + e], p.scale_log2, -L1)) : 0.f;
           s[nt][e] = pa * (dp[nt][e] - D0); // dS
@@ -1066,8 +1063,8 @@ inline void launch_bwd_dh(const Context &ctx, const BwdParams &p,
 
 /// Both backward entry points: checks, scratch, the three kernels.
 inline void launch_bwd(const Context &ctx, const char *where, BwdParams p,
-                       int64_t B, int64_t T, int64_t H, int64_t Dh,
-                       int64_t Tq, float scale) {
+                       int64_t B, int64_t T, int64_t H, int64_t Dh, int64_t Tq,
+                       float scale) {
   if (Dh > kMaxDh) {
     fail_arg(where, "bf16: head dim above 64 (the bf16 tensor-core kernels "
                     "take Dh <= 64; use the fp32 overload)");
@@ -1190,8 +1187,7 @@ inline void attention_bwd(const Context &ctx, const __nv_bfloat16 *qkv,
   abf16::launch_bwd(ctx, "attention_bwd", p, B, T, H, Dh, T, scale);
 }
 
-inline void attention_bwd_queries(const Context &ctx,
-                                  const __nv_bfloat16 *qkv,
+inline void attention_bwd_queries(const Context &ctx, const __nv_bfloat16 *qkv,
                                   const int32_t *keep, int64_t K,
                                   const __nv_bfloat16 *o_k, const float *lse_k,
                                   const __nv_bfloat16 *dout_k,

@@ -15,6 +15,11 @@
 // Conventions (docs/cuda-target.md has the long form):
 //  - Tensors are float32, row-major, contiguous, in device memory; "rows" is
 //    the product of the leading dimensions; every size is int64_t.
+//  - bf16 (--precision=bf16 trainers): overloads taking __nv_bfloat16 for
+//    activations, independently per tensor, computing in float32 (see
+//    "Mixed precision" below), a cast kernel and bf16 GEMMs. The bf16
+//    attention overloads come from <sbp/cuda_attention_bf16.cuh>, included
+//    at the end of this header.
 //  - Every kernel OVERWRITES its outputs, unless its name ends in `_acc`.
 //  - Calls are asynchronous on ctx.stream, never allocate and never
 //    synchronise: a whole step can be captured into a CUDA graph (after one
@@ -29,14 +34,16 @@
 //    accumulate in double and are deterministic: same inputs, same device,
 //    same bits (no floating-point atomics anywhere).
 //
-// Compile the including .cu with nvcc -std=c++17 -arch=sm_90 (any sm_70+
-// works) and link -lcublasLt (cudart comes with nvcc).
+// Compile the including .cu with nvcc -std=c++17 -arch=sm_90 (sm_80 or
+// later: the bf16 attention included at the end uses cp.async and bf16 mma;
+// the rest needs sm_70+) and link -lcublasLt (cudart comes with nvcc).
 //
 //===----------------------------------------------------------------------===//
 #ifndef SBP_CUDA_KERNELS_CUH
 #define SBP_CUDA_KERNELS_CUH
 
 #include <cublasLt.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -48,12 +55,26 @@
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <type_traits>
 
 namespace sbp {
 namespace cuda {
 
 namespace detail {
 struct GemmPlanCache;
+
+template <class T>
+constexpr bool kIsElement =
+    std::is_same_v<T, float> || std::is_same_v<T, __nv_bfloat16>;
+/// Enables the bf16 overloads: every type float or __nv_bfloat16, at least
+/// one of them __nv_bfloat16 (all-float calls take the float functions).
+template <class... T>
+using EnableBf16 = std::enable_if_t<
+    (kIsElement<T> && ...) && (std::is_same_v<T, __nv_bfloat16> || ...), int>;
+/// Enables the bf16 gemm: A and B __nv_bfloat16, C float or __nv_bfloat16.
+template <class T, class TC>
+using EnableBf16Gemm =
+    std::enable_if_t<std::is_same_v<T, __nv_bfloat16> && kIsElement<TC>, int>;
 } // namespace detail
 
 //===--- Context ----------------------------------------------------------===//
@@ -266,6 +287,143 @@ inline void take_token(const Context &ctx, const float *x, float *y, int64_t B,
 inline void take_token_grad(const Context &ctx, const float *dy, float *dx,
                             int64_t B, int64_t T, int64_t D, int64_t index);
 
+//===--- Mixed precision: bfloat16 overloads ------------------------------===//
+// For trainers compiled with --precision=bf16 (compiler pass
+// sbp-assign-precision): activations and their gradients are __nv_bfloat16,
+// the parameters, their gradients, the loss, the logits and the residual
+// stream stay float. The generated code declares each buffer with the
+// element type the compiler chose, and overload resolution picks one of
+// these. Each tensor pointer below whose element type is a template
+// parameter may independently be `float` or `__nv_bfloat16`, at least one of
+// them bf16 (all-float calls take the functions above, unchanged). Pointers
+// typed `float` here stay float: parameters (bias, pos, gamma/beta, cls),
+// parameter gradients (dbias, dpos, dgamma/dbeta, dcls), the loss.
+//
+// Semantics, sizes, aliasing and determinism are those of the float
+// functions. Every kernel computes in float32: bf16 inputs are widened
+// exactly, results are rounded to bf16 once (round-to-nearest-even) when the
+// output is bf16; reductions still accumulate in double. Pure data movement
+// (gather_rows, scatter_rows, mask_rows, take_token*, copy, cls_concat*'s
+// rows) between equal types moves the bits unchanged. 16-byte aligned
+// tensors whose rows are multiples of 8 elements take 8-wide paths (8 bf16
+// = 16 bytes); other cases run narrower (4-wide, then scalar) paths.
+//
+// The bf16 attention overloads are in <sbp/cuda_attention_bf16.cuh>, which
+// this header includes at its end.
+
+/// y = x rounded to bf16, round-to-nearest-even (NaN stays NaN, +-inf and
+/// overflow to +-inf as IEEE), and the exact widening back.
+inline void cast(const Context &ctx, const float *x, __nv_bfloat16 *y,
+                 int64_t n);
+inline void cast(const Context &ctx, const __nv_bfloat16 *x, float *y,
+                 int64_t n);
+
+/// gemm with A and B `const __nv_bfloat16 *` (T = __nv_bfloat16) through
+/// cuBLASLt (CUDA_R_16BF operands, CUBLAS_COMPUTE_32F: fp32 accumulation on
+/// the tensor cores), C (and D) `__nv_bfloat16 *` or `float *`, alpha and
+/// beta float. ctx.allow_tf32 does not apply. Same layout, strides,
+/// beta == 0, K == 0, fallback kernel and plan caching (keyed on the data
+/// types too) as the float gemm. A template only so that a call with null
+/// pointer literals still means the float gemm.
+template <class T, class TC, detail::EnableBf16Gemm<T, TC> = 0>
+inline void gemm(const Context &ctx, bool transA, bool transB, int64_t M,
+                 int64_t N, int64_t K, float alpha, const T *A, int64_t lda,
+                 const T *B, int64_t ldb, float beta, TC *C, int64_t ldc);
+
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+inline void patchify(const Context &ctx, const X *img, Y *tokens, int64_t B,
+                     int64_t C, int64_t H, int64_t W, int64_t p);
+template <class A, class B, class O, detail::EnableBf16<A, B, O> = 0>
+inline void add(const Context &ctx, const A *a, const B *b, O *out, int64_t n);
+template <class O, class B, detail::EnableBf16<O, B> = 0>
+inline void add_acc(const Context &ctx, O *acc, const B *b, int64_t n);
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+inline void bias_add(const Context &ctx, const X *x, const float *bias, Y *y,
+                     int64_t rows, int64_t n);
+template <class X, detail::EnableBf16<X> = 0>
+inline void bias_grad(const Context &ctx, const X *dy, float *dbias,
+                      int64_t rows, int64_t n);
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+inline void pos_add(const Context &ctx, const X *x, const float *pos, Y *y,
+                    int64_t B, int64_t T, int64_t D);
+template <class X, detail::EnableBf16<X> = 0>
+inline void pos_grad(const Context &ctx, const X *dy, float *dpos, int64_t B,
+                     int64_t T, int64_t D);
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+inline void gelu(const Context &ctx, const X *x, Y *y, int64_t n);
+template <class X, class G, class D, detail::EnableBf16<X, G, D> = 0>
+inline void gelu_grad(const Context &ctx, const X *x, const G *dy, D *dx,
+                      int64_t n);
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+inline void relu(const Context &ctx, const X *x, Y *y, int64_t n);
+template <class X, class G, class D, detail::EnableBf16<X, G, D> = 0>
+inline void relu_grad(const Context &ctx, const X *x, const G *dy, D *dx,
+                      int64_t n);
+template <class T, detail::EnableBf16<T> = 0>
+inline void fill(const Context &ctx, T *x, float value, int64_t n);
+/// Equal types: a device copy (x == y: nothing); otherwise cast.
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+inline void copy(const Context &ctx, const X *x, Y *y, int64_t n);
+
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+inline void layer_norm(const Context &ctx, const X *x, const float *gamma,
+                       const float *beta, Y *y, int64_t rows, int64_t n,
+                       float eps);
+template <class X, class G, class D, detail::EnableBf16<X, G, D> = 0>
+inline void layer_norm_grad(const Context &ctx, const X *x, const float *gamma,
+                            const G *dy, D *dx, float *dgamma, float *dbeta,
+                            int64_t rows, int64_t n, float eps);
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+inline void mean_tokens(const Context &ctx, const X *x, Y *y, int64_t B,
+                        int64_t T, int64_t D);
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+inline void mean_tokens_grad(const Context &ctx, const X *dy, Y *dx, int64_t B,
+                             int64_t T, int64_t D);
+
+/// loss and correct as in the float softmax_xent; dlogits bf16 or float, or
+/// nullptr (the second overload).
+template <class L, class G, detail::EnableBf16<L, G> = 0>
+inline void softmax_xent(const Context &ctx, const L *logits,
+                         const int32_t *labels, float *loss, G *dlogits,
+                         int64_t B, int64_t C, float dloss_scale,
+                         int64_t *correct = nullptr);
+template <class L, detail::EnableBf16<L> = 0>
+inline void softmax_xent(const Context &ctx, const L *logits,
+                         const int32_t *labels, float *loss,
+                         std::nullptr_t dlogits, int64_t B, int64_t C,
+                         float dloss_scale, int64_t *correct = nullptr);
+
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+inline void gather_rows(const Context &ctx, const X *x, const int32_t *idx,
+                        Y *out, int64_t B, int64_t T, int64_t K, int64_t D);
+template <class X, class O, detail::EnableBf16<X, O> = 0>
+inline void scatter_rows_acc(const Context &ctx, const X *xk,
+                             const int32_t *idx, O *out, int64_t B, int64_t T,
+                             int64_t K, int64_t D);
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+inline void scatter_rows(const Context &ctx, const X *xk, const int32_t *idx,
+                         Y *out, int64_t B, int64_t T, int64_t K, int64_t D);
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+inline void mask_rows(const Context &ctx, const X *x, const int32_t *idx,
+                      Y *out, int64_t B, int64_t T, int64_t K, int64_t D);
+template <class Bs, class X, class O, detail::EnableBf16<Bs, X, O> = 0>
+inline void scatter_add_rows(const Context &ctx, const Bs *base, const X *xk,
+                             const int32_t *idx, O *out, int64_t B, int64_t T,
+                             int64_t K, int64_t D);
+
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+inline void cls_concat(const Context &ctx, const X *x, const float *cls, Y *y,
+                       int64_t B, int64_t T, int64_t D);
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+inline void cls_concat_grad(const Context &ctx, const X *dy, Y *dx, float *dcls,
+                            int64_t B, int64_t T, int64_t D);
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+inline void take_token(const Context &ctx, const X *x, Y *y, int64_t B,
+                       int64_t T, int64_t D, int64_t index);
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+inline void take_token_grad(const Context &ctx, const X *dy, Y *dx, int64_t B,
+                            int64_t T, int64_t D, int64_t index);
+
 //===----------------------------------------------------------------------===//
 // Implementation
 //===----------------------------------------------------------------------===//
@@ -380,33 +538,157 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-template <int kVec> struct VecOf;
-template <> struct VecOf<1> {
-  using type = float;
-  __device__ static float zero() { return 0.0f; }
-};
-template <> struct VecOf<4> {
-  using type = float4;
-  __device__ static float4 zero() { return make_float4(0.f, 0.f, 0.f, 0.f); }
+//===--- Element types: float and bf16 ------------------------------------===//
+// Tensors are float or __nv_bfloat16; kernels compute in float. A "vector"
+// is W consecutive elements at an address aligned to min(16, W * size)
+// bytes, loaded into / stored from float[W] registers: float W = 4 or 8 is
+// one or two float4, bf16 W = 8 one 16-byte uint4, W = 4 an 8-byte uint2.
+
+template <class T> constexpr bool kIsBf16 = std::is_same_v<T, __nv_bfloat16>;
+
+/// Bytes a W-vector of T must be aligned to.
+template <class T> constexpr int vec_align(int W) {
+  return W * int(sizeof(T)) < 16 ? W * int(sizeof(T)) : 16;
+}
+template <class T> inline bool vec_aligned(const T *p, int W) {
+  return (reinterpret_cast<uintptr_t>(p) & uintptr_t(vec_align<T>(W) - 1)) == 0;
+}
+
+__device__ __forceinline__ float to_f32(float x) { return x; }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+/// float -> T, round-to-nearest-even for bf16.
+template <class T> __device__ __forceinline__ T from_f32(float x) {
+  if constexpr (kIsBf16<T>)
+    return __float2bfloat16_rn(x);
+  else
+    return x;
+}
+/// double -> T, rounded once.
+template <class T> __device__ __forceinline__ T from_f64(double x) {
+  if constexpr (kIsBf16<T>)
+    return __double2bfloat16(x);
+  else
+    return float(x);
+}
+
+/// The two bf16 of a 32-bit word (low half first), widened exactly.
+__device__ __forceinline__ void bf16x2_to_f32(uint32_t u, float &lo,
+                                              float &hi) {
+  lo = __uint_as_float(u << 16);
+  hi = __uint_as_float(u & 0xffff0000u);
+}
+__device__ __forceinline__ uint32_t f32_to_bf16x2(float lo, float hi) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi); // lo in .x
+  uint32_t u;
+  memcpy(&u, &h, sizeof(u));
+  return u;
+}
+
+/// v[0..W) = vector i of p (elements i*W .. i*W+W-1) as float.
+template <int W, class T, class I>
+__device__ __forceinline__ void ld_vec(const T *p, I i, float (&v)[W]) {
+  static_assert(W == 1 || W == 4 || W == 8, "vector width");
+  if constexpr (W == 1) {
+    v[0] = to_f32(p[i]);
+  } else if constexpr (!kIsBf16<T>) {
+#pragma unroll
+    for (int k = 0; k < W / 4; ++k) {
+      const float4 q = reinterpret_cast<const float4 *>(p)[i * (W / 4) + k];
+      v[4 * k] = q.x;
+      v[4 * k + 1] = q.y;
+      v[4 * k + 2] = q.z;
+      v[4 * k + 3] = q.w;
+    }
+  } else if constexpr (W == 4) {
+    const uint2 q = reinterpret_cast<const uint2 *>(p)[i];
+    bf16x2_to_f32(q.x, v[0], v[1]);
+    bf16x2_to_f32(q.y, v[2], v[3]);
+  } else {
+    const uint4 q = reinterpret_cast<const uint4 *>(p)[i];
+    bf16x2_to_f32(q.x, v[0], v[1]);
+    bf16x2_to_f32(q.y, v[2], v[3]);
+    bf16x2_to_f32(q.z, v[4], v[5]);
+    bf16x2_to_f32(q.w, v[6], v[7]);
+  }
+}
+
+/// Vector i of p = v[0..W), rounded to T.
+template <int W, class T, class I>
+__device__ __forceinline__ void st_vec(T *p, I i, const float (&v)[W]) {
+  static_assert(W == 1 || W == 4 || W == 8, "vector width");
+  if constexpr (W == 1) {
+    p[i] = from_f32<T>(v[0]);
+  } else if constexpr (!kIsBf16<T>) {
+#pragma unroll
+    for (int k = 0; k < W / 4; ++k)
+      reinterpret_cast<float4 *>(p)[i * (W / 4) + k] =
+          make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
+  } else if constexpr (W == 4) {
+    reinterpret_cast<uint2 *>(p)[i] =
+        make_uint2(f32_to_bf16x2(v[0], v[1]), f32_to_bf16x2(v[2], v[3]));
+  } else {
+    reinterpret_cast<uint4 *>(p)[i] =
+        make_uint4(f32_to_bf16x2(v[0], v[1]), f32_to_bf16x2(v[2], v[3]),
+                   f32_to_bf16x2(v[4], v[5]), f32_to_bf16x2(v[6], v[7]));
+  }
+}
+
+/// The raw bits of a W-vector of T: kParts values of `type`.
+template <int W, class T> struct RawVec {
+  static constexpr int kBytes = W * int(sizeof(T));
+  static constexpr int kParts = kBytes > 16 ? kBytes / 16 : 1;
+  using type = std::conditional_t<
+      kBytes == 2, unsigned short,
+      std::conditional_t<kBytes == 4, float,
+                         std::conditional_t<kBytes == 8, uint2, float4>>>;
 };
 
-__device__ __forceinline__ float vadd(float a, float b) { return a + b; }
-__device__ __forceinline__ float4 vadd(float4 a, float4 b) {
-  return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+/// Vector id of d = vector is of s: the bits when the types match, else
+/// converted.
+template <int W, class S, class D, class I>
+__device__ __forceinline__ void mv_vec(const S *s, I is, D *d, I id) {
+  if constexpr (std::is_same_v<S, D>) {
+    using R = RawVec<W, S>;
+    using Rt = typename R::type;
+#pragma unroll
+    for (int k = 0; k < R::kParts; ++k)
+      reinterpret_cast<Rt *>(d)[id * R::kParts + k] =
+          reinterpret_cast<const Rt *>(s)[is * R::kParts + k];
+  } else {
+    float v[W];
+    ld_vec<W>(s, is, v);
+    st_vec<W>(d, id, v);
+  }
 }
-template <class F> __device__ __forceinline__ float vmap(float a, F f) {
-  return f(a);
+
+/// Vector i of d = 0.
+template <int W, class D, class I>
+__device__ __forceinline__ void zero_vec(D *d, I i) {
+  float v[W];
+#pragma unroll
+  for (int k = 0; k < W; ++k)
+    v[k] = 0.0f;
+  st_vec<W>(d, i, v);
 }
-template <class F> __device__ __forceinline__ float4 vmap(float4 a, F f) {
-  return make_float4(f(a.x), f(a.y), f(a.z), f(a.w));
-}
-template <class F>
-__device__ __forceinline__ float vmap2(float a, float b, F f) {
-  return f(a, b);
-}
-template <class F>
-__device__ __forceinline__ float4 vmap2(float4 a, float4 b, F f) {
-  return make_float4(f(a.x, b.x), f(a.y, b.y), f(a.z, b.z), f(a.w, b.w));
+
+/// Calls f(std::integral_constant<int, W>{}) for W in {8, 4, 1}; 8 only when
+/// kWide (the float-only instantiations keep their float4 paths), 1 only
+/// when kScalar (otherwise w is 8 or 4).
+template <bool kWide, bool kScalar = true, class F>
+inline void with_width(int w, F &&f) {
+  if constexpr (kWide)
+    if (w == 8) {
+      f(std::integral_constant<int, 8>{});
+      return;
+    }
+  if constexpr (kScalar)
+    if (w != 4) {
+      f(std::integral_constant<int, 1>{});
+      return;
+    }
+  f(std::integral_constant<int, 4>{});
 }
 
 //===--- Pointwise --------------------------------------------------------===//
@@ -417,6 +699,9 @@ struct AddOp {
 struct FillOp {
   float value;
   __device__ float operator()(float, float) const { return value; }
+};
+struct CopyOp { // cast: the conversion is in the loads and stores
+  __device__ float operator()(float x, float) const { return x; }
 };
 struct ReluOp {
   __device__ float operator()(float x, float) const {
@@ -440,55 +725,61 @@ struct GeluGradOp {
   }
 };
 
-/// y[i] = op(a[i], b[i]) with kIn inputs (0: neither read, 1: a only).
-template <int kIn, int kVec, class Op, class I>
+/// y[i] = op(a[i], b[i]) with kIn inputs (0: neither read, 1: a only), in
+/// vectors of kVec elements and a scalar tail.
+template <int kIn, int kVec, class Op, class I, class TA, class TB, class TY>
 __global__ void __launch_bounds__(kThreads)
-    pointwise_kernel(const float *a, const float *b, float *y, I n, Op op) {
-  using V = typename VecOf<kVec>::type;
+    pointwise_kernel(const TA *a, const TB *b, TY *y, I n, Op op) {
   const I nv = n / kVec;
   const I stride = I(gridDim.x) * kThreads;
   const I first = I(blockIdx.x) * kThreads + threadIdx.x;
-  const V *av = reinterpret_cast<const V *>(a);
-  const V *bv = reinterpret_cast<const V *>(b);
-  V *yv = reinterpret_cast<V *>(y);
   for (I i = first; i < nv; i += stride) {
-    V x0 = VecOf<kVec>::zero(), x1 = VecOf<kVec>::zero();
+    float x0[kVec], x1[kVec], r[kVec];
+#pragma unroll
+    for (int j = 0; j < kVec; ++j)
+      x0[j] = x1[j] = 0.0f;
     if constexpr (kIn >= 1)
-      x0 = av[i];
+      ld_vec<kVec>(a, i, x0);
     if constexpr (kIn >= 2)
-      x1 = bv[i];
-    yv[i] = vmap2(x0, x1, op);
+      ld_vec<kVec>(b, i, x1);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j)
+      r[j] = op(x0[j], x1[j]);
+    st_vec<kVec>(y, i, r);
   }
   if constexpr (kVec > 1) // the < kVec leftover elements
     for (I i = nv * kVec + first; i < n; i += stride) {
       float x0 = 0.0f, x1 = 0.0f;
       if constexpr (kIn >= 1)
-        x0 = a[i];
+        x0 = to_f32(a[i]);
       if constexpr (kIn >= 2)
-        x1 = b[i];
-      y[i] = op(x0, x1);
+        x1 = to_f32(b[i]);
+      y[i] = from_f32<TY>(op(x0, x1));
     }
 }
 
-template <int kIn, class Op>
-inline void launch_pointwise(const Context &ctx, const char *name,
-                             const float *a, const float *b, float *y,
-                             int64_t n, Op op) {
+/// Vectors of 4 (float only) or 8 (any bf16) elements when every pointer is
+/// 16-byte aligned.
+template <int kIn, class Op, class TA, class TB, class TY>
+inline void launch_pointwise(const Context &ctx, const char *name, const TA *a,
+                             const TB *b, TY *y, int64_t n, Op op) {
   if (n <= 0)
     return;
+  constexpr bool kWide = kIsBf16<TA> || kIsBf16<TB> || kIsBf16<TY>;
+  constexpr int kW = kWide ? 8 : 4;
   const bool vec = aligned16(y) && (kIn < 1 || aligned16(a)) &&
-                   (kIn < 2 || aligned16(b)) && n >= 4;
-  const unsigned grid = grid_for(ctx, vec ? n / 4 : n);
+                   (kIn < 2 || aligned16(b)) && n >= kW;
+  const unsigned grid = grid_for(ctx, vec ? n / kW : n);
   if (n < kMaxIndex32) {
     if (vec)
-      pointwise_kernel<kIn, 4, Op, uint32_t>
+      pointwise_kernel<kIn, kW, Op, uint32_t>
           <<<grid, kThreads, 0, ctx.stream>>>(a, b, y, uint32_t(n), op);
     else
       pointwise_kernel<kIn, 1, Op, uint32_t>
           <<<grid, kThreads, 0, ctx.stream>>>(a, b, y, uint32_t(n), op);
   } else {
     if (vec)
-      pointwise_kernel<kIn, 4, Op, int64_t>
+      pointwise_kernel<kIn, kW, Op, int64_t>
           <<<grid, kThreads, 0, ctx.stream>>>(a, b, y, n, op);
     else
       pointwise_kernel<kIn, 1, Op, int64_t>
@@ -498,73 +789,95 @@ inline void launch_pointwise(const Context &ctx, const char *name,
 }
 
 /// y[i] = x[i] + v[i % n] over `total` elements (bias_add, pos_add); in
-/// units of kVec floats.
-template <int kVec, class I>
+/// units of kVec elements. v is float (a parameter).
+template <int kVec, class I, class TX, class TY>
 __global__ void __launch_bounds__(kThreads)
-    broadcast_add_kernel(const float *x, const float *v, float *y, I total,
-                         I n) {
-  using V = typename VecOf<kVec>::type;
-  const V *xv = reinterpret_cast<const V *>(x);
-  const V *vv = reinterpret_cast<const V *>(v);
-  V *yv = reinterpret_cast<V *>(y);
+    broadcast_add_kernel(const TX *x, const float *v, TY *y, I total, I n) {
   const I stride = I(gridDim.x) * kThreads;
-  for (I i = I(blockIdx.x) * kThreads + threadIdx.x; i < total; i += stride)
-    yv[i] = vadd(xv[i], vv[i % n]);
+  for (I i = I(blockIdx.x) * kThreads + threadIdx.x; i < total; i += stride) {
+    float a[kVec], c[kVec];
+    ld_vec<kVec>(x, i, a);
+    ld_vec<kVec>(v, i % n, c);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j)
+      a[j] = a[j] + c[j];
+    st_vec<kVec>(y, i, a);
+  }
 }
 
+/// The vector width of a row kernel: 8 (any bf16) or 4 when the row length
+/// is a multiple and every pointer aligned for it, else 1.
+template <bool kWide>
+inline int row_width(int64_t n, std::initializer_list<bool> aligned8,
+                     std::initializer_list<bool> aligned4) {
+  auto all = [](std::initializer_list<bool> l) {
+    for (bool b : l)
+      if (!b)
+        return false;
+    return true;
+  };
+  if (kWide && n % 8 == 0 && all(aligned8))
+    return 8;
+  if (n % 4 == 0 && all(aligned4))
+    return 4;
+  return 1;
+}
+
+template <class TX, class TY>
 inline void launch_broadcast_add(const Context &ctx, const char *name,
-                                 const float *x, const float *v, float *y,
+                                 const TX *x, const float *v, TY *y,
                                  int64_t rows, int64_t n) {
   if (rows <= 0 || n <= 0)
     return;
+  constexpr bool kWide = kIsBf16<TX> || kIsBf16<TY>;
   const int64_t total = rows * n;
-  const bool vec = n % 4 == 0 && aligned16(x) && aligned16(v) && aligned16(y);
-  const int64_t tv = vec ? total / 4 : total, nv = vec ? n / 4 : n;
+  const int w = row_width<kWide>(
+      n, {vec_aligned(x, 8), vec_aligned(v, 8), vec_aligned(y, 8)},
+      {vec_aligned(x, 4), vec_aligned(v, 4), vec_aligned(y, 4)});
+  const int64_t tv = total / w, nv = n / w;
   const unsigned grid = grid_for(ctx, tv);
-  if (total < kMaxIndex32) {
-    if (vec)
-      broadcast_add_kernel<4, uint32_t><<<grid, kThreads, 0, ctx.stream>>>(
+  with_width<kWide>(w, [&](auto wc) {
+    constexpr int W = decltype(wc)::value;
+    if (total < kMaxIndex32)
+      broadcast_add_kernel<W, uint32_t><<<grid, kThreads, 0, ctx.stream>>>(
           x, v, y, uint32_t(tv), uint32_t(nv));
     else
-      broadcast_add_kernel<1, uint32_t><<<grid, kThreads, 0, ctx.stream>>>(
-          x, v, y, uint32_t(tv), uint32_t(nv));
-  } else {
-    if (vec)
-      broadcast_add_kernel<4, int64_t>
+      broadcast_add_kernel<W, int64_t>
           <<<grid, kThreads, 0, ctx.stream>>>(x, v, y, tv, nv);
-    else
-      broadcast_add_kernel<1, int64_t>
-          <<<grid, kThreads, 0, ctx.stream>>>(x, v, y, tv, nv);
-  }
+  });
   check_launch(name);
 }
 
-/// dx[b,t,:] = dy[b,:] / T, in units of kVec floats (D % kVec == 0).
-template <int kVec, class I>
+/// dx[b,t,:] = dy[b,:] / T, in units of kVec elements (D % kVec == 0).
+template <int kVec, class I, class TX, class TY>
 __global__ void __launch_bounds__(kThreads)
-    mean_tokens_grad_kernel(const float *dy, float *dx, I total, I TD, I D,
-                            float t) {
-  using V = typename VecOf<kVec>::type;
-  const V *gv = reinterpret_cast<const V *>(dy);
-  V *xv = reinterpret_cast<V *>(dx);
+    mean_tokens_grad_kernel(const TX *dy, TY *dx, I total, I TD, I D, float t) {
   const I stride = I(gridDim.x) * kThreads;
-  for (I i = I(blockIdx.x) * kThreads + threadIdx.x; i < total; i += stride)
-    xv[i] = vmap(gv[(i / TD) * D + i % D], [t](float g) { return g / t; });
+  for (I i = I(blockIdx.x) * kThreads + threadIdx.x; i < total; i += stride) {
+    float g[kVec];
+    ld_vec<kVec>(dy, (i / TD) * D + i % D, g);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j)
+      g[j] = g[j] / t;
+    st_vec<kVec>(dx, i, g);
+  }
 }
 
 //===--- Column sums (bias_grad, pos_grad, mean_tokens) -------------------===//
 // x [batches, rows, n] (row stride ld, default n) -> out [batches, n] =
-// scale * sum over rows, in double. A block owns a tile of `tile` column vectors and a split of the
-// rows; its 256 threads form (256 / tile) row lanes, so a warp always reads
-// contiguous memory (a narrow matrix is read as a flat stream). With several
-// splits the per-split sums go to scratch and a second kernel adds them in
-// split order: the result does not depend on timing.
+// scale * sum over rows, in double. A block owns a tile of `tile` column
+// vectors and a split of the rows; its 256 threads form (256 / tile) row lanes,
+// so a warp always reads contiguous memory (a narrow matrix is read as a flat
+// stream). With several splits the per-split sums go to scratch and a second
+// kernel adds them in split order: the result does not depend on timing. Column
+// vectors are kVec elements: 4 floats, or 8 (4 when n or ld is not a multiple
+// of 8) bf16.
 
-template <int kVec>
+template <int kVec, class TX, class TY>
 __global__ void __launch_bounds__(kThreads)
-    colsum_kernel(const float *x, int64_t batches, int64_t rows, int64_t n,
-                  int64_t ld, int tile, int64_t rows_per_split,
-                  double *partial, float *out, double scale) {
+    colsum_kernel(const TX *x, int64_t batches, int64_t rows, int64_t n,
+                  int64_t ld, int tile, int64_t rows_per_split, double *partial,
+                  TY *out, double scale) {
   __shared__ double sh[kThreads * kVec];
   const int lanes = kThreads / tile;
   const int cl = threadIdx.x % tile, lane = threadIdx.x / tile;
@@ -580,18 +893,14 @@ __global__ void __launch_bounds__(kThreads)
     for (int v = 0; v < kVec; ++v)
       acc[v] = 0.0;
     if (active) {
-      const float *xb = x + b * rows * ld + col * kVec;
+      const TX *xb = x + b * rows * ld + col * kVec;
 #pragma unroll 4
       for (int64_t r = r0 + lane; r < r1; r += lanes) {
-        if constexpr (kVec == 4) {
-          const float4 q = *reinterpret_cast<const float4 *>(xb + r * ld);
-          acc[0] += double(q.x);
-          acc[1] += double(q.y);
-          acc[2] += double(q.z);
-          acc[3] += double(q.w);
-        } else {
-          acc[0] += double(xb[r * ld]);
-        }
+        float q[kVec];
+        ld_vec<kVec>(xb + r * ld, 0, q);
+#pragma unroll
+        for (int v = 0; v < kVec; ++v)
+          acc[v] += double(q[v]);
       }
     }
 #pragma unroll
@@ -606,7 +915,7 @@ __global__ void __launch_bounds__(kThreads)
           s += sh[(l * tile + cl) * kVec + v];
         const int64_t j = col * kVec + v;
         if (splits == 1)
-          out[b * n + j] = float(s * scale);
+          out[b * n + j] = from_f64<TY>(s * scale);
         else
           partial[(b * splits + split) * n + j] = s;
       }
@@ -616,10 +925,10 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 /// out[b*n + j] = scale * sum_s partial[(b*splits + s)*n + j], s in order.
-template <int kUnused = 0>
+template <class TY>
 __global__ void __launch_bounds__(kThreads)
     colsum_finalize_kernel(const double *partial, int64_t batches, int splits,
-                           int64_t n, float *out, double scale) {
+                           int64_t n, TY *out, double scale) {
   const int64_t total = batches * n;
   const int64_t stride = int64_t(gridDim.x) * kThreads;
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < total;
@@ -628,12 +937,13 @@ __global__ void __launch_bounds__(kThreads)
     double s = 0.0;
     for (int k = 0; k < splits; ++k)
       s += partial[(b * splits + k) * n + j];
-    out[i] = float(s * scale);
+    out[i] = from_f64<TY>(s * scale);
   }
 }
 
-inline void column_sum(const Context &ctx, const char *name, const float *x,
-                       int64_t batches, int64_t rows, int64_t n, float *out,
+template <class TX, class TY>
+inline void column_sum(const Context &ctx, const char *name, const TX *x,
+                       int64_t batches, int64_t rows, int64_t n, TY *out,
                        double scale, int64_t ld = 0) {
   if (batches <= 0 || n <= 0)
     return;
@@ -641,8 +951,13 @@ inline void column_sum(const Context &ctx, const char *name, const float *x,
     rows = 0;
   if (ld <= 0)
     ld = n;
-  const bool vec = n % 4 == 0 && ld % 4 == 0 && aligned16(x);
-  const int kv = vec ? 4 : 1;
+  // float: 4-wide; bf16: 8-wide (16 bytes), else 4-wide (8 bytes).
+  constexpr bool kWide = kIsBf16<TX>;
+  int kv = 1;
+  if (kWide && n % 8 == 0 && ld % 8 == 0 && vec_aligned(x, 8))
+    kv = 8;
+  else if (n % 4 == 0 && ld % 4 == 0 && vec_aligned(x, 4))
+    kv = 4;
   const int64_t nv = n / kv;
   const int tile = int(nv < 64 ? nv : 64);
   const int lanes = kThreads / tile;
@@ -680,77 +995,101 @@ inline void column_sum(const Context &ctx, const char *name, const float *x,
   if (splits > 1)
     splits = ceil_div(rows, per_split); // no empty split
   const dim3 grid{unsigned(tiles), unsigned(splits), unsigned(zb)};
-  if (vec)
-    colsum_kernel<4><<<grid, kThreads, 0, ctx.stream>>>(
+  with_width<kWide>(kv, [&](auto wc) {
+    colsum_kernel<decltype(wc)::value><<<grid, kThreads, 0, ctx.stream>>>(
         x, batches, rows, n, ld, tile, per_split, partial, out, scale);
-  else
-    colsum_kernel<1><<<grid, kThreads, 0, ctx.stream>>>(
-        x, batches, rows, n, ld, tile, per_split, partial, out, scale);
+  });
   check_launch(name);
   if (splits > 1) {
-    colsum_finalize_kernel<>
-        <<<grid_for(ctx, batches * n), kThreads, 0, ctx.stream>>>(
-            partial, batches, int(splits), n, out, scale);
+    colsum_finalize_kernel<<<grid_for(ctx, batches * n), kThreads, 0,
+                             ctx.stream>>>(partial, batches, int(splits), n,
+                                           out, scale);
     check_launch(name);
   }
 }
 
 //===--- LayerNorm --------------------------------------------------------===//
-// One warp per row. Fast path (n % 4 == 0, n <= 1024, 16-byte aligned): the
-// row lives in registers as kChunks float4 per lane, read once. Statistics
-// as on the CPU: the mean summed around the row's first element (rows like
-// 300 +- 1 keep their digits), then the mean of squared deviations.
+// One warp per row. Fast path (n a multiple of the vector width kW, n <=
+// 1024, 16-byte aligned; kW = 4 floats, or 8 elements when a tensor is
+// bf16): the row lives in registers as kChunks vectors of kW per lane
+// (kChunks * kW <= 32), read once. Statistics as on the CPU: the mean summed
+// around the row's first element (rows like 300 +- 1 keep their digits),
+// then the mean of squared deviations.
 
-constexpr int kLnMaxChunks = 8; // n <= 32 lanes * 4 floats * 8 = 1024
+constexpr int kLnMaxChunks = 8;   // n <= 32 lanes * 4 floats * 8 = 1024
+constexpr int kLnMaxPerLane = 32; // kChunks * kW: n <= 1024 at any width
 constexpr int kLnRowsPerBlock = kThreads / 32;
 constexpr int64_t kLnGradRowsPerWarp = 32; // float partial sums per warp
 
-template <int kChunks>
+/// f(0) + ... + f(W-1), added in pairs: ((f0 + f1) + (f2 + f3)) + ...
+template <int W, class F> __device__ __forceinline__ float pair_sum(F f) {
+  static_assert(W == 4 || W == 8, "vector width");
+  if constexpr (W == 4)
+    return (f(0) + f(1)) + (f(2) + f(3));
+  else
+    return ((f(0) + f(1)) + (f(2) + f(3))) + ((f(4) + f(5)) + (f(6) + f(7)));
+}
+
+/// Calls f(std::integral_constant<int, C>{}) for the runtime c in [1, kMax].
+template <int kMax, class F> inline void with_chunks(int c, F &&f) {
+  if constexpr (kMax >= 1) {
+    if (c == kMax)
+      f(std::integral_constant<int, kMax>{});
+    else
+      with_chunks<kMax - 1>(c, f);
+  }
+}
+
+template <int kChunks, int kW, class TX, class TY>
 __global__ void __launch_bounds__(kThreads)
-    layer_norm_warp_kernel(const float *x, const float *gamma,
-                           const float *beta, float *y, int64_t rows, int n,
-                           float eps) {
+    layer_norm_warp_kernel(const TX *x, const float *gamma, const float *beta,
+                           TY *y, int64_t rows, int n, float eps) {
+  static_assert(kChunks * kW <= kLnMaxPerLane, "row too long for registers");
   const int lane = threadIdx.x & 31;
-  const int nv = n >> 2;
+  const int nv = n / kW;
   const int64_t nwarps = int64_t(gridDim.x) * kLnRowsPerBlock;
-  const float4 *g4 = reinterpret_cast<const float4 *>(gamma);
-  const float4 *b4 = reinterpret_cast<const float4 *>(beta);
   for (int64_t r = int64_t(blockIdx.x) * kLnRowsPerBlock + (threadIdx.x >> 5);
        r < rows; r += nwarps) {
-    const float4 *xr = reinterpret_cast<const float4 *>(x + r * n);
-    float4 v[kChunks];
+    const TX *xr = x + r * n;
+    float v[kChunks][kW];
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
       const int j = c * 32 + lane;
-      v[c] = j < nv ? xr[j] : make_float4(0.f, 0.f, 0.f, 0.f);
+      if (j < nv)
+        ld_vec<kW>(xr, j, v[c]);
+      else
+#pragma unroll
+        for (int i = 0; i < kW; ++i)
+          v[c][i] = 0.0f;
     }
-    const float pivot = __shfl_sync(kFullMask, v[0].x, 0);
+    const float pivot = __shfl_sync(kFullMask, v[0][0], 0);
     float s = 0.0f;
 #pragma unroll
     for (int c = 0; c < kChunks; ++c)
       if (c * 32 + lane < nv)
-        s += ((v[c].x - pivot) + (v[c].y - pivot)) +
-             ((v[c].z - pivot) + (v[c].w - pivot));
+        s += pair_sum<kW>([&](int i) { return v[c][i] - pivot; });
     const float mean = pivot + warp_sum(s) / float(n);
     float q = 0.0f;
 #pragma unroll
     for (int c = 0; c < kChunks; ++c)
-      if (c * 32 + lane < nv) {
-        const float dx = v[c].x - mean, dy = v[c].y - mean, dz = v[c].z - mean,
-                    dw = v[c].w - mean;
-        q += (dx * dx + dy * dy) + (dz * dz + dw * dw);
-      }
+      if (c * 32 + lane < nv)
+        q += pair_sum<kW>([&](int i) {
+          const float d = v[c][i] - mean;
+          return d * d;
+        });
     const float rstd = 1.0f / sqrtf(warp_sum(q) / float(n) + eps);
-    float4 *yr = reinterpret_cast<float4 *>(y + r * n);
+    TY *yr = y + r * n;
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
       const int j = c * 32 + lane;
       if (j < nv) {
-        const float4 g = g4[j], b = b4[j];
-        yr[j] = make_float4((v[c].x - mean) * rstd * g.x + b.x,
-                            (v[c].y - mean) * rstd * g.y + b.y,
-                            (v[c].z - mean) * rstd * g.z + b.z,
-                            (v[c].w - mean) * rstd * g.w + b.w);
+        float g[kW], b[kW], o[kW];
+        ld_vec<kW>(gamma, j, g);
+        ld_vec<kW>(beta, j, b);
+#pragma unroll
+        for (int i = 0; i < kW; ++i)
+          o[i] = (v[c][i] - mean) * rstd * g[i] + b[i];
+        st_vec<kW>(yr, j, o);
       }
     }
   }
@@ -761,85 +1100,91 @@ __global__ void __launch_bounds__(kThreads)
 struct RowStats {
   float mean, rstd;
 };
-__device__ __forceinline__ RowStats row_stats(const float *xr, int64_t n,
+template <class TX>
+__device__ __forceinline__ RowStats row_stats(const TX *xr, int64_t n,
                                               float eps, int lane) {
-  const float pivot = xr[0];
+  const float pivot = to_f32(xr[0]);
   float s = 0.0f;
   for (int64_t j = lane; j < n; j += 32)
-    s += xr[j] - pivot;
+    s += to_f32(xr[j]) - pivot;
   const float mean = pivot + warp_sum(s) / float(n);
   float q = 0.0f;
   for (int64_t j = lane; j < n; j += 32) {
-    const float d = xr[j] - mean;
+    const float d = to_f32(xr[j]) - mean;
     q += d * d;
   }
   return {mean, 1.0f / sqrtf(warp_sum(q) / float(n) + eps)};
 }
 
-template <int kUnused = 0>
+template <class TX, class TY>
 __global__ void __launch_bounds__(kThreads)
-    layer_norm_generic_kernel(const float *x, const float *gamma,
-                              const float *beta, float *y, int64_t rows,
-                              int64_t n, float eps) {
+    layer_norm_generic_kernel(const TX *x, const float *gamma,
+                              const float *beta, TY *y, int64_t rows, int64_t n,
+                              float eps) {
   const int lane = threadIdx.x & 31;
   const int64_t nwarps = int64_t(gridDim.x) * kLnRowsPerBlock;
   for (int64_t r = int64_t(blockIdx.x) * kLnRowsPerBlock + (threadIdx.x >> 5);
        r < rows; r += nwarps) {
-    const float *xr = x + r * n;
+    const TX *xr = x + r * n;
     const RowStats st = row_stats(xr, n, eps, lane);
     for (int64_t j = lane; j < n; j += 32)
-      y[r * n + j] = (xr[j] - st.mean) * st.rstd * gamma[j] + beta[j];
+      y[r * n + j] = from_f32<TY>(
+          (to_f32(xr[j]) - st.mean) * st.rstd * gamma[j] + beta[j]);
   }
 }
 
 /// Backward, fast path: dx per row, and this warp's share of dgamma/dbeta
 /// in registers; the block adds its warps in order (shared memory, double)
 /// and writes one partial row [2n] to scratch.
-template <int kChunks>
+template <int kChunks, int kW, class TX, class TG, class TD>
 __global__ void __launch_bounds__(kThreads)
-    layer_norm_grad_warp_kernel(const float *x, const float *gamma,
-                                const float *dy, float *dx, int64_t rows, int n,
-                                float eps, double *partial) {
-  __shared__ double sh[2 * kChunks * 128];
+    layer_norm_grad_warp_kernel(const TX *x, const float *gamma, const TG *dy,
+                                TD *dx, int64_t rows, int n, float eps,
+                                double *partial) {
+  static_assert(kChunks * kW <= kLnMaxPerLane, "row too long for registers");
+  __shared__ double sh[2 * kChunks * 32 * kW];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int nv = n >> 2;
+  const int nv = n / kW;
   const int64_t nwarps = int64_t(gridDim.x) * kLnRowsPerBlock;
-  const float4 *g4 = reinterpret_cast<const float4 *>(gamma);
-  float4 ag[kChunks], ab[kChunks];
+  float ag[kChunks][kW], ab[kChunks][kW];
 #pragma unroll
-  for (int c = 0; c < kChunks; ++c) {
-    ag[c] = make_float4(0.f, 0.f, 0.f, 0.f);
-    ab[c] = ag[c];
-  }
+  for (int c = 0; c < kChunks; ++c)
+#pragma unroll
+    for (int i = 0; i < kW; ++i)
+      ag[c][i] = ab[c][i] = 0.0f;
   const float invN = 1.0f / float(n);
   for (int64_t r = int64_t(blockIdx.x) * kLnRowsPerBlock + warp; r < rows;
        r += nwarps) {
-    const float4 *xr = reinterpret_cast<const float4 *>(x + r * n);
-    const float4 *dyr = reinterpret_cast<const float4 *>(dy + r * n);
-    float4 v[kChunks], d[kChunks];
+    const TX *xr = x + r * n;
+    const TG *dyr = dy + r * n;
+    float v[kChunks][kW], d[kChunks][kW];
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
       const int j = c * 32 + lane;
-      const bool in = j < nv;
-      v[c] = in ? xr[j] : make_float4(0.f, 0.f, 0.f, 0.f);
-      d[c] = in ? dyr[j] : make_float4(0.f, 0.f, 0.f, 0.f);
+      if (j < nv) {
+        ld_vec<kW>(xr, j, v[c]);
+        ld_vec<kW>(dyr, j, d[c]);
+      } else {
+#pragma unroll
+        for (int i = 0; i < kW; ++i)
+          v[c][i] = d[c][i] = 0.0f;
+      }
     }
-    const float pivot = __shfl_sync(kFullMask, v[0].x, 0);
+    const float pivot = __shfl_sync(kFullMask, v[0][0], 0);
     float s = 0.0f;
 #pragma unroll
     for (int c = 0; c < kChunks; ++c)
       if (c * 32 + lane < nv)
-        s += ((v[c].x - pivot) + (v[c].y - pivot)) +
-             ((v[c].z - pivot) + (v[c].w - pivot));
+        s += pair_sum<kW>([&](int i) { return v[c][i] - pivot; });
     const float mean = pivot + warp_sum(s) / float(n);
     float q = 0.0f;
 #pragma unroll
     for (int c = 0; c < kChunks; ++c)
-      if (c * 32 + lane < nv) {
-        const float ex = v[c].x - mean, ey = v[c].y - mean, ez = v[c].z - mean,
-                    ew = v[c].w - mean;
-        q += (ex * ex + ey * ey) + (ez * ez + ew * ew);
-      }
+      if (c * 32 + lane < nv)
+        q += pair_sum<kW>([&](int i) {
+          const float e = v[c][i] - mean;
+          return e * e;
+        });
     const float rstd = 1.0f / sqrtf(warp_sum(q) / float(n) + eps);
     // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma.
     float sumG = 0.0f, sumGX = 0.0f;
@@ -847,36 +1192,41 @@ __global__ void __launch_bounds__(kThreads)
     for (int c = 0; c < kChunks; ++c) {
       const int j = c * 32 + lane;
       if (j < nv) {
-        const float4 gm = g4[j];
-        const float hx = (v[c].x - mean) * rstd, hy = (v[c].y - mean) * rstd,
-                    hz = (v[c].z - mean) * rstd, hw = (v[c].w - mean) * rstd;
-        ag[c].x += d[c].x * hx;
-        ag[c].y += d[c].y * hy;
-        ag[c].z += d[c].z * hz;
-        ag[c].w += d[c].w * hw;
-        ab[c] = vadd(ab[c], d[c]);
-        // g rounded once (__fmul_rn: never fused into the subtraction
-        // below), as on the CPU; see layer_norm_grad_dx_kernel.
-        d[c] = make_float4(__fmul_rn(d[c].x, gm.x), __fmul_rn(d[c].y, gm.y),
-                           __fmul_rn(d[c].z, gm.z),
-                           __fmul_rn(d[c].w, gm.w)); // now g
-        sumG += (d[c].x + d[c].y) + (d[c].z + d[c].w);
-        sumGX += (d[c].x * hx + d[c].y * hy) + (d[c].z * hz + d[c].w * hw);
+        float gm[kW], h[kW];
+        ld_vec<kW>(gamma, j, gm);
+#pragma unroll
+        for (int i = 0; i < kW; ++i)
+          h[i] = (v[c][i] - mean) * rstd;
+#pragma unroll
+        for (int i = 0; i < kW; ++i)
+          ag[c][i] += d[c][i] * h[i];
+#pragma unroll
+        for (int i = 0; i < kW; ++i)
+          ab[c][i] = ab[c][i] + d[c][i];
+#pragma unroll
+        for (int i = 0; i < kW; ++i) {
+          // g rounded once (__fmul_rn: never fused into the subtraction
+          // below), as on the CPU; see layer_norm_grad_dx_kernel.
+          d[c][i] = __fmul_rn(d[c][i], gm[i]); // now g
+        }
+        sumG += pair_sum<kW>([&](int i) { return d[c][i]; });
+        sumGX += pair_sum<kW>([&](int i) { return d[c][i] * h[i]; });
       }
     }
     const float meanG = warp_sum(sumG) * invN;
     const float meanGX = warp_sum(sumGX) * invN;
-    float4 *dxr = reinterpret_cast<float4 *>(dx + r * n);
+    TD *dxr = dx + r * n;
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
       const int j = c * 32 + lane;
       if (j < nv) {
-        const float hx = (v[c].x - mean) * rstd, hy = (v[c].y - mean) * rstd,
-                    hz = (v[c].z - mean) * rstd, hw = (v[c].w - mean) * rstd;
-        dxr[j] = make_float4(rstd * (d[c].x - meanG - hx * meanGX),
-                             rstd * (d[c].y - meanG - hy * meanGX),
-                             rstd * (d[c].z - meanG - hz * meanGX),
-                             rstd * (d[c].w - meanG - hw * meanGX));
+        float o[kW];
+#pragma unroll
+        for (int i = 0; i < kW; ++i) {
+          const float h = (v[c][i] - mean) * rstd;
+          o[i] = rstd * (d[c][i] - meanG - h * meanGX);
+        }
+        st_vec<kW>(dxr, j, o);
       }
     }
   }
@@ -890,15 +1240,12 @@ __global__ void __launch_bounds__(kThreads)
       for (int c = 0; c < kChunks; ++c) {
         const int j = c * 32 + lane;
         if (j < nv) {
-          double *sg = sh + 4 * j, *sb = sh + n + 4 * j;
-          sg[0] += double(ag[c].x);
-          sg[1] += double(ag[c].y);
-          sg[2] += double(ag[c].z);
-          sg[3] += double(ag[c].w);
-          sb[0] += double(ab[c].x);
-          sb[1] += double(ab[c].y);
-          sb[2] += double(ab[c].z);
-          sb[3] += double(ab[c].w);
+          double *sg = sh + kW * j, *sb = sh + n + kW * j;
+#pragma unroll
+          for (int i = 0; i < kW; ++i) {
+            sg[i] += double(ag[c][i]);
+            sb[i] += double(ab[c][i]);
+          }
         }
       }
     }
@@ -911,17 +1258,18 @@ __global__ void __launch_bounds__(kThreads)
 
 /// Backward, any n: dx per row (warp per row), and the row statistics to
 /// scratch for the column pass below.
-template <int kUnused = 0>
+template <class TX, class TG, class TD>
 __global__ void __launch_bounds__(kThreads)
-    layer_norm_grad_dx_kernel(const float *x, const float *gamma,
-                              const float *dy, float *dx, int64_t rows,
-                              int64_t n, float eps, float2 *stats) {
+    layer_norm_grad_dx_kernel(const TX *x, const float *gamma, const TG *dy,
+                              TD *dx, int64_t rows, int64_t n, float eps,
+                              float2 *stats) {
   const int lane = threadIdx.x & 31;
   const int64_t nwarps = int64_t(gridDim.x) * kLnRowsPerBlock;
   const float invN = 1.0f / float(n);
   for (int64_t r = int64_t(blockIdx.x) * kLnRowsPerBlock + (threadIdx.x >> 5);
        r < rows; r += nwarps) {
-    const float *xr = x + r * n, *dyr = dy + r * n;
+    const TX *xr = x + r * n;
+    const TG *dyr = dy + r * n;
     const RowStats st = row_stats(xr, n, eps, lane);
     // g = dy * gamma is rounded once with __fmul_rn, which the compiler may
     // not contract: a plain `dy * gamma - meanG` becomes fma(dy, gamma,
@@ -932,16 +1280,16 @@ __global__ void __launch_bounds__(kThreads)
     // exactly, and in general dx follows the CPU's expression.
     float sumG = 0.0f, sumGX = 0.0f;
     for (int64_t j = lane; j < n; j += 32) {
-      const float g = __fmul_rn(dyr[j], gamma[j]);
+      const float g = __fmul_rn(to_f32(dyr[j]), gamma[j]);
       sumG += g;
-      sumGX += g * ((xr[j] - st.mean) * st.rstd);
+      sumGX += g * ((to_f32(xr[j]) - st.mean) * st.rstd);
     }
     const float meanG = warp_sum(sumG) * invN;
     const float meanGX = warp_sum(sumGX) * invN;
     for (int64_t j = lane; j < n; j += 32) {
-      const float xhat = (xr[j] - st.mean) * st.rstd;
-      const float g = __fmul_rn(dyr[j], gamma[j]);
-      dx[r * n + j] = st.rstd * (g - meanG - xhat * meanGX);
+      const float xhat = (to_f32(xr[j]) - st.mean) * st.rstd;
+      const float g = __fmul_rn(to_f32(dyr[j]), gamma[j]);
+      dx[r * n + j] = from_f32<TD>(st.rstd * (g - meanG - xhat * meanGX));
     }
     if (lane == 0)
       stats[r] = make_float2(st.mean, st.rstd);
@@ -950,11 +1298,11 @@ __global__ void __launch_bounds__(kThreads)
 
 /// dgamma/dbeta partials over a split of the rows: block (32 columns x 8
 /// row lanes), lanes added in order; one partial row [2n] per split.
-template <int kUnused = 0>
+template <class TX, class TG>
 __global__ void __launch_bounds__(kThreads)
-    layer_norm_grad_cols_kernel(const float *x, const float *dy,
-                                const float2 *stats, int64_t rows, int64_t n,
-                                int64_t rows_per_split, double *partial) {
+    layer_norm_grad_cols_kernel(const TX *x, const TG *dy, const float2 *stats,
+                                int64_t rows, int64_t n, int64_t rows_per_split,
+                                double *partial) {
   __shared__ double shg[kThreads], shb[kThreads];
   const int cl = threadIdx.x & 31, lane = threadIdx.x >> 5;
   const int64_t col = int64_t(blockIdx.x) * 32 + cl;
@@ -964,8 +1312,8 @@ __global__ void __launch_bounds__(kThreads)
   if (col < n)
     for (int64_t r = r0 + lane; r < r1; r += kThreads / 32) {
       const float2 st = stats[r];
-      const float g = dy[r * n + col];
-      ag += double(g) * double((x[r * n + col] - st.x) * st.y);
+      const float g = to_f32(dy[r * n + col]);
+      ag += double(g) * double((to_f32(x[r * n + col]) - st.x) * st.y);
       ab += double(g);
     }
   shg[threadIdx.x] = ag;
@@ -1006,10 +1354,10 @@ __global__ void __launch_bounds__(kThreads)
 // loss (double), gradient and hit; the block adds its warps in order and a
 // one-block kernel adds the blocks in a fixed tree. Deterministic.
 
-template <int kUnused = 0>
+template <class TL, class TG>
 __global__ void __launch_bounds__(kThreads)
-    softmax_xent_rows_kernel(const float *logits, const int32_t *labels,
-                             float *dlogits, int64_t B, int64_t C,
+    softmax_xent_rows_kernel(const TL *logits, const int32_t *labels,
+                             TG *dlogits, int64_t B, int64_t C,
                              float grad_scale, double *block_loss,
                              long long *block_correct) {
   __shared__ double sh_loss[kLnRowsPerBlock];
@@ -1020,12 +1368,12 @@ __global__ void __launch_bounds__(kThreads)
   long long correct = 0;
   for (int64_t r = int64_t(blockIdx.x) * kLnRowsPerBlock + warp; r < B;
        r += nwarps) {
-    const float *z = logits + r * C;
+    const TL *z = logits + r * C;
     // First maximum among the non-NaN logits (ties: lowest index).
     float m = -INFINITY;
     int64_t best = C;
     for (int64_t j = lane; j < C; j += 32) {
-      const float zj = z[j];
+      const float zj = to_f32(z[j]);
       if (zj > m) {
         m = zj;
         best = j;
@@ -1042,32 +1390,32 @@ __global__ void __launch_bounds__(kThreads)
     }
     // The CPU scan starts at z[0]: a NaN there, or no logit above -inf,
     // leaves (0, z[0]).
-    const float z0 = z[0];
+    const float z0 = to_f32(z[0]);
     if (z0 != z0 || best == C) {
       best = 0;
       m = z0;
     }
     float s = 0.0f;
     for (int64_t j = lane; j < C; j += 32)
-      s += expf(z[j] - m);
+      s += expf(to_f32(z[j]) - m);
     s = warp_sum(s);
     const int64_t label = labels[r];
     const bool valid = label >= 0 && label < C;
     if (valid && lane == 0) {
-      loss += double(logf(s)) - (double(z[label]) - double(m));
+      loss += double(logf(s)) - (double(to_f32(z[label])) - double(m));
       correct += best == label ? 1 : 0;
     }
     if (dlogits) {
-      float *g = dlogits + r * C;
+      TG *g = dlogits + r * C;
       const float invS = 1.0f / s;
       for (int64_t j = lane; j < C; j += 32) {
         float v = 0.0f;
         if (valid) {
-          v = expf(z[j] - m) * invS * grad_scale;
+          v = expf(to_f32(z[j]) - m) * invS * grad_scale;
           if (j == label)
             v -= grad_scale;
         }
-        g[j] = v;
+        g[j] = from_f32<TG>(v);
       }
     }
   }
@@ -1152,18 +1500,16 @@ __global__ void __launch_bounds__(1024)
 }
 
 enum class RowOp { Scatter, Mask, ScatterAdd, ScatterAcc };
-
 /// Scatter:    out[b,t] = xk[b, inv[t]] or 0            (src = xk)
 /// Mask:       out[b,t] = inv[t] >= 0 ? x[b,t] : 0       (src = x)
 /// ScatterAdd: out[b,t] = base[b,t] + sum_{idx[k]==t} xk[b,k]
 /// ScatterAcc: over kept rows, out[b,idx[k]] += xk[b,k]
-/// Sizes in units of kVec floats (Dv = D / kVec).
-template <RowOp kOp, int kVec, class I>
+/// Sizes in units of kVec elements (Dv = D / kVec).
+template <RowOp kOp, int kVec, class I, class TS, class TB, class TO>
 __global__ void __launch_bounds__(kThreads)
-    row_map_kernel(const float *src, const float *base, const int32_t *idx,
-                   float *out, I B, I T, I K, I Dv, const int *global_map) {
+    row_map_kernel(const TS *src, const TB *base, const int32_t *idx, TO *out,
+                   I B, I T, I K, I Dv, const int *global_map) {
   extern __shared__ int smem_map[];
-  using Vt = typename VecOf<kVec>::type;
   const int *inv;
   bool dup;
   if (global_map) {
@@ -1173,8 +1519,6 @@ __global__ void __launch_bounds__(kThreads)
     dup = build_keep_map(idx, int(K), int(T), smem_map);
     inv = smem_map;
   }
-  const Vt *sv = reinterpret_cast<const Vt *>(src);
-  Vt *ov = reinterpret_cast<Vt *>(out);
   const I stride = I(gridDim.x) * kThreads;
   const I first = I(blockIdx.x) * kThreads + threadIdx.x;
   if (kOp == RowOp::ScatterAcc) {
@@ -1184,51 +1528,67 @@ __global__ void __launch_bounds__(kThreads)
       const int t = idx[k];
       if (t < 0 || I(t) >= T)
         continue;
-      Vt *dst = ov + (b * T + I(t)) * Dv + c;
+      const I o = (b * T + I(t)) * Dv + c;
+      float acc[kVec], x[kVec];
       if (!dup) {
-        *dst = vadd(*dst, sv[e]);
+        ld_vec<kVec>(out, o, acc);
+        ld_vec<kVec>(src, e, x);
+#pragma unroll
+        for (int j = 0; j < kVec; ++j)
+          acc[j] = acc[j] + x[j];
+        st_vec<kVec>(out, o, acc);
       } else if (inv[t] == int(k)) { // the last occurrence adds them all
-        Vt acc = *dst;
+        ld_vec<kVec>(out, o, acc);
         for (I kk = 0; kk < K; ++kk)
-          if (idx[kk] == t)
-            acc = vadd(acc, sv[(b * K + kk) * Dv + c]);
-        *dst = acc;
+          if (idx[kk] == t) {
+            ld_vec<kVec>(src, (b * K + kk) * Dv + c, x);
+#pragma unroll
+            for (int j = 0; j < kVec; ++j)
+              acc[j] = acc[j] + x[j];
+          }
+        st_vec<kVec>(out, o, acc);
       }
     }
   } else {
-    const Vt *bv = reinterpret_cast<const Vt *>(base);
     const I total = B * T * Dv;
     for (I e = first; e < total; e += stride) {
       const I c = e % Dv, row = e / Dv, t = row % T, b = row / T;
       const int k = inv[t];
-      Vt val = VecOf<kVec>::zero();
-      if (kOp == RowOp::Scatter) {
+      if constexpr (kOp == RowOp::Scatter || kOp == RowOp::Mask) {
         if (k >= 0)
-          val = sv[(b * K + I(k)) * Dv + c];
-      } else if (kOp == RowOp::Mask) {
-        if (k >= 0)
-          val = sv[e];
+          mv_vec<kVec>(src, kOp == RowOp::Scatter ? (b * K + I(k)) * Dv + c : e,
+                       out, e);
+        else
+          zero_vec<kVec>(out, e);
       } else { // ScatterAdd
-        val = bv[e];
+        float val[kVec], x[kVec];
+        ld_vec<kVec>(base, e, val);
         if (k >= 0) {
-          if (!dup)
-            val = vadd(val, sv[(b * K + I(k)) * Dv + c]);
-          else
+          if (!dup) {
+            ld_vec<kVec>(src, (b * K + I(k)) * Dv + c, x);
+#pragma unroll
+            for (int j = 0; j < kVec; ++j)
+              val[j] = val[j] + x[j];
+          } else {
             for (I kk = 0; kk < K; ++kk)
-              if (idx[kk] == int(t))
-                val = vadd(val, sv[(b * K + kk) * Dv + c]);
+              if (idx[kk] == int(t)) {
+                ld_vec<kVec>(src, (b * K + kk) * Dv + c, x);
+#pragma unroll
+                for (int j = 0; j < kVec; ++j)
+                  val[j] = val[j] + x[j];
+              }
+          }
         }
+        st_vec<kVec>(out, e, val);
       }
-      ov[e] = val;
     }
   }
 }
 
-template <RowOp kOp>
-inline void launch_row_map(const Context &ctx, const char *name,
-                           const float *src, const float *base,
-                           const int32_t *idx, float *out, int64_t B, int64_t T,
-                           int64_t K, int64_t D) {
+template <RowOp kOp, class TS, class TB, class TO>
+inline void launch_row_map(const Context &ctx, const char *name, const TS *src,
+                           const TB *base, const int32_t *idx, TO *out,
+                           int64_t B, int64_t T, int64_t K, int64_t D) {
   if (B <= 0 || T <= 0 || D <= 0)
     return;
   if (K < 0)
@@ -1237,9 +1597,14 @@ inline void launch_row_map(const Context &ctx, const char *name,
     fail_arg(name, "T or K does not fit in 32 bits");
     return;
   }
-  const bool vec = D % 4 == 0 && aligned16(src) && aligned16(out) &&
-                   (kOp != RowOp::ScatterAdd || aligned16(base));
-  const int64_t kv = vec ? 4 : 1, Dv = D / kv;
+  constexpr bool kAdd = kOp == RowOp::ScatterAdd;
+  constexpr bool kWide = kIsBf16<TS> || kIsBf16<TO> || (kAdd && kIsBf16<TB>);
+  const int w = row_width<kWide>(
+      D,
+      {vec_aligned(src, 8), vec_aligned(out, 8), !kAdd || vec_aligned(base, 8)},
+      {vec_aligned(src, 4), vec_aligned(out, 4),
+       !kAdd || vec_aligned(base, 4)});
+  const int64_t Dv = D / w;
   const int64_t rows = kOp == RowOp::ScatterAcc ? B * K : B * T;
   const int64_t span = B * (T > K ? T : K) * Dv; // largest offset touched
   const unsigned grid = grid_for(ctx, rows * Dv);
@@ -1258,53 +1623,45 @@ inline void launch_row_map(const Context &ctx, const char *name,
   }
   if (rows == 0)
     return;
-  if (span < kMaxIndex32) {
-    using I = uint32_t;
-    if (vec)
-      row_map_kernel<kOp, 4, I><<<grid, kThreads, smem, ctx.stream>>>(
+  with_width<kWide>(w, [&](auto wc) {
+    constexpr int W = decltype(wc)::value;
+    if (span < kMaxIndex32) {
+      using I = uint32_t;
+      row_map_kernel<kOp, W, I><<<grid, kThreads, smem, ctx.stream>>>(
           src, base, idx, out, I(B), I(T), I(K), I(Dv), global_map);
-    else
-      row_map_kernel<kOp, 1, I><<<grid, kThreads, smem, ctx.stream>>>(
-          src, base, idx, out, I(B), I(T), I(K), I(Dv), global_map);
-  } else {
-    if (vec)
-      row_map_kernel<kOp, 4, int64_t><<<grid, kThreads, smem, ctx.stream>>>(
+    } else {
+      row_map_kernel<kOp, W, int64_t><<<grid, kThreads, smem, ctx.stream>>>(
           src, base, idx, out, B, T, K, Dv, global_map);
-    else
-      row_map_kernel<kOp, 1, int64_t><<<grid, kThreads, smem, ctx.stream>>>(
-          src, base, idx, out, B, T, K, Dv, global_map);
-  }
+    }
+  });
   check_launch(name);
 }
 
-/// out[b,k] = x[b, idx[k]] or 0, in units of kVec floats.
-template <int kVec, class I>
+/// out[b,k] = x[b, idx[k]] or 0, in units of kVec elements.
+template <int kVec, class I, class TX, class TY>
 __global__ void __launch_bounds__(kThreads)
-    gather_rows_kernel(const float *x, const int32_t *idx, float *out, I B, I T,
-                       I K, I Dv) {
-  using Vt = typename VecOf<kVec>::type;
-  const Vt *xv = reinterpret_cast<const Vt *>(x);
-  Vt *ov = reinterpret_cast<Vt *>(out);
+    gather_rows_kernel(const TX *x, const int32_t *idx, TY *out, I B, I T, I K,
+                       I Dv) {
   const I total = B * K * Dv;
   const I stride = I(gridDim.x) * kThreads;
   for (I e = I(blockIdx.x) * kThreads + threadIdx.x; e < total; e += stride) {
     const I c = e % Dv, row = e / Dv, k = row % K, b = row / K;
     const int t = __ldg(idx + k);
-    ov[e] =
-        t >= 0 && I(t) < T ? xv[(b * T + I(t)) * Dv + c] : VecOf<kVec>::zero();
+    if (t >= 0 && I(t) < T)
+      mv_vec<kVec>(x, (b * T + I(t)) * Dv + c, out, e);
+    else
+      zero_vec<kVec>(out, e);
   }
 }
 
 //===--- patchify ---------------------------------------------------------===//
 
-/// One thread per kVec output floats (kVec divides p and W).
-template <int kVec, class I>
+/// One thread per kVec output elements (kVec divides p and W).
+template <int kVec, class I, class TX, class TY>
 __global__ void __launch_bounds__(kThreads)
-    patchify_kernel(const float *img, float *tokens, I total, I C, I H, I W,
-                    I p, I gh, I gw) {
-  using Vt = typename VecOf<kVec>::type;
+    patchify_kernel(const TX *img, TY *tokens, I total, I C, I H, I W, I p,
+                    I gh, I gw) {
   const I pv = p / kVec;
-  Vt *ov = reinterpret_cast<Vt *>(tokens);
   const I stride = I(gridDim.x) * kThreads;
   for (I e = I(blockIdx.x) * kThreads + threadIdx.x; e < total; e += stride) {
     I r = e;
@@ -1318,8 +1675,8 @@ __global__ void __launch_bounds__(kThreads)
     r /= gw;
     const I i = r % gh;
     const I b = r / gh;
-    ov[e] = *reinterpret_cast<const Vt *>(
-        img + ((b * C + c) * H + i * p + py) * W + j * p + px * kVec);
+    mv_vec<kVec>(img + ((b * C + c) * H + i * p + py) * W + j * p + px * kVec,
+                 I(0), tokens, e);
   }
 }
 
@@ -1327,15 +1684,19 @@ __global__ void __launch_bounds__(kThreads)
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLASLt
 // runs m' = N, n' = M with B in the A slot. A plan (descriptors, layouts and
 // the heuristic's algorithm) is made once per shape, strides, transposes,
-// pointer alignment and math mode, and kept in the Context.
+// pointer alignment, math mode and data types, and kept in the Context.
+// bf16 operands (CUDA_R_16BF) run with CUBLAS_COMPUTE_32F, C and D bf16 or
+// float.
 
 struct GemmKey {
   int64_t m, n, k, lda, ldb, ldc;
   uint32_t flags;  // transA | transB << 1 | tf32 << 2
   uint32_t aligns; // log2 alignment of A | B << 8 | C << 16
+  uint32_t types;  // cudaDataType of A and B | of C (and D) << 8
   bool operator<(const GemmKey &o) const {
-    return std::tie(m, n, k, lda, ldb, ldc, flags, aligns) <
-           std::tie(o.m, o.n, o.k, o.lda, o.ldb, o.ldc, o.flags, o.aligns);
+    return std::tie(m, n, k, lda, ldb, ldc, flags, aligns, types) <
+           std::tie(o.m, o.n, o.k, o.lda, o.ldb, o.ldc, o.flags, o.aligns,
+                    o.types);
   }
 };
 
@@ -1368,11 +1729,12 @@ struct GemmPlanCache {
   }
 };
 
-/// Largest power of two (4..256 bytes) dividing the address.
-inline uint32_t alignment_of(const void *p) {
+/// Largest power of two (`least`..256 bytes) dividing the address: 4 for
+/// float operands, 2 for bf16 ones.
+inline uint32_t alignment_of(const void *p, uint32_t least = 4) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
   uint32_t al = 256;
-  while (al > 4 && (a & (al - 1)) != 0)
+  while (al > least && (a & (al - 1)) != 0)
     al >>= 1;
   return al;
 }
@@ -1389,6 +1751,8 @@ inline uint32_t log2u(uint32_t v) {
 /// refuses the shape or finds no algorithm.
 inline bool make_plan(const Context &ctx, const GemmKey &key, GemmPlan &plan) {
   const bool ta = key.flags & 1u, tb = key.flags & 2u, tf32 = key.flags & 4u;
+  const cudaDataType_t ab_type = cudaDataType_t(key.types & 0xffu);
+  const cudaDataType_t c_type = cudaDataType_t((key.types >> 8) & 0xffu);
   const cublasComputeType_t compute =
       tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   cublasStatus_t st = cublasLtMatmulDescCreate(&plan.op, compute, CUDA_R_32F);
@@ -1406,15 +1770,15 @@ inline bool make_plan(const Context &ctx, const GemmKey &key, GemmPlan &plan) {
   if (st != CUBLAS_STATUS_SUCCESS)
     return false;
   // Column-major views: the "A" operand is B (N x K as op'd), "B" is A.
-  st = cublasLtMatrixLayoutCreate(&plan.a, CUDA_R_32F,
-                                  uint64_t(tb ? key.k : key.n),
-                                  uint64_t(tb ? key.n : key.k), key.ldb);
+  st =
+      cublasLtMatrixLayoutCreate(&plan.a, ab_type, uint64_t(tb ? key.k : key.n),
+                                 uint64_t(tb ? key.n : key.k), key.ldb);
   if (st == CUBLAS_STATUS_SUCCESS)
-    st = cublasLtMatrixLayoutCreate(&plan.b, CUDA_R_32F,
+    st = cublasLtMatrixLayoutCreate(&plan.b, ab_type,
                                     uint64_t(ta ? key.m : key.k),
                                     uint64_t(ta ? key.k : key.m), key.lda);
   if (st == CUBLAS_STATUS_SUCCESS)
-    st = cublasLtMatrixLayoutCreate(&plan.c, CUDA_R_32F, uint64_t(key.n),
+    st = cublasLtMatrixLayoutCreate(&plan.c, c_type, uint64_t(key.n),
                                     uint64_t(key.m), key.ldc);
   check_cublas(st, "gemm", "cublasLtMatrixLayoutCreate");
   if (st != CUBLAS_STATUS_SUCCESS)
@@ -1471,12 +1835,12 @@ inline bool make_plan(const Context &ctx, const GemmKey &key, GemmPlan &plan) {
 
 /// Plain shared-memory SGEMM (16 x 16 tiles, fp32 FMA) for what cuBLASLt
 /// declines. Row-major, both transposes, strides; beta == 0: C not read.
-template <int kUnused = 0>
+/// A and B of type TAB, C of type TC (float or bf16), fp32 arithmetic.
+template <class TAB, class TC>
 __global__ void __launch_bounds__(kThreads)
     gemm_fallback_kernel(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
-                         float alpha, const float *A, int64_t lda,
-                         const float *B, int64_t ldb, float beta, float *C,
-                         int64_t ldc) {
+                         float alpha, const TAB *A, int64_t lda, const TAB *B,
+                         int64_t ldb, float beta, TC *C, int64_t ldc) {
   __shared__ float As[16][17], Bs[16][17];
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
   const int64_t col = int64_t(blockIdx.x) * 16 + tx;
@@ -1487,10 +1851,10 @@ __global__ void __launch_bounds__(kThreads)
     for (int64_t k0 = 0; k0 < K; k0 += 16) {
       const int64_t ak = k0 + tx, bk = k0 + ty;
       As[ty][tx] = row < M && ak < K
-                       ? (ta ? A[ak * lda + row] : A[row * lda + ak])
+                       ? to_f32(ta ? A[ak * lda + row] : A[row * lda + ak])
                        : 0.0f;
       Bs[ty][tx] = bk < K && col < N
-                       ? (tb ? B[col * ldb + bk] : B[bk * ldb + col])
+                       ? to_f32(tb ? B[col * ldb + bk] : B[bk * ldb + col])
                        : 0.0f;
       __syncthreads();
 #pragma unroll
@@ -1499,17 +1863,19 @@ __global__ void __launch_bounds__(kThreads)
       __syncthreads();
     }
     if (row < M && col < N) {
-      float *c = C + row * ldc + col;
-      *c = beta == 0.0f ? alpha * acc : alpha * acc + beta * *c;
+      TC *c = C + row * ldc + col;
+      *c = from_f32<TC>(beta == 0.0f ? alpha * acc
+                                     : alpha * acc + beta * to_f32(*c));
     }
   }
 }
 
 /// gemm through gemm_fallback_kernel (M, N > 0, K > 0).
-inline void gemm_fallback(const Context &ctx, bool transA, bool transB,
-                          int64_t M, int64_t N, int64_t K, float alpha,
-                          const float *A, int64_t lda, const float *B,
-                          int64_t ldb, float beta, float *C, int64_t ldc) {
+template <class TAB, class TC>
+inline void gemm_fallback_impl(const Context &ctx, bool transA, bool transB,
+                               int64_t M, int64_t N, int64_t K, float alpha,
+                               const TAB *A, int64_t lda, const TAB *B,
+                               int64_t ldb, float beta, TC *C, int64_t ldc) {
   const int64_t col_tiles = ceil_div(N, 16), row_tiles = ceil_div(M, 16);
   if (col_tiles > 0x7fffffff) {
     fail_arg("gemm", "N too large for the fallback kernel");
@@ -1517,21 +1883,115 @@ inline void gemm_fallback(const Context &ctx, bool transA, bool transB,
   }
   const dim3 grid{unsigned(col_tiles),
                   unsigned(row_tiles < 65535 ? row_tiles : 65535)};
-  gemm_fallback_kernel<><<<grid, kThreads, 0, ctx.stream>>>(
+  gemm_fallback_kernel<<<grid, kThreads, 0, ctx.stream>>>(
       transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   check_launch("gemm");
 }
 
+inline void gemm_fallback(const Context &ctx, bool transA, bool transB,
+                          int64_t M, int64_t N, int64_t K, float alpha,
+                          const float *A, int64_t lda, const float *B,
+                          int64_t ldb, float beta, float *C, int64_t ldc) {
+  gemm_fallback_impl(ctx, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
+                     C, ldc);
+}
+inline void gemm_fallback(const Context &ctx, bool transA, bool transB,
+                          int64_t M, int64_t N, int64_t K, float alpha,
+                          const __nv_bfloat16 *A, int64_t lda,
+                          const __nv_bfloat16 *B, int64_t ldb, float beta,
+                          __nv_bfloat16 *C, int64_t ldc) {
+  gemm_fallback_impl(ctx, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
+                     C, ldc);
+}
+inline void gemm_fallback(const Context &ctx, bool transA, bool transB,
+                          int64_t M, int64_t N, int64_t K, float alpha,
+                          const __nv_bfloat16 *A, int64_t lda,
+                          const __nv_bfloat16 *B, int64_t ldb, float beta,
+                          float *C, int64_t ldc) {
+  gemm_fallback_impl(ctx, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
+                     C, ldc);
+}
+
 /// C[i,j] = beta * C[i,j] (beta == 0: 0, C not read): the K == 0 or
 /// alpha == 0 product.
-template <class I>
+template <class I, class TC>
 __global__ void __launch_bounds__(kThreads)
-    gemm_scale_kernel(float *C, I M, I N, I ldc, float beta) {
+    gemm_scale_kernel(TC *C, I M, I N, I ldc, float beta) {
   const I total = M * N, stride = I(gridDim.x) * kThreads;
   for (I e = I(blockIdx.x) * kThreads + threadIdx.x; e < total; e += stride) {
-    float *c = C + (e / N) * ldc + e % N;
-    *c = beta == 0.0f ? 0.0f : *c * beta;
+    TC *c = C + (e / N) * ldc + e % N;
+    *c = from_f32<TC>(beta == 0.0f ? 0.0f : to_f32(*c) * beta);
   }
+}
+
+template <class T> constexpr cudaDataType_t gemm_data_type() {
+  return kIsBf16<T> ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+/// gemm for A, B of type TAB and C of type TC (float or bf16).
+template <class TAB, class TC>
+inline void gemm_impl(const Context &ctx, bool transA, bool transB, int64_t M,
+                      int64_t N, int64_t K, float alpha, const TAB *A,
+                      int64_t lda, const TAB *B, int64_t ldb, float beta, TC *C,
+                      int64_t ldc) {
+  if (M <= 0 || N <= 0)
+    return;
+  if (K <= 0 || alpha == 0.0f) { // C = beta * C, A and B not read
+    if (beta == 1.0f)
+      return;
+    const unsigned grid = grid_for(ctx, M * N);
+    if (M * N < kMaxIndex32 && (M - 1) * ldc + N < kMaxIndex32)
+      gemm_scale_kernel<uint32_t><<<grid, kThreads, 0, ctx.stream>>>(
+          C, uint32_t(M), uint32_t(N), uint32_t(ldc), beta);
+    else
+      gemm_scale_kernel<int64_t>
+          <<<grid, kThreads, 0, ctx.stream>>>(C, M, N, ldc, beta);
+    check_launch("gemm");
+    return;
+  }
+  if (!ctx.lt || !ctx.gemm_plans) {
+    fail_arg("gemm", "context not initialised (call context_init)");
+    return;
+  }
+  // bf16 operands always run CUBLAS_COMPUTE_32F (allow_tf32 is for float).
+  constexpr bool kBf16 = kIsBf16<TAB>;
+  constexpr uint32_t kLeast = kBf16 ? 2u : 4u;
+  const bool tf32 = !kBf16 && ctx.allow_tf32;
+  GemmKey key{
+      M,
+      N,
+      K,
+      lda,
+      ldb,
+      ldc,
+      uint32_t(transA) | uint32_t(transB) << 1 | uint32_t(tf32) << 2,
+      log2u(alignment_of(A, kLeast)) | log2u(alignment_of(B, kLeast)) << 8 |
+          log2u(alignment_of(C, kIsBf16<TC> ? 2u : 4u)) << 16,
+      uint32_t(gemm_data_type<TAB>()) | uint32_t(gemm_data_type<TC>()) << 8};
+  GemmPlan plan;
+  {
+    std::lock_guard<std::mutex> lock(ctx.gemm_plans->mu);
+    auto it = ctx.gemm_plans->plans.find(key);
+    if (it == ctx.gemm_plans->plans.end()) {
+      GemmPlan fresh;
+      if (!make_plan(ctx, key, fresh)) {
+        destroy_plan(fresh);
+        return;
+      }
+      it = ctx.gemm_plans->plans.emplace(key, fresh).first;
+    }
+    plan = it->second;
+  }
+  if (plan.fallback) {
+    gemm_fallback_impl(ctx, transA, transB, M, N, K, alpha, A, lda, B, ldb,
+                       beta, C, ldc);
+    return;
+  }
+  const cublasStatus_t st = cublasLtMatmul(
+      ctx.lt, plan.op, &alpha, B, plan.a, A, plan.b, &beta, C, plan.c, C,
+      plan.c, &plan.algo, plan.workspace ? ctx.workspace : nullptr,
+      plan.workspace, ctx.stream);
+  check_cublas(st, "gemm", "cublasLtMatmul");
 }
 
 //===--- Attention --------------------------------------------------------===//
@@ -2549,35 +3009,40 @@ enum class TokenOp { ClsConcat, ClsGrad, Take, TakeGrad };
 /// ClsConcat: dst [B, T+1] <- cls, src [B, T]; ClsGrad: dst [B, T] <- src
 /// [B, T+1] minus row 0; Take: dst [B] <- src[b, index] (index == T: zero);
 /// TakeGrad: dst [B, T] <- src [B] at t == index, else 0. Rows of Dv units
-/// of kVec floats; `total` output units.
-template <TokenOp kOp, int kVec, class I>
+/// of kVec elements; `total` output units. cls is float (a parameter).
+template <TokenOp kOp, int kVec, class I, class TS, class TD>
 __global__ void __launch_bounds__(kThreads)
-    token_rows_kernel(const float *src, const float *cls, float *dst, I total,
-                      I T, I Dv, I index) {
-  using Vt = typename VecOf<kVec>::type;
-  const Vt *sv = reinterpret_cast<const Vt *>(src);
-  Vt *dv = reinterpret_cast<Vt *>(dst);
+    token_rows_kernel(const TS *src, const float *cls, TD *dst, I total, I T,
+                      I Dv, I index) {
   const I stride = I(gridDim.x) * kThreads;
   for (I e = I(blockIdx.x) * kThreads + threadIdx.x; e < total; e += stride) {
     const I c = e % Dv, row = e / Dv;
     if constexpr (kOp == TokenOp::ClsConcat) {
       const I t = row % (T + 1), b = row / (T + 1);
-      dv[e] = t == 0 ? reinterpret_cast<const Vt *>(cls)[c]
-                     : sv[(b * T + t - 1) * Dv + c];
+      if (t == 0)
+        mv_vec<kVec>(cls, c, dst, e);
+      else
+        mv_vec<kVec>(src, (b * T + t - 1) * Dv + c, dst, e);
     } else if constexpr (kOp == TokenOp::ClsGrad) {
       const I t = row % T, b = row / T;
-      dv[e] = sv[(b * (T + 1) + t + 1) * Dv + c];
+      mv_vec<kVec>(src, (b * (T + 1) + t + 1) * Dv + c, dst, e);
     } else if constexpr (kOp == TokenOp::Take) {
-      dv[e] = index < T ? sv[(row * T + index) * Dv + c] : VecOf<kVec>::zero();
+      if (index < T)
+        mv_vec<kVec>(src, (row * T + index) * Dv + c, dst, e);
+      else
+        zero_vec<kVec>(dst, e);
     } else {
-      dv[e] = row % T == index ? sv[(row / T) * Dv + c] : VecOf<kVec>::zero();
+      if (row % T == index)
+        mv_vec<kVec>(src, (row / T) * Dv + c, dst, e);
+      else
+        zero_vec<kVec>(dst, e);
     }
   }
 }
 
-template <TokenOp kOp>
+template <TokenOp kOp, class TS, class TD>
 inline void launch_token_rows(const Context &ctx, const char *name,
-                              const float *src, const float *cls, float *dst,
+                              const TS *src, const float *cls, TD *dst,
                               int64_t B, int64_t T, int64_t D, int64_t index) {
   int64_t out_rows = 0;
   switch (kOp) {
@@ -2594,28 +3059,309 @@ inline void launch_token_rows(const Context &ctx, const char *name,
     return;
   if (index < 0 || index > T)
     index = T; // out of range: padding
-  const bool vec = D % 4 == 0 && aligned16(src) && aligned16(dst) &&
-                   (kOp != TokenOp::ClsConcat || aligned16(cls));
-  const int64_t kv = vec ? 4 : 1, Dv = D / kv, total = out_rows * Dv;
+  constexpr bool kCls = kOp == TokenOp::ClsConcat;
+  constexpr bool kWide = kIsBf16<TS> || kIsBf16<TD>;
+  const int w = row_width<kWide>(
+      D,
+      {vec_aligned(src, 8), vec_aligned(dst, 8), !kCls || vec_aligned(cls, 8)},
+      {vec_aligned(src, 4), vec_aligned(dst, 4), !kCls || vec_aligned(cls, 4)});
+  const int64_t Dv = D / w, total = out_rows * Dv;
   const int64_t span = B * (T + 1) * Dv; // largest offset touched
   const unsigned grid = grid_for(ctx, total);
-  if (span < kMaxIndex32) {
-    using I = uint32_t;
-    if (vec)
-      token_rows_kernel<kOp, 4, I><<<grid, kThreads, 0, ctx.stream>>>(
+  with_width<kWide>(w, [&](auto wc) {
+    constexpr int W = decltype(wc)::value;
+    if (span < kMaxIndex32) {
+      using I = uint32_t;
+      token_rows_kernel<kOp, W, I><<<grid, kThreads, 0, ctx.stream>>>(
           src, cls, dst, I(total), I(T), I(Dv), I(index));
-    else
-      token_rows_kernel<kOp, 1, I><<<grid, kThreads, 0, ctx.stream>>>(
-          src, cls, dst, I(total), I(T), I(Dv), I(index));
-  } else {
-    if (vec)
-      token_rows_kernel<kOp, 4, int64_t><<<grid, kThreads, 0, ctx.stream>>>(
+    } else {
+      token_rows_kernel<kOp, W, int64_t><<<grid, kThreads, 0, ctx.stream>>>(
           src, cls, dst, total, T, Dv, index);
-    else
-      token_rows_kernel<kOp, 1, int64_t><<<grid, kThreads, 0, ctx.stream>>>(
-          src, cls, dst, total, T, Dv, index);
-  }
+    }
+  });
   check_launch(name);
+}
+
+//===--- Entry points, templated on the element types ---------------------===//
+// The public float functions and their bf16 overloads call these.
+
+template <class X, class Y>
+inline void patchify_impl(const Context &ctx, const X *img, Y *tokens,
+                          int64_t B, int64_t C, int64_t H, int64_t W,
+                          int64_t p) {
+  if (B <= 0 || C <= 0 || p <= 0 || H < p || W < p)
+    return;
+  if (H % p != 0 || W % p != 0) {
+    fail_arg("patchify", "H and W must be multiples of p");
+    return;
+  }
+  const int64_t gh = H / p, gw = W / p, total = B * gh * gw * C * p * p;
+  constexpr bool kWide = kIsBf16<X> || kIsBf16<Y>;
+  int w = 1;
+  if (kWide && p % 8 == 0 && W % 8 == 0 && vec_aligned(img, 8) &&
+      vec_aligned(tokens, 8))
+    w = 8;
+  else if (p % 4 == 0 && W % 4 == 0 && vec_aligned(img, 4) &&
+           vec_aligned(tokens, 4))
+    w = 4;
+  const int64_t tv = total / w;
+  const unsigned grid = grid_for(ctx, tv);
+  with_width<kWide>(w, [&](auto wc) {
+    constexpr int V = decltype(wc)::value;
+    if (total < kMaxIndex32) {
+      using I = uint32_t;
+      patchify_kernel<V, I><<<grid, kThreads, 0, ctx.stream>>>(
+          img, tokens, I(tv), I(C), I(H), I(W), I(p), I(gh), I(gw));
+    } else {
+      patchify_kernel<V, int64_t><<<grid, kThreads, 0, ctx.stream>>>(
+          img, tokens, tv, C, H, W, p, gh, gw);
+    }
+  });
+  check_launch("patchify");
+}
+
+template <class X, class Y>
+inline void copy_impl(const Context &ctx, const X *x, Y *y, int64_t n) {
+  if constexpr (std::is_same_v<X, Y>) {
+    if (x == y || n <= 0)
+      return;
+    const cudaError_t e = cudaMemcpyAsync(y, x, size_t(n) * sizeof(X),
+                                          cudaMemcpyDeviceToDevice, ctx.stream);
+    if (e != cudaSuccess)
+      fail(int(e), "copy", cudaGetErrorString(e));
+  } else {
+    launch_pointwise<1>(ctx, "copy", x, static_cast<const float *>(nullptr), y,
+                        n, CopyOp{});
+  }
+}
+
+template <class X, class Y>
+inline void layer_norm_impl(const Context &ctx, const X *x, const float *gamma,
+                            const float *beta, Y *y, int64_t rows, int64_t n,
+                            float eps) {
+  if (rows <= 0 || n <= 0)
+    return;
+  constexpr bool kWide = kIsBf16<X> || kIsBf16<Y>;
+  const int w = row_width<kWide>(n,
+                                 {vec_aligned(x, 8), vec_aligned(gamma, 8),
+                                  vec_aligned(beta, 8), vec_aligned(y, 8)},
+                                 {vec_aligned(x, 4), vec_aligned(gamma, 4),
+                                  vec_aligned(beta, 4), vec_aligned(y, 4)});
+  const int64_t chunks = ceil_div(n, int64_t(32) * w);
+  const bool fast = w > 1 && chunks * w <= kLnMaxPerLane;
+  const unsigned grid = grid_for(ctx, rows * 32);
+  if (fast) {
+    const int ni = int(n);
+    with_width<kWide, false>(w, [&](auto wc) {
+      constexpr int V = decltype(wc)::value;
+      with_chunks<kLnMaxPerLane / V>(int(chunks), [&](auto cc) {
+        layer_norm_warp_kernel<decltype(cc)::value, V>
+            <<<grid, kThreads, 0, ctx.stream>>>(x, gamma, beta, y, rows, ni,
+                                                eps);
+      });
+    });
+  } else {
+    layer_norm_generic_kernel<<<grid, kThreads, 0, ctx.stream>>>(
+        x, gamma, beta, y, rows, n, eps);
+  }
+  check_launch("layer_norm");
+}
+
+template <class X, class G, class D>
+inline void layer_norm_grad_impl(const Context &ctx, const X *x,
+                                 const float *gamma, const G *dy, D *dx,
+                                 float *dgamma, float *dbeta, int64_t rows,
+                                 int64_t n, float eps) {
+  if (n <= 0)
+    return;
+  if (rows <= 0) { // empty sums
+    launch_pointwise<0>(ctx, "fill", static_cast<const float *>(nullptr),
+                        static_cast<const float *>(nullptr), dgamma, n,
+                        FillOp{0.0f});
+    launch_pointwise<0>(ctx, "fill", static_cast<const float *>(nullptr),
+                        static_cast<const float *>(nullptr), dbeta, n,
+                        FillOp{0.0f});
+    return;
+  }
+  constexpr bool kWide = kIsBf16<X> || kIsBf16<G> || kIsBf16<D>;
+  const int w = row_width<kWide>(n,
+                                 {vec_aligned(x, 8), vec_aligned(gamma, 8),
+                                  vec_aligned(dy, 8), vec_aligned(dx, 8)},
+                                 {vec_aligned(x, 4), vec_aligned(gamma, 4),
+                                  vec_aligned(dy, 4), vec_aligned(dx, 4)});
+  const int64_t chunks = ceil_div(n, int64_t(32) * w);
+  const bool fast = w > 1 && chunks * w <= kLnMaxPerLane;
+  ScratchCursor scratch(ctx);
+  if (fast) {
+    // At least two blocks per SM (the kernel is register-heavy), and enough
+    // that a warp sums at most kLnGradRowsPerWarp rows in float before its
+    // block adds them in double; fewer if the partial rows [blocks, 2n] do
+    // not fit in scratch.
+    int64_t blocks = ceil_div(rows, kLnRowsPerBlock * kLnGradRowsPerWarp);
+    const int64_t fill_sms =
+        std::min(ceil_div(rows, kLnRowsPerBlock), int64_t(sm_count(ctx)) * 2);
+    blocks = std::max(blocks, fill_sms);
+    const int64_t fit = int64_t(scratch.size) / (2 * n * 8);
+    if (blocks > fit)
+      blocks = fit;
+    double *partial =
+        blocks > 0 ? scratch.take<double>(size_t(blocks * 2 * n)) : nullptr;
+    if (!partial) {
+      fail_arg("layer_norm_grad", "scratch too small for dgamma/dbeta");
+      return;
+    }
+    const int ni = int(n);
+    const unsigned grid = unsigned(blocks);
+    with_width<kWide, false>(w, [&](auto wc) {
+      constexpr int V = decltype(wc)::value;
+      with_chunks<kLnMaxPerLane / V>(int(chunks), [&](auto cc) {
+        layer_norm_grad_warp_kernel<decltype(cc)::value, V>
+            <<<grid, kThreads, 0, ctx.stream>>>(x, gamma, dy, dx, rows, ni, eps,
+                                                partial);
+      });
+    });
+    check_launch("layer_norm_grad");
+    layer_norm_grad_finalize_kernel<>
+        <<<grid_for(ctx, 2 * n), kThreads, 0, ctx.stream>>>(
+            partial, int(blocks), n, dgamma, dbeta);
+    check_launch("layer_norm_grad");
+    return;
+  }
+  // Any n: dx and the row statistics, then a column pass for dgamma/dbeta.
+  float2 *stats = scratch.take<float2>(size_t(rows));
+  if (!stats) {
+    fail_arg("layer_norm_grad", "scratch too small for the row statistics");
+    return;
+  }
+  layer_norm_grad_dx_kernel<<<grid_for(ctx, rows * 32), kThreads, 0,
+                              ctx.stream>>>(x, gamma, dy, dx, rows, n, eps,
+                                            stats);
+  check_launch("layer_norm_grad");
+  const int64_t tiles = ceil_div(n, 32);
+  int64_t splits = ceil_div(int64_t(sm_count(ctx)) * 8, tiles);
+  const int64_t by_rows = ceil_div(rows, 64);
+  if (splits > by_rows)
+    splits = by_rows;
+  const int64_t fit = int64_t(scratch.size - scratch.used) / (2 * n * 8) - 1;
+  if (splits > fit)
+    splits = fit;
+  if (splits > 65535)
+    splits = 65535;
+  if (splits < 1)
+    splits = 1;
+  const int64_t per_split = ceil_div(rows, splits);
+  splits = ceil_div(rows, per_split);
+  double *partial = scratch.take<double>(size_t(splits * 2 * n));
+  if (!partial || tiles > 0x7fffffff) {
+    fail_arg("layer_norm_grad", "scratch too small for dgamma/dbeta");
+    return;
+  }
+  layer_norm_grad_cols_kernel<<<dim3(unsigned(tiles), unsigned(splits)),
+                                kThreads, 0, ctx.stream>>>(
+      x, dy, stats, rows, n, per_split, partial);
+  check_launch("layer_norm_grad");
+  layer_norm_grad_finalize_kernel<>
+      <<<grid_for(ctx, 2 * n), kThreads, 0, ctx.stream>>>(partial, int(splits),
+                                                          n, dgamma, dbeta);
+  check_launch("layer_norm_grad");
+}
+
+template <class X, class Y>
+inline void mean_tokens_grad_impl(const Context &ctx, const X *dy, Y *dx,
+                                  int64_t B, int64_t T, int64_t D) {
+  if (B <= 0 || T <= 0 || D <= 0)
+    return;
+  const int64_t total = B * T * D;
+  constexpr bool kWide = kIsBf16<X> || kIsBf16<Y>;
+  const int w = row_width<kWide>(D, {vec_aligned(dy, 8), vec_aligned(dx, 8)},
+                                 {vec_aligned(dy, 4), vec_aligned(dx, 4)});
+  const int64_t tv = total / w, TDv = T * D / w, Dv = D / w;
+  const unsigned grid = grid_for(ctx, tv);
+  const float t = float(T);
+  with_width<kWide>(w, [&](auto wc) {
+    constexpr int V = decltype(wc)::value;
+    if (total < kMaxIndex32) {
+      using I = uint32_t;
+      mean_tokens_grad_kernel<V, I>
+          <<<grid, kThreads, 0, ctx.stream>>>(dy, dx, I(tv), I(TDv), I(Dv), t);
+    } else {
+      mean_tokens_grad_kernel<V, int64_t>
+          <<<grid, kThreads, 0, ctx.stream>>>(dy, dx, tv, TDv, Dv, t);
+    }
+  });
+  check_launch("mean_tokens_grad");
+}
+
+template <class L, class G>
+inline void softmax_xent_impl(const Context &ctx, const L *logits,
+                              const int32_t *labels, float *loss, G *dlogits,
+                              int64_t B, int64_t C, float dloss_scale,
+                              int64_t *correct) {
+  if (B <= 0 || C <= 0) {
+    if (loss || correct) {
+      softmax_xent_finalize_kernel<><<<1, kThreads, 0, ctx.stream>>>(
+          nullptr, nullptr, 0, 0, loss, correct);
+      check_launch("softmax_xent");
+    }
+    return;
+  }
+  int64_t blocks = ceil_div(B, kLnRowsPerBlock);
+  const int64_t cap = int64_t(sm_count(ctx)) * 4;
+  if (blocks > cap)
+    blocks = cap;
+  ScratchCursor scratch(ctx);
+  double *block_loss = scratch.take<double>(size_t(blocks));
+  long long *block_correct = scratch.take<long long>(size_t(blocks));
+  if (!block_loss || !block_correct) {
+    fail_arg("softmax_xent", "scratch too small");
+    return;
+  }
+  const float grad_scale = float(double(dloss_scale) / double(B));
+  softmax_xent_rows_kernel<<<unsigned(blocks), kThreads, 0, ctx.stream>>>(
+      logits, labels, dlogits, B, C, grad_scale, block_loss, block_correct);
+  check_launch("softmax_xent");
+  softmax_xent_finalize_kernel<><<<1, kThreads, 0, ctx.stream>>>(
+      block_loss, block_correct, int(blocks), B, loss, correct);
+  check_launch("softmax_xent");
+}
+
+template <class X, class Y>
+inline void gather_rows_impl(const Context &ctx, const X *x, const int32_t *idx,
+                             Y *out, int64_t B, int64_t T, int64_t K,
+                             int64_t D) {
+  if (B <= 0 || K <= 0 || D <= 0)
+    return;
+  if (T < 0)
+    T = 0;
+  constexpr bool kWide = kIsBf16<X> || kIsBf16<Y>;
+  const int w = row_width<kWide>(D, {vec_aligned(x, 8), vec_aligned(out, 8)},
+                                 {vec_aligned(x, 4), vec_aligned(out, 4)});
+  const int64_t Dv = D / w;
+  const int64_t total = B * K * Dv;
+  const unsigned grid = grid_for(ctx, total);
+  with_width<kWide>(w, [&](auto wc) {
+    constexpr int V = decltype(wc)::value;
+    if (B * (T > K ? T : K) * Dv < kMaxIndex32) {
+      using I = uint32_t;
+      gather_rows_kernel<V, I><<<grid, kThreads, 0, ctx.stream>>>(
+          x, idx, out, I(B), I(T), I(K), I(Dv));
+    } else {
+      gather_rows_kernel<V, int64_t>
+          <<<grid, kThreads, 0, ctx.stream>>>(x, idx, out, B, T, K, Dv);
+    }
+  });
+  check_launch("gather_rows");
+}
+
+template <class X, class Y>
+inline void cls_concat_grad_impl(const Context &ctx, const X *dy, Y *dx,
+                                 float *dcls, int64_t B, int64_t T, int64_t D) {
+  if (T < 0)
+    T = 0;
+  launch_token_rows<TokenOp::ClsGrad>(ctx, "cls_concat_grad", dy, nullptr, dx,
+                                      B, T, D, 0);
+  // dcls: the class rows, (T+1)*D apart, summed over the batch.
+  column_sum(ctx, "cls_concat_grad", dy, 1, B, D, dcls, 1.0, (T + 1) * D);
 }
 
 } // namespace detail
@@ -2702,110 +3448,76 @@ inline void gemm(const Context &ctx, bool transA, bool transB, int64_t M,
                  int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C,
                  int64_t ldc) {
-  using namespace detail;
-  if (M <= 0 || N <= 0)
-    return;
-  if (K <= 0 || alpha == 0.0f) { // C = beta * C, A and B not read
-    if (beta == 1.0f)
-      return;
-    const unsigned grid = grid_for(ctx, M * N);
-    if (M * N < kMaxIndex32 && (M - 1) * ldc + N < kMaxIndex32)
-      gemm_scale_kernel<uint32_t><<<grid, kThreads, 0, ctx.stream>>>(
-          C, uint32_t(M), uint32_t(N), uint32_t(ldc), beta);
-    else
-      gemm_scale_kernel<int64_t>
-          <<<grid, kThreads, 0, ctx.stream>>>(C, M, N, ldc, beta);
-    check_launch("gemm");
-    return;
-  }
-  if (!ctx.lt || !ctx.gemm_plans) {
-    fail_arg("gemm", "context not initialised (call context_init)");
-    return;
-  }
-  GemmKey key{M,
-              N,
-              K,
-              lda,
-              ldb,
-              ldc,
-              uint32_t(transA) | uint32_t(transB) << 1 |
-                  uint32_t(ctx.allow_tf32) << 2,
-              log2u(alignment_of(A)) | log2u(alignment_of(B)) << 8 |
-                  log2u(alignment_of(C)) << 16};
-  GemmPlan plan;
-  {
-    std::lock_guard<std::mutex> lock(ctx.gemm_plans->mu);
-    auto it = ctx.gemm_plans->plans.find(key);
-    if (it == ctx.gemm_plans->plans.end()) {
-      GemmPlan fresh;
-      if (!make_plan(ctx, key, fresh)) {
-        destroy_plan(fresh);
-        return;
-      }
-      it = ctx.gemm_plans->plans.emplace(key, fresh).first;
-    }
-    plan = it->second;
-  }
-  if (plan.fallback) {
-    gemm_fallback(ctx, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C,
-                  ldc);
-    return;
-  }
-  const cublasStatus_t st = cublasLtMatmul(
-      ctx.lt, plan.op, &alpha, B, plan.a, A, plan.b, &beta, C, plan.c, C,
-      plan.c, &plan.algo, plan.workspace ? ctx.workspace : nullptr,
-      plan.workspace, ctx.stream);
-  check_cublas(st, "gemm", "cublasLtMatmul");
+  detail::gemm_impl(ctx, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
+                    C, ldc);
+}
+
+template <class T, class TC, detail::EnableBf16Gemm<T, TC>>
+inline void gemm(const Context &ctx, bool transA, bool transB, int64_t M,
+                 int64_t N, int64_t K, float alpha, const T *A, int64_t lda,
+                 const T *B, int64_t ldb, float beta, TC *C, int64_t ldc) {
+  detail::gemm_impl(ctx, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
+                    C, ldc);
+}
+
+inline void cast(const Context &ctx, const float *x, __nv_bfloat16 *y,
+                 int64_t n) {
+  detail::launch_pointwise<1>(ctx, "cast", x,
+                              static_cast<const float *>(nullptr), y, n,
+                              detail::CopyOp{});
+}
+
+inline void cast(const Context &ctx, const __nv_bfloat16 *x, float *y,
+                 int64_t n) {
+  detail::launch_pointwise<1>(ctx, "cast", x,
+                              static_cast<const float *>(nullptr), y, n,
+                              detail::CopyOp{});
 }
 
 inline void patchify(const Context &ctx, const float *img, float *tokens,
                      int64_t B, int64_t C, int64_t H, int64_t W, int64_t p) {
-  using namespace detail;
-  if (B <= 0 || C <= 0 || p <= 0 || H < p || W < p)
-    return;
-  if (H % p != 0 || W % p != 0) {
-    fail_arg("patchify", "H and W must be multiples of p");
-    return;
-  }
-  const int64_t gh = H / p, gw = W / p, total = B * gh * gw * C * p * p;
-  const bool vec =
-      p % 4 == 0 && W % 4 == 0 && aligned16(img) && aligned16(tokens);
-  const int64_t tv = vec ? total / 4 : total;
-  const unsigned grid = grid_for(ctx, tv);
-  if (total < kMaxIndex32) {
-    using I = uint32_t;
-    if (vec)
-      patchify_kernel<4, I><<<grid, kThreads, 0, ctx.stream>>>(
-          img, tokens, I(tv), I(C), I(H), I(W), I(p), I(gh), I(gw));
-    else
-      patchify_kernel<1, I><<<grid, kThreads, 0, ctx.stream>>>(
-          img, tokens, I(tv), I(C), I(H), I(W), I(p), I(gh), I(gw));
-  } else {
-    if (vec)
-      patchify_kernel<4, int64_t><<<grid, kThreads, 0, ctx.stream>>>(
-          img, tokens, tv, C, H, W, p, gh, gw);
-    else
-      patchify_kernel<1, int64_t><<<grid, kThreads, 0, ctx.stream>>>(
-          img, tokens, tv, C, H, W, p, gh, gw);
-  }
-  check_launch("patchify");
+  detail::patchify_impl(ctx, img, tokens, B, C, H, W, p);
+}
+template <class X, class Y, detail::EnableBf16<X, Y>>
+inline void patchify(const Context &ctx, const X *img, Y *tokens, int64_t B,
+                     int64_t C, int64_t H, int64_t W, int64_t p) {
+  detail::patchify_impl(ctx, img, tokens, B, C, H, W, p);
 }
 
 inline void add(const Context &ctx, const float *a, const float *b, float *out,
                 int64_t n) {
   detail::launch_pointwise<2>(ctx, "add", a, b, out, n, detail::AddOp{});
 }
+template <class A, class B, class O, detail::EnableBf16<A, B, O>>
+inline void add(const Context &ctx, const A *a, const B *b, O *out, int64_t n) {
+  detail::launch_pointwise<2>(ctx, "add", a, b, out, n, detail::AddOp{});
+}
 
 inline void add_acc(const Context &ctx, float *acc, const float *b, int64_t n) {
   detail::launch_pointwise<2>(ctx, "add_acc", acc, b, acc, n, detail::AddOp{});
+}
+template <class O, class B, detail::EnableBf16<O, B>>
+inline void add_acc(const Context &ctx, O *acc, const B *b, int64_t n) {
+  detail::launch_pointwise<2>(ctx, "add_acc", static_cast<const O *>(acc), b,
+                              acc, n, detail::AddOp{});
 }
 
 inline void bias_add(const Context &ctx, const float *x, const float *bias,
                      float *y, int64_t rows, int64_t n) {
   detail::launch_broadcast_add(ctx, "bias_add", x, bias, y, rows, n);
 }
+template <class X, class Y, detail::EnableBf16<X, Y>>
+inline void bias_add(const Context &ctx, const X *x, const float *bias, Y *y,
+                     int64_t rows, int64_t n) {
+  detail::launch_broadcast_add(ctx, "bias_add", x, bias, y, rows, n);
+}
 
 inline void bias_grad(const Context &ctx, const float *dy, float *dbias,
+                      int64_t rows, int64_t n) {
+  detail::column_sum(ctx, "bias_grad", dy, 1, rows, n, dbias, 1.0);
+}
+template <class X, detail::EnableBf16<X>>
+inline void bias_grad(const Context &ctx, const X *dy, float *dbias,
                       int64_t rows, int64_t n) {
   detail::column_sum(ctx, "bias_grad", dy, 1, rows, n, dbias, 1.0);
 }
@@ -2814,14 +3526,32 @@ inline void pos_add(const Context &ctx, const float *x, const float *pos,
                     float *y, int64_t B, int64_t T, int64_t D) {
   detail::launch_broadcast_add(ctx, "pos_add", x, pos, y, B, T * D);
 }
+template <class X, class Y, detail::EnableBf16<X, Y>>
+inline void pos_add(const Context &ctx, const X *x, const float *pos, Y *y,
+                    int64_t B, int64_t T, int64_t D) {
+  detail::launch_broadcast_add(ctx, "pos_add", x, pos, y, B, T * D);
+}
 
 inline void pos_grad(const Context &ctx, const float *dy, float *dpos,
                      int64_t B, int64_t T, int64_t D) {
   detail::column_sum(ctx, "pos_grad", dy, 1, B, T * D, dpos, 1.0);
 }
+template <class X, detail::EnableBf16<X>>
+inline void pos_grad(const Context &ctx, const X *dy, float *dpos, int64_t B,
+                     int64_t T, int64_t D) {
+  detail::column_sum(ctx, "pos_grad", dy, 1, B, T * D, dpos, 1.0);
+}
 
 inline void gelu(const Context &ctx, const float *x, float *y, int64_t n) {
-  detail::launch_pointwise<1>(ctx, "gelu", x, nullptr, y, n, detail::GeluOp{});
+  detail::launch_pointwise<1>(ctx, "gelu", x,
+                              static_cast<const float *>(nullptr), y, n,
+                              detail::GeluOp{});
+}
+template <class X, class Y, detail::EnableBf16<X, Y>>
+inline void gelu(const Context &ctx, const X *x, Y *y, int64_t n) {
+  detail::launch_pointwise<1>(ctx, "gelu", x,
+                              static_cast<const float *>(nullptr), y, n,
+                              detail::GeluOp{});
 }
 
 inline void gelu_grad(const Context &ctx, const float *x, const float *dy,
@@ -2829,9 +3559,23 @@ inline void gelu_grad(const Context &ctx, const float *x, const float *dy,
   detail::launch_pointwise<2>(ctx, "gelu_grad", x, dy, dx, n,
                               detail::GeluGradOp{});
 }
+template <class X, class G, class D, detail::EnableBf16<X, G, D>>
+inline void gelu_grad(const Context &ctx, const X *x, const G *dy, D *dx,
+                      int64_t n) {
+  detail::launch_pointwise<2>(ctx, "gelu_grad", x, dy, dx, n,
+                              detail::GeluGradOp{});
+}
 
 inline void relu(const Context &ctx, const float *x, float *y, int64_t n) {
-  detail::launch_pointwise<1>(ctx, "relu", x, nullptr, y, n, detail::ReluOp{});
+  detail::launch_pointwise<1>(ctx, "relu", x,
+                              static_cast<const float *>(nullptr), y, n,
+                              detail::ReluOp{});
+}
+template <class X, class Y, detail::EnableBf16<X, Y>>
+inline void relu(const Context &ctx, const X *x, Y *y, int64_t n) {
+  detail::launch_pointwise<1>(ctx, "relu", x,
+                              static_cast<const float *>(nullptr), y, n,
+                              detail::ReluOp{});
 }
 
 inline void relu_grad(const Context &ctx, const float *x, const float *dy,
@@ -2839,152 +3583,58 @@ inline void relu_grad(const Context &ctx, const float *x, const float *dy,
   detail::launch_pointwise<2>(ctx, "relu_grad", x, dy, dx, n,
                               detail::ReluGradOp{});
 }
+template <class X, class G, class D, detail::EnableBf16<X, G, D>>
+inline void relu_grad(const Context &ctx, const X *x, const G *dy, D *dx,
+                      int64_t n) {
+  detail::launch_pointwise<2>(ctx, "relu_grad", x, dy, dx, n,
+                              detail::ReluGradOp{});
+}
 
 inline void fill(const Context &ctx, float *x, float value, int64_t n) {
-  detail::launch_pointwise<0>(ctx, "fill", nullptr, nullptr, x, n,
+  detail::launch_pointwise<0>(ctx, "fill", static_cast<const float *>(nullptr),
+                              static_cast<const float *>(nullptr), x, n,
+                              detail::FillOp{value});
+}
+template <class T, detail::EnableBf16<T>>
+inline void fill(const Context &ctx, T *x, float value, int64_t n) {
+  detail::launch_pointwise<0>(ctx, "fill", static_cast<const float *>(nullptr),
+                              static_cast<const float *>(nullptr), x, n,
                               detail::FillOp{value});
 }
 
 inline void copy(const Context &ctx, const float *x, float *y, int64_t n) {
-  if (x == y || n <= 0)
-    return;
-  const cudaError_t e = cudaMemcpyAsync(y, x, size_t(n) * sizeof(float),
-                                        cudaMemcpyDeviceToDevice, ctx.stream);
-  if (e != cudaSuccess)
-    detail::fail(int(e), "copy", cudaGetErrorString(e));
+  detail::copy_impl(ctx, x, y, n);
+}
+template <class X, class Y, detail::EnableBf16<X, Y>>
+inline void copy(const Context &ctx, const X *x, Y *y, int64_t n) {
+  detail::copy_impl(ctx, x, y, n);
 }
 
 inline void layer_norm(const Context &ctx, const float *x, const float *gamma,
                        const float *beta, float *y, int64_t rows, int64_t n,
                        float eps) {
-  using namespace detail;
-  if (rows <= 0 || n <= 0)
-    return;
-  const int64_t chunks = ceil_div(n, 128);
-  const bool fast = n % 4 == 0 && chunks <= kLnMaxChunks && aligned16(x) &&
-                    aligned16(gamma) && aligned16(beta) && aligned16(y);
-  const unsigned grid = grid_for(ctx, rows * 32);
-  if (fast) {
-    const int ni = int(n);
-    switch (chunks) {
-#define SBP_LN_CASE(C)                                                         \
-  case C:                                                                      \
-    layer_norm_warp_kernel<C>                                                  \
-        <<<grid, kThreads, 0, ctx.stream>>>(x, gamma, beta, y, rows, ni, eps); \
-    break;
-      SBP_LN_CASE(1)
-      SBP_LN_CASE(2)
-      SBP_LN_CASE(3)
-      SBP_LN_CASE(4)
-      SBP_LN_CASE(5)
-      SBP_LN_CASE(6)
-      SBP_LN_CASE(7)
-      SBP_LN_CASE(8)
-#undef SBP_LN_CASE
-    }
-  } else {
-    layer_norm_generic_kernel<>
-        <<<grid, kThreads, 0, ctx.stream>>>(x, gamma, beta, y, rows, n, eps);
-  }
-  check_launch("layer_norm");
+  detail::layer_norm_impl(ctx, x, gamma, beta, y, rows, n, eps);
+}
+template <class X, class Y, detail::EnableBf16<X, Y>>
+inline void layer_norm(const Context &ctx, const X *x, const float *gamma,
+                       const float *beta, Y *y, int64_t rows, int64_t n,
+                       float eps) {
+  detail::layer_norm_impl(ctx, x, gamma, beta, y, rows, n, eps);
 }
 
 inline void layer_norm_grad(const Context &ctx, const float *x,
                             const float *gamma, const float *dy, float *dx,
                             float *dgamma, float *dbeta, int64_t rows,
                             int64_t n, float eps) {
-  using namespace detail;
-  if (n <= 0)
-    return;
-  if (rows <= 0) { // empty sums
-    fill(ctx, dgamma, 0.0f, n);
-    fill(ctx, dbeta, 0.0f, n);
-    return;
-  }
-  const int64_t chunks = ceil_div(n, 128);
-  const bool fast = n % 4 == 0 && chunks <= kLnMaxChunks && aligned16(x) &&
-                    aligned16(gamma) && aligned16(dy) && aligned16(dx);
-  ScratchCursor scratch(ctx);
-  if (fast) {
-    // At least two blocks per SM (the kernel is register-heavy), and enough
-    // that a warp sums at most kLnGradRowsPerWarp rows in float before its
-    // block adds them in double; fewer if the partial rows [blocks, 2n] do
-    // not fit in scratch.
-    int64_t blocks = ceil_div(rows, kLnRowsPerBlock * kLnGradRowsPerWarp);
-    const int64_t fill_sms =
-        std::min(ceil_div(rows, kLnRowsPerBlock), int64_t(sm_count(ctx)) * 2);
-    blocks = std::max(blocks, fill_sms);
-    const int64_t fit = int64_t(scratch.size) / (2 * n * 8);
-    if (blocks > fit)
-      blocks = fit;
-    double *partial =
-        blocks > 0 ? scratch.take<double>(size_t(blocks * 2 * n)) : nullptr;
-    if (!partial) {
-      fail_arg("layer_norm_grad", "scratch too small for dgamma/dbeta");
-      return;
-    }
-    const int ni = int(n);
-    const unsigned grid = unsigned(blocks);
-    switch (chunks) {
-#define SBP_LNG_CASE(C)                                                        \
-  case C:                                                                      \
-    layer_norm_grad_warp_kernel<C><<<grid, kThreads, 0, ctx.stream>>>(         \
-        x, gamma, dy, dx, rows, ni, eps, partial);                             \
-    break;
-      SBP_LNG_CASE(1)
-      SBP_LNG_CASE(2)
-      SBP_LNG_CASE(3)
-      SBP_LNG_CASE(4)
-      SBP_LNG_CASE(5)
-      SBP_LNG_CASE(6)
-      SBP_LNG_CASE(7)
-      SBP_LNG_CASE(8)
-#undef SBP_LNG_CASE
-    }
-    check_launch("layer_norm_grad");
-    layer_norm_grad_finalize_kernel<>
-        <<<grid_for(ctx, 2 * n), kThreads, 0, ctx.stream>>>(
-            partial, int(blocks), n, dgamma, dbeta);
-    check_launch("layer_norm_grad");
-    return;
-  }
-  // Any n: dx and the row statistics, then a column pass for dgamma/dbeta.
-  float2 *stats = scratch.take<float2>(size_t(rows));
-  if (!stats) {
-    fail_arg("layer_norm_grad", "scratch too small for the row statistics");
-    return;
-  }
-  layer_norm_grad_dx_kernel<>
-      <<<grid_for(ctx, rows * 32), kThreads, 0, ctx.stream>>>(
-          x, gamma, dy, dx, rows, n, eps, stats);
-  check_launch("layer_norm_grad");
-  const int64_t tiles = ceil_div(n, 32);
-  int64_t splits = ceil_div(int64_t(sm_count(ctx)) * 8, tiles);
-  const int64_t by_rows = ceil_div(rows, 64);
-  if (splits > by_rows)
-    splits = by_rows;
-  const int64_t fit = int64_t(scratch.size - scratch.used) / (2 * n * 8) - 1;
-  if (splits > fit)
-    splits = fit;
-  if (splits > 65535)
-    splits = 65535;
-  if (splits < 1)
-    splits = 1;
-  const int64_t per_split = ceil_div(rows, splits);
-  splits = ceil_div(rows, per_split);
-  double *partial = scratch.take<double>(size_t(splits * 2 * n));
-  if (!partial || tiles > 0x7fffffff) {
-    fail_arg("layer_norm_grad", "scratch too small for dgamma/dbeta");
-    return;
-  }
-  layer_norm_grad_cols_kernel<>
-      <<<dim3(unsigned(tiles), unsigned(splits)), kThreads, 0, ctx.stream>>>(
-          x, dy, stats, rows, n, per_split, partial);
-  check_launch("layer_norm_grad");
-  layer_norm_grad_finalize_kernel<>
-      <<<grid_for(ctx, 2 * n), kThreads, 0, ctx.stream>>>(partial, int(splits),
-                                                          n, dgamma, dbeta);
-  check_launch("layer_norm_grad");
+  detail::layer_norm_grad_impl(ctx, x, gamma, dy, dx, dgamma, dbeta, rows, n,
+                               eps);
+}
+template <class X, class G, class D, detail::EnableBf16<X, G, D>>
+inline void layer_norm_grad(const Context &ctx, const X *x, const float *gamma,
+                            const G *dy, D *dx, float *dgamma, float *dbeta,
+                            int64_t rows, int64_t n, float eps) {
+  detail::layer_norm_grad_impl(ctx, x, gamma, dy, dx, dgamma, dbeta, rows, n,
+                               eps);
 }
 
 inline void mean_tokens(const Context &ctx, const float *x, float *y, int64_t B,
@@ -2992,124 +3642,114 @@ inline void mean_tokens(const Context &ctx, const float *x, float *y, int64_t B,
   detail::column_sum(ctx, "mean_tokens", x, B, T, D, y,
                      T > 0 ? 1.0 / double(T) : 0.0);
 }
+template <class X, class Y, detail::EnableBf16<X, Y>>
+inline void mean_tokens(const Context &ctx, const X *x, Y *y, int64_t B,
+                        int64_t T, int64_t D) {
+  detail::column_sum(ctx, "mean_tokens", x, B, T, D, y,
+                     T > 0 ? 1.0 / double(T) : 0.0);
+}
 
 inline void mean_tokens_grad(const Context &ctx, const float *dy, float *dx,
                              int64_t B, int64_t T, int64_t D) {
-  using namespace detail;
-  if (B <= 0 || T <= 0 || D <= 0)
-    return;
-  const int64_t total = B * T * D;
-  const bool vec = D % 4 == 0 && aligned16(dy) && aligned16(dx);
-  const int64_t kv = vec ? 4 : 1, tv = total / kv, TDv = T * D / kv,
-                Dv = D / kv;
-  const unsigned grid = grid_for(ctx, tv);
-  const float t = float(T);
-  if (total < kMaxIndex32) {
-    using I = uint32_t;
-    if (vec)
-      mean_tokens_grad_kernel<4, I>
-          <<<grid, kThreads, 0, ctx.stream>>>(dy, dx, I(tv), I(TDv), I(Dv), t);
-    else
-      mean_tokens_grad_kernel<1, I>
-          <<<grid, kThreads, 0, ctx.stream>>>(dy, dx, I(tv), I(TDv), I(Dv), t);
-  } else {
-    if (vec)
-      mean_tokens_grad_kernel<4, int64_t>
-          <<<grid, kThreads, 0, ctx.stream>>>(dy, dx, tv, TDv, Dv, t);
-    else
-      mean_tokens_grad_kernel<1, int64_t>
-          <<<grid, kThreads, 0, ctx.stream>>>(dy, dx, tv, TDv, Dv, t);
-  }
-  check_launch("mean_tokens_grad");
+  detail::mean_tokens_grad_impl(ctx, dy, dx, B, T, D);
+}
+template <class X, class Y, detail::EnableBf16<X, Y>>
+inline void mean_tokens_grad(const Context &ctx, const X *dy, Y *dx, int64_t B,
+                             int64_t T, int64_t D) {
+  detail::mean_tokens_grad_impl(ctx, dy, dx, B, T, D);
 }
 
 inline void softmax_xent(const Context &ctx, const float *logits,
                          const int32_t *labels, float *loss, float *dlogits,
                          int64_t B, int64_t C, float dloss_scale,
                          int64_t *correct) {
-  using namespace detail;
-  if (B <= 0 || C <= 0) {
-    if (loss || correct) {
-      softmax_xent_finalize_kernel<><<<1, kThreads, 0, ctx.stream>>>(
-          nullptr, nullptr, 0, 0, loss, correct);
-      check_launch("softmax_xent");
-    }
-    return;
-  }
-  int64_t blocks = ceil_div(B, kLnRowsPerBlock);
-  const int64_t cap = int64_t(sm_count(ctx)) * 4;
-  if (blocks > cap)
-    blocks = cap;
-  ScratchCursor scratch(ctx);
-  double *block_loss = scratch.take<double>(size_t(blocks));
-  long long *block_correct = scratch.take<long long>(size_t(blocks));
-  if (!block_loss || !block_correct) {
-    fail_arg("softmax_xent", "scratch too small");
-    return;
-  }
-  const float grad_scale = float(double(dloss_scale) / double(B));
-  softmax_xent_rows_kernel<><<<unsigned(blocks), kThreads, 0, ctx.stream>>>(
-      logits, labels, dlogits, B, C, grad_scale, block_loss, block_correct);
-  check_launch("softmax_xent");
-  softmax_xent_finalize_kernel<><<<1, kThreads, 0, ctx.stream>>>(
-      block_loss, block_correct, int(blocks), B, loss, correct);
-  check_launch("softmax_xent");
+  detail::softmax_xent_impl(ctx, logits, labels, loss, dlogits, B, C,
+                            dloss_scale, correct);
+}
+template <class L, class G, detail::EnableBf16<L, G>>
+inline void softmax_xent(const Context &ctx, const L *logits,
+                         const int32_t *labels, float *loss, G *dlogits,
+                         int64_t B, int64_t C, float dloss_scale,
+                         int64_t *correct) {
+  detail::softmax_xent_impl(ctx, logits, labels, loss, dlogits, B, C,
+                            dloss_scale, correct);
+}
+template <class L, detail::EnableBf16<L>>
+inline void softmax_xent(const Context &ctx, const L *logits,
+                         const int32_t *labels, float *loss, std::nullptr_t,
+                         int64_t B, int64_t C, float dloss_scale,
+                         int64_t *correct) {
+  detail::softmax_xent_impl(ctx, logits, labels, loss,
+                            static_cast<float *>(nullptr), B, C, dloss_scale,
+                            correct);
 }
 
 inline void gather_rows(const Context &ctx, const float *x, const int32_t *idx,
                         float *out, int64_t B, int64_t T, int64_t K,
                         int64_t D) {
-  using namespace detail;
-  if (B <= 0 || K <= 0 || D <= 0)
-    return;
-  if (T < 0)
-    T = 0;
-  const bool vec = D % 4 == 0 && aligned16(x) && aligned16(out);
-  const int64_t kv = vec ? 4 : 1, Dv = D / kv;
-  const int64_t total = B * K * Dv;
-  const unsigned grid = grid_for(ctx, total);
-  if (B * (T > K ? T : K) * Dv < kMaxIndex32) {
-    using I = uint32_t;
-    if (vec)
-      gather_rows_kernel<4, I><<<grid, kThreads, 0, ctx.stream>>>(
-          x, idx, out, I(B), I(T), I(K), I(Dv));
-    else
-      gather_rows_kernel<1, I><<<grid, kThreads, 0, ctx.stream>>>(
-          x, idx, out, I(B), I(T), I(K), I(Dv));
-  } else {
-    if (vec)
-      gather_rows_kernel<4, int64_t>
-          <<<grid, kThreads, 0, ctx.stream>>>(x, idx, out, B, T, K, Dv);
-    else
-      gather_rows_kernel<1, int64_t>
-          <<<grid, kThreads, 0, ctx.stream>>>(x, idx, out, B, T, K, Dv);
-  }
-  check_launch("gather_rows");
+  detail::gather_rows_impl(ctx, x, idx, out, B, T, K, D);
+}
+template <class X, class Y, detail::EnableBf16<X, Y>>
+inline void gather_rows(const Context &ctx, const X *x, const int32_t *idx,
+                        Y *out, int64_t B, int64_t T, int64_t K, int64_t D) {
+  detail::gather_rows_impl(ctx, x, idx, out, B, T, K, D);
 }
 
 inline void scatter_rows_acc(const Context &ctx, const float *xk,
                              const int32_t *idx, float *out, int64_t B,
                              int64_t T, int64_t K, int64_t D) {
   detail::launch_row_map<detail::RowOp::ScatterAcc>(
-      ctx, "scatter_rows_acc", xk, nullptr, idx, out, B, T, K, D);
+      ctx, "scatter_rows_acc", xk, static_cast<const float *>(nullptr), idx,
+      out, B, T, K, D);
+}
+template <class X, class O, detail::EnableBf16<X, O>>
+inline void scatter_rows_acc(const Context &ctx, const X *xk,
+                             const int32_t *idx, O *out, int64_t B, int64_t T,
+                             int64_t K, int64_t D) {
+  detail::launch_row_map<detail::RowOp::ScatterAcc>(
+      ctx, "scatter_rows_acc", xk, static_cast<const float *>(nullptr), idx,
+      out, B, T, K, D);
 }
 
 inline void scatter_rows(const Context &ctx, const float *xk,
                          const int32_t *idx, float *out, int64_t B, int64_t T,
                          int64_t K, int64_t D) {
-  detail::launch_row_map<detail::RowOp::Scatter>(ctx, "scatter_rows", xk,
-                                                 nullptr, idx, out, B, T, K, D);
+  detail::launch_row_map<detail::RowOp::Scatter>(
+      ctx, "scatter_rows", xk, static_cast<const float *>(nullptr), idx, out, B,
+      T, K, D);
+}
+template <class X, class Y, detail::EnableBf16<X, Y>>
+inline void scatter_rows(const Context &ctx, const X *xk, const int32_t *idx,
+                         Y *out, int64_t B, int64_t T, int64_t K, int64_t D) {
+  detail::launch_row_map<detail::RowOp::Scatter>(
+      ctx, "scatter_rows", xk, static_cast<const float *>(nullptr), idx, out, B,
+      T, K, D);
 }
 
 inline void mask_rows(const Context &ctx, const float *x, const int32_t *idx,
                       float *out, int64_t B, int64_t T, int64_t K, int64_t D) {
-  detail::launch_row_map<detail::RowOp::Mask>(ctx, "mask_rows", x, nullptr, idx,
-                                              out, B, T, K, D);
+  detail::launch_row_map<detail::RowOp::Mask>(
+      ctx, "mask_rows", x, static_cast<const float *>(nullptr), idx, out, B, T,
+      K, D);
+}
+template <class X, class Y, detail::EnableBf16<X, Y>>
+inline void mask_rows(const Context &ctx, const X *x, const int32_t *idx,
+                      Y *out, int64_t B, int64_t T, int64_t K, int64_t D) {
+  detail::launch_row_map<detail::RowOp::Mask>(
+      ctx, "mask_rows", x, static_cast<const float *>(nullptr), idx, out, B, T,
+      K, D);
 }
 
 inline void scatter_add_rows(const Context &ctx, const float *base,
                              const float *xk, const int32_t *idx, float *out,
                              int64_t B, int64_t T, int64_t K, int64_t D) {
+  detail::launch_row_map<detail::RowOp::ScatterAdd>(ctx, "scatter_add_rows", xk,
+                                                    base, idx, out, B, T, K, D);
+}
+template <class Bs, class X, class O, detail::EnableBf16<Bs, X, O>>
+inline void scatter_add_rows(const Context &ctx, const Bs *base, const X *xk,
+                             const int32_t *idx, O *out, int64_t B, int64_t T,
+                             int64_t K, int64_t D) {
   detail::launch_row_map<detail::RowOp::ScatterAdd>(ctx, "scatter_add_rows", xk,
                                                     base, idx, out, B, T, K, D);
 }
@@ -3229,19 +3869,30 @@ inline void cls_concat(const Context &ctx, const float *x, const float *cls,
   detail::launch_token_rows<detail::TokenOp::ClsConcat>(ctx, "cls_concat", x,
                                                         cls, y, B, T, D, 0);
 }
+template <class X, class Y, detail::EnableBf16<X, Y>>
+inline void cls_concat(const Context &ctx, const X *x, const float *cls, Y *y,
+                       int64_t B, int64_t T, int64_t D) {
+  detail::launch_token_rows<detail::TokenOp::ClsConcat>(ctx, "cls_concat", x,
+                                                        cls, y, B, T, D, 0);
+}
 
 inline void cls_concat_grad(const Context &ctx, const float *dy, float *dx,
                             float *dcls, int64_t B, int64_t T, int64_t D) {
-  if (T < 0)
-    T = 0;
-  detail::launch_token_rows<detail::TokenOp::ClsGrad>(
-      ctx, "cls_concat_grad", dy, nullptr, dx, B, T, D, 0);
-  // dcls: the class rows, (T+1)*D apart, summed over the batch.
-  detail::column_sum(ctx, "cls_concat_grad", dy, 1, B, D, dcls, 1.0,
-                     (T + 1) * D);
+  detail::cls_concat_grad_impl(ctx, dy, dx, dcls, B, T, D);
+}
+template <class X, class Y, detail::EnableBf16<X, Y>>
+inline void cls_concat_grad(const Context &ctx, const X *dy, Y *dx, float *dcls,
+                            int64_t B, int64_t T, int64_t D) {
+  detail::cls_concat_grad_impl(ctx, dy, dx, dcls, B, T, D);
 }
 
 inline void take_token(const Context &ctx, const float *x, float *y, int64_t B,
+                       int64_t T, int64_t D, int64_t index) {
+  detail::launch_token_rows<detail::TokenOp::Take>(ctx, "take_token", x,
+                                                   nullptr, y, B, T, D, index);
+}
+template <class X, class Y, detail::EnableBf16<X, Y>>
+inline void take_token(const Context &ctx, const X *x, Y *y, int64_t B,
                        int64_t T, int64_t D, int64_t index) {
   detail::launch_token_rows<detail::TokenOp::Take>(ctx, "take_token", x,
                                                    nullptr, y, B, T, D, index);
@@ -3252,8 +3903,18 @@ inline void take_token_grad(const Context &ctx, const float *dy, float *dx,
   detail::launch_token_rows<detail::TokenOp::TakeGrad>(
       ctx, "take_token_grad", dy, nullptr, dx, B, T, D, index);
 }
+template <class X, class Y, detail::EnableBf16<X, Y>>
+inline void take_token_grad(const Context &ctx, const X *dy, Y *dx, int64_t B,
+                            int64_t T, int64_t D, int64_t index) {
+  detail::launch_token_rows<detail::TokenOp::TakeGrad>(
+      ctx, "take_token_grad", dy, nullptr, dx, B, T, D, index);
+}
 
 } // namespace cuda
 } // namespace sbp
+
+// The bf16 tensor-core attention overloads (attention_fwd, attention_bwd,
+// attention_bwd_queries): trainers include only this header.
+#include "cuda_attention_bf16.cuh"
 
 #endif // SBP_CUDA_KERNELS_CUH

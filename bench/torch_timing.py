@@ -1,0 +1,65 @@
+"""Step timing shared by the PyTorch baselines (torch_patch_mlp.py, torch_vit.py).
+
+Both measure exactly as sbp-bench does (bench/README.md): host timers around a
+synchronised training step, the median over the timed steps, and the device's
+peak memory in use (cudaMemGetInfo, total - free) over the whole run.
+"""
+import math
+
+
+def percentile(values, q):
+    """Linear interpolation between closest ranks (numpy's default); q in [0, 1]."""
+    v = sorted(values)
+    pos = q * (len(v) - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
+
+def proc_status_bytes(field):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def time_steps(torch, train_step, warmup, steps, device):
+    """Runs warmup + steps calls of train_step() (which returns the loss as a float).
+
+    Returns (times_ms of the timed steps, losses, first_step_ms, warmup_ms, mem_peak_bytes or None).
+    A non-finite loss stops the run with an error.
+    """
+    import time
+
+    cuda = device.type == "cuda"
+
+    def used_now():
+        free, total = torch.cuda.mem_get_info(device)
+        return total - free
+
+    mem_peak = used_now() if cuda else None
+    times, losses = [], []
+    first_step_ms = None
+    warmup_ms = 0.0
+    for i in range(warmup + steps):
+        if cuda:
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        losses.append(train_step())
+        if cuda:
+            torch.cuda.synchronize(device)
+        ms = (time.perf_counter() - t0) * 1e3
+        if i == 0:
+            first_step_ms = ms
+        if i < warmup:
+            warmup_ms += ms
+        else:
+            times.append(ms)
+        if cuda:
+            mem_peak = max(mem_peak, used_now())
+        if not math.isfinite(losses[-1]):
+            raise SystemExit(f"loss is {losses[-1]} at step {i}")
+    return times, losses, first_step_ms, warmup_ms, mem_peak

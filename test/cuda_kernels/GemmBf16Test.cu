@@ -1,0 +1,217 @@
+//===- GemmBf16Test.cu - bf16 gemm overloads against a double reference ---===//
+//
+// gemm with __nv_bfloat16 A and B (CUDA_R_16BF, CUBLAS_COMPUTE_32F) and a
+// bf16 or float C, against a double-precision product of the same bf16
+// values: max|got - want| / max|want| < 1e-2. With beta == 0 the C buffer
+// starts as NaN (it must not be read); padding columns of C (ldc > N) must
+// stay untouched.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Bf16TestSupport.h"
+
+namespace sbp::cuda::test {
+namespace {
+
+using bf = __nv_bfloat16;
+
+struct GemmCase {
+  bool ta, tb;
+  int64_t M, N, K;
+  int64_t padA = 0, padB = 0, padC = 0; // row stride = minimal + pad
+  float alpha = 1.0f, beta = 0.0f;
+};
+
+enum class Path { Lt, Fallback };
+
+constexpr double kGemmTol = 1e-2;
+
+template <class TC>
+void checkGemm(const Context &ctx, const GemmCase &c, size_t offset = 0,
+               Path path = Path::Lt) {
+  SCOPED_TRACE(::testing::Message()
+               << "C " << typeName((TC *)nullptr) << " ta=" << c.ta
+               << " tb=" << c.tb << " M=" << c.M << " N=" << c.N
+               << " K=" << c.K << " pads=" << c.padA << "," << c.padB << ","
+               << c.padC << " alpha=" << c.alpha << " beta=" << c.beta
+               << " offset=" << offset
+               << (path == Path::Fallback ? " fallback" : ""));
+  const int64_t aRows = c.ta ? c.K : c.M, aCols = c.ta ? c.M : c.K;
+  const int64_t bRows = c.tb ? c.N : c.K, bCols = c.tb ? c.K : c.N;
+  const int64_t lda = aCols + c.padA, ldb = bCols + c.padB, ldc = c.N + c.padC;
+  const Vec A = randomBf16Vec(static_cast<size_t>(aRows * lda), 11, -1.0f, 1.0f);
+  const Vec B = randomBf16Vec(static_cast<size_t>(bRows * ldb), 12, -1.0f, 1.0f);
+  const Vec C = asStored<TC>(randomVec(static_cast<size_t>(c.M * ldc), 13, -1.0f, 1.0f));
+  Vec want = C; // padding columns keep C
+  for (int64_t i = 0; i < c.M; ++i)
+    for (int64_t j = 0; j < c.N; ++j) {
+      double s = 0.0;
+      for (int64_t k = 0; k < c.K; ++k) {
+        const double a =
+            c.ta ? A[static_cast<size_t>(k * lda + i)] : A[static_cast<size_t>(i * lda + k)];
+        const double b =
+            c.tb ? B[static_cast<size_t>(j * ldb + k)] : B[static_cast<size_t>(k * ldb + j)];
+        s += a * b;
+      }
+      double v = double(c.alpha) * s;
+      if (c.beta != 0.0f)
+        v += double(c.beta) * C[static_cast<size_t>(i * ldc + j)];
+      want[static_cast<size_t>(i * ldc + j)] = float(v);
+    }
+  Tensor<bf> dA(A, offset), dB(B, offset);
+  Tensor<TC> dC(C, offset);
+  if (c.beta == 0.0f)
+    dC.poison();
+  if (path == Path::Lt)
+    gemm(ctx, c.ta, c.tb, c.M, c.N, c.K, c.alpha, dA.get(), lda, dB.get(),
+         ldb, c.beta, dC.get(), ldc);
+  else
+    detail::gemm_fallback(ctx, c.ta, c.tb, c.M, c.N, c.K, c.alpha, dA.get(),
+                          lda, dB.get(), ldb, c.beta, dC.get(), ldc);
+  ASSERT_EQ(cudaStreamSynchronize(ctx.stream), cudaSuccess);
+  char err[512] = {};
+  ASSERT_EQ(last_error(err, sizeof(err)), 0) << err;
+  const Vec got = dC.download();
+  // The product entries, against the double reference.
+  Vec g, w;
+  for (int64_t i = 0; i < c.M; ++i)
+    for (int64_t j = 0; j < c.N; ++j) {
+      g.push_back(got[static_cast<size_t>(i * ldc + j)]);
+      w.push_back(want[static_cast<size_t>(i * ldc + j)]);
+    }
+  EXPECT_TRUE(maxRelBelow(g, w, kGemmTol));
+  // Padding columns of C (ldc > N) are never written.
+  if (c.beta != 0.0f)
+    for (int64_t i = 0; i < c.M; ++i)
+      for (int64_t j = c.N; j < ldc; ++j)
+        ASSERT_EQ(got[static_cast<size_t>(i * ldc + j)], C[static_cast<size_t>(i * ldc + j)]);
+}
+
+std::vector<GemmCase> awkwardCases() {
+  std::vector<GemmCase> cases;
+  const int64_t shapes[][3] = {{1, 1, 1},     {7, 13, 5},     {33, 65, 17},
+                               {128, 10, 64}, {257, 129, 63}, {512, 64, 49},
+                               {64, 49, 512}, {3, 1000, 999}};
+  for (int t = 0; t < 4; ++t)
+    for (const auto &s : shapes) {
+      GemmCase c{bool(t & 1), bool(t & 2), s[0], s[1], s[2]};
+      cases.push_back(c);
+      c.padA = 3; // strided views, as a column slice of a fused projection
+      c.padB = 1;
+      c.padC = 5;
+      c.alpha = 0.5f;
+      c.beta = 2.0f;
+      cases.push_back(c);
+      c.padA = 8; // strides keeping 16-byte rows
+      c.padB = 8;
+      c.padC = 8;
+      c.beta = -1.0f;
+      cases.push_back(c);
+    }
+  return cases;
+}
+
+using GemmBf16 = CudaKernelTest;
+
+TEST_F(GemmBf16, AllTransposesAwkwardShapesAndStrides) {
+  for (const GemmCase &c : awkwardCases()) {
+    checkGemm<bf>(ctx, c);
+    checkGemm<float>(ctx, c);
+  }
+}
+
+TEST_F(GemmBf16, TrainerShapes) {
+  // The patch-MLP sample: forward, dX and dW (float: a parameter gradient).
+  checkGemm<bf>(ctx, {false, true, 2048, 128, 64});
+  checkGemm<bf>(ctx, {false, false, 1024, 64, 128});
+  checkGemm<float>(ctx, {true, false, 128, 64, 1024});
+  checkGemm<float>(ctx, {true, false, 10, 64, 128});
+  // ViT-Tiny sized, 4 images: qkv projection, its input and weight
+  // gradients.
+  checkGemm<bf>(ctx, {false, true, 197 * 4, 576, 192});
+  checkGemm<bf>(ctx, {false, false, 197 * 4, 192, 576});
+  checkGemm<float>(ctx, {true, false, 576, 192, 197 * 4});
+  // A column slice of the fused qkv output as an operand (ld = 576).
+  checkGemm<bf>(ctx, {false, true, 197, 197, 64, 512, 512, 0});
+}
+
+TEST_F(GemmBf16, MisalignedOperands) {
+  // 2-byte aligned bf16 pointers: a plan of their own, or the fallback.
+  checkGemm<bf>(ctx, {false, true, 65, 33, 17}, 1);
+  checkGemm<float>(ctx, {false, true, 65, 33, 17}, 1);
+  checkGemm<bf>(ctx, {true, false, 64, 32, 16, 0, 0, 0, 1.0f, 1.0f}, 3);
+  checkGemm<bf>(ctx, {false, false, 64, 64, 64}, 4); // 8-byte aligned
+}
+
+TEST_F(GemmBf16, FallbackKernel) {
+  for (const GemmCase &c : awkwardCases()) {
+    checkGemm<bf>(ctx, c, 0, Path::Fallback);
+    checkGemm<float>(ctx, c, 0, Path::Fallback);
+  }
+  checkGemm<bf>(ctx, {true, true, 33, 17, 9}, 1, Path::Fallback);
+}
+
+TEST_F(GemmBf16, DegenerateProducts) {
+  // K == 0 and alpha == 0: C = beta * C, A and B never read.
+  checkGemm<bf>(ctx, {false, false, 5, 7, 0, 0, 0, 0, 1.0f, 0.0f});
+  checkGemm<bf>(ctx, {false, false, 5, 7, 0, 0, 0, 2, 1.0f, 3.0f});
+  checkGemm<bf>(ctx, {true, true, 9, 4, 6, 0, 0, 1, 0.0f, 0.5f});
+  checkGemm<float>(ctx, {true, true, 9, 4, 6, 0, 0, 1, 0.0f, 0.5f});
+  checkGemm<bf>(ctx, {true, true, 9, 4, 6, 0, 0, 1, 0.0f, 1.0f});
+  // M == 0 or N == 0: nothing happens.
+  gemm(ctx, false, false, 0, 5, 5, 1.0f, static_cast<const bf *>(nullptr), 5,
+       static_cast<const bf *>(nullptr), 5, 0.0f, static_cast<bf *>(nullptr),
+       5);
+  gemm(ctx, false, false, 5, 0, 5, 1.0f, static_cast<const bf *>(nullptr), 5,
+       static_cast<const bf *>(nullptr), 5, 0.0f,
+       static_cast<float *>(nullptr), 5);
+  EXPECT_EQ(cudaStreamSynchronize(ctx.stream), cudaSuccess);
+  char err[512] = {};
+  EXPECT_EQ(last_error(err, sizeof(err)), 0) << err;
+}
+
+TEST_F(GemmBf16, PlansKeyOnTheDataTypes) {
+  // One shape, strides and alignment in float, bf16 -> bf16 and bf16 ->
+  // float: three plans, each product right (a plan made for other data
+  // types would misread the operands).
+  const size_t before = ctx.gemm_plans->plans.size();
+  const int64_t M = 96, N = 80, K = 64;
+  const Vec A = randomBf16Vec(static_cast<size_t>(M * K), 21), B = randomBf16Vec(static_cast<size_t>(K * N), 22);
+  Vec want(static_cast<size_t>(M * N));
+  cpu::gemm(false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f,
+            want.data(), N);
+  FTensor fA(A), fB(B), fC(want.size());
+  BTensor bA(A), bB(B), bC(want.size());
+  FTensor bfC(want.size());
+  for (int rep = 0; rep < 2; ++rep) {
+    gemm(ctx, false, false, M, N, K, 1.0f, fA.get(), K, fB.get(), N, 0.0f,
+         fC.get(), N);
+    gemm(ctx, false, false, M, N, K, 1.0f, bA.get(), K, bB.get(), N, 0.0f,
+         bC.get(), N);
+    gemm(ctx, false, false, M, N, K, 1.0f, bA.get(), K, bB.get(), N, 0.0f,
+         bfC.get(), N);
+  }
+  sync();
+  EXPECT_EQ(ctx.gemm_plans->plans.size(), before + 3);
+  EXPECT_TRUE(maxRelBelow(fC.download(), want, 1e-4)) << "float";
+  EXPECT_TRUE(maxRelBelow(bC.download(), want, kGemmTol)) << "bf16 -> bf16";
+  EXPECT_TRUE(maxRelBelow(bfC.download(), want, 1e-4)) << "bf16 -> float";
+}
+
+TEST_F(GemmBf16, AllowTf32DoesNotChangeBf16) {
+  const int64_t M = 64, N = 48, K = 32;
+  const Vec A = randomBf16Vec(static_cast<size_t>(M * K), 31), B = randomBf16Vec(static_cast<size_t>(N * K), 32);
+  BTensor dA(A), dB(B);
+  FTensor c1(static_cast<size_t>(M * N)), c2(static_cast<size_t>(M * N));
+  gemm(ctx, false, true, M, N, K, 1.0f, dA.get(), K, dB.get(), K, 0.0f,
+       c1.get(), N);
+  Context tf32 = ctx;
+  tf32.allow_tf32 = true;
+  gemm(tf32, false, true, M, N, K, 1.0f, dA.get(), K, dB.get(), K, 0.0f,
+       c2.get(), N);
+  sync();
+  EXPECT_EQ(c1.bits(), c2.bits());
+}
+
+} // namespace
+} // namespace sbp::cuda::test
