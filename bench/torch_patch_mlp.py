@@ -43,7 +43,7 @@ import random
 import re
 import sys
 
-from torch_timing import percentile, proc_status_bytes, time_steps
+from torch_timing import memory_fields, percentile, proc_status_bytes, time_steps
 
 
 def parse_mlir(path):
@@ -205,7 +205,7 @@ def main():
     torch.manual_seed(a.seed)
     random.seed(a.seed)
 
-    mem_base = rss_base = None
+    mem_base = rss_base = mem_total = None
     if cuda:
         torch.cuda.set_device(device)
         torch.empty(1, device=device)  # CUDA context up before the baseline
@@ -392,24 +392,7 @@ def main():
         "first_loss": losses[0],
         "last_loss": losses[-1],
     }
-    if cuda:
-        out.update({
-            "peak_mem_bytes": mem_peak - mem_base,
-            "peak_mem_method": "cudaMemGetInfo: max(total-free) after setup and after every step, "
-                               "minus (total-free) before the model with the CUDA context up; "
-                               "includes input_bytes",
-            "device_used_base_bytes": mem_base,
-            "device_used_peak_bytes": mem_peak,
-            "device_total_bytes": mem_total,
-            "torch_max_allocated_bytes": torch.cuda.max_memory_allocated(device),
-            "torch_max_reserved_bytes": torch.cuda.max_memory_reserved(device),
-        })
-    else:
-        hwm = proc_status_bytes("VmHWM")
-        out.update({
-            "peak_mem_bytes": hwm - rss_base if hwm is not None and rss_base is not None else None,
-            "peak_mem_method": "VmHWM at the end minus VmRSS before the model; includes input_bytes",
-        })
+    out.update(memory_fields(torch, device, mem_base, mem_peak, mem_total, rss_base))
     if fwd is not model:
         try:  # internal counter; a number above 1 means recompiles (e.g. per mask)
             from torch._dynamo.utils import counters

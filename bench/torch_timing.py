@@ -63,3 +63,24 @@ def time_steps(torch, train_step, warmup, steps, device):
         if not math.isfinite(losses[-1]):
             raise SystemExit(f"loss is {losses[-1]} at step {i}")
     return times, losses, first_step_ms, warmup_ms, mem_peak
+
+
+def memory_fields(torch, device, mem_base, mem_peak, mem_total, rss_base):
+    """The JSON line's peak-memory fields, measured as sbp-bench does (bench/README.md)."""
+    if device.type == "cuda":
+        return {
+            "peak_mem_bytes": mem_peak - mem_base,
+            "peak_mem_method": "cudaMemGetInfo: max(total-free) after setup and after every step, "
+                               "minus (total-free) before the model with the CUDA context up; "
+                               "includes input_bytes",
+            "device_used_base_bytes": mem_base,
+            "device_used_peak_bytes": mem_peak,
+            "device_total_bytes": mem_total,
+            "torch_max_allocated_bytes": torch.cuda.max_memory_allocated(device),
+            "torch_max_reserved_bytes": torch.cuda.max_memory_reserved(device),
+        }
+    hwm = proc_status_bytes("VmHWM")
+    return {
+        "peak_mem_bytes": hwm - rss_base if hwm is not None and rss_base is not None else None,
+        "peak_mem_method": "VmHWM at the end minus VmRSS before the model; includes input_bytes",
+    }
