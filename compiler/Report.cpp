@@ -4,8 +4,11 @@
 #include "SbpKernel/KernelTable.h"
 #include "SbpKernel/SbpKernelDialect.h"
 
+#include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/FormatVariadic.h"
+
+#include <vector>
 
 using namespace mlir;
 using namespace sbp;
@@ -130,7 +133,24 @@ void sbp::printReport(llvm::raw_ostream &os, const ModelReport &s, const ModelRe
   if (s.regions.empty())
     return;
   os << "SBP regions:\n";
-  for (const auto &[name, cost] : s.regions) {
+  // Natural order: blocks.4 before blocks.10.
+  std::vector<std::pair<std::string, Cost>> regions(s.regions.begin(), s.regions.end());
+  auto key = [](llvm::StringRef name) {
+    std::vector<std::pair<std::string, uint64_t>> parts;
+    while (!name.empty()) {
+      size_t digits = name.find_first_of("0123456789");
+      llvm::StringRef text = name.take_front(digits);
+      name = name.drop_front(text.size());
+      uint64_t number = 0;
+      llvm::StringRef num = name.take_while([](char c) { return c >= '0' && c <= '9'; });
+      name = name.drop_front(num.size());
+      num.getAsInteger(10, number);
+      parts.push_back({text.str(), number});
+    }
+    return parts;
+  };
+  llvm::stable_sort(regions, [&](const auto &a, const auto &b) { return key(a.first) < key(b.first); });
+  for (const auto &[name, cost] : regions) {
     auto it = d.regions.find(name);
     Cost dense = it == d.regions.end() ? Cost{} : it->second;
     row(os, name + " backward FLOPs", cost.backwardFlops, dense.backwardFlops, "FLOP");
