@@ -43,7 +43,7 @@ import random
 import re
 import sys
 
-from torch_timing import memory_fields, percentile, proc_status_bytes, time_steps
+from torch_timing import memory_fields, proc_status_bytes, time_steps, timing_fields
 
 
 def parse_mlir(path):
@@ -360,8 +360,6 @@ def main():
 
     times, losses, first_step_ms, warmup_ms, mem_peak = time_steps(torch, train_step, a.warmup, a.steps, device)
 
-    median = percentile(times, 0.5)
-    p10, p90 = percentile(times, 0.1), percentile(times, 0.9)
     out = {
         "tool": "torch_patch_mlp.py",
         "framework": "pytorch",
@@ -374,17 +372,7 @@ def main():
         "batch": B,
         "steps": a.steps,
         "warmup": a.warmup,
-        "median_ms": median,
-        "p10_ms": p10,
-        "p90_ms": p90,
-        "mean_ms": sum(times) / len(times),
-        "min_ms": min(times),
-        "max_ms": max(times),
-        "warmup_total_ms": warmup_ms,
-        "first_step_ms": first_step_ms,
-        "img_per_s": B * 1000.0 / median,
-        "img_per_s_p10": B * 1000.0 / p90,
-        "img_per_s_p90": B * 1000.0 / p10,
+        **timing_fields(times, B, warmup_ms, first_step_ms),
         "input_bytes": input_bytes,
         "param_elements": sum(p.numel() for p in model.parameters()),
         "keep_ratios": [r] if cfg["sbp_blocks"] else [],
@@ -401,7 +389,7 @@ def main():
             pass
     print(json.dumps(out), flush=True)
     print(f"torch_patch_mlp.py: {cfg['name']} {a.mode} {a.precision} ({device}): median "
-          f"{median:.3f} ms, {out['img_per_s']:.1f} img/s, p10 {p10:.3f} p90 {p90:.3f} ms, "
+          f"{out['median_ms']:.3f} ms, {out['img_per_s']:.1f} img/s, p10 {out['p10_ms']:.3f} p90 {out['p90_ms']:.3f} ms, "
           f"peak {out['peak_mem_bytes'] / 2**20 if out['peak_mem_bytes'] is not None else float('nan'):.1f} MiB",
           file=sys.stderr)
 

@@ -84,3 +84,22 @@ def memory_fields(torch, device, mem_base, mem_peak, mem_total, rss_base):
         "peak_mem_bytes": hwm - rss_base if hwm is not None and rss_base is not None else None,
         "peak_mem_method": "VmHWM at the end minus VmRSS before the model; includes input_bytes",
     }
+
+
+def timing_fields(times, batch, warmup_ms, first_step_ms):
+    """The JSON line's step-time fields: median and spread of the timed steps, and img/s."""
+    median = percentile(times, 0.5)
+    p10, p90 = percentile(times, 0.1), percentile(times, 0.9)
+    return {
+        "median_ms": median,
+        "p10_ms": p10,
+        "p90_ms": p90,
+        "mean_ms": sum(times) / len(times),
+        "min_ms": min(times),
+        "max_ms": max(times),
+        "warmup_total_ms": warmup_ms,
+        "first_step_ms": first_step_ms,
+        "img_per_s": batch * 1000.0 / median,
+        "img_per_s_p10": batch * 1000.0 / p90,
+        "img_per_s_p90": batch * 1000.0 / p10,
+    }

@@ -47,7 +47,7 @@ import json
 import random
 import sys
 
-from torch_timing import memory_fields, percentile, proc_status_bytes, time_steps
+from torch_timing import memory_fields, proc_status_bytes, time_steps, timing_fields
 
 
 
@@ -366,8 +366,6 @@ def main():
         if sbp_blocks != parse_blocks(None, depth):
             tags.append(f"blocks {sbp_blocks[0]}:{sbp_blocks[-1] + 1}")
     variant = f"[{', '.join(tags)}]" if tags else ""
-    median = percentile(times, 0.5)
-    p10, p90 = percentile(times, 0.1), percentile(times, 0.9)
     is_sbp = a.mode == "sbp"
     out = {
         "tool": "torch_vit.py",
@@ -385,17 +383,7 @@ def main():
         "batch": B,
         "steps": a.steps,
         "warmup": a.warmup,
-        "median_ms": median,
-        "p10_ms": p10,
-        "p90_ms": p90,
-        "mean_ms": sum(times) / len(times),
-        "min_ms": min(times),
-        "max_ms": max(times),
-        "warmup_total_ms": warmup_ms,
-        "first_step_ms": first_step_ms,
-        "img_per_s": B * 1000.0 / median,
-        "img_per_s_p10": B * 1000.0 / p90,
-        "img_per_s_p90": B * 1000.0 / p10,
+        **timing_fields(times, B, warmup_ms, first_step_ms),
         "input_bytes": input_bytes,
         "param_elements": sum(p.numel() for p in model.parameters()),
         "optimizer": "AdamW(fused)" if cuda else "AdamW",
@@ -415,8 +403,8 @@ def main():
             pass
     print(json.dumps(out), flush=True)
     peak = out["peak_mem_bytes"]
-    print(f"torch_vit.py: {name} {out['mode']} {a.precision} ({device}): median {median:.3f} ms, "
-          f"{out['img_per_s']:.1f} img/s, p10 {p10:.3f} p90 {p90:.3f} ms, "
+    print(f"torch_vit.py: {name} {out['mode']} {a.precision} ({device}): median {out['median_ms']:.3f} ms, "
+          f"{out['img_per_s']:.1f} img/s, p10 {out['p10_ms']:.3f} p90 {out['p90_ms']:.3f} ms, "
           f"peak {peak / 2**20 if peak is not None else float('nan'):.1f} MiB", file=sys.stderr)
 
 
