@@ -18,6 +18,8 @@
 #   --suffix S            append S to the mode in the file names (<name>_<mode>S.so), e.g. -tf32
 #                         for trainers built with other sbpc flags; run_benchmarks.sh labels a
 #                         trainer whose name contains tf32 or bf16 with that precision
+#   --sources-only        write the generated CUDA source (<name>_<mode>S.cu, sbpc --emit=cpp) instead
+#                         of the .so; test/gpu/build-trainers.sh builds them on the GPU machine
 # Extra sbp-zoo flags for every preset can be given in $ZOO_EXTRA (e.g. ZOO_EXTRA="--batch 128").
 set -euo pipefail
 
@@ -27,6 +29,7 @@ sbpc=${SBPC:-build/bin/sbpc}
 presets=()
 suffix=""
 sbpc_extra=()
+sources_only=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --target) target=$2; shift 2 ;;
@@ -37,7 +40,8 @@ while [[ $# -gt 0 ]]; do
     --sbpc) sbpc=$2; shift 2 ;;
     --keep-source) sbpc_extra+=(--keep-source); shift ;;
     --sbpc-arg) sbpc_extra+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --sources-only) sources_only=1; shift ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "make_models.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -74,6 +78,10 @@ for p in "${presets[@]}"; do
     [[ $mode == sbp ]] && flags="$flags $sbp_flags"
     # shellcheck disable=SC2086  # flags are word lists
     python3 "$zoo" "$zoo_model" --name "$name" $flags -o "$mlir"
+    if [[ $sources_only == 1 ]]; then
+      "$sbpc" "$mlir" --target="$target" "${sbpc_extra[@]}" --emit=cpp -o "${so%.so}.cu"
+      continue
+    fi
     echo "make_models.sh: $sbpc $mlir --target=$target -o $so" >&2
     start=$(date +%s)
     "$sbpc" "$mlir" --target="$target" "${sbpc_extra[@]}" -o "$so"

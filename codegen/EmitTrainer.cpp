@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "EmitTrainer.h"
+#include "EmitFusedKernels.h"
 #include "ModelLayout.h"
 #include "Sbp/SbpOps.h"
 #include "SbpKernel/SbpKernelDialect.h"
@@ -36,8 +37,9 @@ std::string typeStr(Type t) {
 /// Emits one step function.
 class GraphEmitter {
 public:
-  GraphEmitter(llvm::raw_ostream &os, sbpk::GraphOp graph, TrainerTarget target)
-      : os(os), graph(graph), cuda(target == TrainerTarget::Cuda) {}
+  GraphEmitter(llvm::raw_ostream &os, sbpk::GraphOp graph, TrainerTarget target,
+               const llvm::DenseMap<Operation *, std::string> &fusedNames)
+      : os(os), graph(graph), cuda(target == TrainerTarget::Cuda), fusedNames(fusedNames) {}
 
   LogicalResult emit() {
     os << "// " << graph.getSymName() << " step: arena " << graph.getArenaBytes().value_or(0) << " bytes\n";
@@ -112,6 +114,7 @@ private:
         })
         .Case([&](sbpk::GemmOp g) { return emitGemm(g); })
         .Case([&](sbpk::KernelOp k) { return emitKernel(k); })
+        .Case([&](sbpk::FusedOp f) { return emitFused(f); })
         .Case([&](sbpk::GradOutOp) { return success(); }) // its producer wrote it in place
         .Case([&](sbpk::ReturnOp r) {
           if (cuda)
@@ -205,6 +208,17 @@ private:
                                   num(ta ? m : kk), in(1), num(tb ? kk : n), in(2),
                                   callee == "gemm_bias_residual" ? in(3) : "nullptr", out(0), num(n)});
     }
+    else if (callee == "gemm_bgrad") {
+      // dbias = column sums of a [k, m] (sbp-fuse-kernels makes gemm_bgrad
+      // only with trans_a), then the GEMM.
+      bool ta = k->getAttrOfType<BoolAttr>("trans_a").getValue(), tb = k->getAttrOfType<BoolAttr>("trans_b").getValue();
+      int64_t m = attrInt(k, "m"), n = attrInt(k, "n"), kk = attrInt(k, "k");
+      if (!ta)
+        return k.emitOpError("gemm_bgrad needs trans_a");
+      os << "  " << ns() << "bias_grad(" << ctxArg() << args({in(0), out(1), num(kk), num(m)}) << ");\n";
+      call = "gemm(" + args({"true", tb ? "true" : "false", num(m), num(n), num(kk), "1.0f", in(0), num(m), in(1),
+                             num(tb ? kk : n), "0.0f", out(0), num(n)});
+    }
     else if (callee == "fill")
       call = "fill(" + args({out(0), flt(k->getAttrOfType<FloatAttr>("value").getValueAsDouble()), sz("n")});
     else
@@ -215,6 +229,26 @@ private:
     os << "  " << ns() << call << ");";
     if (auto r = k->getAttrOfType<StringAttr>("region"))
       os << "  // " << (k->hasAttr("bwd") ? "backward, " : "") << r.getValue();
+    os << "\n";
+    return success();
+  }
+
+  /// A call of the group's generated function (EmitFusedKernels.cpp).
+  LogicalResult emitFused(sbpk::FusedOp f) {
+    if (failed(declareResults(f)))
+      return failure();
+    SmallVector<std::string> callArgs;
+    if (cuda)
+      callArgs.push_back("ctx");
+    for (Value v : f.getInputs())
+      callArgs.push_back(name(v));
+    for (Value r : f.getResults())
+      callArgs.push_back(name(r));
+    if (auto offset = f->getAttrOfType<IntegerAttr>(sbpk::kScratchOffsetAttr))
+      callArgs.push_back("reinterpret_cast<double *>(arena + " + num(offset.getInt()) + ")");
+    os << "  " << fusedNames.lookup(f) << "(" << llvm::join(callArgs, ", ") << ");";
+    if (auto r = f->getAttrOfType<StringAttr>("region"))
+      os << "  // " << (f->hasAttr("bwd") ? "backward, " : "") << r.getValue();
     os << "\n";
     return success();
   }
@@ -251,6 +285,7 @@ private:
   llvm::raw_ostream &os;
   sbpk::GraphOp graph;
   bool cuda;
+  const llvm::DenseMap<Operation *, std::string> &fusedNames;
   llvm::DenseMap<Value, std::string> names;
 };
 
@@ -355,7 +390,8 @@ FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &repo
   emitHeaderComment(os, model, module, report, cuda);
   if (cuda)
     os << "#include <sbp/cuda_kernels.cuh>\n#include <sbp/cuda_attention_bf16.cuh>\n"
-       << "#include <sbp/cuda_gemm_epilogue.cuh>\n#include <sbp/model_abi.h>\n\n#include <cstdio>\n\n"
+       << "#include <sbp/cuda_gemm_epilogue.cuh>\n#include <sbp/fused_support.cuh>\n#include <sbp/model_abi.h>\n\n"
+       << "#include <cstdio>\n\n"
        << "namespace {\n\n"
        << "// One kernel context (cuBLASLt handle, workspace, scratch) per loaded trainer,\n"
        << "// created by the first step, which the runtime never captures in a graph.\n"
@@ -365,7 +401,8 @@ FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &repo
        << "  if (int rc = sbp::cuda::context_init(g_context, err, err_len)) return rc;\n"
        << "  g_context_ready = true;\n  return 0;\n}\n\n";
   else
-    os << "#include <sbp/cpu_kernels.h>\n#include <sbp/model_abi.h>\n\n#include <omp.h>\n#include <cstdio>\n\n"
+    os << "#include <sbp/cpu_kernels.h>\n#include <sbp/fused_support.h>\n#include <sbp/model_abi.h>\n\n"
+       << "#include <omp.h>\n#include <algorithm>\n#include <cstdio>\n\n"
        << "namespace {\n\n";
   emitTables(os, model);
 
@@ -379,7 +416,17 @@ FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &repo
       os << "  " << (cuda ? "sbp::cuda::fill(g_context, " : "sbp::cpu::fill(") << "a->grads + " << s.offset
          << ", 0.0f, " << s.numel << ");\n";
   os << "}\n\n";
-  if (failed(GraphEmitter(os, train, target).emit()) || failed(GraphEmitter(os, eval, target).emit()))
+  // The generated kernels of the fusion groups, then the step functions.
+  llvm::DenseMap<Operation *, std::string> fusedNames;
+  for (sbpk::GraphOp g : {train, eval})
+    for (auto f : g.getBlock().getOps<sbpk::FusedOp>()) {
+      std::string fn = (f.getName() + "_" + llvm::Twine(fusedNames.size())).str();
+      fusedNames[f] = fn;
+      if (failed(emitFusedKernel(os, f, fn, cuda)))
+        return failure();
+    }
+  if (failed(GraphEmitter(os, train, target, fusedNames).emit()) ||
+      failed(GraphEmitter(os, eval, target, fusedNames).emit()))
     return failure();
 
   auto images = model.getBlock().getOps<InputOp>();

@@ -110,6 +110,28 @@ def SbpFuseEpilogues : Pass<"sbp-fuse-epilogues", "::mlir::ModuleOp"> {
   }];
 }
 
+def SbpFuseKernels : Pass<"sbp-fuse-kernels", "::mlir::ModuleOp"> {
+  let summary = "Group memory-bound kernels into fusion groups generated as one kernel each";
+  let description = [{
+    Runs on the kernel graph after `sbp-assign-precision`. Folds each
+    `bias_grad` into the weight-gradient GEMM that reduces over the same rows
+    (`gemm_bgrad`: dW and the bias gradient in one call, cuBLASLt's
+    bias-gradient epilogue on the GPU). Then outlines `sbpk.fused` groups:
+
+    - `rowwise`: a `layer_norm_grad` with the `layer_norm` recomputing the
+      same rows and the ops on its dx (the residual `add`, the bf16 `cast`);
+    - `elementwise`: connected `add`/`cast`/`gelu`/`gelu_grad`/`relu`/
+      `relu_grad` kernels of one element count, consumers and siblings that
+      read the same tensor (the GELU recompute beside the GELU gradient);
+    - `multi_cast`: every float32 -> bf16 parameter copy in one launch.
+
+    A group that would create a cycle (an outside op depending on one member
+    and feeding another) is shrunk until it does not; lone kernels stay
+    library calls. The emitters generate each group as one kernel
+    (`--emit=cpp` shows them next to the step).
+  }];
+}
+
 def SbpAssignPrecision : Pass<"sbp-assign-precision", "::mlir::ModuleOp"> {
   let summary = "Choose the element type of every kernel-graph value (fp32, or bf16 mixed precision)";
   let description = [{

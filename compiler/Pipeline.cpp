@@ -9,7 +9,7 @@ using namespace mlir;
 static const llvm::StringRef kPasses[] = {
     "sbp-decompose",        "sbp-insert-masks",     "sbp-autodiff",         "sbp-check-gradient-support",
     "sbp-prune-backward",   "sbp-recompute",        "sbp-lower-to-kernels", "sbp-fuse-epilogues",
-    "sbp-assign-precision", "sbp-plan-memory"};
+    "sbp-assign-precision", "sbp-fuse-kernels",     "sbp-plan-memory"};
 
 llvm::ArrayRef<llvm::StringRef> sbp::pipelinePassNames() { return kPasses; }
 
@@ -32,6 +32,8 @@ static std::unique_ptr<Pass> createPass(llvm::StringRef name, const sbp::Pipelin
     return sbp::createSbpFuseEpilogues();
   if (name == "sbp-assign-precision")
     return sbp::createSbpAssignPrecision(sbp::SbpAssignPrecisionOptions{o.precision});
+  if (name == "sbp-fuse-kernels")
+    return sbp::createSbpFuseKernels();
   return sbp::createSbpPlanMemory();
 }
 

@@ -33,6 +33,12 @@ static double attentionFlops(sbpk::KernelOp k) {
 }
 
 static double flopsOf(Operation *op) {
+  if (auto f = dyn_cast<sbpk::FusedOp>(op)) {
+    double sum = 0;
+    for (Operation &inner : f.getBlock().without_terminator())
+      sum += flopsOf(&inner);
+    return sum;
+  }
   if (auto g = dyn_cast<sbpk::GemmOp>(op))
     return 2.0 * g.getM() * g.getN() * g.getK();
   auto k = dyn_cast<sbpk::KernelOp>(op);
@@ -79,7 +85,7 @@ ModelReport sbp::computeReport(ModuleOp module) {
       Cost &region = report.regions[regionOf(&op)];
       (backward ? report.total.backwardFlops : report.total.forwardFlops) += flops;
       (backward ? region.backwardFlops : region.forwardFlops) += flops;
-      if (backward || !isa<sbpk::KernelOp, sbpk::GemmOp>(op))
+      if (backward || !isa<sbpk::KernelOp, sbpk::GemmOp, sbpk::FusedOp>(op))
         continue;
       // A forward value read by the backward is a saved activation.
       for (Value r : op.getResults()) {

@@ -12,7 +12,8 @@ namespace {
 constexpr int64_t kAlignment = 256;
 
 struct Buffer {
-  Value value;
+  Value value;        // null: the scratch of `owner`
+  Operation *owner;
   int64_t size;       // bytes, aligned
   int64_t first, last; // op indices of the live interval, inclusive
   int64_t offset = -1;
@@ -20,16 +21,24 @@ struct Buffer {
 
 static bool overlaps(const Buffer &a, const Buffer &b) { return a.first <= b.last && b.first <= a.last; }
 
-/// The arena buffers of a graph: results of kernels and GEMMs, except the
-/// parameter gradients, which the producing kernel writes in place.
+/// Ops whose results live in the arena.
+static bool producesBuffers(Operation &op) { return isa<sbpk::KernelOp, sbpk::GemmOp, sbpk::FusedOp>(op); }
+
+/// The arena buffers of a graph: results of kernels, GEMMs and fusion
+/// groups, except the parameter gradients, which the producing kernel writes
+/// in place; and the scratch an op asks for, live while it runs.
 static std::vector<Buffer> collectBuffers(sbpk::GraphOp graph) {
   llvm::DenseMap<Operation *, int64_t> index;
   for (Operation &op : graph.getBlock())
     index[&op] = index.size();
   std::vector<Buffer> buffers;
   for (Operation &op : graph.getBlock()) {
-    if (!isa<sbpk::KernelOp, sbpk::GemmOp>(op))
+    if (!producesBuffers(op))
       continue;
+    if (auto scratch = op.getAttrOfType<IntegerAttr>(sbpk::kScratchBytesAttr)) {
+      int64_t size = (scratch.getInt() + kAlignment - 1) / kAlignment * kAlignment;
+      buffers.push_back({Value(), &op, size, index[&op], index[&op]});
+    }
     for (Value r : op.getResults()) {
       if (sbpk::getGradOutUser(r))
         continue;
@@ -37,7 +46,7 @@ static std::vector<Buffer> collectBuffers(sbpk::GraphOp graph) {
       for (Operation *user : r.getUsers())
         last = std::max(last, index[user]);
       int64_t size = (sbpk::byteSize(r.getType()) + kAlignment - 1) / kAlignment * kAlignment;
-      buffers.push_back({r, size, index[&op], last});
+      buffers.push_back({r, &op, size, index[&op], last});
     }
   }
   return buffers;
@@ -77,11 +86,15 @@ struct PlanMemoryPass : sbp::impl::SbpPlanMemoryBase<PlanMemoryPass> {
       std::vector<Buffer> buffers = collectBuffers(graph);
       int64_t arena = place(buffers);
       llvm::DenseMap<Value, int64_t> offsetOf;
-      for (const Buffer &b : buffers)
-        offsetOf[b.value] = b.offset;
       Builder builder(&getContext());
+      for (const Buffer &b : buffers) {
+        if (b.value)
+          offsetOf[b.value] = b.offset;
+        else
+          b.owner->setAttr(sbpk::kScratchOffsetAttr, builder.getI64IntegerAttr(b.offset));
+      }
       for (Operation &op : graph.getBlock()) {
-        if (!isa<sbpk::KernelOp, sbpk::GemmOp>(op))
+        if (!producesBuffers(op))
           continue;
         SmallVector<int64_t> offsets;
         for (Value r : op.getResults())

@@ -45,6 +45,7 @@ static const KernelInfo kKernels[] = {
   // GEMMs with a cuBLASLt epilogue (+ bool attributes trans_a, trans_b); FLOPs 2mnk.
   {"gemm_bias",          3, 1, kMNK,  0},  // a, b, bias
   {"gemm_bias_residual", 4, 1, kMNK,  0},  // a, b, bias, x: a b + bias + x
+  {"gemm_bgrad",         2, 2, kMNK,  0},  // a, b -> c = op(a) op(b), dbias[i] = sum_j op(a)[i, j]
   {"cls_concat",        2, 1, kBTN,   0},   // tokens: without the class token
   {"cls_concat_grad",   1, 2, kBTN,   0},
   {"take_token",        1, 1, kBTNI,  0},

@@ -17,6 +17,10 @@
 namespace sbpk {
 /// Discardable attribute set by sbp-plan-memory: one arena byte offset per result.
 inline constexpr llvm::StringLiteral kArenaOffsetsAttr = "arena_offsets";
+/// Discardable attributes of an op that needs arena scratch while it runs:
+/// its size (set by the pass that needs it) and offset (sbp-plan-memory).
+inline constexpr llvm::StringLiteral kScratchBytesAttr = "scratch_bytes";
+inline constexpr llvm::StringLiteral kScratchOffsetAttr = "scratch_offset";
 
 /// The grad_out op that a value is written to, if any: such a value lives in
 /// the gradient buffer instead of the arena.

@@ -53,3 +53,25 @@ LogicalResult KernelOp::verify() {
       return emitOpError("kernel '") << getCallee() << "' needs the integer attribute '" << attr << "'";
   return success();
 }
+
+LogicalResult FusedOp::verify() {
+  Block &body = getBlock();
+  if (body.getNumArguments() != getInputs().size())
+    return emitOpError("body takes ") << body.getNumArguments() << " arguments for " << getInputs().size()
+                                      << " operands";
+  for (auto [arg, in] : llvm::zip(body.getArguments(), getInputs()))
+    if (arg.getType() != in.getType())
+      return emitOpError("body argument type ") << arg.getType() << " does not match operand type " << in.getType();
+  auto yield = dyn_cast<YieldOp>(body.getTerminator());
+  if (!yield)
+    return emitOpError("body must end in sbpk.yield");
+  if (yield.getValues().getTypes() != getResultTypes())
+    return emitOpError("yielded types do not match the results");
+  for (Operation &op : body.without_terminator())
+    if (!isa<KernelOp>(op))
+      return op.emitOpError("cannot be fused: a fusion group holds sbpk.kernel ops only");
+  StringRef kind = getKind();
+  if (kind != "elementwise" && kind != "rowwise" && kind != "multi_cast")
+    return emitOpError("unknown fusion kind '") << kind << "' (elementwise, rowwise or multi_cast)";
+  return success();
+}

@@ -103,4 +103,49 @@ def Sbpk_GradOutOp : Sbpk_Op<"grad_out"> {
   let assemblyFormat = "$name `at` $offset `,` $grad attr-dict `:` type($grad)";
 }
 
+
+def Sbpk_FusedOp : Sbpk_Op<"fused", [IsolatedFromAbove, SingleBlock]> {
+  let summary = "a fusion group: several kernels generated as one launch";
+  let description = [{
+    Made by `sbp-fuse-kernels`. The body holds `sbpk.kernel` ops over the
+    block arguments (one per operand) and ends in `sbpk.yield` with the
+    values that leave the group; every other value of the body stays in
+    registers. `kind` is the generated kernel's shape class:
+
+    - `elementwise`: ops over tensors of one element count (and bias
+      vectors broadcast over rows), one pass over memory;
+    - `rowwise`: a LayerNorm backward with its sibling recompute and the
+      elementwise ops on its rows (residual add, cast), one warp per row,
+      the column sums (dgamma, dbeta) reduced deterministically;
+    - `multi_cast`: the float32 -> bf16 copies of many parameters in one
+      launch.
+
+    `name` says what was fused (Inductor style); the emitter names the
+    generated kernel after it.
+
+    ```mlir
+    %r:2 = sbpk.fused "fused_gelu_gelu_grad" elementwise (%h, %dg) : (...) -> (...) {
+    ^bb0(%a: tensor<...>, %b: tensor<...>):
+      %0 = sbpk.kernel "gelu"(%a) {n = 1024 : i64} : ...
+      %1 = sbpk.kernel "gelu_grad"(%a, %b) {n = 1024 : i64} : ...
+      sbpk.yield %0, %1 : ...
+    }
+    ```
+  }];
+  let arguments = (ins StrAttr:$name, StrAttr:$kind, Variadic<AnyRankedTensor>:$inputs);
+  let results = (outs Variadic<AnyRankedTensor>:$results);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = "$name $kind `(` $inputs `)` attr-dict `:` functional-type($inputs, $results) $body";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    ::mlir::Block &getBlock() { return getBody().front(); }
+  }];
+}
+
+def Sbpk_YieldOp : Sbpk_Op<"yield", [Pure, Terminator, HasParent<"FusedOp">]> {
+  let summary = "the values that leave a fusion group";
+  let arguments = (ins Variadic<AnyRankedTensor>:$values);
+  let assemblyFormat = "($values^ `:` type($values))? attr-dict";
+}
+
 #endif // SBPK_OPS_TD

@@ -1,6 +1,21 @@
 // RUN: sbpc %s --target=cpu --emit=cpp | FileCheck %s
 // RUN: sbpc %s --target=cpu --emit=cpp -o %t.cpp && FileCheck %s < %t.cpp
 // RUN: sbpc %s --target=cpu --emit=cpp --keep=1.0 | FileCheck %s --check-prefix=DENSE
+// RUN: sbpc %s --target=cpu --emit=cpp | FileCheck %s --check-prefix=FUSED
+
+// The fusion groups (sbp-fuse-kernels) are generated functions ahead of the
+// step: the ReLU recompute beside its gradient, the LayerNorm recompute beside
+// its gradient with the column sums reduced over fixed row chunks.
+// FUSED:      // fused_relu_relu_grad_0 (elementwise): generated for
+// FUSED-NEXT: //   t0 = relu(in0)  -> tensor<8x8x32xf32>
+// FUSED-NEXT: //   t1 = relu_grad(in0, in1)  -> tensor<8x8x32xf32>
+// FUSED:      void fused_relu_relu_grad_0(const float *in0, const float *in1, float *out0, float *out1) {
+// FUSED:        for (int64_t i = 0; i < 2048; ++i) {
+// FUSED-NEXT:     const float t0 = sbp::fused::relu(a0[i]);
+// FUSED-NEXT:     const float t1 = sbp::fused::relu_grad(a0[i], a1[i]);
+// FUSED:      void fused_layer_norm_layer_norm_grad_1({{.*}}, double *scratch) {
+// FUSED-NEXT:   constexpr int64_t kRows = 64, kN = 16, kChunks = 1,
+//
 
 // The CPU trainer source for the small patch-MLP (batch 8, 16 tokens, keep
 // 0.5 -> 8 kept tokens): header with the memory plan, then the train step,
@@ -42,42 +57,41 @@
 //
 // blocks.1.mlp: the kept rows of the gradient, then GEMMs on 64 rows.
 // CHECK:        sbp::cpu::gather_rows({{v[0-9]+}}, [[KEEP]], [[G1:v[0-9]+]], 8, 16, 8, 16);  // backward, blocks.1.mlp
-// CHECK-NEXT:   float *[[DB1:v[0-9]+]] = a->grads + 3248;  // gradient of blocks.1.mlp.fc2.bias
-// CHECK-NEXT:   sbp::cpu::bias_grad([[G1]], [[DB1]], 64, 16);  // backward, blocks.1.mlp
 // CHECK-NEXT:   float *[[DA1:v[0-9]+]] = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x32xf32>
 // CHECK-NEXT:   sbp::cpu::gemm(false, false, 64, 32, 16, 1.000000e+00f, [[G1]], 16, {{v[0-9]+}}, 32, 0.000000e+00f, [[DA1]], 32);  // backward, blocks.1.mlp
-// The hidden activation is recomputed on the kept rows from the saved ReLU input (sbp-recompute).
+// The hidden activation is recomputed on the kept rows from the saved ReLU
+// input (sbp-recompute), in the same loop as the ReLU gradient.
 // CHECK-NEXT:   float *[[A1:v[0-9]+]] = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x32xf32>
-// CHECK-NEXT:   sbp::cpu::relu([[H1:v[0-9]+]], [[A1]], 2048);  // backward, blocks.1.mlp
+// CHECK-NEXT:   float *[[DH1:v[0-9]+]] = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x32xf32>
+// CHECK-NEXT:   fused_relu_relu_grad_0([[H1:v[0-9]+]], [[DA1]], [[A1]], [[DH1]]);  // backward, blocks.1.mlp
+// The bias gradient comes with the weight gradient (gemm_bgrad).
 // CHECK-NEXT:   float *[[DW1:v[0-9]+]] = a->grads + 2736;  // gradient of blocks.1.mlp.fc2.weight
-// CHECK-NEXT:   sbp::cpu::gemm(true, false, 16, 32, 64, 1.000000e+00f, [[G1]], 16, [[A1]], 32, 0.000000e+00f, [[DW1]], 32);  // backward, blocks.1.mlp
-// CHECK-NEXT:   float *{{v[0-9]+}} = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x32xf32>
-// CHECK-NEXT:   sbp::cpu::relu_grad([[H1]], [[DA1]], {{v[0-9]+}}, 2048);  // backward, blocks.1.mlp
-// CHECK:        sbp::cpu::gemm(false, false, 64, 16, 32, {{.*}});  // backward, blocks.1.mlp
-// The normalised input too, from the saved kept rows of the branch input.
+// CHECK-NEXT:   float *[[DB1:v[0-9]+]] = a->grads + 3248;  // gradient of blocks.1.mlp.fc2.bias
+// CHECK-NEXT:   sbp::cpu::bias_grad([[G1]], [[DB1]], 64, 16);
+// CHECK-NEXT:   sbp::cpu::gemm(true, false, 16, 32, 64, 1.0f, [[G1]], 16, [[A1]], 32, 0.0f, [[DW1]], 32);  // backward, blocks.1.mlp
+// CHECK:        sbp::cpu::gemm(false, false, 64, 16, 32, {{.*}}, [[DH1]], 32, {{.*}});  // backward, blocks.1.mlp
+// The normalised input is recomputed from the saved kept rows of the branch
+// input in the same pass as the LayerNorm gradient.
 // CHECK-NEXT:   float *[[N1:v[0-9]+]] = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x16xf32>
-// CHECK-NEXT:   sbp::cpu::layer_norm([[X1:v[0-9]+]], {{v[0-9]+}}, {{v[0-9]+}}, [[N1]], 64, 16, 1.000000e-06f);  // backward, blocks.1.mlp
-// CHECK-NEXT:   float *{{v[0-9]+}} = a->grads + 2192;  // gradient of blocks.1.mlp.fc1.weight
-// CHECK-NEXT:   sbp::cpu::gemm(true, false, 32, 16, 64, {{.*}}, [[N1]], 16, {{.*}});  // backward, blocks.1.mlp
-// CHECK:        sbp::cpu::layer_norm_grad([[X1]], {{.*}}, 64, 16, 1.000000e-06f);  // backward, blocks.1.mlp
-// CHECK:        sbp::cpu::scatter_rows_acc({{v[0-9]+}}, [[KEEP]], {{v[0-9]+}}, 8, 16, 8, 16);  // backward, blocks.1.mlp
+// CHECK-NEXT:   float *[[DX1:v[0-9]+]] = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x16xf32>
+// CHECK-NEXT:   float *{{v[0-9]+}} = a->grads + 2160;  // gradient of blocks.1.norm.weight
+// CHECK-NEXT:   float *{{v[0-9]+}} = a->grads + 2176;  // gradient of blocks.1.norm.bias
+// CHECK-NEXT:   fused_layer_norm_layer_norm_grad_1({{.*}}, [[N1]], [[DX1]], {{.*}}, reinterpret_cast<double *>(arena + {{[0-9]+}}));  // backward, blocks.1.mlp
+// CHECK:        sbp::cpu::gemm(true, false, 32, 16, 64, 1.0f, [[DH1]], 32, [[N1]], 16, {{.*}});  // backward, blocks.1.mlp
+// CHECK:        sbp::cpu::scatter_rows_acc([[DX1]], [[KEEP]], {{v[0-9]+}}, 8, 16, 8, 16);  // backward, blocks.1.mlp
 //
-// blocks.0.mlp, the same.
+// blocks.0.mlp, the same with GELU.
 // CHECK:        sbp::cpu::gemm(false, false, 64, 32, 16, {{.*}});  // backward, blocks.0.mlp
-// CHECK-NEXT:   float *{{v[0-9]+}} = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x32xf32>
-// CHECK-NEXT:   sbp::cpu::gelu([[H0:v[0-9]+]], {{v[0-9]+}}, 2048);  // backward, blocks.0.mlp
-// CHECK-NEXT:   float *{{v[0-9]+}} = a->grads + 1632;  // gradient of blocks.0.mlp.fc2.weight
-// CHECK-NEXT:   sbp::cpu::gemm(true, false, 16, 32, 64, {{.*}});  // backward, blocks.0.mlp
-// CHECK:        sbp::cpu::gelu_grad([[H0]], {{.*}}, 2048);  // backward, blocks.0.mlp
-// CHECK:        sbp::cpu::gemm(false, false, 64, 16, 32, {{.*}});  // backward, blocks.0.mlp
-// CHECK-NEXT:   float *{{v[0-9]+}} = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x16xf32>
-// CHECK-NEXT:   sbp::cpu::layer_norm({{.*}}, 64, 16, 1.000000e-06f);  // backward, blocks.0.mlp
-// CHECK-NEXT:   float *{{v[0-9]+}} = a->grads + 1088;  // gradient of blocks.0.mlp.fc1.weight
-// CHECK-NEXT:   sbp::cpu::gemm(true, false, 32, 16, 64, {{.*}});  // backward, blocks.0.mlp
+// CHECK:        fused_gelu_gelu_grad_2(
+// CHECK:        sbp::cpu::gemm(true, false, 16, 32, 64, {{.*}});  // backward, blocks.0.mlp
+// CHECK:        fused_layer_norm_layer_norm_grad_3(
+// CHECK:        sbp::cpu::gemm(true, false, 32, 16, 64, {{.*}});  // backward, blocks.0.mlp
 //
 // The patch embedding's weight gradient is outside the regions: 128 rows.
 // CHECK:        float *[[DPE:v[0-9]+]] = a->grads + 0;  // gradient of patch_embed.weight
-// CHECK-NEXT:   sbp::cpu::gemm(true, false, 16, 49, 128, 1.000000e+00f, {{v[0-9]+}}, 16, {{v[0-9]+}}, 49, 0.000000e+00f, [[DPE]], 49);
+// CHECK-NEXT:   float *[[DPB:v[0-9]+]] = a->grads + 784;  // gradient of patch_embed.bias
+// CHECK-NEXT:   sbp::cpu::bias_grad({{v[0-9]+}}, [[DPB]], 128, 16);
+// CHECK-NEXT:   sbp::cpu::gemm(true, false, 16, 49, 128, 1.0f, {{v[0-9]+}}, 16, {{v[0-9]+}}, 49, 0.0f, [[DPE]], 49);
 // CHECK-NEXT:   *a->loss = {{v[0-9]+}}[0];
 // CHECK-NEXT:   return 0;
 // CHECK-NEXT: }
@@ -114,9 +128,9 @@
 // DENSE:       int train_step(
 // DENSE-NOT:     gather_rows
 // DENSE:         sbp::cpu::gemm(false, false, 128, 32, 16, {{.*}});  // backward, blocks.1.mlp
-// DENSE:         sbp::cpu::relu({{v[0-9]+}}, {{v[0-9]+}}, 4096);  // backward, blocks.1.mlp
+// DENSE:         fused_relu_relu_grad_0({{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}});  // backward, blocks.1.mlp
 // DENSE-NEXT:    float *{{v[0-9]+}} = a->grads + 2736;  // gradient of blocks.1.mlp.fc2.weight
-// DENSE-NEXT:    sbp::cpu::gemm(true, false, 16, 32, 128, {{.*}});  // backward, blocks.1.mlp
+// DENSE:         sbp::cpu::gemm(true, false, 16, 32, 128, {{.*}});  // backward, blocks.1.mlp
 // DENSE:       int eval_step(
 
 sbp.model @patch_mlp_small attributes {optimizer = #sbp.adamw<lr = 1.0e-3, beta1 = 0.9, beta2 = 0.999, eps = 1.0e-8, weight_decay = 0.05>} {

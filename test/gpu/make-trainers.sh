@@ -4,6 +4,9 @@
 #   VIT_PRECISIONS="fp32 bf16"  precisions of the ViT fixture trainers (default both)
 #   VIT_FP32_MODES="full qkv query head"  the fp32 ones (default all)
 #   PATCH_MLP=0                 skip the patch-MLP trainers (fixture and Fashion-MNIST)
+#   SOURCES_ONLY=1              write the CUDA trainers' generated sources (NAME.cu) instead of
+#                               building them: test/gpu/build-trainers.sh builds them on the GPU
+#                               machine (16 cores) in a minute
 # Two nvcc builds run at a time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,6 +19,10 @@ trap 'rm -rf $tmp' EXIT
 # cuda NAME ARGS...: sbpc ARGS --target=cuda -o $pkg/NAME.so, two at a time.
 cuda() {
   local name=$1; shift
+  if [ "${SOURCES_ONLY:-0}" = 1 ]; then
+    $sbpc "$@" --target=cuda --emit=cpp -o $pkg/$name.cu
+    return
+  fi
   while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n; done
   $sbpc "$@" --target=cuda -o $pkg/$name.so &
 }

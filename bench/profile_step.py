@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Where one training step's GPU time goes, by kernel category, for an sbpc
+trainer and for torch.compile (ViT-Tiny by default), from one device call.
+
+On the GPU machine (bench/profile_step.sh runs both halves):
+
+  ncu --graph-profiling node --clock-control none --cache-control none \\
+      --metrics gpu__time_duration.sum --csv --print-units base \\
+      sbp-bench TRAINER.so --warmup 0 --steps 1 > sbpc.csv
+  python3 bench/profile_step.py --ncu-csv sbpc.csv --torch-compile --out table.md
+
+The sbpc half profiles one step's kernels with Nsight Compute (one
+uncaptured step: the same kernels the CUDA graph replays, plus the optimizer
+and the mask draw). The torch half runs timm's model under torch.compile with
+bf16 autocast and fused AdamW, warms up, and takes one step under
+torch.profiler. Both count kernel launches and sum kernel time per category.
+ncu serialises kernels and its times are per kernel, so compare categories
+and counts, not the totals with the step time.
+"""
+import argparse
+import csv
+import json
+import re
+import sys
+
+# Category of a kernel by name, first match wins (both sides' names).
+CATEGORIES = [
+    ("attention", r"attn|flash|fmha|sdpa|attention|cudnn"),
+    ("GEMM (cuBLASLt / cuBLAS / Triton mm)", r"gemm|nvjet|xmma|cutlass|sm90_|sm80_|_mm_|triton_tem|gemv"),
+    ("LayerNorm fwd/bwd (+ fused residual add/cast)", r"layer_norm|layernorm|native_layer_norm"),
+    ("bias-gradient column sums", r"colsum|bias_grad|reduce_kernel"),
+    ("GELU and its gradient", r"gelu"),
+    ("optimizer", r"adam|sgd|multi_tensor|optim"),
+    ("masks, gathers, scatters", r"mask|gather|scatter|index|philox"),
+    ("casts, adds, copies", r"cast|add|copy|fill|convert|elementwise|vectorized|unrolled|fused_"),
+    ("loss, patchify, token ops", r"softmax|xent|cross_entropy|nll|patchify|cls_|take_token|pos_|mean_tokens"),
+]
+
+
+def category(name):
+    low = name.lower()
+    for cat, pattern in CATEGORIES:
+        if re.search(pattern, low):
+            return cat
+    if low.startswith("triton_"):
+        return "other Triton (fused elementwise/reductions)"
+    return "other"
+
+
+def summarise(kernels):
+    """kernels: [(name, seconds)] -> {category: [count, seconds]}, total count, total s."""
+    table = {}
+    for name, t in kernels:
+        c = table.setdefault(category(name), [0, 0.0])
+        c[0] += 1
+        c[1] += t
+    return table, len(kernels), sum(t for _, t in kernels)
+
+
+def read_ncu_csv(path):
+    kernels = []
+    with open(path, newline="") as f:
+        lines = [l for l in f if l.startswith('"')]  # skip the profiler's own log lines
+    for row in csv.DictReader(lines):
+        if row.get("Metric Name") != "gpu__time_duration.sum":
+            continue
+        value = float(row["Metric Value"].replace(",", ""))
+        unit = row.get("Metric Unit", "ns")
+        scale = {"ns": 1e-9, "nsecond": 1e-9, "usecond": 1e-6, "us": 1e-6, "msecond": 1e-3, "ms": 1e-3}.get(unit, 1e-9)
+        kernels.append((row["Kernel Name"], value * scale))
+    return kernels
+
+
+def torch_compile_step(model_name, batch, img, classes, steps_warmup):
+    import torch
+    import torch.nn.functional as F
+    import timm
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    model = timm.create_model(model_name, pretrained=False, num_classes=classes, img_size=img).cuda().train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, fused=True)
+    cmodel = torch.compile(model)
+    x = torch.randn(batch, 3, img, img, device="cuda")
+    y = torch.randint(0, classes, (batch,), device="cuda")
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = F.cross_entropy(cmodel(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(steps_warmup):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    kernels = []
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA and not e.name.startswith(("Memcpy", "Memset")):
+            kernels.append((e.name, e.device_time / 1e6))  # device_time is in us
+    return kernels
+
+
+def markdown(sides):
+    cats = []
+    for _, (table, _, _) in sides:
+        for c in table:
+            if c not in cats:
+                cats.append(c)
+    head = "| category | " + " | ".join(f"{n} kernels | {n} ms" for n, _ in sides) + " |"
+    rule = "|---|" + "---:|---:|" * len(sides)
+    rows = [head, rule]
+    for c in cats:
+        cells = []
+        for _, (table, _, _) in sides:
+            k, t = table.get(c, [0, 0.0])
+            cells += [str(k), f"{t * 1e3:.2f}"]
+        rows.append(f"| {c} | " + " | ".join(cells) + " |")
+    total = []
+    for _, (_, count, secs) in sides:
+        total += [f"**{count}**", f"**{secs * 1e3:.2f}**"]
+    rows.append("| total | " + " | ".join(total) + " |")
+    return "\n".join(rows)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ncu-csv", action="append", default=[], metavar="LABEL=FILE",
+                    help="an sbpc trainer's step profiled by ncu (repeatable)")
+    ap.add_argument("--torch-compile", action="store_true", help="also profile torch.compile")
+    ap.add_argument("--model", default="vit_tiny_patch16_224")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--img", type=int, default=224)
+    ap.add_argument("--classes", type=int, default=1000)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--out", help="also write the table (markdown) here")
+    a = ap.parse_args()
+    sides = []
+    for spec in a.ncu_csv:
+        label, _, path = spec.partition("=")
+        sides.append((label, summarise(read_ncu_csv(path))))
+    if a.torch_compile:
+        sides.append(("torch.compile", summarise(torch_compile_step(a.model, a.batch, a.img, a.classes, a.warmup))))
+    if not sides:
+        sys.exit("profile_step.py: nothing to profile (--ncu-csv, --torch-compile)")
+    table = markdown(sides)
+    print(json.dumps({label: {"kernels": count, "kernel_ms": secs * 1e3} for label, (_, count, secs) in sides}))
+    print(table)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

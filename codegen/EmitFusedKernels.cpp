@@ -1,0 +1,477 @@
+//===- EmitFusedKernels.cpp - fusion groups -> generated kernels ----------===//
+//
+// One generator per shape class of `sbpk.fused` (see FuseKernels.cpp):
+//
+//  - elementwise: a grid-stride loop over the element count, V elements per
+//    thread with 16-byte loads where every pointer allows, each fused op one
+//    float expression in registers;
+//  - rowwise: one warp per row of n features (lane l holds columns l + 32c),
+//    row statistics by warp sums, the column sums (dgamma, dbeta) kept per
+//    lane, added over the block's warps in order and written per block to
+//    arena scratch; a second kernel adds the blocks in order (deterministic);
+//  - multi_cast: the parameter copies, one grid row per tensor.
+//
+// The CPU versions are the same computations as OpenMP loops (rows split in
+// the same fixed chunks). Every generated function documents its group.
+//
+//===----------------------------------------------------------------------===//
+#include "EmitFusedKernels.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/FormatVariadic.h"
+
+using namespace mlir;
+
+namespace {
+int64_t numel(Value v) { return cast<RankedTensorType>(v.getType()).getNumElements(); }
+int64_t intAttr(Operation *op, StringRef name) { return op->getAttrOfType<IntegerAttr>(name).getInt(); }
+bool isBf16(Value v) { return cast<RankedTensorType>(v.getType()).getElementType().isBF16(); }
+const char *ctype(Value v) { return isBf16(v) ? "__nv_bfloat16" : "float"; }
+
+std::string typeStr(Type t) {
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  os << t;
+  return s;
+}
+
+/// Aligned for vector access: arena buffers are 256-byte aligned; parameters,
+/// inputs and gradient-buffer slots may not be.
+bool inArena(Value v) {
+  if (sbpk::getGradOutUser(v))
+    return false;
+  Operation *def = v.getDefiningOp();
+  return def && isa<sbpk::KernelOp, sbpk::GemmOp, sbpk::FusedOp>(def);
+}
+
+/// The float expression of one elementwise op over operand expressions.
+FailureOr<std::string> scalarExpr(sbpk::KernelOp k, ArrayRef<std::string> a) {
+  StringRef c = k.getCallee();
+  if (c == "add")
+    return "(" + a[0] + " + " + a[1] + ")";
+  if (c == "cast")
+    return a[0];
+  if (c == "gelu" || c == "relu")
+    return "sbp::fused::" + c.str() + "(" + a[0] + ")";
+  if (c == "gelu_grad" || c == "relu_grad")
+    return "sbp::fused::" + c.str() + "(" + a[0] + ", " + a[1] + ")";
+  return failure();
+}
+
+/// Shared by the generators: the group's signature and its comment.
+class FusedEmitter {
+public:
+  FusedEmitter(llvm::raw_ostream &os, sbpk::FusedOp op, StringRef name, bool cuda)
+      : os(os), op(op), name(name), cuda(cuda) {}
+
+  LogicalResult emit() {
+    if (!cuda && (llvm::any_of(op.getInputs(), isBf16) || llvm::any_of(op.getResults(), isBf16)))
+      return op.emitOpError("has a bf16 value: the CPU target computes in fp32");
+    comment();
+    StringRef kind = op.getKind();
+    if (kind == "elementwise")
+      return emitElementwise();
+    if (kind == "rowwise")
+      return emitRowwise();
+    if (kind == "multi_cast" && cuda)
+      return emitMultiCast();
+    return op.emitOpError("has no ") << (cuda ? "CUDA" : "CPU") << " generator for kind '" << kind << "'";
+  }
+
+private:
+  void comment() {
+    os << "// " << name << " (" << op.getKind() << "): generated for\n";
+    llvm::DenseMap<Value, std::string> ids;
+    for (auto [i, a] : llvm::enumerate(op.getBlock().getArguments()))
+      ids[a] = "in" + std::to_string(i);
+    int t = 0;
+    for (Operation &inner : op.getBlock().without_terminator()) {
+      SmallVector<std::string> res, args;
+      for (Value r : inner.getResults())
+        res.push_back(ids[r] = "t" + std::to_string(t++));
+      for (Value v : inner.getOperands())
+        args.push_back(ids[v]);
+      os << "//   " << llvm::join(res, ", ") << " = " << cast<sbpk::KernelOp>(inner).getCallee() << "("
+         << llvm::join(args, ", ") << ")  -> " << typeStr(inner.getResult(0).getType()) << "\n";
+    }
+    SmallVector<std::string> outs;
+    for (Value v : op.getBlock().getTerminator()->getOperands())
+      outs.push_back(ids[v]);
+    os << "//   out = (" << llvm::join(outs, ", ") << ")\n";
+  }
+
+  /// `(ctx, in0, ..., out0, ...[, double *scratch])` with element types.
+  std::string hostParams(bool withScratch) {
+    SmallVector<std::string> p;
+    if (cuda)
+      p.push_back("const sbp::cuda::Context &ctx");
+    for (auto [i, v] : llvm::enumerate(op.getInputs()))
+      p.push_back(std::string("const ") + ctype(v) + " *in" + std::to_string(i));
+    for (auto [i, v] : llvm::enumerate(op.getResults()))
+      p.push_back(std::string(ctype(v)) + " *out" + std::to_string(i));
+    if (withScratch)
+      p.push_back("double *scratch");
+    return llvm::join(p, ", ");
+  }
+
+  LogicalResult emitElementwise();
+  LogicalResult emitRowwise();
+  LogicalResult emitMultiCast();
+
+  llvm::raw_ostream &os;
+  sbpk::FusedOp op;
+  StringRef name;
+  bool cuda;
+};
+
+//===--- elementwise ------------------------------------------------------===//
+
+LogicalResult FusedEmitter::emitElementwise() {
+  Block &body = op.getBlock();
+  const int64_t total = numel(op.getResult(0));
+  // Per-element expressions: block arguments a<i>[v], op results t<k>.
+  llvm::DenseMap<Value, std::string> expr;
+  for (auto [i, a] : llvm::enumerate(body.getArguments()))
+    expr[a] = "a" + std::to_string(i) + (cuda ? "[v]" : "[i]");
+  std::string stmts;
+  int t = 0;
+  for (Operation &inner : body.without_terminator()) {
+    SmallVector<std::string> args;
+    for (Value v : inner.getOperands())
+      args.push_back(expr[v]);
+    FailureOr<std::string> e = scalarExpr(cast<sbpk::KernelOp>(inner), args);
+    if (failed(e))
+      return inner.emitOpError("is not an elementwise kernel");
+    std::string id = "t" + std::to_string(t++);
+    stmts += "      const float " + id + " = " + *e + ";\n";
+    expr[inner.getResult(0)] = id;
+  }
+  auto yielded = body.getTerminator()->getOperands();
+
+  if (!cuda) {
+    os << "void " << name << "(" << hostParams(false) << ") {\n";
+    for (auto [i, v] : llvm::enumerate(op.getInputs()))
+      os << "  const float *a" << i << " = in" << i << ";\n";
+    os << "#pragma omp parallel for schedule(static) if (" << total << " >= 32768)\n"
+       << "  for (int64_t i = 0; i < " << total << "; ++i) {\n";
+    os << llvm::StringRef(stmts).rtrim() << "\n";
+    for (auto [i, v] : llvm::enumerate(yielded))
+      os << "    out" << i << "[i] = " << expr[v] << ";\n";
+    os << "  }\n}\n\n";
+    return success();
+  }
+
+  // Vector width: 8 elements when every pointer is an arena buffer.
+  bool aligned = llvm::all_of(op.getInputs(), inArena) && llvm::all_of(op.getResults(), inArena);
+  int vec = 1;
+  for (int v : {8, 4, 2})
+    if (aligned && total % v == 0) {
+      vec = v;
+      break;
+    }
+  const int64_t threads = 256, perBlock = threads * vec;
+  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>((total + perBlock - 1) / perBlock, 4096));
+  SmallVector<std::string> kparams;
+  for (auto [i, v] : llvm::enumerate(op.getInputs()))
+    kparams.push_back(std::string("const ") + ctype(v) + " *__restrict__ in" + std::to_string(i));
+  for (auto [i, v] : llvm::enumerate(op.getResults()))
+    kparams.push_back(std::string(ctype(v)) + " *__restrict__ out" + std::to_string(i));
+  os << "__global__ void __launch_bounds__(" << threads << ") " << name << "_kernel(" << llvm::join(kparams, ", ")
+     << ") {\n"
+     << "  constexpr int64_t kTotal = " << total << ";\n  constexpr int kV = " << vec << ";\n"
+     << "  for (int64_t i = (int64_t(blockIdx.x) * " << threads << " + threadIdx.x) * kV; i < kTotal;\n"
+     << "       i += int64_t(gridDim.x) * " << perBlock << ") {\n";
+  for (auto [i, v] : llvm::enumerate(op.getInputs()))
+    os << "    float a" << i << "[kV];\n    sbp::fused::load<kV>(in" << i << " + i, a" << i << ");\n";
+  os << "    float r[" << yielded.size() << "][kV];\n#pragma unroll\n    for (int v = 0; v < kV; ++v) {\n" << stmts;
+  for (auto [i, v] : llvm::enumerate(yielded))
+    os << "      r[" << i << "][v] = " << expr[v] << ";\n";
+  os << "    }\n";
+  for (size_t i = 0; i < yielded.size(); ++i)
+    os << "    sbp::fused::store<kV>(out" << i << " + i, r[" << i << "]);\n";
+  os << "  }\n}\n\n";
+  SmallVector<std::string> args;
+  for (size_t i = 0; i < op.getInputs().size(); ++i)
+    args.push_back("in" + std::to_string(i));
+  for (size_t i = 0; i < op.getNumResults(); ++i)
+    args.push_back("out" + std::to_string(i));
+  os << "void " << name << "(" << hostParams(false) << ") {\n"
+     << "  " << name << "_kernel<<<" << blocks << ", " << threads << ", 0, ctx.stream>>>(" << llvm::join(args, ", ")
+     << ");\n}\n\n";
+  return success();
+}
+
+//===--- rowwise ----------------------------------------------------------===//
+
+/// The row code of a rowwise group, written once for both targets: values
+/// are per-row arrays indexed by `c` (CUDA: column lane + 32c of the warp's
+/// row) or `j` (CPU: column j), and the column sums are accumulators.
+class RowwiseGenerator {
+public:
+  RowwiseGenerator(sbpk::FusedOp op, bool cuda) : op(op), cuda(cuda) {}
+
+  LogicalResult analyse() {
+    for (Operation &inner : op.getBlock().without_terminator())
+      if (auto k = cast<sbpk::KernelOp>(inner); k.getCallee() == "layer_norm_grad") {
+        rows = intAttr(k, "rows");
+        n = intAttr(k, "n");
+      }
+    if (rows <= 0 || n <= 0)
+      return op.emitOpError("rowwise group without a layer_norm_grad");
+    for (auto [i, a] : llvm::enumerate(op.getBlock().getArguments())) {
+      if (numel(a) == rows * n)
+        rowInputs.push_back(i);
+      else if (numel(a) == n)
+        colInputs.push_back(i);
+      else
+        return op.emitOpError("rowwise operand ") << i << " is neither [rows, n] nor [n]";
+      name[a] = (numel(a) == n ? "p" : "a") + std::to_string(i);
+    }
+    return success();
+  }
+
+  int64_t rows = 0, n = 0;
+  SmallVector<unsigned> rowInputs, colInputs;
+  /// Column sums in result order: (value, accumulator name).
+  SmallVector<std::pair<Value, std::string>> colSums;
+  llvm::DenseMap<Value, std::string> name;
+
+  /// Statements for one row. `idx` is the array index, `loop(body)` wraps a
+  /// per-column loop, `rowSum(x)` reduces a float over the row.
+  LogicalResult rowCode(std::string &out) {
+    int t = 0;
+    for (Operation &inner : op.getBlock().without_terminator()) {
+      auto k = cast<sbpk::KernelOp>(inner);
+      StringRef callee = k.getCallee();
+      auto in = [&](unsigned i) { return name[k->getOperand(i)]; };
+      if (callee == "layer_norm" || callee == "layer_norm_grad") {
+        std::string s = stats(k->getOperand(0), k->getAttrOfType<FloatAttr>("eps").getValueAsDouble(), out);
+        std::string x = in(0), g = in(1), id = "t" + std::to_string(t++);
+        std::string xhat = "(" + at(x) + " - " + s + "_mean) * " + s + "_rstd";
+        declare(id, out);
+        name[k->getResult(0)] = id;
+        if (callee == "layer_norm") {
+          out += loop(at(id) + " = " + xhat + " * " + at(g) + " + " + at(in(2)) + ";");
+          continue;
+        }
+        std::string dy = in(2), sums = id + "_s";
+        std::string dg = "dg" + std::to_string(colSums.size()), db = "db" + std::to_string(colSums.size() + 1);
+        colSums.push_back({k->getResult(1), dg});
+        colSums.push_back({k->getResult(2), db});
+        out += "    float " + sums + "g = 0.0f, " + sums + "x = 0.0f;\n";
+        out += loop("const float xh = " + xhat + "; const float gg = " + at(dy) + " * " + at(g) + "; " + sums +
+                    "g += gg; " + sums + "x += gg * xh; " + at(dg) + " += " + at(dy) + " * xh; " + at(db) +
+                    " += " + at(dy) + ";");
+        out += "    " + sums + "g = " + rowSum(sums + "g") + " * (1.0f / " + std::to_string(n) + ".0f);\n";
+        out += "    " + sums + "x = " + rowSum(sums + "x") + " * (1.0f / " + std::to_string(n) + ".0f);\n";
+        out += loop("const float xh = " + xhat + "; " + at(id) + " = " + s + "_rstd * (" + at(dy) + " * " + at(g) +
+                    " - " + sums + "g - xh * " + sums + "x);");
+        continue;
+      }
+      SmallVector<std::string> args;
+      for (Value v : k->getOperands())
+        args.push_back(at(name[v]));
+      FailureOr<std::string> e = scalarExpr(k, args);
+      if (failed(e))
+        return k.emitOpError("cannot be generated in a rowwise group");
+      std::string id = "t" + std::to_string(t++);
+      declare(id, out);
+      out += loop(at(id) + " = " + *e + ";");
+      name[k->getResult(0)] = id;
+    }
+    return success();
+  }
+
+  /// Name of the row-statistics pair of x, emitted the first time it is needed.
+  std::string stats(Value x, double eps, std::string &out) {
+    auto it = statsOf.find(x);
+    if (it != statsOf.end())
+      return it->second;
+    std::string s = "s" + std::to_string(statsOf.size()), xs = name[x];
+    std::string nf = std::to_string(n) + ".0f";
+    out += "    float " + s + "_sum = 0.0f;\n" + loop(s + "_sum += " + at(xs) + ";");
+    out += "    const float " + s + "_mean = " + rowSum(s + "_sum") + " / " + nf + ";\n";
+    out += "    float " + s + "_sq = 0.0f;\n" +
+           loop("const float d = " + at(xs) + " - " + s + "_mean; " + s + "_sq += " + mask("d * d") + ";");
+    out += "    const float " + s + "_rstd = 1.0f / " + (cuda ? "sqrtf(" : "std::sqrt(") + rowSum(s + "_sq") + " / " +
+           nf + " + " + llvm::formatv("{0:e}f", eps).str() + ");\n";
+    return statsOf[x] = s;
+  }
+
+  std::string at(const std::string &v) const {
+    // Column parameters are per-lane arrays too on the GPU; on the CPU a
+    // row input is a row pointer, like a column parameter.
+    return v + (cuda ? "[c]" : "[j]");
+  }
+  std::string loop(const std::string &stmt) const {
+    if (cuda)
+      return "#pragma unroll\n    for (int c = 0; c < kC; ++c) { " + stmt + " }\n";
+    return "    for (int64_t j = 0; j < kN; ++j) { " + stmt + " }\n";
+  }
+  /// Padding lanes (columns >= n) hold zeros in every row input, so sums of
+  /// inputs are exact; a value that is not zero there (a deviation) is masked.
+  std::string mask(const std::string &e) const {
+    return cuda ? "(lane + 32 * c < kN ? " + e + " : 0.0f)" : e;
+  }
+  std::string rowSum(const std::string &x) const { return cuda ? "sbp::fused::warp_sum(" + x + ")" : x; }
+  void declare(const std::string &id, std::string &out) const {
+    out += cuda ? "    float " + id + "[kC];\n" : "    float " + id + "[kN];\n";
+  }
+
+private:
+  sbpk::FusedOp op;
+  bool cuda;
+  llvm::DenseMap<Value, std::string> statsOf;
+};
+
+LogicalResult FusedEmitter::emitRowwise() {
+  RowwiseGenerator gen(op, cuda);
+  if (failed(gen.analyse()))
+    return failure();
+  std::string body;
+  if (failed(gen.rowCode(body)))
+    return failure();
+  const int64_t chunks = intAttr(op, "chunks"), n = gen.n, rows = gen.rows;
+  const int64_t sums = gen.colSums.size();
+  auto yielded = op.getBlock().getTerminator()->getOperands();
+  // Which result is a column sum (s-th), which a row.
+  SmallVector<int> sumIndex(yielded.size(), -1);
+  for (auto [i, v] : llvm::enumerate(yielded))
+    for (auto [s, cs] : llvm::enumerate(gen.colSums))
+      if (cs.first == v)
+        sumIndex[i] = s;
+
+  if (!cuda) {
+    os << "void " << name << "(" << hostParams(true) << ") {\n"
+       << "  constexpr int64_t kRows = " << rows << ", kN = " << n << ", kChunks = " << chunks
+       << ", kPer = (kRows + kChunks - 1) / kChunks, kSums = " << sums << ";\n"
+       << "#pragma omp parallel for schedule(static)\n"
+       << "  for (int64_t chunk = 0; chunk < kChunks; ++chunk) {\n"
+       << "    double *acc = scratch + chunk * kSums * kN;\n"
+       << "    for (int64_t j = 0; j < kSums * kN; ++j) acc[j] = 0.0;\n";
+    for (auto [s, cs] : llvm::enumerate(gen.colSums))
+      os << "    double *" << cs.second << " = acc + " << s << " * kN;\n";
+    os << "    for (int64_t r = chunk * kPer; r < std::min(kRows, (chunk + 1) * kPer); ++r) {\n";
+    for (unsigned i : gen.rowInputs)
+      os << "    const float *a" << i << " = in" << i << " + r * kN;\n";
+    for (unsigned i : gen.colInputs)
+      os << "    const float *p" << i << " = in" << i << ";\n";
+    os << body;
+    for (auto [i, v] : llvm::enumerate(yielded))
+      if (sumIndex[i] < 0)
+        os << "    for (int64_t j = 0; j < kN; ++j) out" << i << "[r * kN + j] = " << gen.name[v] << "[j];\n";
+    os << "    }\n  }\n";
+    // Chunk partials added in chunk order.
+    os << "  for (int64_t j = 0; j < kN; ++j) {\n";
+    for (auto [i, v] : llvm::enumerate(yielded))
+      if (sumIndex[i] >= 0)
+        os << "    { double s = 0.0; for (int64_t c = 0; c < kChunks; ++c) s += scratch[(c * kSums + "
+           << sumIndex[i] << ") * kN + j]; out" << i << "[j] = float(s); }\n";
+    os << "  }\n}\n\n";
+    return success();
+  }
+
+  // CUDA: 8 warps a block, one row a warp; `chunks` blocks.
+  SmallVector<std::string> kparams, largs;
+  for (auto [i, v] : llvm::enumerate(op.getInputs())) {
+    kparams.push_back(std::string("const ") + ctype(v) + " *__restrict__ in" + std::to_string(i));
+    largs.push_back("in" + std::to_string(i));
+  }
+  for (auto [i, v] : llvm::enumerate(op.getResults()))
+    if (sumIndex[i] < 0) {
+      kparams.push_back(std::string(ctype(v)) + " *__restrict__ out" + std::to_string(i));
+      largs.push_back("out" + std::to_string(i));
+    }
+  kparams.push_back("double *__restrict__ partial");
+  largs.push_back("scratch");
+  os << "__global__ void __launch_bounds__(256) " << name << "_rows(" << llvm::join(kparams, ", ") << ") {\n"
+     << "  constexpr int64_t kRows = " << rows << ";\n  constexpr int kN = " << n
+     << ", kC = (kN + 31) / 32, kSums = " << sums << ";\n"
+     << "  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;\n";
+  for (unsigned i : gen.colInputs)
+    os << "  float p" << i << "[kC];\n  sbp::fused::load_row<kC>(in" << i << ", lane, kN, p" << i << ");\n";
+  for (auto &cs : gen.colSums)
+    os << "  float " << cs.second << "[kC] = {};\n";
+  os << "  for (int64_t r = int64_t(blockIdx.x) * 8 + warp; r < kRows; r += int64_t(gridDim.x) * 8) {\n";
+  for (unsigned i : gen.rowInputs)
+    os << "    float a" << i << "[kC];\n    sbp::fused::load_row<kC>(in" << i << " + r * kN, lane, kN, a" << i
+       << ");\n";
+  os << body;
+  for (auto [i, v] : llvm::enumerate(yielded))
+    if (sumIndex[i] < 0)
+      os << "    sbp::fused::store_row<kC>(out" << i << " + r * kN, lane, kN, " << gen.name[v] << ");\n";
+  os << "  }\n"
+     << "  // The block's column sums: its warps added in order, in double.\n"
+     << "  __shared__ double sh[kSums * kN];\n"
+     << "  for (int w = 0; w < 8; ++w) {\n    if (warp == w) {\n#pragma unroll\n"
+     << "      for (int c = 0; c < kC; ++c) {\n        const int j = lane + 32 * c;\n        if (j < kN) {\n";
+  for (auto [s, cs] : llvm::enumerate(gen.colSums))
+    os << "          sh[" << s << " * kN + j] = (w ? sh[" << s << " * kN + j] : 0.0) + double(" << cs.second
+       << "[c]);\n";
+  os << "        }\n      }\n    }\n    __syncthreads();\n  }\n"
+     << "  for (int j = threadIdx.x; j < kSums * kN; j += 256)\n"
+     << "    partial[int64_t(blockIdx.x) * kSums * kN + j] = sh[j];\n}\n\n";
+
+  // Finalize: 32 columns x 8 slices of the blocks per block of threads.
+  SmallVector<std::string> sparams = {"const double *__restrict__ partial"}, sargs = {"scratch"};
+  for (auto [i, v] : llvm::enumerate(op.getResults()))
+    if (sumIndex[i] >= 0) {
+      sparams.push_back("float *__restrict__ out" + std::to_string(i));
+      sargs.push_back("out" + std::to_string(i));
+    }
+  os << "__global__ void __launch_bounds__(256) " << name << "_sums(" << llvm::join(sparams, ", ") << ") {\n"
+     << "  constexpr int kChunks = " << chunks << ", kN = " << n << ", kCols = " << sums << " * kN;\n"
+     << "  const int col = blockIdx.x * 32 + (threadIdx.x & 31), slice = threadIdx.x >> 5;\n"
+     << "  double s = 0.0;\n  if (col < kCols)\n"
+     << "    for (int p = slice; p < kChunks; p += 8) s += partial[int64_t(p) * kCols + col];\n"
+     << "  __shared__ double sh[8][32];\n  sh[slice][threadIdx.x & 31] = s;\n  __syncthreads();\n"
+     << "  if (slice != 0 || col >= kCols) return;\n"
+     << "  double t = 0.0;\n  for (int k = 0; k < 8; ++k) t += sh[k][threadIdx.x & 31];\n"
+     << "  const int which = col / kN, j = col % kN;\n";
+  for (auto [i, v] : llvm::enumerate(op.getResults()))
+    if (sumIndex[i] >= 0)
+      os << "  if (which == " << sumIndex[i] << ") out" << i << "[j] = float(t);\n";
+  os << "}\n\n";
+  os << "void " << name << "(" << hostParams(true) << ") {\n"
+     << "  " << name << "_rows<<<" << chunks << ", 256, 0, ctx.stream>>>(" << llvm::join(largs, ", ") << ");\n"
+     << "  " << name << "_sums<<<" << (sums * n + 31) / 32 << ", 256, 0, ctx.stream>>>(" << llvm::join(sargs, ", ")
+     << ");\n}\n\n";
+  return success();
+}
+
+//===--- multi_cast -------------------------------------------------------===//
+
+LogicalResult FusedEmitter::emitMultiCast() {
+  // Kernel parameters stay under 4 KB: at most 128 tensors a launch.
+  constexpr int64_t kPerLaunch = 128;
+  const int64_t count = op.getInputs().size();
+  os << "struct " << name << "_args {\n  const float *src[" << kPerLaunch << "];\n  __nv_bfloat16 *dst["
+     << kPerLaunch << "];\n  int64_t n[" << kPerLaunch << "];\n};\n\n"
+     << "__global__ void __launch_bounds__(256) " << name << "_kernel(" << name << "_args a) {\n"
+     << "  const int s = blockIdx.y;\n  const int64_t n = a.n[s];\n"
+     << "  for (int64_t i = int64_t(blockIdx.x) * 256 + threadIdx.x; i < n; i += int64_t(gridDim.x) * 256)\n"
+     << "    a.dst[s][i] = __float2bfloat16_rn(a.src[s][i]);\n}\n\n";
+  os << "void " << name << "(" << hostParams(false) << ") {\n";
+  for (int64_t base = 0; base < count; base += kPerLaunch) {
+    int64_t end = std::min(count, base + kPerLaunch), largest = 0;
+    os << "  {\n    " << name << "_args a{};\n";
+    for (int64_t i = base; i < end; ++i) {
+      Value in = op.getInputs()[i];
+      if (isBf16(in) || !isBf16(op.getResult(i)))
+        return op.emitOpError("multi_cast copies float32 to bf16");
+      largest = std::max(largest, numel(in));
+      os << "    a.src[" << i - base << "] = in" << i << "; a.dst[" << i - base << "] = out" << i << "; a.n["
+         << i - base << "] = " << numel(in) << ";\n";
+    }
+    int64_t blocks = std::max<int64_t>(1, std::min<int64_t>((largest + 255) / 256, 128));
+    os << "    " << name << "_kernel<<<dim3(" << blocks << ", " << end - base << "), 256, 0, ctx.stream>>>(a);\n  }\n";
+  }
+  os << "}\n\n";
+  return success();
+}
+} // namespace
+
+LogicalResult sbp::emitFusedKernel(llvm::raw_ostream &os, sbpk::FusedOp op, StringRef name, bool cuda) {
+  return FusedEmitter(os, op, name, cuda).emit();
+}

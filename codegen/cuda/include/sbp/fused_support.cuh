@@ -1,0 +1,139 @@
+//===- fused_support.cuh - building blocks of generated fused kernels -*- CUDA -*-===//
+//
+// The kernels that sbpc generates for fusion groups (`sbpk.fused`, see
+// compiler/Transforms/FuseKernels.cpp) are specialised on their sizes and
+// written out in the trainer's .cu; what they share lives here: vector loads
+// and stores that convert float32/bf16 to float registers, a warp sum, and
+// the scalar functions of the fusible ops. Header-only and small, so that a
+// trainer's build stays fast.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SBP_FUSED_SUPPORT_CUH
+#define SBP_FUSED_SUPPORT_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace sbp {
+namespace fused {
+
+//===--- conversions ------------------------------------------------------===//
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <class T> __device__ __forceinline__ T from_float(float x);
+template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+
+//===--- V consecutive elements (p aligned to V elements) -----------------===//
+
+template <int V> __device__ __forceinline__ void load(const float *__restrict__ p, float (&v)[V]) {
+  if constexpr (V % 4 == 0) {
+#pragma unroll
+    for (int q = 0; q < V / 4; ++q) {
+      const float4 f = __ldg(reinterpret_cast<const float4 *>(p) + q);
+      v[4 * q] = f.x, v[4 * q + 1] = f.y, v[4 * q + 2] = f.z, v[4 * q + 3] = f.w;
+    }
+  } else {
+#pragma unroll
+    for (int q = 0; q < V; ++q)
+      v[q] = __ldg(p + q);
+  }
+}
+
+template <int V> __device__ __forceinline__ void load(const __nv_bfloat16 *__restrict__ p, float (&v)[V]) {
+  if constexpr (V % 8 == 0) {
+#pragma unroll
+    for (int q = 0; q < V / 8; ++q) {
+      const uint4 u = __ldg(reinterpret_cast<const uint4 *>(p) + q);
+      const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&u);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float2 f = __bfloat1622float2(h[e]);
+        v[8 * q + 2 * e] = f.x, v[8 * q + 2 * e + 1] = f.y;
+      }
+    }
+  } else {
+#pragma unroll
+    for (int q = 0; q < V; ++q)
+      v[q] = __bfloat162float(p[q]);
+  }
+}
+
+template <int V> __device__ __forceinline__ void store(float *__restrict__ p, const float (&v)[V]) {
+  if constexpr (V % 4 == 0) {
+#pragma unroll
+    for (int q = 0; q < V / 4; ++q)
+      reinterpret_cast<float4 *>(p)[q] = make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+  } else {
+#pragma unroll
+    for (int q = 0; q < V; ++q)
+      p[q] = v[q];
+  }
+}
+
+template <int V> __device__ __forceinline__ void store(__nv_bfloat16 *__restrict__ p, const float (&v)[V]) {
+  if constexpr (V % 8 == 0) {
+#pragma unroll
+    for (int q = 0; q < V / 8; ++q) {
+      uint4 u;
+      __nv_bfloat162 *h = reinterpret_cast<__nv_bfloat162 *>(&u);
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        h[e] = __floats2bfloat162_rn(v[8 * q + 2 * e], v[8 * q + 2 * e + 1]);
+      reinterpret_cast<uint4 *>(p)[q] = u;
+    }
+  } else {
+#pragma unroll
+    for (int q = 0; q < V; ++q)
+      p[q] = __float2bfloat16_rn(v[q]);
+  }
+}
+
+//===--- one row of n elements held by a warp: column j = lane + 32 c -----===//
+
+template <int C, class T>
+__device__ __forceinline__ void load_row(const T *__restrict__ row, int lane, int n, float (&v)[C]) {
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    const int j = lane + 32 * c;
+    v[c] = j < n ? to_float(row[j]) : 0.0f;
+  }
+}
+
+template <int C, class T>
+__device__ __forceinline__ void store_row(T *__restrict__ row, int lane, int n, const float (&v)[C]) {
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    const int j = lane + 32 * c;
+    if (j < n)
+      row[j] = from_float<T>(v[c]);
+  }
+}
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+    x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
+
+//===--- the scalar functions of the fusible ops --------------------------===//
+
+/// Exact (erf) GELU, as timm's nn.GELU: x Phi(x).
+__device__ __forceinline__ float gelu(float x) { return x * normcdff(x); }
+/// d/dx [x Phi(x)] dy = (Phi(x) + x phi(x)) dy.
+__device__ __forceinline__ float gelu_grad(float x, float dy) {
+  return dy * (normcdff(x) + x * 0.398942280401432678f * __expf(-0.5f * x * x));
+}
+__device__ __forceinline__ float relu(float x) { return x > 0.0f ? x : 0.0f; }
+__device__ __forceinline__ float relu_grad(float x, float dy) { return x > 0.0f ? dy : 0.0f; }
+
+} // namespace fused
+} // namespace sbp
+
+#endif // SBP_FUSED_SUPPORT_CUH

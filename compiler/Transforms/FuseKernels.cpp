@@ -1,0 +1,344 @@
+//===- FuseKernels.cpp - fusion groups of memory-bound kernels ------------===//
+//
+// Between the GEMMs and the attention kernels a training step runs chains of
+// memory-bound kernels: in a ViT block's backward, a LayerNorm recompute, its
+// gradient, the residual add and a bf16 copy of the sum each read and write
+// the [rows, n] activation. This pass groups such chains into `sbpk.fused`
+// ops, each of which the emitters generate as one kernel (one pass over
+// memory, the intermediates in registers):
+//
+//  1. Bias gradients into GEMM epilogues: `bias_grad(dy)` beside the weight
+//     gradient `gemm(dy^T, x)` (or `gemm(cast(dy)^T, x)` in bf16 trainers)
+//     becomes one `gemm_bgrad` kernel that writes dW and the column sums of
+//     dy (cuBLASLt's bias-gradient epilogue on the GPU).
+//  2. Row-wise groups: a `layer_norm_grad` with the `layer_norm` that
+//     recomputes the same rows (sbp-recompute) and the elementwise ops on its
+//     dx (the residual add, the bf16 copy). Kind `rowwise`.
+//  3. Elementwise groups: connected `add`/`cast`/`gelu`/`gelu_grad`/`relu`/
+//     `relu_grad` kernels over one element count, producer to consumer and
+//     siblings reading the same tensor (GELU recompute + GELU gradient).
+//     Kind `elementwise`.
+//  4. The float32 -> bf16 copies of the parameters: one `multi_cast` group.
+//
+// A group is formed only if it creates no cycle (no op outside the group both
+// depends on a member and feeds a member); single kernels stay library calls.
+// The graph is then re-sorted topologically (stable: untouched ops keep their
+// order).
+//
+//===----------------------------------------------------------------------===//
+#include "Passes.h"
+
+#include "mlir/Analysis/TopologicalSortUtils.h"
+#include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/SetVector.h"
+#include "llvm/ADT/StringExtras.h"
+
+namespace sbp {
+#define GEN_PASS_DEF_SBPFUSEKERNELS
+#include "Passes.h.inc"
+} // namespace sbp
+
+using namespace mlir;
+
+namespace {
+int64_t numel(Value v) { return cast<RankedTensorType>(v.getType()).getNumElements(); }
+int64_t intAttr(Operation *op, StringRef name) { return op->getAttrOfType<IntegerAttr>(name).getInt(); }
+
+sbpk::KernelOp kernelNamed(Operation *op, StringRef callee) {
+  auto k = dyn_cast_or_null<sbpk::KernelOp>(op);
+  return k && k.getCallee() == callee ? k : sbpk::KernelOp();
+}
+
+bool isParamCast(sbpk::KernelOp k) {
+  return k.getCallee() == "cast" && isa_and_nonnull<sbpk::ParamOp>(k->getOperand(0).getDefiningOp());
+}
+
+/// Kernels whose every result element depends only on the same element of
+/// each operand (all operands of one element count).
+bool isElementwise(Operation *op) {
+  auto k = dyn_cast<sbpk::KernelOp>(op);
+  if (!k || isParamCast(k))
+    return false;
+  static const StringRef kNames[] = {"add", "cast", "gelu", "gelu_grad", "relu", "relu_grad"};
+  if (!llvm::is_contained(kNames, k.getCallee()))
+    return false;
+  int64_t n = numel(k->getResult(0));
+  return llvm::all_of(k->getOperands(), [&](Value v) { return numel(v) == n; });
+}
+
+//===--- 1. bias gradients into weight-gradient GEMMs ---------------------===//
+
+/// The weight-gradient GEMM dW = op(a)^T b whose `a` is dy, or a cast of dy,
+/// and whose m is dy's feature count: its reduction runs over dy's rows.
+sbpk::GemmOp weightGradGemmOf(Value dy, int64_t rows, int64_t n) {
+  SmallVector<Value> candidates = {dy};
+  for (Operation *user : dy.getUsers())
+    if (auto c = kernelNamed(user, "cast"))
+      candidates.push_back(c->getResult(0));
+  for (Value a : candidates)
+    for (Operation *user : a.getUsers()) {
+      auto g = dyn_cast<sbpk::GemmOp>(user);
+      if (g && g.getA() == a && g.getTransA() && !g.getCIn() && g.getM() == n && g.getK() == rows &&
+          g.getAlpha().convertToDouble() == 1.0 && g.getBeta().convertToDouble() == 0.0)
+        return g;
+    }
+  return {};
+}
+
+void fuseBiasGrad(sbpk::KernelOp biasGrad) {
+  int64_t rows = intAttr(biasGrad, "rows"), n = intAttr(biasGrad, "n");
+  sbpk::GemmOp gemm = weightGradGemmOf(biasGrad->getOperand(0), rows, n);
+  if (!gemm)
+    return;
+  OpBuilder b(gemm);
+  auto fused = b.create<sbpk::KernelOp>(gemm.getLoc(),
+                                        TypeRange{gemm.getType(), biasGrad->getResult(0).getType()},
+                                        b.getStringAttr("gemm_bgrad"), ValueRange{gemm.getA(), gemm.getB()});
+  for (StringRef attr : {"m", "n", "k", "trans_a", "trans_b", "bwd", "region"})
+    if (Attribute a = gemm->getAttr(attr))
+      fused->setAttr(attr, a);
+  gemm.getResult().replaceAllUsesWith(fused->getResult(0));
+  biasGrad->getResult(0).replaceAllUsesWith(fused->getResult(1));
+  gemm->erase();
+  biasGrad->erase();
+}
+
+//===--- legality ---------------------------------------------------------===//
+
+/// True if some op outside `group` depends on a member and feeds a member:
+/// outlining the group would then create a cycle. Ops are in topological
+/// order, so only the window between the first and last member matters.
+bool formsCycle(ArrayRef<Operation *> group) {
+  llvm::SmallPtrSet<Operation *, 8> members(group.begin(), group.end());
+  Operation *first = group.front(), *last = group.front();
+  for (Operation *op : group) {
+    if (op->isBeforeInBlock(first))
+      first = op;
+    if (last->isBeforeInBlock(op))
+      last = op;
+  }
+  llvm::SmallPtrSet<Operation *, 32> downstream; // non-members depending on a member
+  for (Operation *op = first; op && op != last->getNextNode(); op = op->getNextNode()) {
+    bool dependsOnGroup = false, dependsOnOutside = false;
+    for (Value v : op->getOperands()) {
+      Operation *def = v.getDefiningOp();
+      dependsOnGroup |= def && members.contains(def);
+      dependsOnOutside |= def && downstream.contains(def);
+    }
+    if (members.contains(op)) {
+      if (dependsOnOutside)
+        return true;
+    } else if (dependsOnGroup || dependsOnOutside) {
+      downstream.insert(op);
+    }
+  }
+  return false;
+}
+
+//===--- 2. row-wise groups -----------------------------------------------===//
+
+/// The sole user of v if it is one of `callees`, else null.
+sbpk::KernelOp soleUser(Value v, ArrayRef<StringRef> callees) {
+  if (!v.hasOneUse())
+    return {};
+  auto k = dyn_cast<sbpk::KernelOp>(*v.getUsers().begin());
+  return k && llvm::is_contained(callees, k.getCallee()) ? k : sbpk::KernelOp();
+}
+
+/// The user of v that is a cast, if any.
+sbpk::KernelOp castUser(Value v) {
+  for (Operation *user : v.getUsers())
+    if (auto c = kernelNamed(user, "cast"))
+      return c;
+  return {};
+}
+
+SmallVector<Operation *> rowwiseGroup(sbpk::KernelOp grad, const llvm::DenseSet<Operation *> &taken) {
+  Value x = grad->getOperand(0), gamma = grad->getOperand(1);
+  SmallVector<Operation *> group = {grad};
+  // The recompute of the same normalised rows (same x, gamma, eps).
+  for (Operation *user : x.getUsers())
+    if (auto ln = kernelNamed(user, "layer_norm");
+        ln && !taken.contains(ln) && ln->getOperand(1) == gamma && ln->getAttr("eps") == grad->getAttr("eps") &&
+        ln->hasAttr("bwd") == grad->hasAttr("bwd")) {
+      group.push_back(ln);
+      break;
+    }
+  // The epilogue on dx: the residual add, then the bf16 copy of the sum.
+  Value tail = grad->getResult(0);
+  if (auto add = soleUser(tail, {"add"}); add && !taken.contains(add) && isElementwise(add)) {
+    group.push_back(add);
+    tail = add->getResult(0);
+  }
+  if (auto c = castUser(tail); c && !taken.contains(c))
+    group.push_back(c);
+  // Drop from the end until legal (the epilogue first, then the recompute).
+  while (group.size() > 1 && formsCycle(group))
+    group.pop_back();
+  return group;
+}
+
+//===--- 3. elementwise groups --------------------------------------------===//
+
+/// Grows a group from `seed` over consumers and siblings of one element count.
+SmallVector<Operation *> elementwiseGroup(Operation *seed, const llvm::DenseSet<Operation *> &taken) {
+  constexpr size_t kMaxOps = 8; // keeps the generated kernels small
+  SmallVector<Operation *> group = {seed};
+  int64_t n = numel(seed->getResult(0));
+  // Forward and backward ops never share a group: a group runs at one
+  // point of the step, and a forward member would keep backward values alive.
+  auto candidate = [&](Operation *op) {
+    return op && !taken.contains(op) && isElementwise(op) && numel(op->getResult(0)) == n &&
+           op->hasAttr("bwd") == seed->hasAttr("bwd") &&
+           !llvm::is_contained(group, op) && op->getBlock() == seed->getBlock();
+  };
+  bool grew = true;
+  while (grew && group.size() < kMaxOps) {
+    grew = false;
+    llvm::SetVector<Operation *> next;
+    for (Operation *member : group) {
+      for (Value r : member->getResults()) // consumers
+        for (Operation *user : r.getUsers())
+          if (candidate(user))
+            next.insert(user);
+      for (Value v : member->getOperands()) // siblings reading the same tensor
+        for (Operation *user : v.getUsers())
+          if (candidate(user))
+            next.insert(user);
+    }
+    for (Operation *op : next) {
+      if (group.size() >= kMaxOps)
+        break;
+      group.push_back(op);
+      if (formsCycle(group)) {
+        group.pop_back();
+        continue;
+      }
+      grew = true;
+    }
+  }
+  return group;
+}
+
+//===--- outlining --------------------------------------------------------===//
+
+/// Inductor-style name: fused_<callees in order>.
+std::string groupName(ArrayRef<Operation *> ops) {
+  SmallVector<std::string> parts = {"fused"};
+  for (Operation *op : ops) {
+    std::string callee = cast<sbpk::KernelOp>(op).getCallee().str();
+    if (!llvm::is_contained(parts, callee))
+      parts.push_back(callee);
+  }
+  return llvm::join(parts, "_");
+}
+
+/// Moves `ops` (in block order) into one sbpk.fused op placed at the first.
+sbpk::FusedOp outline(SmallVector<Operation *> ops, StringRef kind, StringRef name) {
+  llvm::sort(ops, [](Operation *a, Operation *b) { return a->isBeforeInBlock(b); });
+  llvm::SmallPtrSet<Operation *, 8> members(ops.begin(), ops.end());
+  llvm::SetVector<Value> inputs;
+  SmallVector<Value> outputs;
+  for (Operation *op : ops) {
+    for (Value v : op->getOperands())
+      if (!members.contains(v.getDefiningOp()))
+        inputs.insert(v);
+    for (Value r : op->getResults())
+      if (llvm::any_of(r.getUsers(), [&](Operation *u) { return !members.contains(u); }))
+        outputs.push_back(r);
+  }
+  OpBuilder b(ops.front());
+  SmallVector<Type> resultTypes;
+  for (Value v : outputs)
+    resultTypes.push_back(v.getType());
+  auto fused = b.create<sbpk::FusedOp>(ops.front()->getLoc(), resultTypes, b.getStringAttr(name),
+                                       b.getStringAttr(kind), inputs.getArrayRef());
+  // The group is backward if its members are; its region is the first's.
+  if (llvm::all_of(ops, [](Operation *op) { return op->hasAttr("bwd"); }))
+    fused->setAttr("bwd", b.getUnitAttr());
+  for (Operation *op : ops)
+    if (Attribute r = op->getAttr("region")) {
+      fused->setAttr("region", r);
+      break;
+    }
+  Block *body = b.createBlock(&fused.getBody());
+  IRMapping map;
+  for (Value v : inputs)
+    map.map(v, body->addArgument(v.getType(), v.getLoc()));
+  b.setInsertionPointToEnd(body);
+  for (Operation *op : ops)
+    b.clone(*op, map);
+  SmallVector<Value> yielded;
+  for (Value v : outputs)
+    yielded.push_back(map.lookup(v));
+  b.create<sbpk::YieldOp>(fused.getLoc(), yielded);
+  for (auto [v, r] : llvm::zip(outputs, fused.getResults()))
+    v.replaceAllUsesWith(r);
+  for (Operation *op : llvm::reverse(ops))
+    op->erase();
+  return fused;
+}
+
+/// A row-wise group reduces dgamma and dbeta over its rows in `chunks`
+/// fixed row ranges (a GPU block or a CPU task each), whose partial sums
+/// (double) live in arena scratch planned by sbp-plan-memory; a second pass
+/// adds them in chunk order, so the result never depends on timing.
+void planColumnSums(sbpk::FusedOp fused) {
+  for (Operation &op : fused.getBlock())
+    if (auto grad = kernelNamed(&op, "layer_norm_grad")) {
+      int64_t rows = intAttr(grad, "rows"), n = intAttr(grad, "n");
+      int64_t chunks = std::min<int64_t>((rows + 63) / 64, 512);
+      Builder b(fused);
+      fused->setAttr("chunks", b.getI64IntegerAttr(chunks));
+      fused->setAttr(sbpk::kScratchBytesAttr, b.getI64IntegerAttr(chunks * 2 * n * int64_t(sizeof(double))));
+    }
+}
+
+/// Outlines one group and restores the topological order, so that the
+/// legality of the next group is judged on the graph as it now is.
+void outlineAndSort(Block &block, SmallVector<Operation *> ops, StringRef kind, llvm::DenseSet<Operation *> &taken) {
+  llvm::sort(ops, [](Operation *a, Operation *b) { return a->isBeforeInBlock(b); });
+  taken.insert(ops.begin(), ops.end());
+  sbpk::FusedOp fused =
+      outline(ops, kind, kind == "multi_cast" ? std::string("fused_cast_params") : groupName(ops));
+  if (kind == "rowwise")
+    planColumnSums(fused);
+  sortTopologically(&block);
+}
+
+void fuseGraph(sbpk::GraphOp graph) {
+  Block &block = graph.getBlock();
+  for (auto k : llvm::make_early_inc_range(block.getOps<sbpk::KernelOp>()))
+    if (k.getCallee() == "bias_grad")
+      fuseBiasGrad(k);
+
+  // `taken` holds the members of outlined groups (erased ops: never
+  // dereferenced once in it).
+  llvm::DenseSet<Operation *> taken;
+  SmallVector<Operation *> anchors, elementwise, casts;
+  for (auto k : block.getOps<sbpk::KernelOp>()) {
+    if (k.getCallee() == "layer_norm_grad")
+      anchors.push_back(k);
+    if (isParamCast(k))
+      casts.push_back(k);
+    else if (isElementwise(k))
+      elementwise.push_back(k);
+  }
+  for (Operation *anchor : anchors)
+    if (SmallVector<Operation *> g = rowwiseGroup(cast<sbpk::KernelOp>(anchor), taken); g.size() > 1)
+      outlineAndSort(block, g, "rowwise", taken);
+  for (Operation *seed : elementwise)
+    if (!taken.contains(seed))
+      if (SmallVector<Operation *> g = elementwiseGroup(seed, taken); g.size() > 1)
+        outlineAndSort(block, g, "elementwise", taken);
+  if (casts.size() > 1)
+    outlineAndSort(block, casts, "multi_cast", taken);
+}
+
+struct FuseKernelsPass : sbp::impl::SbpFuseKernelsBase<FuseKernelsPass> {
+  void runOnOperation() override {
+    for (sbpk::GraphOp graph : getOperation().getOps<sbpk::GraphOp>())
+      fuseGraph(graph);
+  }
+};
+} // namespace

@@ -1,0 +1,140 @@
+// RUN: sbp-opt %s -split-input-file -sbp-fuse-kernels | FileCheck %s --enable-var-scope
+
+// What joins a fusion group and what does not. Hand-written kernel graphs,
+// each the shape that sbp-lower-to-kernels / sbp-assign-precision produce.
+
+// A LayerNorm backward: the recompute of the same rows (same x, gamma, eps),
+// the gradient, the residual add of dx and the bf16 copy of the sum form one
+// rowwise group. Its outputs are what is read outside: the recomputed rows
+// (for the weight-gradient GEMM), the sum, its copy, dgamma and dbeta. The
+// column sums get arena scratch for their per-block partials.
+// CHECK-LABEL: sbpk.graph @rowwise
+// CHECK:         %[[F:.*]]:5 = sbpk.fused "fused_layer_norm_layer_norm_grad_add_cast" "rowwise"(%[[X:.*]], %[[G:.*]], %[[B:.*]], %[[DY:.*]], %[[R:.*]]) {bwd, chunks = 2 : i64, scratch_bytes = 512 : i64}
+// CHECK-NEXT:    ^bb0(
+// CHECK:           sbpk.kernel "layer_norm"
+// CHECK:           sbpk.kernel "layer_norm_grad"
+// CHECK:           sbpk.kernel "add"
+// CHECK:           sbpk.kernel "cast"
+// CHECK:           sbpk.yield
+// CHECK-NOT:     sbpk.kernel "layer_norm
+// CHECK:         sbpk.gemm %{{.*}}, %[[F]]#0
+// CHECK:         sbpk.grad_out "g" at 0, %[[F]]#1
+// CHECK:         sbpk.grad_out "b" at 16, %[[F]]#2
+// CHECK:         sbpk.return %[[F]]#3, %[[F]]#4
+sbpk.graph @rowwise {
+  %x = sbpk.input "images" : tensor<2x64x16xf32>
+  %g = sbpk.param "g" at 0 : tensor<16xf32>
+  %b = sbpk.param "b" at 16 : tensor<16xf32>
+  %dy = sbpk.input "labels" : tensor<2x64x16xbf16>
+  %res = sbpk.input "images" : tensor<2x64x16xf32>
+  %dyb = sbpk.input "labels" : tensor<2x64x4xbf16>
+  %y = sbpk.kernel "layer_norm"(%x, %g, %b) {bwd, eps = 1.0e-6 : f64, n = 16 : i64, rows = 128 : i64} : (tensor<2x64x16xf32>, tensor<16xf32>, tensor<16xf32>) -> tensor<2x64x16xbf16>
+  %dw = sbpk.gemm %dyb, %y {alpha = 1.0 : f64, beta = 0.0 : f64, bwd, k = 128 : i64, m = 4 : i64, n = 16 : i64, trans_a = true, trans_b = false} : (tensor<2x64x4xbf16>, tensor<2x64x16xbf16>) -> tensor<4x16xf32>
+  %d:3 = sbpk.kernel "layer_norm_grad"(%x, %g, %dy) {bwd, eps = 1.0e-6 : f64, n = 16 : i64, rows = 128 : i64} : (tensor<2x64x16xf32>, tensor<16xf32>, tensor<2x64x16xbf16>) -> (tensor<2x64x16xf32>, tensor<16xf32>, tensor<16xf32>)
+  %s = sbpk.kernel "add"(%res, %d#0) {bwd, n = 2048 : i64} : (tensor<2x64x16xf32>, tensor<2x64x16xf32>) -> tensor<2x64x16xf32>
+  %c = sbpk.kernel "cast"(%s) {bwd, n = 2048 : i64} : (tensor<2x64x16xf32>) -> tensor<2x64x16xbf16>
+  sbpk.grad_out "g" at 0, %d#1 : tensor<16xf32>
+  sbpk.grad_out "b" at 16, %d#2 : tensor<16xf32>
+  sbpk.return %s, %c, %dw : tensor<2x64x16xf32>, tensor<2x64x16xbf16>, tensor<4x16xf32>
+}
+
+// -----
+
+// A recompute with another gamma normalises other rows: not a sibling.
+// CHECK-LABEL: sbpk.graph @rowwise_other_gamma
+// CHECK:         sbpk.kernel "layer_norm"(
+// CHECK:         sbpk.fused "fused_layer_norm_grad_add" "rowwise"
+sbpk.graph @rowwise_other_gamma {
+  %x = sbpk.input "images" : tensor<4x8xf32>
+  %g = sbpk.param "g" at 0 : tensor<8xf32>
+  %g2 = sbpk.param "g2" at 8 : tensor<8xf32>
+  %b = sbpk.param "b" at 16 : tensor<8xf32>
+  %dy = sbpk.input "labels" : tensor<4x8xf32>
+  %y = sbpk.kernel "layer_norm"(%x, %g2, %b) {bwd, eps = 1.0e-6 : f64, n = 8 : i64, rows = 4 : i64} : (tensor<4x8xf32>, tensor<8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
+  %d:3 = sbpk.kernel "layer_norm_grad"(%x, %g, %dy) {bwd, eps = 1.0e-6 : f64, n = 8 : i64, rows = 4 : i64} : (tensor<4x8xf32>, tensor<8xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<8xf32>, tensor<8xf32>)
+  %s = sbpk.kernel "add"(%dy, %d#0) {bwd, n = 32 : i64} : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  sbpk.return %s, %y, %d#1, %d#2 : tensor<4x8xf32>, tensor<4x8xf32>, tensor<8xf32>, tensor<8xf32>
+}
+
+// -----
+
+// GELU in the backward: the recompute (for the weight gradient) and the
+// gradient read the same pre-activation: one elementwise group, two outputs.
+// The forward GELU of the same tensor stays out: a group never mixes forward
+// and backward (it would keep the recompute alive from the forward on).
+// CHECK-LABEL: sbpk.graph @gelu_siblings
+// CHECK:         %[[FWD:.*]] = sbpk.kernel "gelu"(%[[H:.*]]) {n = 64 : i64}
+// CHECK:         %[[G:.*]]:2 = sbpk.fused "fused_gelu_gelu_grad" "elementwise"(%[[H]], %{{.*}}) {bwd}
+// CHECK:           sbpk.kernel "gelu"
+// CHECK:           sbpk.kernel "gelu_grad"
+// CHECK:           sbpk.yield
+sbpk.graph @gelu_siblings {
+  %h = sbpk.input "images" : tensor<8x8xbf16>
+  %dg = sbpk.input "labels" : tensor<8x8xbf16>
+  %f = sbpk.kernel "gelu"(%h) {n = 64 : i64} : (tensor<8x8xbf16>) -> tensor<8x8xbf16>
+  %r = sbpk.kernel "gelu"(%h) {bwd, n = 64 : i64} : (tensor<8x8xbf16>) -> tensor<8x8xbf16>
+  %d = sbpk.kernel "gelu_grad"(%h, %dg) {bwd, n = 64 : i64} : (tensor<8x8xbf16>, tensor<8x8xbf16>) -> tensor<8x8xbf16>
+  sbpk.return %f, %r, %d : tensor<8x8xbf16>, tensor<8x8xbf16>, tensor<8x8xbf16>
+}
+
+// -----
+
+// A chain that passes through a GEMM is not fused: the GEMM depends on the
+// first add and feeds the second, so one launch for both would be a cycle.
+// A lone kernel stays a library call.
+// CHECK-LABEL: sbpk.graph @cycle
+// CHECK-NOT:     sbpk.fused
+// CHECK:         sbpk.kernel "add"
+// CHECK:         sbpk.gemm
+// CHECK:         sbpk.kernel "add"
+sbpk.graph @cycle {
+  %a = sbpk.input "images" : tensor<4x4xf32>
+  %w = sbpk.param "w" at 0 : tensor<4x4xf32>
+  %s = sbpk.kernel "add"(%a, %a) {n = 16 : i64} : (tensor<4x4xf32>, tensor<4x4xf32>) -> tensor<4x4xf32>
+  %m = sbpk.gemm %s, %w {alpha = 1.0 : f64, beta = 0.0 : f64, k = 4 : i64, m = 4 : i64, n = 4 : i64, trans_a = false, trans_b = true} : (tensor<4x4xf32>, tensor<4x4xf32>) -> tensor<4x4xf32>
+  %t = sbpk.kernel "add"(%s, %m) {n = 16 : i64} : (tensor<4x4xf32>, tensor<4x4xf32>) -> tensor<4x4xf32>
+  sbpk.return %t : tensor<4x4xf32>
+}
+
+// -----
+
+// A bias gradient beside the weight gradient of the same rows folds into it
+// (gemm_bgrad), also through the bf16 copy of dy. A GEMM that reduces over
+// other rows (k != rows) does not take it.
+// CHECK-LABEL: sbpk.graph @bias_grad
+// CHECK:         %[[C:.*]] = sbpk.kernel "cast"
+// CHECK:         %[[W:.*]]:2 = sbpk.kernel "gemm_bgrad"(%[[C]], %{{.*}}) {bwd, k = 32 : i64, m = 4 : i64, n = 6 : i64, trans_a = true, trans_b = false}
+// CHECK:         sbpk.grad_out "fc.weight" at 0, %[[W]]#0
+// CHECK:         sbpk.grad_out "fc.bias" at 24, %[[W]]#1
+// CHECK:         sbpk.kernel "bias_grad"
+// CHECK:         sbpk.gemm
+sbpk.graph @bias_grad {
+  %dy = sbpk.input "images" : tensor<32x4xf32>
+  %x = sbpk.input "labels" : tensor<32x6xbf16>
+  %dyc = sbpk.kernel "cast"(%dy) {bwd, n = 128 : i64} : (tensor<32x4xf32>) -> tensor<32x4xbf16>
+  %db = sbpk.kernel "bias_grad"(%dy) {bwd, n = 4 : i64, rows = 32 : i64} : (tensor<32x4xf32>) -> tensor<4xf32>
+  %dw = sbpk.gemm %dyc, %x {alpha = 1.0 : f64, beta = 0.0 : f64, bwd, k = 32 : i64, m = 4 : i64, n = 6 : i64, trans_a = true, trans_b = false} : (tensor<32x4xbf16>, tensor<32x6xbf16>) -> tensor<4x6xf32>
+  sbpk.grad_out "fc.weight" at 0, %dw : tensor<4x6xf32>
+  sbpk.grad_out "fc.bias" at 24, %db : tensor<4xf32>
+  %dy2 = sbpk.input "images" : tensor<16x4xf32>
+  %x2 = sbpk.input "labels" : tensor<4x2xf32>
+  %db2 = sbpk.kernel "bias_grad"(%dy2) {bwd, n = 4 : i64, rows = 16 : i64} : (tensor<16x4xf32>) -> tensor<4xf32>
+  %p = sbpk.gemm %dy2, %x2 {alpha = 1.0 : f64, beta = 0.0 : f64, bwd, k = 4 : i64, m = 16 : i64, n = 2 : i64, trans_a = false, trans_b = false} : (tensor<16x4xf32>, tensor<4x2xf32>) -> tensor<16x2xf32>
+  sbpk.return %db2, %p : tensor<4xf32>, tensor<16x2xf32>
+}
+
+// -----
+
+// The float32 -> bf16 copies of the parameters: one multi_cast launch.
+// CHECK-LABEL: sbpk.graph @param_casts
+// CHECK:         %[[P:.*]]:2 = sbpk.fused "fused_cast_params" "multi_cast"(%{{.*}}, %{{.*}}) : (tensor<4x4xf32>, tensor<4xf32>) -> (tensor<4x4xbf16>, tensor<4xbf16>)
+// CHECK:           sbpk.yield
+// CHECK-NEXT:    }
+// CHECK-NOT:     sbpk.kernel "cast"
+sbpk.graph @param_casts {
+  %w = sbpk.param "w" at 0 : tensor<4x4xf32>
+  %b = sbpk.param "b" at 16 : tensor<4xf32>
+  %wc = sbpk.kernel "cast"(%w) {n = 16 : i64} : (tensor<4x4xf32>) -> tensor<4x4xbf16>
+  %bc = sbpk.kernel "cast"(%b) {n = 4 : i64} : (tensor<4xf32>) -> tensor<4xbf16>
+  sbpk.return %wc, %bc : tensor<4x4xbf16>, tensor<4xbf16>
+}
