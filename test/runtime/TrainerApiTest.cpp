@@ -13,9 +13,11 @@
 #include <cstddef>
 #include <cstring>
 #include <dlfcn.h>
+#include <elf.h>
 #include <numeric>
 #include <string>
 #include <tuple>
+#include <sys/stat.h>
 #include <vector>
 
 using sbp::test::fakeTrainer;
@@ -601,13 +603,92 @@ TEST(TrainerApi, MissingOrInvalidTrainerFiles) {
   sbp::test::writeFile(dir.file("text.so"), "not an ELF file");
   EXPECT_EQ(sbp_trainer_create(dir.file("text.so").c_str(), nullptr, &t),
             SBP_ERROR_INVALID_ARGUMENT);
-  EXPECT_TRUE(contains(sbp_last_error(), "cannot load trainer library")) << sbp_last_error();
+  EXPECT_TRUE(contains(sbp_last_error(), "text.so' is not a trainer library: not an ELF file"))
+      << sbp_last_error();
   // A real shared library that is not a trainer.
   Dl_info self{};
   ASSERT_NE(dladdr(reinterpret_cast<void *>(&sbp_trainer_create), &self), 0);
   EXPECT_EQ(sbp_trainer_create(self.dli_fname, nullptr, &t), SBP_ERROR_INVALID_ARGUMENT);
   EXPECT_TRUE(contains(sbp_last_error(), "exports no sbp_trainer_model")) << sbp_last_error();
   EXPECT_EQ(t, nullptr);
+}
+
+// dlopen trusts the ELF headers: a segment past the end of a truncated file
+// faults (SIGBUS) when touched. Every truncation must be refused before that.
+TEST(TrainerApi, TruncatedTrainerLibrariesAreRefusedBeforeDlopen) {
+  TempDir dir;
+  const std::string whole = sbp::test::readFile(fakeTrainer());
+  ASSERT_GT(whole.size(), 4096u);
+  std::vector<size_t> lengths = {0, 3, 4, 63, 64, 200, whole.size() - 1};
+  for (size_t k = 1; k < 32; ++k)
+    lengths.push_back(whole.size() * k / 32);
+  for (size_t length : lengths) {
+    // A fresh name each time: the runtime keeps loaded trainers mapped.
+    std::string path = dir.file("cut" + std::to_string(length) + ".so");
+    sbp::test::writeFile(path, whole.substr(0, length));
+    sbp_trainer *t = nullptr;
+    sbp_status status = sbp_trainer_create(path.c_str(), nullptr, &t);
+    EXPECT_TRUE(status == SBP_ERROR_CORRUPT_FILE || status == SBP_ERROR_INVALID_ARGUMENT)
+        << length << ": " << sbp_status_string(status) << " " << sbp_last_error();
+    EXPECT_TRUE(contains(sbp_last_error(), path)) << sbp_last_error();
+    EXPECT_EQ(t, nullptr);
+  }
+  std::string cut = dir.file("cut" + std::to_string(whole.size() / 2) + ".so");
+  sbp_trainer *t = nullptr;
+  EXPECT_EQ(sbp_trainer_create(cut.c_str(), nullptr, &t), SBP_ERROR_CORRUPT_FILE);
+  EXPECT_TRUE(contains(sbp_last_error(), "is truncated or corrupt")) << sbp_last_error();
+}
+
+TEST(TrainerApi, ElfHeadersThatContradictTheFileAreRefused) {
+  TempDir dir;
+  const std::string whole = sbp::test::readFile(fakeTrainer());
+  auto status = [&](const std::string &name, size_t at, const std::string &bytes) {
+    std::string edited = whole;
+    edited.replace(at, bytes.size(), bytes);
+    sbp::test::writeFile(dir.file(name), edited);
+    sbp_trainer *t = nullptr;
+    return sbp_trainer_create(dir.file(name).c_str(), nullptr, &t);
+  };
+  const std::string far(8, '\x7f'); // an offset far past the end of the file
+  EXPECT_EQ(status("phoff.so", offsetof(Elf64_Ehdr, e_phoff), far), SBP_ERROR_CORRUPT_FILE);
+  EXPECT_TRUE(contains(sbp_last_error(), "program header table")) << sbp_last_error();
+  EXPECT_EQ(status("shoff.so", offsetof(Elf64_Ehdr, e_shoff), far), SBP_ERROR_CORRUPT_FILE);
+  EXPECT_TRUE(contains(sbp_last_error(), "section header table")) << sbp_last_error();
+  EXPECT_EQ(status("class.so", EI_CLASS, std::string(1, char(ELFCLASS32))),
+            SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(sbp_last_error(), "not a 64-bit")) << sbp_last_error();
+  EXPECT_EQ(status("machine.so", offsetof(Elf64_Ehdr, e_machine), std::string("\x02\x00", 2)),
+            SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(sbp_last_error(), "built for ELF machine 2")) << sbp_last_error();
+  // The first PT_LOAD segment claims more file bytes than there are.
+  Elf64_Ehdr h{};
+  std::memcpy(&h, whole.data(), sizeof(h));
+  size_t load = 0;
+  for (size_t k = 0; k < h.e_phnum; ++k) {
+    Elf64_Phdr p{};
+    std::memcpy(&p, whole.data() + h.e_phoff + k * sizeof(p), sizeof(p));
+    if (p.p_type == PT_LOAD) {
+      load = h.e_phoff + k * sizeof(p);
+      break;
+    }
+  }
+  ASSERT_NE(load, 0u);
+  EXPECT_EQ(status("load.so", load + offsetof(Elf64_Phdr, p_filesz), far),
+            SBP_ERROR_CORRUPT_FILE);
+  EXPECT_TRUE(contains(sbp_last_error(), "PT_LOAD")) << sbp_last_error();
+}
+
+// dlopen of a FIFO blocks until a writer appears; of a directory it says little.
+TEST(TrainerApi, TrainerThatIsNotARegularFileIsRefused) {
+  TempDir dir;
+  ASSERT_EQ(::mkfifo(dir.file("fifo.so").c_str(), 0600), 0);
+  ASSERT_EQ(::mkdir(dir.file("dir.so").c_str(), 0700), 0);
+  for (const char *name : {"fifo.so", "dir.so"}) {
+    sbp_trainer *t = nullptr;
+    EXPECT_EQ(sbp_trainer_create(dir.file(name).c_str(), nullptr, &t), SBP_ERROR_INVALID_ARGUMENT);
+    EXPECT_TRUE(contains(sbp_last_error(), "is not a regular file")) << sbp_last_error();
+  }
+  EXPECT_EQ(::rmdir(dir.file("dir.so").c_str()), 0);
 }
 
 TEST(TrainerApi, NullArgumentsAreErrorsNotCrashes) {
