@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <fmt/format.h>
+#include <unordered_set>
 
 namespace sbp::rt {
 namespace {
@@ -89,11 +90,13 @@ private:
       ++pos_;
       return v;
     }
+    // A hash set, not v.find(): a header of n tensors must parse in O(n), not O(n^2).
+    std::unordered_set<std::string> keys;
     for (;;) {
       if (peek() != '"')
         error("expected a string key");
       std::string key = string();
-      if (v.find(key))
+      if (!keys.insert(key).second)
         error(fmt::format("duplicate key \"{}\"", key));
       expect(':');
       v.members.emplace_back(std::move(key), value(depth + 1));

@@ -465,6 +465,38 @@ TEST(TrainerApi, CheckpointOfAnotherModelOrOptimizerIsRefused) {
   EXPECT_EQ(allParams(sgd), allParams(sgd2));
 }
 
+// The checkpoint's "abi" metadata is checked: a file of another ABI version may
+// hold state whose meaning changed (mask kinds, layouts).
+TEST(TrainerApi, FilesOfAnotherAbiVersionAreRefused) {
+  TempDir dir;
+  std::string ckpt = dir.file("c.safetensors");
+  Handle t(fakeTrainer());
+  ASSERT_EQ(sbp_trainer_save_checkpoint(t, ckpt.c_str()), SBP_OK);
+  const std::string bytes = sbp::test::readFile(ckpt);
+  const std::string current = "\"abi\":\"" + std::to_string(sbp_runtime_abi_version()) + "\"";
+  size_t at = bytes.find(current);
+  ASSERT_NE(at, std::string::npos);
+  auto edited = [&](const std::string &abi) { // same length: the header length stays right
+    std::string b = bytes;
+    b.replace(at, current.size(), abi);
+    return b;
+  };
+  sbp::test::writeFile(ckpt, edited("\"abi\":\"1\""));
+  EXPECT_EQ(sbp_trainer_load_checkpoint(t, ckpt.c_str()), SBP_ERROR_ABI_MISMATCH);
+  EXPECT_TRUE(contains(sbp_trainer_last_error(t),
+                       "c.safetensors' was written for ABI version 1, this runtime implements "
+                       "ABI version " + std::to_string(sbp_runtime_abi_version())))
+      << sbp_trainer_last_error(t);
+  EXPECT_EQ(sbp_trainer_load_params(t, ckpt.c_str()), SBP_ERROR_ABI_MISMATCH);
+  sbp::test::writeFile(ckpt, edited("\"abi\":\"x\""));
+  EXPECT_EQ(sbp_trainer_load_checkpoint(t, ckpt.c_str()), SBP_ERROR_ABI_MISMATCH);
+  // Without "abi": not one of our checkpoints, but parameters from another tool load.
+  sbp::test::writeFile(ckpt, edited("\"abx\":\"" + std::to_string(sbp_runtime_abi_version()) + "\""));
+  EXPECT_EQ(sbp_trainer_load_checkpoint(t, ckpt.c_str()), SBP_ERROR_CORRUPT_FILE);
+  EXPECT_TRUE(contains(sbp_trainer_last_error(t), "no \"abi\"")) << sbp_trainer_last_error(t);
+  EXPECT_EQ(sbp_trainer_load_params(t, ckpt.c_str()), SBP_OK) << sbp_trainer_last_error(t);
+}
+
 TEST(TrainerApi, CorruptCheckpointLeavesTheTrainerAsItWas) {
   TempDir dir;
   std::string ckpt = dir.file("c.safetensors");
