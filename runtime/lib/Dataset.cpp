@@ -15,14 +15,15 @@
 namespace sbp::rt {
 namespace {
 
+// True for a regular file, false when nothing is there; anything else (a
+// FIFO would block the read, a directory fail obscurely) is an error.
 bool isFile(const std::string &path) {
   struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-bool isDirectory(const std::string &path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+  if (::stat(path.c_str(), &st) != 0)
+    return false;
+  if (!S_ISREG(st.st_mode))
+    fail(SBP_ERROR_INVALID_ARGUMENT, "dataset file '{}' is not a regular file", path);
+  return true;
 }
 
 // `base` or `base.gz` in dir, or "" when neither exists.
@@ -152,8 +153,14 @@ std::vector<int64_t> parseIdx(std::vector<uint8_t> bytes, int rank, const std::s
 }
 
 std::unique_ptr<Dataset> Dataset::open(const std::string &directory) {
-  if (!isDirectory(directory))
+  struct stat st {};
+  if (::stat(directory.c_str(), &st) != 0)
     fail(SBP_ERROR_NOT_FOUND, "dataset directory '{}' does not exist", directory);
+  if (!S_ISDIR(st.st_mode))
+    fail(SBP_ERROR_INVALID_ARGUMENT,
+         "dataset '{}' is not a directory: give the directory that holds the dataset's files "
+         "(train-images-idx3-ubyte[.gz], ... or data_batch_1.bin, ...)",
+         directory);
   if (!findMaybeGzip(directory, "train-images-idx3-ubyte").empty())
     return openIdx(directory);
   if (isFile(directory + "/data_batch_1.bin"))

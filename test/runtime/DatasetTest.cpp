@@ -11,6 +11,7 @@
 #include <cmath>
 #include <numeric>
 #include <set>
+#include <sys/stat.h>
 
 using namespace sbp::rt;
 using sbp::test::TempDir;
@@ -158,6 +159,19 @@ TEST(Dataset, MissingDirectoryOrFilesAreNotFound) {
   writeTinyIdx(dir);
   std::remove(dir.file("t10k-labels-idx1-ubyte.gz").c_str());
   expectOpenFails(dir.path(), SBP_ERROR_NOT_FOUND, "t10k-labels-idx1-ubyte");
+}
+
+// A file where the directory belongs said "does not exist"; a FIFO among the
+// dataset's files blocked the read forever.
+TEST(Dataset, AFileForTheDirectoryOrAFifoForAFileIsRefused) {
+  TempDir dir;
+  writeTinyIdx(dir);
+  expectOpenFails(dir.file("train-images-idx3-ubyte"), SBP_ERROR_INVALID_ARGUMENT,
+                  "is not a directory: give the directory that holds the dataset's files");
+  std::remove(dir.file("t10k-images-idx3-ubyte.gz").c_str());
+  ASSERT_EQ(::mkfifo(dir.file("t10k-images-idx3-ubyte").c_str(), 0600), 0);
+  expectOpenFails(dir.path(), SBP_ERROR_INVALID_ARGUMENT,
+                  "t10k-images-idx3-ubyte' is not a regular file");
 }
 
 TEST(Dataset, BadMagicIsCorrupt) {

@@ -5,9 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace sbp::rt;
 using sbp::test::readFile;
@@ -267,4 +270,31 @@ TEST(SafeTensors, FifoAndDirectoryAreNotRegularFiles) {
       EXPECT_NE(std::string(e.what()).find("is not a regular file"), std::string::npos) << e.what();
     }
   }
+}
+
+// A save killed by SIGKILL leaves "<path>.tmp.<pid>"; the next save of the same
+// path removes it once that process is gone, and nothing else.
+TEST(SafeTensors, NextSaveRemovesTemporaryFilesOfDeadProcesses) {
+  TempDir dir;
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0)
+    ::_exit(0);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+  const std::string dead = std::to_string(child), alive = std::to_string(::getppid());
+  const std::vector<std::string> kept = {
+      "t.safetensors.tmp." + alive,      // a live process may be saving right now
+      "t.safetensors.tmp." + dead + "x", // not the exact pattern
+      "t.safetensors.tmp.",              //
+      "u.safetensors.tmp." + dead,       // another target
+      "t.safetensors.tmp." + dead + ".tmp." + dead};
+  for (const std::string &name : kept)
+    writeFile(dir.file(name), "x");
+  writeFile(dir.file("t.safetensors.tmp." + dead), "half a checkpoint");
+  std::vector<float> w = {1, 2};
+  writeSafeTensors(dir.file("t.safetensors"), {}, {{"w", "F32", {2}, w.data()}});
+  std::vector<std::string> expected = kept;
+  expected.push_back("t.safetensors");
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(dir.entries(), expected);
 }

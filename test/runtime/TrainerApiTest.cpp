@@ -190,6 +190,33 @@ TEST(TrainerApi, OptionsOverrideTheModelsOptimizer) {
   EXPECT_EQ(t, nullptr);
 }
 
+// Only -1 means "the model's value": other negative values were silently
+// replaced by the model's, so a typo trained with another learning rate.
+TEST(TrainerApi, NegativeOptionsAreRefusedNotReplaced) {
+  auto create = [](void (*edit)(sbp_trainer_options &)) {
+    sbp_trainer_options o;
+    sbp_trainer_options_init(&o);
+    edit(o);
+    sbp_trainer *t = nullptr;
+    sbp_status s = sbp_trainer_create(fakeTrainer().c_str(), &o, &t);
+    sbp_trainer_release(t);
+    return s;
+  };
+  EXPECT_EQ(create([](sbp_trainer_options &o) { o.lr = -0.5f; }), SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(sbp_last_error(), "learning rate -0.5")) << sbp_last_error();
+  EXPECT_EQ(create([](sbp_trainer_options &o) { o.weight_decay = -2.0f; }),
+            SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(sbp_last_error(), "weight decay -2")) << sbp_last_error();
+  EXPECT_EQ(create([](sbp_trainer_options &o) { o.eps = -1e-8f; }), SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(create([](sbp_trainer_options &o) { o.beta2 = -0.1f; }), SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(create([](sbp_trainer_options &o) { o.lr = INFINITY; }), SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(create([](sbp_trainer_options &o) { o.num_threads = 10000; }),
+            SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(sbp_last_error(), "num_threads 10000 must be in [0, 1024]"))
+      << sbp_last_error();
+  EXPECT_EQ(create([](sbp_trainer_options &o) { o.lr = -1.0f; }), SBP_OK) << sbp_last_error();
+}
+
 TEST(TrainerApi, InitialisationFollowsTheSeed) {
   Handle a(fakeTrainer(), 1), b(fakeTrainer(), 1), c(fakeTrainer(), 2);
   std::vector<float> pa = allParams(a);
