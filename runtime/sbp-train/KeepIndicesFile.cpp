@@ -1,6 +1,8 @@
 // KeepIndicesFile.cpp - parsing keep-index text files.
 #include "KeepIndicesFile.h"
 
+#include "Paths.h"
+
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -44,6 +46,11 @@ std::vector<std::vector<int32_t>> parseKeepIndices(const std::string &text,
 }
 
 std::vector<std::vector<int32_t>> readKeepIndicesFile(const std::string &path) {
+  // A directory opened as a stream reads as empty ("no keep indices"); a FIFO blocks.
+  std::string kind = nonRegularKind(path);
+  if (!kind.empty())
+    throw std::runtime_error("keep-index file '" + path + "' is " + kind +
+                             ", not a regular file");
   std::ifstream file(path);
   if (!file)
     throw std::runtime_error("cannot read keep-index file '" + path + "': " +
