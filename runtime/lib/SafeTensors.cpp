@@ -159,19 +159,13 @@ SafeTensorsReader::~SafeTensorsReader() {
 }
 
 void SafeTensorsReader::parseHeader(const std::string &header, uint64_t data_bytes) {
-  JsonValue root;
-  try {
-    root = parseJson(header);
-  } catch (const JsonError &e) {
-    fail(SBP_ERROR_CORRUPT_FILE, "'{}': bad safetensors header: {}", path_, e.what());
-  }
-  if (!root.isObject())
-    fail(SBP_ERROR_CORRUPT_FILE, "'{}': the safetensors header is not a JSON object", path_);
-  for (const auto &[name, value] : root.members) {
+  // Entry by entry, as the parser reads them: the tree of a large header would
+  // take ten times its size in memory.
+  auto visit = [&](std::string name, JsonValue value) {
     if (name != "__metadata__") {
       index_.emplace(name, tensors_.size());
       tensors_.push_back(parseEntry(name, value, path_, data_bytes));
-      continue;
+      return;
     }
     if (!value.isObject())
       fail(SBP_ERROR_CORRUPT_FILE, "'{}': __metadata__ is not an object", path_);
@@ -180,6 +174,11 @@ void SafeTensorsReader::parseHeader(const std::string &header, uint64_t data_byt
         fail(SBP_ERROR_CORRUPT_FILE, "'{}': __metadata__ value '{}' is not a string", path_, key);
       metadata_[key] = text.text;
     }
+  };
+  try {
+    parseJsonObjectMembers(header, visit);
+  } catch (const JsonError &e) {
+    fail(SBP_ERROR_CORRUPT_FILE, "'{}': bad safetensors header: {}", path_, e.what());
   }
   checkDataLayout(data_bytes);
 }
