@@ -5,12 +5,34 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
 namespace sbp::train {
+
+namespace {
+
+// `word` as it can be shown in a message: control and non-ASCII bytes as \xNN
+// (a NUL would end the message), and at most 32 bytes of it.
+std::string printable(const std::string &word) {
+  std::string out;
+  for (size_t k = 0; k < word.size() && k < 32; ++k) {
+    unsigned char c = static_cast<unsigned char>(word[k]);
+    if (c < 0x20 || c >= 0x7f) {
+      char hex[5];
+      std::snprintf(hex, sizeof(hex), "\\x%02x", c);
+      out += hex;
+    } else {
+      out += char(c);
+    }
+  }
+  return word.size() > 32 ? out + "..." : out;
+}
+
+} // namespace
 
 std::vector<std::vector<int32_t>> parseKeepIndices(const std::string &text,
                                                    const std::string &source) {
@@ -33,8 +55,8 @@ std::vector<std::vector<int32_t>> parseKeepIndices(const std::string &text,
       int32_t value = 0;
       auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), value);
       if (ec != std::errc() || end != word.data() + word.size())
-        throw std::runtime_error(source + ":" + std::to_string(number) + ": '" + word +
-                                 "' is not a token index");
+        throw std::runtime_error(source + ":" + std::to_string(number) + ": '" +
+                                 printable(word) + "' is not a token index");
       values.push_back(value);
     }
     if (!values.empty() || none)

@@ -26,6 +26,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <typeinfo>
 #include <unistd.h>
 #include <vector>
 
@@ -133,6 +134,12 @@ std::optional<Options> parseCommandLine(int argc, char **argv) {
     printHelp(visible);
     return std::nullopt;
   }
+  // An empty string reads as "option not given" below: --resume '' would
+  // silently start from scratch, --save '' silently save nothing.
+  for (const auto &[name, value] : vm)
+    if (!value.empty() && value.value().type() == typeid(std::string) &&
+        value.as<std::string>().empty())
+      throw UsageError(fmt::format("--{} needs a value, not an empty string", name));
   o.epochs = optionalOf<int64_t>(vm, "epochs");
   o.steps = optionalOf<int64_t>(vm, "steps");
   o.warmup_steps = optionalOf<int64_t>(vm, "warmup-steps");

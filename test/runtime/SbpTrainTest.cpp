@@ -98,6 +98,22 @@ TEST(KeepIndicesFile, ADashLineIsAnEmptyList) {
   }
 }
 
+// A NUL byte in the file ended the message early; control bytes garbled it.
+TEST(KeepIndicesFile, BinaryWordsAreShownEscaped) {
+  try {
+    parseKeepIndices(std::string("0 \xff\xfe\x00x 2\n", 9), "k.txt");
+    FAIL();
+  } catch (const std::runtime_error &e) {
+    EXPECT_STREQ(e.what(), "k.txt:1: '\\xff\\xfe\\x00x' is not a token index");
+  }
+  try {
+    parseKeepIndices(std::string(100, '7') + "x", "k.txt");
+    FAIL();
+  } catch (const std::runtime_error &e) {
+    EXPECT_STREQ(e.what(), ("k.txt:1: '" + std::string(32, '7') + "...' is not a token index").c_str());
+  }
+}
+
 TEST(KeepIndicesFile, ErrorsNameTheLine) {
   try {
     parseKeepIndices("0 1\n2 x3\n", "k.txt");
@@ -272,6 +288,20 @@ TEST(SbpTrainCli, OptionsOutsideTheirRangeAreUsageErrors) {
     ToolRun run = sbpTrain(t + args);
     EXPECT_EQ(run.status, 2) << args << "\n" << run.output;
     EXPECT_TRUE(contains(run.output, "sbp-train: error: " + message)) << args << "\n" << run.output;
+  }
+}
+
+// An empty file name read as "not given": --resume '' started from scratch,
+// --save '' saved nothing, both silently.
+TEST(SbpTrainCli, EmptyFileNamesAreUsageErrors) {
+  for (const char *option : {"--resume", "--save", "--params", "--log", "--save-params",
+                             "--keep-indices", "--data"}) {
+    const std::string data = std::string(option) == "--data" ? "" : " --data x";
+    ToolRun run = sbpTrain(fakeTrainer() + data + " --steps 1 " + option + " ''");
+    EXPECT_EQ(run.status, 2) << option << "\n" << run.output;
+    EXPECT_TRUE(contains(run.output, std::string("sbp-train: error: ") + option +
+                                         " needs a value, not an empty string"))
+        << run.output;
   }
 }
 
