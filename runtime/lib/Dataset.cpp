@@ -38,6 +38,31 @@ uint32_t bigEndian32(const uint8_t *p) {
   return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | uint32_t(p[3]);
 }
 
+} // namespace
+
+uint64_t idxFileBytes(const std::string &path, int rank) {
+  const size_t header = 4 + 4 * size_t(rank);
+  std::vector<uint8_t> head = readMaybeGzip(path, header);
+  if (head.size() < header || bigEndian32(head.data()) != (0x0800u | uint32_t(rank)))
+    return header; // parseIdx says what is wrong
+  uint64_t bytes = 1;
+  for (int d = 0; d < rank; ++d) {
+    uint64_t dim = bigEndian32(head.data() + 4 + 4 * d);
+    bytes = dim != 0 && bytes > (UINT64_MAX - header - 1) / dim ? UINT64_MAX - header - 1
+                                                                : bytes * dim;
+  }
+  return header + bytes;
+}
+
+namespace {
+
+// Reads no more of the file than its header asks for (and one byte to see
+// there is no more): a small .gz that inflates to gigabytes, a stray huge
+// file, fails after that many bytes instead of filling the memory first.
+std::vector<int64_t> readIdx(const std::string &path, int rank, std::vector<uint8_t> &data) {
+  return parseIdx(readMaybeGzip(path, idxFileBytes(path, rank) + 1), rank, path, data);
+}
+
 ImageSplit readIdxSplit(const std::string &dir, const std::string &prefix,
                         std::array<int32_t, 2> &hw) {
   std::string images_path = findMaybeGzip(dir, prefix + "-images-idx3-ubyte");
@@ -46,9 +71,9 @@ ImageSplit readIdxSplit(const std::string &dir, const std::string &prefix,
     fail(SBP_ERROR_NOT_FOUND, "dataset '{}' lacks {}-{}-idx{}-ubyte[.gz]", dir, prefix,
          images_path.empty() ? "images" : "labels", images_path.empty() ? 3 : 1);
   ImageSplit split;
-  std::vector<int64_t> dims = parseIdx(readMaybeGzip(images_path), 3, images_path, split.pixels);
+  std::vector<int64_t> dims = readIdx(images_path, 3, split.pixels);
   std::vector<uint8_t> labels;
-  std::vector<int64_t> label_dims = parseIdx(readMaybeGzip(labels_path), 1, labels_path, labels);
+  std::vector<int64_t> label_dims = readIdx(labels_path, 1, labels);
   if (label_dims[0] != dims[0])
     fail(SBP_ERROR_CORRUPT_FILE, "'{}' has {} labels but '{}' has {} images", labels_path,
          label_dims[0], images_path, dims[0]);
@@ -105,7 +130,7 @@ std::unique_ptr<Dataset> openCifar(const std::string &dir) {
 
 } // namespace
 
-std::vector<uint8_t> readMaybeGzip(const std::string &path) {
+std::vector<uint8_t> readMaybeGzip(const std::string &path, uint64_t max_bytes) {
   gzFile file = gzopen(path.c_str(), "rb");
   if (!file)
     fail(errno == ENOENT ? SBP_ERROR_NOT_FOUND : SBP_ERROR_IO, "cannot open '{}': {}", path,
@@ -113,7 +138,9 @@ std::vector<uint8_t> readMaybeGzip(const std::string &path) {
   std::vector<uint8_t> bytes;
   std::vector<uint8_t> chunk(1 << 20);
   int got = 0;
-  while ((got = gzread(file, chunk.data(), unsigned(chunk.size()))) > 0)
+  while (bytes.size() < max_bytes &&
+         (got = gzread(file, chunk.data(),
+                       unsigned(std::min<uint64_t>(chunk.size(), max_bytes - bytes.size())))) > 0)
     bytes.insert(bytes.end(), chunk.begin(), chunk.begin() + got);
   int err = Z_OK;
   std::string what = got < 0 ? gzerror(file, &err) : "";
@@ -144,9 +171,12 @@ std::vector<int64_t> parseIdx(std::vector<uint8_t> bytes, int rank, const std::s
            "the file's {} bytes", path, available);
     payload *= dim;
   }
+  if (available > payload)
+    fail(SBP_ERROR_CORRUPT_FILE, "'{}' holds more than the {} bytes of data its IDX header "
+         "promises", path, payload);
   if (available != payload)
-    fail(SBP_ERROR_CORRUPT_FILE, "'{}' is truncated or padded: its header promises {} bytes of data, "
-         "the file holds {}", path, payload, bytes.size() - header);
+    fail(SBP_ERROR_CORRUPT_FILE, "'{}' is truncated: its header promises {} bytes of data, "
+         "the file holds {}", path, payload, available);
   bytes.erase(bytes.begin(), bytes.begin() + long(header));
   data = std::move(bytes);
   return dims;

@@ -194,6 +194,24 @@ TEST(Dataset, TruncatedIdxIsCorrupt) {
   expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE, "truncated");
 }
 
+// An IDX file is read only as far as its header says (and one byte more): a
+// small .gz that inflates to gigabytes filled the memory before any check.
+TEST(Dataset, IdxFilesAreReadNoFurtherThanTheirHeaderSays) {
+  TempDir dir;
+  writeTinyIdx(dir);
+  const std::string images = idx({3, 2, 3}, pixels(3, 2, 3));
+  writeGzip(dir.file("t10k-images-idx3-ubyte.gz"), images + std::string(8 << 20, '\0'));
+  EXPECT_EQ(readMaybeGzip(dir.file("t10k-images-idx3-ubyte.gz"), images.size() + 1).size(),
+            images.size() + 1);
+  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE,
+                  "holds more than the 18 bytes of data its IDX header promises");
+  // A bad magic: the 16 bytes of a header are read, not the 8 MiB after them.
+  writeGzip(dir.file("t10k-images-idx3-ubyte.gz"), "\x00\x00\x08\x01" + std::string(8 << 20, 'x'));
+  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE, "is not an IDX file");
+  EXPECT_EQ(idxFileBytes(dir.file("t10k-images-idx3-ubyte.gz"), 3), 16u);
+  EXPECT_EQ(idxFileBytes(dir.file("train-images-idx3-ubyte"), 3), 16u + 10 * 2 * 3);
+}
+
 TEST(Dataset, TruncatedGzipIsCorrupt) {
   TempDir dir;
   writeTinyIdx(dir);
