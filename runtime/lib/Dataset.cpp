@@ -98,20 +98,29 @@ std::unique_ptr<Dataset> openIdx(const std::string &dir) {
 // CIFAR-10 binary: records of 1 label byte + 3x32x32 channel-major bytes.
 constexpr int64_t kCifarImage = 3 * 32 * 32;
 
+// Record by record, checking each label as it arrives: a file that is not a
+// CIFAR batch fails at its first record, not after all of it is in memory.
 void appendCifarFile(const std::string &path, ImageSplit &split) {
-  std::vector<uint8_t> bytes = readMaybeGzip(path);
-  if (bytes.empty() || bytes.size() % (kCifarImage + 1) != 0)
-    fail(SBP_ERROR_CORRUPT_FILE,
-         "'{}' is not a CIFAR-10 batch: {} bytes is not a multiple of the 3073-byte record", path,
-         bytes.size());
-  for (size_t at = 0; at < bytes.size(); at += kCifarImage + 1) {
-    if (bytes[at] > 9)
+  GzipReader in(path);
+  std::vector<uint8_t> record(kCifarImage + 1);
+  int64_t records = 0;
+  for (;; ++records) {
+    size_t got = in.read(record.data(), record.size());
+    if (got == 0)
+      break;
+    if (got < record.size())
+      fail(SBP_ERROR_CORRUPT_FILE,
+           "'{}' is not a CIFAR-10 batch: {} bytes is not a multiple of the 3073-byte record",
+           path, uint64_t(records) * record.size() + got);
+    if (record[0] > 9)
       fail(SBP_ERROR_CORRUPT_FILE, "'{}': label {} of record {} is not a CIFAR-10 class", path,
-           bytes[at], at / (kCifarImage + 1));
-    split.labels.push_back(bytes[at]);
-    split.pixels.insert(split.pixels.end(), bytes.begin() + long(at) + 1,
-                        bytes.begin() + long(at) + 1 + kCifarImage);
+           record[0], records);
+    split.labels.push_back(record[0]);
+    split.pixels.insert(split.pixels.end(), record.begin() + 1, record.end());
   }
+  in.close();
+  if (records == 0)
+    fail(SBP_ERROR_CORRUPT_FILE, "'{}' is not a CIFAR-10 batch: it is empty", path);
 }
 
 std::unique_ptr<Dataset> openCifar(const std::string &dir) {
@@ -130,24 +139,61 @@ std::unique_ptr<Dataset> openCifar(const std::string &dir) {
 
 } // namespace
 
-std::vector<uint8_t> readMaybeGzip(const std::string &path, uint64_t max_bytes) {
-  gzFile file = gzopen(path.c_str(), "rb");
-  if (!file)
-    fail(errno == ENOENT ? SBP_ERROR_NOT_FOUND : SBP_ERROR_IO, "cannot open '{}': {}", path,
+GzipReader::GzipReader(std::string path) : path_(std::move(path)) {
+  file_ = gzopen(path_.c_str(), "rb");
+  if (!file_)
+    fail(errno == ENOENT ? SBP_ERROR_NOT_FOUND : SBP_ERROR_IO, "cannot open '{}': {}", path_,
          std::strerror(errno));
+}
+
+GzipReader::~GzipReader() {
+  if (file_)
+    gzclose(static_cast<gzFile>(file_));
+}
+
+void GzipReader::close() {
+  int closed = gzclose(static_cast<gzFile>(file_));
+  file_ = nullptr;
+  if (closed != Z_OK)
+    fail(SBP_ERROR_CORRUPT_FILE, "'{}' is corrupt or truncated: unexpected end of the compressed "
+         "stream", path_);
+}
+
+size_t GzipReader::read(void *dst, size_t bytes) {
+  auto file = static_cast<gzFile>(file_);
+  size_t total = 0;
+  while (total < bytes) {
+    unsigned want = unsigned(std::min<size_t>(bytes - total, 1u << 30));
+    int got = gzread(file, static_cast<char *>(dst) + total, want);
+    if (got < 0) {
+      int err = Z_OK;
+      fail(SBP_ERROR_CORRUPT_FILE, "'{}' is corrupt or truncated: {}", path_, gzerror(file, &err));
+    }
+    if (got == 0)
+      break;
+    total += size_t(got);
+  }
+  // zlib reports a stream cut inside a gzip member as a plain end of file.
+  if (total < bytes && !gzdirect(file)) {
+    int err = Z_OK;
+    const char *what = gzerror(file, &err);
+    if (err != Z_OK && err != Z_STREAM_END)
+      fail(SBP_ERROR_CORRUPT_FILE, "'{}' is corrupt or truncated: {}", path_, what);
+  }
+  return total;
+}
+
+std::vector<uint8_t> readMaybeGzip(const std::string &path, uint64_t max_bytes) {
+  GzipReader in(path);
   std::vector<uint8_t> bytes;
   std::vector<uint8_t> chunk(1 << 20);
-  int got = 0;
-  while (bytes.size() < max_bytes &&
-         (got = gzread(file, chunk.data(),
-                       unsigned(std::min<uint64_t>(chunk.size(), max_bytes - bytes.size())))) > 0)
-    bytes.insert(bytes.end(), chunk.begin(), chunk.begin() + got);
-  int err = Z_OK;
-  std::string what = got < 0 ? gzerror(file, &err) : "";
-  int closed = gzclose(file);
-  if (got < 0 || closed != Z_OK)
-    fail(SBP_ERROR_CORRUPT_FILE, "'{}' is corrupt or truncated: {}", path,
-         what.empty() ? "unexpected end of the compressed stream" : what);
+  while (bytes.size() < max_bytes) {
+    size_t got = in.read(chunk.data(), size_t(std::min<uint64_t>(chunk.size(), max_bytes - bytes.size())));
+    bytes.insert(bytes.end(), chunk.begin(), chunk.begin() + long(got));
+    if (got == 0)
+      break;
+  }
+  in.close();
   return bytes;
 }
 

@@ -71,6 +71,27 @@ private:
   } shuffle_;
 };
 
+// A file read through zlib: gzip is inflated, a plain file read as it is.
+class GzipReader {
+public:
+  // Throws SBP_ERROR_NOT_FOUND or SBP_ERROR_IO.
+  explicit GzipReader(std::string path);
+  ~GzipReader();
+  GzipReader(const GzipReader &) = delete;
+  GzipReader &operator=(const GzipReader &) = delete;
+
+  // Reads up to `bytes`; fewer only at the end of the file. Throws
+  // SBP_ERROR_CORRUPT_FILE on a damaged stream.
+  size_t read(void *dst, size_t bytes);
+  // Closes the file; throws SBP_ERROR_CORRUPT_FILE when the gzip stream ended
+  // early (zlib tells only then).
+  void close();
+
+private:
+  std::string path_;
+  void *file_ = nullptr; // gzFile
+};
+
 // Reads a file, at most max_bytes of it, gunzipping it when it is gzip (zlib
 // reads plain files through the same calls). Throws SBP_ERROR_CORRUPT_FILE on a
 // damaged stream.

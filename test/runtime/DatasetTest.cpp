@@ -212,6 +212,31 @@ TEST(Dataset, IdxFilesAreReadNoFurtherThanTheirHeaderSays) {
   EXPECT_EQ(idxFileBytes(dir.file("train-images-idx3-ubyte"), 3), 16u + 10 * 2 * 3);
 }
 
+// A CIFAR file is checked record by record as it is read: garbage fails at
+// its first bad label, not after the whole file is in memory.
+TEST(Dataset, CifarRecordsAreCheckedAsTheyAreRead) {
+  TempDir dir;
+  const std::string record(3073, '\x01');
+  for (int k = 1; k <= 5; ++k)
+    writeFile(dir.file("data_batch_" + std::to_string(k) + ".bin"), record + record);
+  writeFile(dir.file("test_batch.bin"), record);
+  EXPECT_EQ(openStatus(dir.path()).first, SBP_OK) << openStatus(dir.path()).second;
+  writeGzip(dir.file("data_batch_3.bin"), record + "\x0c" + std::string(8 << 20, '\x0c'));
+  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE,
+                  "data_batch_3.bin': label 12 of record 1 is not a CIFAR-10 class");
+  writeFile(dir.file("data_batch_3.bin"), record + record.substr(0, 100));
+  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE,
+                  "3173 bytes is not a multiple of the 3073-byte record");
+  writeFile(dir.file("data_batch_3.bin"), "");
+  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE, "data_batch_3.bin' is not a CIFAR-10 batch: it is empty");
+  writeFile(dir.file("data_batch_3.bin"), record);
+  std::string gz;
+  writeGzip(dir.file("test_batch.bin"), record + record);
+  gz = sbp::test::readFile(dir.file("test_batch.bin"));
+  writeFile(dir.file("test_batch.bin"), gz.substr(0, gz.size() - 10));
+  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE, "test_batch.bin' is corrupt or truncated");
+}
+
 TEST(Dataset, TruncatedGzipIsCorrupt) {
   TempDir dir;
   writeTinyIdx(dir);
