@@ -11,7 +11,8 @@ namespace sbp::rt {
 
 class AtomicFile {
 public:
-  // Creates the temporary file; throws SBP_ERROR_IO (SBP_ERROR_NOT_FOUND when
+  // Removes temporary files of `path` left by dead processes (killed during a
+  // save), then creates its own; throws SBP_ERROR_IO (SBP_ERROR_NOT_FOUND when
   // the directory does not exist).
   explicit AtomicFile(std::string path);
   // Without commit() the temporary file is removed: a failed save leaves the

@@ -80,6 +80,21 @@ template <typename Int> Int metaNumber(const SafeTensorsReader &file, const std:
   return value;
 }
 
+// The file's "abi" metadata must be this runtime's ABI version; files without
+// one (written by PyTorch's safetensors) pass when `required` is false.
+void checkAbi(const SafeTensorsReader &file, bool required) {
+  std::string abi = file.meta("abi");
+  if (abi.empty() && !required)
+    return;
+  if (abi.empty())
+    fail(SBP_ERROR_CORRUPT_FILE, "checkpoint '{}' has no \"abi\" in its metadata", file.path());
+  if (abi != std::to_string(SBP_ABI_VERSION))
+    fail(SBP_ERROR_ABI_MISMATCH,
+         "'{}' was written for ABI version {}, this runtime implements ABI version {}; "
+         "its masks and state may mean something else here",
+         file.path(), abi, SBP_ABI_VERSION);
+}
+
 } // namespace
 
 void saveParams(const Trainer &trainer, const std::string &path) {
@@ -91,6 +106,7 @@ void saveParams(const Trainer &trainer, const std::string &path) {
 void loadParams(Trainer &trainer, const std::string &path) {
   const sbp_model_desc &d = trainer.desc();
   SafeTensorsReader file(path);
+  checkAbi(file, false);
   std::set<std::string> names;
   for (int32_t i = 0; i < d.num_params; ++i)
     names.insert(d.params[i].name);
@@ -128,6 +144,7 @@ void loadCheckpoint(Trainer &trainer, const std::string &path) {
          "'{}' is not an sbp checkpoint (its metadata has no format \"sbp-checkpoint\"); load "
          "parameter files with load_params",
          path);
+  checkAbi(file, true);
   if (file.meta("model") != d.model_name)
     fail(SBP_ERROR_INVALID_ARGUMENT, "checkpoint '{}' is for model '{}', this trainer is '{}'",
          path, file.meta("model"), d.model_name);

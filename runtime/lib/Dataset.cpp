@@ -15,14 +15,15 @@
 namespace sbp::rt {
 namespace {
 
+// True for a regular file, false when nothing is there; anything else (a
+// FIFO would block the read, a directory fail obscurely) is an error.
 bool isFile(const std::string &path) {
   struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-bool isDirectory(const std::string &path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+  if (::stat(path.c_str(), &st) != 0)
+    return false;
+  if (!S_ISREG(st.st_mode))
+    fail(SBP_ERROR_INVALID_ARGUMENT, "dataset file '{}' is not a regular file", path);
+  return true;
 }
 
 // `base` or `base.gz` in dir, or "" when neither exists.
@@ -37,6 +38,31 @@ uint32_t bigEndian32(const uint8_t *p) {
   return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | uint32_t(p[3]);
 }
 
+} // namespace
+
+uint64_t idxFileBytes(const std::string &path, int rank) {
+  const size_t header = 4 + 4 * size_t(rank);
+  std::vector<uint8_t> head = readMaybeGzip(path, header);
+  if (head.size() < header || bigEndian32(head.data()) != (0x0800u | uint32_t(rank)))
+    return header; // parseIdx says what is wrong
+  uint64_t bytes = 1;
+  for (int d = 0; d < rank; ++d) {
+    uint64_t dim = bigEndian32(head.data() + 4 + 4 * d);
+    bytes = dim != 0 && bytes > (UINT64_MAX - header - 1) / dim ? UINT64_MAX - header - 1
+                                                                : bytes * dim;
+  }
+  return header + bytes;
+}
+
+namespace {
+
+// Reads no more of the file than its header asks for (and one byte to see
+// there is no more): a small .gz that inflates to gigabytes, a stray huge
+// file, fails after that many bytes instead of filling the memory first.
+std::vector<int64_t> readIdx(const std::string &path, int rank, std::vector<uint8_t> &data) {
+  return parseIdx(readMaybeGzip(path, idxFileBytes(path, rank) + 1), rank, path, data);
+}
+
 ImageSplit readIdxSplit(const std::string &dir, const std::string &prefix,
                         std::array<int32_t, 2> &hw) {
   std::string images_path = findMaybeGzip(dir, prefix + "-images-idx3-ubyte");
@@ -45,9 +71,9 @@ ImageSplit readIdxSplit(const std::string &dir, const std::string &prefix,
     fail(SBP_ERROR_NOT_FOUND, "dataset '{}' lacks {}-{}-idx{}-ubyte[.gz]", dir, prefix,
          images_path.empty() ? "images" : "labels", images_path.empty() ? 3 : 1);
   ImageSplit split;
-  std::vector<int64_t> dims = parseIdx(readMaybeGzip(images_path), 3, images_path, split.pixels);
+  std::vector<int64_t> dims = readIdx(images_path, 3, split.pixels);
   std::vector<uint8_t> labels;
-  std::vector<int64_t> label_dims = parseIdx(readMaybeGzip(labels_path), 1, labels_path, labels);
+  std::vector<int64_t> label_dims = readIdx(labels_path, 1, labels);
   if (label_dims[0] != dims[0])
     fail(SBP_ERROR_CORRUPT_FILE, "'{}' has {} labels but '{}' has {} images", labels_path,
          label_dims[0], images_path, dims[0]);
@@ -72,20 +98,29 @@ std::unique_ptr<Dataset> openIdx(const std::string &dir) {
 // CIFAR-10 binary: records of 1 label byte + 3x32x32 channel-major bytes.
 constexpr int64_t kCifarImage = 3 * 32 * 32;
 
+// Record by record, checking each label as it arrives: a file that is not a
+// CIFAR batch fails at its first record, not after all of it is in memory.
 void appendCifarFile(const std::string &path, ImageSplit &split) {
-  std::vector<uint8_t> bytes = readMaybeGzip(path);
-  if (bytes.empty() || bytes.size() % (kCifarImage + 1) != 0)
-    fail(SBP_ERROR_CORRUPT_FILE,
-         "'{}' is not a CIFAR-10 batch: {} bytes is not a multiple of the 3073-byte record", path,
-         bytes.size());
-  for (size_t at = 0; at < bytes.size(); at += kCifarImage + 1) {
-    if (bytes[at] > 9)
+  GzipReader in(path);
+  std::vector<uint8_t> record(kCifarImage + 1);
+  int64_t records = 0;
+  for (;; ++records) {
+    size_t got = in.read(record.data(), record.size());
+    if (got == 0)
+      break;
+    if (got < record.size())
+      fail(SBP_ERROR_CORRUPT_FILE,
+           "'{}' is not a CIFAR-10 batch: {} bytes is not a multiple of the 3073-byte record",
+           path, uint64_t(records) * record.size() + got);
+    if (record[0] > 9)
       fail(SBP_ERROR_CORRUPT_FILE, "'{}': label {} of record {} is not a CIFAR-10 class", path,
-           bytes[at], at / (kCifarImage + 1));
-    split.labels.push_back(bytes[at]);
-    split.pixels.insert(split.pixels.end(), bytes.begin() + long(at) + 1,
-                        bytes.begin() + long(at) + 1 + kCifarImage);
+           record[0], records);
+    split.labels.push_back(record[0]);
+    split.pixels.insert(split.pixels.end(), record.begin() + 1, record.end());
   }
+  in.close();
+  if (records == 0)
+    fail(SBP_ERROR_CORRUPT_FILE, "'{}' is not a CIFAR-10 batch: it is empty", path);
 }
 
 std::unique_ptr<Dataset> openCifar(const std::string &dir) {
@@ -104,22 +139,61 @@ std::unique_ptr<Dataset> openCifar(const std::string &dir) {
 
 } // namespace
 
-std::vector<uint8_t> readMaybeGzip(const std::string &path) {
-  gzFile file = gzopen(path.c_str(), "rb");
-  if (!file)
-    fail(errno == ENOENT ? SBP_ERROR_NOT_FOUND : SBP_ERROR_IO, "cannot open '{}': {}", path,
+GzipReader::GzipReader(std::string path) : path_(std::move(path)) {
+  file_ = gzopen(path_.c_str(), "rb");
+  if (!file_)
+    fail(errno == ENOENT ? SBP_ERROR_NOT_FOUND : SBP_ERROR_IO, "cannot open '{}': {}", path_,
          std::strerror(errno));
+}
+
+GzipReader::~GzipReader() {
+  if (file_)
+    gzclose(static_cast<gzFile>(file_));
+}
+
+void GzipReader::close() {
+  int closed = gzclose(static_cast<gzFile>(file_));
+  file_ = nullptr;
+  if (closed != Z_OK)
+    fail(SBP_ERROR_CORRUPT_FILE, "'{}' is corrupt or truncated: unexpected end of the compressed "
+         "stream", path_);
+}
+
+size_t GzipReader::read(void *dst, size_t bytes) {
+  auto file = static_cast<gzFile>(file_);
+  size_t total = 0;
+  while (total < bytes) {
+    unsigned want = unsigned(std::min<size_t>(bytes - total, 1u << 30));
+    int got = gzread(file, static_cast<char *>(dst) + total, want);
+    if (got < 0) {
+      int err = Z_OK;
+      fail(SBP_ERROR_CORRUPT_FILE, "'{}' is corrupt or truncated: {}", path_, gzerror(file, &err));
+    }
+    if (got == 0)
+      break;
+    total += size_t(got);
+  }
+  // zlib reports a stream cut inside a gzip member as a plain end of file.
+  if (total < bytes && !gzdirect(file)) {
+    int err = Z_OK;
+    const char *what = gzerror(file, &err);
+    if (err != Z_OK && err != Z_STREAM_END)
+      fail(SBP_ERROR_CORRUPT_FILE, "'{}' is corrupt or truncated: {}", path_, what);
+  }
+  return total;
+}
+
+std::vector<uint8_t> readMaybeGzip(const std::string &path, uint64_t max_bytes) {
+  GzipReader in(path);
   std::vector<uint8_t> bytes;
   std::vector<uint8_t> chunk(1 << 20);
-  int got = 0;
-  while ((got = gzread(file, chunk.data(), unsigned(chunk.size()))) > 0)
-    bytes.insert(bytes.end(), chunk.begin(), chunk.begin() + got);
-  int err = Z_OK;
-  std::string what = got < 0 ? gzerror(file, &err) : "";
-  int closed = gzclose(file);
-  if (got < 0 || closed != Z_OK)
-    fail(SBP_ERROR_CORRUPT_FILE, "'{}' is corrupt or truncated: {}", path,
-         what.empty() ? "unexpected end of the compressed stream" : what);
+  while (bytes.size() < max_bytes) {
+    size_t got = in.read(chunk.data(), size_t(std::min<uint64_t>(chunk.size(), max_bytes - bytes.size())));
+    bytes.insert(bytes.end(), chunk.begin(), chunk.begin() + long(got));
+    if (got == 0)
+      break;
+  }
+  in.close();
   return bytes;
 }
 
@@ -143,17 +217,26 @@ std::vector<int64_t> parseIdx(std::vector<uint8_t> bytes, int rank, const std::s
            "the file's {} bytes", path, available);
     payload *= dim;
   }
+  if (available > payload)
+    fail(SBP_ERROR_CORRUPT_FILE, "'{}' holds more than the {} bytes of data its IDX header "
+         "promises", path, payload);
   if (available != payload)
-    fail(SBP_ERROR_CORRUPT_FILE, "'{}' is truncated or padded: its header promises {} bytes of data, "
-         "the file holds {}", path, payload, bytes.size() - header);
+    fail(SBP_ERROR_CORRUPT_FILE, "'{}' is truncated: its header promises {} bytes of data, "
+         "the file holds {}", path, payload, available);
   bytes.erase(bytes.begin(), bytes.begin() + long(header));
   data = std::move(bytes);
   return dims;
 }
 
 std::unique_ptr<Dataset> Dataset::open(const std::string &directory) {
-  if (!isDirectory(directory))
+  struct stat st {};
+  if (::stat(directory.c_str(), &st) != 0)
     fail(SBP_ERROR_NOT_FOUND, "dataset directory '{}' does not exist", directory);
+  if (!S_ISDIR(st.st_mode))
+    fail(SBP_ERROR_INVALID_ARGUMENT,
+         "dataset '{}' is not a directory: give the directory that holds the dataset's files "
+         "(train-images-idx3-ubyte[.gz], ... or data_batch_1.bin, ...)",
+         directory);
   if (!findMaybeGzip(directory, "train-images-idx3-ubyte").empty())
     return openIdx(directory);
   if (isFile(directory + "/data_batch_1.bin"))

@@ -71,9 +71,36 @@ private:
   } shuffle_;
 };
 
-// Reads a whole file, gunzipping it when it is gzip (zlib reads plain files
-// through the same calls). Throws SBP_ERROR_CORRUPT_FILE on a damaged stream.
-std::vector<uint8_t> readMaybeGzip(const std::string &path);
+// A file read through zlib: gzip is inflated, a plain file read as it is.
+class GzipReader {
+public:
+  // Throws SBP_ERROR_NOT_FOUND or SBP_ERROR_IO.
+  explicit GzipReader(std::string path);
+  ~GzipReader();
+  GzipReader(const GzipReader &) = delete;
+  GzipReader &operator=(const GzipReader &) = delete;
+
+  // Reads up to `bytes`; fewer only at the end of the file. Throws
+  // SBP_ERROR_CORRUPT_FILE on a damaged stream.
+  size_t read(void *dst, size_t bytes);
+  // Closes the file; throws SBP_ERROR_CORRUPT_FILE when the gzip stream ended
+  // early (zlib tells only then).
+  void close();
+
+private:
+  std::string path_;
+  void *file_ = nullptr; // gzFile
+};
+
+// Reads a file, at most max_bytes of it, gunzipping it when it is gzip (zlib
+// reads plain files through the same calls). Throws SBP_ERROR_CORRUPT_FILE on a
+// damaged stream.
+std::vector<uint8_t> readMaybeGzip(const std::string &path, uint64_t max_bytes = UINT64_MAX);
+
+// The bytes an IDX file of `rank` dimensions holds by its header (saturating at
+// UINT64_MAX); the header's size alone when the header is cut off or of another
+// kind. Reading stops there, however large the file or its gzip stream.
+uint64_t idxFileBytes(const std::string &path, int rank);
 
 // Parses IDX bytes: unsigned-byte data with `rank` dimensions; returns the
 // dimensions and moves the payload into data.

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <fmt/format.h>
+#include <unordered_set>
 
 namespace sbp::rt {
 namespace {
@@ -16,15 +17,27 @@ public:
 
   JsonValue document() {
     JsonValue v = value(0);
-    skipSpace();
-    if (pos_ != s_.size())
-      error("unexpected text after the JSON value");
+    end();
     return v;
+  }
+
+  // The root object's members, each handed to visit as soon as it is read.
+  void documentMembers(const JsonMemberVisitor &visit) {
+    if (peek() != '{')
+      error("the document is not a JSON object");
+    members(0, [&](std::string key, JsonValue value) { visit(std::move(key), std::move(value)); });
+    end();
   }
 
 private:
   [[noreturn]] void error(const std::string &what) const {
     throw JsonError(fmt::format("{} at byte {}", what, pos_));
+  }
+
+  void end() {
+    skipSpace();
+    if (pos_ != s_.size())
+      error("unexpected text after the JSON value");
   }
 
   void skipSpace() {
@@ -84,25 +97,36 @@ private:
   JsonValue object(int depth) {
     JsonValue v;
     v.kind = JsonValue::Kind::Object;
+    members(depth, [&](std::string key, JsonValue value) {
+      v.members.emplace_back(std::move(key), std::move(value));
+    });
+    return v;
+  }
+
+  // Reads "{...}", calling add(key, value) per member in file order.
+  template <typename Add> void members(int depth, Add &&add) {
     expect('{');
     if (peek() == '}') {
       ++pos_;
-      return v;
+      return;
     }
+    // A hash set, not a search of the members so far: a header of n tensors
+    // must parse in O(n), not O(n^2).
+    std::unordered_set<std::string> keys;
     for (;;) {
       if (peek() != '"')
         error("expected a string key");
       std::string key = string();
-      if (v.find(key))
+      if (!keys.insert(key).second)
         error(fmt::format("duplicate key \"{}\"", key));
       expect(':');
-      v.members.emplace_back(std::move(key), value(depth + 1));
+      add(std::move(key), value(depth + 1));
       if (peek() == ',') {
         ++pos_;
         continue;
       }
       expect('}');
-      return v;
+      return;
     }
   }
 
@@ -263,6 +287,10 @@ std::optional<int64_t> JsonValue::asInt() const {
 }
 
 JsonValue parseJson(std::string_view text) { return Parser(text).document(); }
+
+void parseJsonObjectMembers(std::string_view text, const JsonMemberVisitor &visit) {
+  Parser(text).documentMembers(visit);
+}
 
 std::string jsonQuote(std::string_view s) {
   std::string out = "\"";

@@ -6,6 +6,7 @@
 #define SBP_RUNTIME_JSON_H
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -39,6 +40,14 @@ struct JsonValue {
 
 // Parses a complete document; throws JsonError with the byte offset.
 JsonValue parseJson(std::string_view text);
+
+using JsonMemberVisitor = std::function<void(std::string key, JsonValue value)>;
+
+// Parses a complete document whose root is an object, handing each member to
+// visit as soon as it is read: a safetensors header of a million tensors is
+// never held as one tree (about 1 KB per tensor). Throws JsonError, also when
+// the root is not an object.
+void parseJsonObjectMembers(std::string_view text, const JsonMemberVisitor &visit);
 
 // `s` as a JSON string literal, quotes included.
 std::string jsonQuote(std::string_view s);

@@ -117,7 +117,8 @@ std::string shapeString(const Shape &shape) {
 }
 
 SafeTensorsReader::SafeTensorsReader(std::string path) : path_(std::move(path)) {
-  fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; fstat refuses it below.
+  fd_ = ::open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd_ < 0) {
     int err = errno;
     fail(err == ENOENT ? SBP_ERROR_NOT_FOUND : SBP_ERROR_IO, "cannot open '{}': {}", path_,
@@ -125,8 +126,10 @@ SafeTensorsReader::SafeTensorsReader(std::string path) : path_(std::move(path)) 
   }
   try {
     struct stat st {};
-    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode))
-      fail(SBP_ERROR_IO, "'{}' is not a regular file", path_);
+    if (::fstat(fd_, &st) != 0)
+      fail(SBP_ERROR_IO, "cannot stat '{}': {}", path_, std::strerror(errno));
+    if (!S_ISREG(st.st_mode))
+      fail(SBP_ERROR_INVALID_ARGUMENT, "'{}' is not a regular file", path_);
     uint64_t file_size = uint64_t(st.st_size);
     if (file_size < 8)
       fail(SBP_ERROR_CORRUPT_FILE,
@@ -156,18 +159,13 @@ SafeTensorsReader::~SafeTensorsReader() {
 }
 
 void SafeTensorsReader::parseHeader(const std::string &header, uint64_t data_bytes) {
-  JsonValue root;
-  try {
-    root = parseJson(header);
-  } catch (const JsonError &e) {
-    fail(SBP_ERROR_CORRUPT_FILE, "'{}': bad safetensors header: {}", path_, e.what());
-  }
-  if (!root.isObject())
-    fail(SBP_ERROR_CORRUPT_FILE, "'{}': the safetensors header is not a JSON object", path_);
-  for (const auto &[name, value] : root.members) {
+  // Entry by entry, as the parser reads them: the tree of a large header would
+  // take ten times its size in memory.
+  auto visit = [&](std::string name, JsonValue value) {
     if (name != "__metadata__") {
+      index_.emplace(name, tensors_.size());
       tensors_.push_back(parseEntry(name, value, path_, data_bytes));
-      continue;
+      return;
     }
     if (!value.isObject())
       fail(SBP_ERROR_CORRUPT_FILE, "'{}': __metadata__ is not an object", path_);
@@ -176,24 +174,45 @@ void SafeTensorsReader::parseHeader(const std::string &header, uint64_t data_byt
         fail(SBP_ERROR_CORRUPT_FILE, "'{}': __metadata__ value '{}' is not a string", path_, key);
       metadata_[key] = text.text;
     }
+  };
+  try {
+    parseJsonObjectMembers(header, visit);
+  } catch (const JsonError &e) {
+    fail(SBP_ERROR_CORRUPT_FILE, "'{}': bad safetensors header: {}", path_, e.what());
   }
-  // Tensors must not share bytes.
+  checkDataLayout(data_bytes);
+}
+
+// A header length off by a few bytes (its JSON still parses when the cut falls
+// in the padding) shifts every tensor: only an exact tiling catches it.
+void SafeTensorsReader::checkDataLayout(uint64_t data_bytes) const {
   std::vector<const TensorEntry *> order;
   for (const TensorEntry &t : tensors_)
     order.push_back(&t);
-  std::sort(order.begin(), order.end(),
-            [](const TensorEntry *a, const TensorEntry *b) { return a->begin < b->begin; });
-  for (size_t k = 1; k < order.size(); ++k)
-    if (order[k]->begin < order[k - 1]->end)
+  std::sort(order.begin(), order.end(), [](const TensorEntry *a, const TensorEntry *b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  uint64_t covered = 0;
+  for (size_t k = 0; k < order.size(); ++k) {
+    if (order[k]->begin < covered)
       fail(SBP_ERROR_CORRUPT_FILE, "'{}': tensors '{}' and '{}' overlap", path_,
            order[k - 1]->name, order[k]->name);
+    if (order[k]->begin > covered)
+      fail(SBP_ERROR_CORRUPT_FILE,
+           "'{}': bytes [{}, {}) of the data section belong to no tensor (before tensor '{}')",
+           path_, covered, order[k]->begin, order[k]->name);
+    covered = order[k]->end;
+  }
+  if (covered != data_bytes)
+    fail(SBP_ERROR_CORRUPT_FILE,
+         "'{}': {} bytes follow the last tensor's data (the data section is {} bytes, the "
+         "tensors cover {}): the header length or the file is wrong",
+         path_, data_bytes - covered, data_bytes, covered);
 }
 
 const TensorEntry *SafeTensorsReader::find(const std::string &name) const {
-  for (const TensorEntry &t : tensors_)
-    if (t.name == name)
-      return &t;
-  return nullptr;
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
 std::string SafeTensorsReader::meta(const std::string &key) const {

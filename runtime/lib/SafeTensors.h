@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace sbp::rt {
@@ -29,6 +30,8 @@ struct TensorEntry {
 class SafeTensorsReader {
 public:
   // Opens and validates the header and every entry; reads no tensor data.
+  // The tensors must tile the data section exactly, as the reference
+  // implementation requires: no gap, no overlap, no byte after the last one.
   explicit SafeTensorsReader(std::string path);
   ~SafeTensorsReader();
   SafeTensorsReader(const SafeTensorsReader &) = delete;
@@ -48,11 +51,13 @@ public:
 
 private:
   void parseHeader(const std::string &header, uint64_t data_bytes);
+  void checkDataLayout(uint64_t data_bytes) const;
 
   std::string path_;
   int fd_ = -1;
   uint64_t data_start_ = 0;
   std::vector<TensorEntry> tensors_;
+  std::unordered_map<std::string, size_t> index_; // name -> tensors_ position
   std::map<std::string, std::string> metadata_;
 };
 

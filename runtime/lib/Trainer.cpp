@@ -10,11 +10,18 @@
 namespace sbp::rt {
 namespace {
 
-// The model's optimizer with the options' non-negative values on top.
+// More would only oversubscribe any machine this runs on, and OpenMP aborts the
+// process when it cannot create the threads it was asked for.
+constexpr int32_t kMaxThreads = 1024;
+
+// The model's optimizer with the options' values on top. Exactly -1 (what
+// sbp_trainer_options_init sets) keeps the model's value; any other value,
+// negative ones included, is taken and then validated: a negative learning rate
+// must be an error, not silently the model's.
 OptimizerConfig withOverrides(const sbp_optimizer_desc &model, const sbp_trainer_options &o) {
   OptimizerConfig c = OptimizerConfig::from(model);
   auto take = [](float &field, float value) {
-    if (value >= 0.0f || std::isnan(value)) // NaN is not "negative": let validate() reject it
+    if (value != -1.0f)
       field = value;
   };
   take(c.lr, o.lr);
@@ -23,7 +30,7 @@ OptimizerConfig withOverrides(const sbp_optimizer_desc &model, const sbp_trainer
   take(c.beta1, o.beta1);
   take(c.beta2, o.beta2);
   take(c.eps, o.eps);
-  if (o.nesterov >= 0)
+  if (o.nesterov != -1)
     c.nesterov = o.nesterov;
   return c;
 }
@@ -42,8 +49,9 @@ Trainer::Trainer(const std::string &library_path, const sbp_trainer_options &opt
       backend_(makeBackend(desc().target, options.device)),
       optimizer_(withOverrides(desc().optimizer, options)), seed_(options.seed),
       num_threads_(options.num_threads), masks_(maskSpecs(desc())) {
-  if (num_threads_ < 0)
-    fail(SBP_ERROR_INVALID_ARGUMENT, "num_threads {} must be >= 0", num_threads_);
+  if (num_threads_ < 0 || num_threads_ > kMaxThreads)
+    fail(SBP_ERROR_INVALID_ARGUMENT, "num_threads {} must be in [0, {}] (0: OpenMP's default)",
+         num_threads_, kMaxThreads);
   optimizer_.validate();
   const sbp_model_desc &d = desc();
   const size_t param_bytes = size_t(d.param_elements) * sizeof(float);

@@ -1,6 +1,7 @@
 // TrainerLibrary.cpp - dlopen, the ABI handshake and model-description checks.
 #include "TrainerLibrary.h"
 
+#include "ElfFile.h"
 #include "Error.h"
 #include "Masks.h"
 
@@ -114,6 +115,10 @@ TrainerLibrary::TrainerLibrary(const std::string &path) : path_(path) {
   struct stat st {};
   if (path.empty() || ::stat(path.c_str(), &st) != 0)
     fail(SBP_ERROR_NOT_FOUND, "trainer library '{}' does not exist", path);
+  // dlopen would block on a FIFO and map a device; a directory gives a vague error.
+  if (!S_ISREG(st.st_mode))
+    fail(SBP_ERROR_INVALID_ARGUMENT, "trainer library '{}' is not a regular file", path);
+  checkElfSharedLibrary(path);
   // A bare name would make dlopen search the library path: always mean the file.
   std::string file = path.find('/') == std::string::npos ? "./" + path : path;
   // RTLD_NODELETE: a trainer stays mapped after its last release. Unloading a

@@ -11,9 +11,11 @@ namespace sbp::rt {
 
 class TrainerLibrary {
 public:
-  // dlopen()s path (RTLD_NOW | RTLD_LOCAL), calls its SBP_TRAINER_ENTRY with
-  // this runtime's ABI version and validates the description. Throws
-  // SBP_ERROR_NOT_FOUND, SBP_ERROR_ABI_MISMATCH or SBP_ERROR_INVALID_ARGUMENT.
+  // Checks path is a regular file and a sane ELF shared library of its size
+  // (ElfFile.h), dlopen()s it (RTLD_NOW | RTLD_LOCAL), calls its
+  // SBP_TRAINER_ENTRY with this runtime's ABI version and validates the
+  // description. Throws SBP_ERROR_NOT_FOUND, SBP_ERROR_CORRUPT_FILE,
+  // SBP_ERROR_ABI_MISMATCH or SBP_ERROR_INVALID_ARGUMENT.
   explicit TrainerLibrary(const std::string &path);
   ~TrainerLibrary();
   TrainerLibrary(const TrainerLibrary &) = delete;

@@ -1,14 +1,38 @@
 // KeepIndicesFile.cpp - parsing keep-index text files.
 #include "KeepIndicesFile.h"
 
+#include "Paths.h"
+
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
 namespace sbp::train {
+
+namespace {
+
+// `word` as it can be shown in a message: control and non-ASCII bytes as \xNN
+// (a NUL would end the message), and at most 32 bytes of it.
+std::string printable(const std::string &word) {
+  std::string out;
+  for (size_t k = 0; k < word.size() && k < 32; ++k) {
+    unsigned char c = static_cast<unsigned char>(word[k]);
+    if (c < 0x20 || c >= 0x7f) {
+      char hex[5];
+      std::snprintf(hex, sizeof(hex), "\\x%02x", c);
+      out += hex;
+    } else {
+      out += char(c);
+    }
+  }
+  return word.size() > 32 ? out + "..." : out;
+}
+
+} // namespace
 
 std::vector<std::vector<int32_t>> parseKeepIndices(const std::string &text,
                                                    const std::string &source) {
@@ -31,8 +55,8 @@ std::vector<std::vector<int32_t>> parseKeepIndices(const std::string &text,
       int32_t value = 0;
       auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), value);
       if (ec != std::errc() || end != word.data() + word.size())
-        throw std::runtime_error(source + ":" + std::to_string(number) + ": '" + word +
-                                 "' is not a token index");
+        throw std::runtime_error(source + ":" + std::to_string(number) + ": '" +
+                                 printable(word) + "' is not a token index");
       values.push_back(value);
     }
     if (!values.empty() || none)
@@ -44,6 +68,11 @@ std::vector<std::vector<int32_t>> parseKeepIndices(const std::string &text,
 }
 
 std::vector<std::vector<int32_t>> readKeepIndicesFile(const std::string &path) {
+  // A directory opened as a stream reads as empty ("no keep indices"); a FIFO blocks.
+  std::string kind = nonRegularKind(path);
+  if (!kind.empty())
+    throw std::runtime_error("keep-index file '" + path + "' is " + kind +
+                             ", not a regular file");
   std::ifstream file(path);
   if (!file)
     throw std::runtime_error("cannot read keep-index file '" + path + "': " +

@@ -4,7 +4,9 @@
 //
 // Exit status: 0 on success, 1 on any error (message "sbp-train: error: ..."
 // on stderr), 2 for a bad command line. See docs/sbp-train.md.
+#include "CsvLog.h"
 #include "KeepIndicesFile.h"
+#include "Paths.h"
 #include "Progress.h"
 #include "Schedule.h"
 
@@ -15,13 +17,16 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <typeinfo>
 #include <unistd.h>
 #include <vector>
 
@@ -31,6 +36,7 @@ using namespace sbp::train;
 namespace {
 
 constexpr int64_t kTrainAccImages = 10000; // train-acc is measured on this many images
+constexpr int32_t kMaxThreads = 1024;       // the runtime's limit (sbp_trainer_options)
 
 // A command-line mistake: exit status 2.
 class UsageError : public std::runtime_error {
@@ -65,7 +71,7 @@ po::options_description describeOptions(Options &o) {
       ("schedule", po::value(&o.schedule), "learning-rate schedule: cosine (default) | constant")
       ("warmup-steps", po::value<int64_t>(), "linear warm-up steps (default: 5% of the run, "
                                              "at most 500, for cosine; 0 for constant)")
-      ("seed", po::value<uint64_t>(), "seed of initialisation, masks and shuffling (default 0)")
+      ("seed", po::value<std::string>(), "seed of initialisation, masks and shuffling (default 0)")
       ("threads", po::value(&o.threads), "CPU threads (default: all)")
       ("device", po::value(&o.device), "CUDA device of a cuda trainer (default 0)")
       ("log", po::value(&o.log), "append per-epoch rows to this CSV file")
@@ -93,6 +99,22 @@ void printHelp(const po::options_description &options) {
   fmt::print("{}\n", text.str());
 }
 
+// Boost reads "-1" as a uint64_t by wrapping it to 2^64-1: parse the digits here.
+uint64_t parseSeed(const std::string &text) {
+  uint64_t seed = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seed);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size())
+    throw UsageError("--seed must be an integer in [0, 2^64-1], not '" + text + "'");
+  return seed;
+}
+
+// A hyper-parameter the user gives must be one: negative values used to fall
+// back to the model's silently.
+void checkHyperParameter(const char *option, const std::optional<float> &value) {
+  if (value && !(std::isfinite(*value) && *value >= 0.0f))
+    throw UsageError(fmt::format("{} must be a finite number >= 0, not {}", option, *value));
+}
+
 // Returns std::nullopt when --help was handled.
 std::optional<Options> parseCommandLine(int argc, char **argv) {
   Options o;
@@ -112,12 +134,19 @@ std::optional<Options> parseCommandLine(int argc, char **argv) {
     printHelp(visible);
     return std::nullopt;
   }
+  // An empty string reads as "option not given" below: --resume '' would
+  // silently start from scratch, --save '' silently save nothing.
+  for (const auto &[name, value] : vm)
+    if (!value.empty() && value.value().type() == typeid(std::string) &&
+        value.as<std::string>().empty())
+      throw UsageError(fmt::format("--{} needs a value, not an empty string", name));
   o.epochs = optionalOf<int64_t>(vm, "epochs");
   o.steps = optionalOf<int64_t>(vm, "steps");
   o.warmup_steps = optionalOf<int64_t>(vm, "warmup-steps");
   o.lr = optionalOf<float>(vm, "lr");
   o.weight_decay = optionalOf<float>(vm, "weight-decay");
-  o.seed = optionalOf<uint64_t>(vm, "seed");
+  if (vm.count("seed"))
+    o.seed = parseSeed(vm["seed"].as<std::string>());
   if (o.trainer.empty())
     throw UsageError("no trainer library given");
   if (o.epochs && o.steps)
@@ -126,8 +155,11 @@ std::optional<Options> parseCommandLine(int argc, char **argv) {
     throw UsageError("--epochs and --steps must be at least 1");
   if (o.warmup_steps && *o.warmup_steps < 0)
     throw UsageError("--warmup-steps must not be negative");
-  if (o.threads < 0)
-    throw UsageError("--threads must not be negative");
+  if (o.threads < 0 || o.threads > kMaxThreads)
+    throw UsageError(fmt::format("--threads must be in [0, {}] (0: all), not {}", kMaxThreads,
+                                 o.threads));
+  checkHyperParameter("--lr", o.lr);
+  checkHyperParameter("--weight-decay", o.weight_decay);
   if (o.device < 0)
     throw UsageError("--device must not be negative");
   if (!o.resume.empty() && !o.params.empty())
@@ -303,46 +335,6 @@ EvalResult evaluate(sbp::Trainer &trainer, sbp::Dataset &data, sbp_split split,
           100.0 * double(correct) / double(std::max<int64_t>(count, 1))};
 }
 
-class CsvLog {
-public:
-  CsvLog(const std::string &path, bool append) {
-    if (path.empty())
-      return;
-    bool has_rows = false;
-    if (append) {
-      if (std::FILE *old = std::fopen(path.c_str(), "r")) {
-        has_rows = std::fgetc(old) != EOF;
-        std::fclose(old);
-      }
-    }
-    file_ = std::fopen(path.c_str(), has_rows ? "a" : "w");
-    if (!file_)
-      throw std::runtime_error(fmt::format("cannot write log '{}'", path));
-    if (!has_rows)
-      fmt::print(file_, "epoch,step,train_loss,test_loss,test_acc,seconds\n");
-  }
-  ~CsvLog() {
-    if (file_)
-      std::fclose(file_);
-  }
-  CsvLog(const CsvLog &) = delete;
-  CsvLog &operator=(const CsvLog &) = delete;
-
-  void row(int64_t epoch, int64_t step, double train_loss, const std::optional<EvalResult> &test,
-           double seconds) {
-    if (!file_)
-      return;
-    std::string test_loss = test ? fmt::format("{:.6f}", test->loss) : "";
-    std::string test_acc = test ? fmt::format("{:.4f}", test->accuracy) : "";
-    fmt::print(file_, "{},{},{:.6f},{},{},{:.3f}\n", epoch, step, train_loss, test_loss, test_acc,
-               seconds);
-    std::fflush(file_);
-  }
-
-private:
-  std::FILE *file_ = nullptr;
-};
-
 using Clock = std::chrono::steady_clock;
 
 double secondsSince(Clock::time_point start) {
@@ -371,6 +363,10 @@ int train(sbp::Trainer &trainer, const Options &o) {
     throw std::runtime_error(fmt::format("dataset '{}' has {} training images, fewer than one "
                                          "batch of {}",
                                          o.data, data.info().train_count, info.batch));
+  if (!o.steps && o.epochs.value_or(1) > std::numeric_limits<int64_t>::max() / per_epoch)
+    throw UsageError(fmt::format("--epochs {} is too many: at {} steps per epoch the run would "
+                                 "have more than 2^63-1 steps",
+                                 *o.epochs, per_epoch));
   const int64_t total = o.steps ? *o.steps : o.epochs.value_or(1) * per_epoch;
   const int64_t epochs = (total + per_epoch - 1) / per_epoch;
   const uint64_t seed = info.seed; // after --resume: the checkpoint's
@@ -386,7 +382,8 @@ int train(sbp::Trainer &trainer, const Options &o) {
                total);
     return 0;
   }
-  CsvLog log(o.log, !o.resume.empty());
+  // Resuming: rows past the checkpoint's step are of work this run redoes.
+  CsvLog log(o.log, o.resume.empty() ? std::nullopt : std::optional<int64_t>(step));
   Batch batch(info);
   const bool terminal = ::isatty(STDERR_FILENO) == 1;
   const auto run_start = Clock::now();
@@ -414,20 +411,46 @@ int train(sbp::Trainer &trainer, const Options &o) {
     std::string line = fmt::format("epoch {}/{}  loss {:.4f}", epoch + 1, epochs, train_loss);
     if (o.eval_every_epoch || step == total) {
       EvalResult train_acc = evaluate(trainer, data, SBP_SPLIT_TRAIN, kTrainAccImages);
-      test = evaluate(trainer, data, SBP_SPLIT_TEST, 0);
-      line += fmt::format("  train-acc {:.1f}%  test-loss {:.4f}  test-acc {:.1f}%",
-                          train_acc.accuracy, test->loss, test->accuracy);
+      line += fmt::format("  train-acc {:.1f}%", train_acc.accuracy);
+      // An empty split has no accuracy; 0.0% would read as a broken model.
+      if (data.info().test_count > 0) {
+        test = evaluate(trainer, data, SBP_SPLIT_TEST, 0);
+        line += fmt::format("  test-loss {:.4f}  test-acc {:.1f}%", test->loss, test->accuracy);
+      } else {
+        line += "  (no test data)";
+      }
     }
     fmt::print("{}  {:.0f} img/s\n", line, rate);
     std::fflush(stdout);
-    log.row(epoch + 1, step, train_loss, test, secondsSince(run_start));
+    log.row(epoch + 1, step, train_loss, test ? std::optional(test->loss) : std::nullopt,
+            test ? std::optional(test->accuracy) : std::nullopt, secondsSince(run_start));
     if (!o.save.empty())
       trainer.saveCheckpoint(o.save);
   }
   return 0;
 }
 
+// Every file sbp-train is given is checked before any work: an unwritable
+// --save used to fail only after the first epoch, a FIFO to block forever.
+void checkPaths(const Options &o) {
+  for (const auto &[option, path] :
+       {std::pair<const char *, const std::string &>{"--keep-indices", o.keep_indices},
+        {"--params", o.params}, {"--resume", o.resume}, {"--batch", o.batch}})
+    if (!path.empty())
+      checkInputFile(option, path);
+  if (o.info)
+    return; // writes nothing
+  for (const auto &[option, path] :
+       {std::pair<const char *, const std::string &>{"--save", o.save},
+        {"--save-params", o.save_params}, {"--dump-grads", o.dump_grads}})
+    if (!path.empty())
+      checkOutputPath(option, path);
+  if (!o.log.empty() && o.dump_grads.empty())
+    checkOutputPath("--log", o.log, /*in_place=*/true);
+}
+
 int run(const Options &o) {
+  checkPaths(o);
   sbp::TrainerOptions options;
   options.seed = o.seed.value_or(0);
   options.num_threads = o.threads;

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <numeric>
 #include <set>
+#include <sys/stat.h>
 
 using namespace sbp::rt;
 using sbp::test::TempDir;
@@ -160,6 +161,19 @@ TEST(Dataset, MissingDirectoryOrFilesAreNotFound) {
   expectOpenFails(dir.path(), SBP_ERROR_NOT_FOUND, "t10k-labels-idx1-ubyte");
 }
 
+// A file where the directory belongs said "does not exist"; a FIFO among the
+// dataset's files blocked the read forever.
+TEST(Dataset, AFileForTheDirectoryOrAFifoForAFileIsRefused) {
+  TempDir dir;
+  writeTinyIdx(dir);
+  expectOpenFails(dir.file("train-images-idx3-ubyte"), SBP_ERROR_INVALID_ARGUMENT,
+                  "is not a directory: give the directory that holds the dataset's files");
+  std::remove(dir.file("t10k-images-idx3-ubyte.gz").c_str());
+  ASSERT_EQ(::mkfifo(dir.file("t10k-images-idx3-ubyte").c_str(), 0600), 0);
+  expectOpenFails(dir.path(), SBP_ERROR_INVALID_ARGUMENT,
+                  "t10k-images-idx3-ubyte' is not a regular file");
+}
+
 TEST(Dataset, BadMagicIsCorrupt) {
   TempDir dir;
   writeTinyIdx(dir);
@@ -178,6 +192,49 @@ TEST(Dataset, TruncatedIdxIsCorrupt) {
   expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE, "truncated");
   writeFile(dir.file("train-images-idx3-ubyte"), idx({0xFFFFFFFFu, 0xFFFFFFFFu, 3}, {}));
   expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE, "truncated");
+}
+
+// An IDX file is read only as far as its header says (and one byte more): a
+// small .gz that inflates to gigabytes filled the memory before any check.
+TEST(Dataset, IdxFilesAreReadNoFurtherThanTheirHeaderSays) {
+  TempDir dir;
+  writeTinyIdx(dir);
+  const std::string images = idx({3, 2, 3}, pixels(3, 2, 3));
+  writeGzip(dir.file("t10k-images-idx3-ubyte.gz"), images + std::string(8 << 20, '\0'));
+  EXPECT_EQ(readMaybeGzip(dir.file("t10k-images-idx3-ubyte.gz"), images.size() + 1).size(),
+            images.size() + 1);
+  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE,
+                  "holds more than the 18 bytes of data its IDX header promises");
+  // A bad magic: the 16 bytes of a header are read, not the 8 MiB after them.
+  writeGzip(dir.file("t10k-images-idx3-ubyte.gz"), "\x00\x00\x08\x01" + std::string(8 << 20, 'x'));
+  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE, "is not an IDX file");
+  EXPECT_EQ(idxFileBytes(dir.file("t10k-images-idx3-ubyte.gz"), 3), 16u);
+  EXPECT_EQ(idxFileBytes(dir.file("train-images-idx3-ubyte"), 3), 16u + 10 * 2 * 3);
+}
+
+// A CIFAR file is checked record by record as it is read: garbage fails at
+// its first bad label, not after the whole file is in memory.
+TEST(Dataset, CifarRecordsAreCheckedAsTheyAreRead) {
+  TempDir dir;
+  const std::string record(3073, '\x01');
+  for (int k = 1; k <= 5; ++k)
+    writeFile(dir.file("data_batch_" + std::to_string(k) + ".bin"), record + record);
+  writeFile(dir.file("test_batch.bin"), record);
+  EXPECT_EQ(openStatus(dir.path()).first, SBP_OK) << openStatus(dir.path()).second;
+  writeGzip(dir.file("data_batch_3.bin"), record + "\x0c" + std::string(8 << 20, '\x0c'));
+  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE,
+                  "data_batch_3.bin': label 12 of record 1 is not a CIFAR-10 class");
+  writeFile(dir.file("data_batch_3.bin"), record + record.substr(0, 100));
+  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE,
+                  "3173 bytes is not a multiple of the 3073-byte record");
+  writeFile(dir.file("data_batch_3.bin"), "");
+  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE, "data_batch_3.bin' is not a CIFAR-10 batch: it is empty");
+  writeFile(dir.file("data_batch_3.bin"), record);
+  std::string gz;
+  writeGzip(dir.file("test_batch.bin"), record + record);
+  gz = sbp::test::readFile(dir.file("test_batch.bin"));
+  writeFile(dir.file("test_batch.bin"), gz.substr(0, gz.size() - 10));
+  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE, "test_batch.bin' is corrupt or truncated");
 }
 
 TEST(Dataset, TruncatedGzipIsCorrupt) {

@@ -47,3 +47,16 @@ TEST(Json, LimitsNesting) {
   EXPECT_THROW(parseJson(std::string(1000, '[') + std::string(1000, ']')), JsonError);
   EXPECT_NO_THROW(parseJson(std::string(20, '[') + std::string(20, ']')));
 }
+
+TEST(Json, ObjectMembersAreVisitedInFileOrder) {
+  std::vector<std::string> keys;
+  parseJsonObjectMembers(R"( {"b": [1], "a": {"c": 2}} )", [&](std::string key, JsonValue value) {
+    keys.push_back(key);
+    EXPECT_TRUE(value.isArray() || value.isObject());
+  });
+  EXPECT_EQ(keys, (std::vector<std::string>{"b", "a"}));
+  auto ignore = [](std::string, JsonValue) {};
+  EXPECT_THROW(parseJsonObjectMembers("[1]", ignore), JsonError);
+  EXPECT_THROW(parseJsonObjectMembers(R"({"a":1,"a":2})", ignore), JsonError);
+  EXPECT_THROW(parseJsonObjectMembers(R"({"a":1} x)", ignore), JsonError);
+}

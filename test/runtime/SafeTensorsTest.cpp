@@ -5,7 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace sbp::rt;
 using sbp::test::readFile;
@@ -181,4 +186,115 @@ TEST(SafeTensors, OverwritingReplacesTheWholeFile) {
   r.read("w", "F32", {1}, &out);
   EXPECT_EQ(out, 2.0f);
   EXPECT_EQ(dir.entries(), std::vector<std::string>{"t.safetensors"});
+}
+
+// The reference implementation's rule: the tensors tile the data section.
+// A header length one byte short still parses when the cut falls in the
+// header's space padding, and then every tensor would be read one byte early.
+TEST(SafeTensors, HeaderLengthOneByteShortIsCaught) {
+  TempDir dir;
+  std::string padded = kOneTensor + "   "; // as the writer pads to a multiple of 8
+  std::string bytes = withHeader(padded, std::string(8, '\0'));
+  bytes[0] = char(padded.size() - 1);
+  expectCorrupt(dir, bytes, "1 bytes follow the last tensor's data");
+  std::string unpadded = withHeader(kOneTensor, std::string(8, '\0'));
+  unpadded[0] = char(kOneTensor.size() - 1); // the JSON itself is cut
+  expectCorrupt(dir, unpadded, "bad safetensors header");
+}
+
+TEST(SafeTensors, TrailingBytesGapsAndOverlapsAreCorrupt) {
+  TempDir dir;
+  expectCorrupt(dir, withHeader(kOneTensor, std::string(9, '\0')),
+                "1 bytes follow the last tensor's data (the data section is 9 bytes");
+  expectCorrupt(dir, withHeader(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},
+                                    "v":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                                std::string(12, '\0')),
+                "bytes [4, 8) of the data section belong to no tensor");
+  expectCorrupt(dir, withHeader(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                                std::string(8, '\0')),
+                "bytes [0, 4)");
+  expectCorrupt(dir, withHeader(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},
+                                    "v":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+                                std::string(8, '\0')),
+                "overlap");
+  // Empty tensors sit between tiles (inside one they overlap it, as in the reference).
+  auto [status, message] = openStatus(
+      dir, withHeader(R"({"e":{"dtype":"F32","shape":[0],"data_offsets":[8,8]},
+                          "w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+                      std::string(8, '\0')));
+  EXPECT_EQ(status, SBP_OK) << message;
+}
+
+// Parsing was quadratic in the number of tensors (duplicate-key search, name
+// lookup): 100k tensors took over 30 s. The time bound only guards a hang.
+TEST(SafeTensors, HundredThousandTensorsParseInLinearTime) {
+  TempDir dir;
+  constexpr int kTensors = 100000;
+  std::string header = "{";
+  std::string data;
+  for (int k = 0; k < kTensors; ++k) {
+    header += (k ? "," : "") + std::string("\"t") + std::to_string(k) +
+              "\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[" +
+              std::to_string(4 * k) + "," + std::to_string(4 * k + 4) + "]}";
+    int32_t value = k * 3;
+    data.append(reinterpret_cast<const char *>(&value), 4);
+  }
+  header += "}";
+  writeFile(dir.file("many.safetensors"), withHeader(header, data));
+  auto start = std::chrono::steady_clock::now();
+  SafeTensorsReader r(dir.file("many.safetensors"));
+  for (int k = 0; k < kTensors; k += 997) {
+    int32_t value = -1;
+    r.read("t" + std::to_string(k), "I32", {1}, &value);
+    EXPECT_EQ(value, k * 3);
+  }
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(r.tensors().size(), size_t(kTensors));
+  EXPECT_EQ(r.find("t99999")->begin, 4u * 99999);
+  EXPECT_EQ(r.find("t100000"), nullptr);
+  EXPECT_LT(seconds, 5.0);
+}
+
+// open() of a FIFO waits for a writer; reading a directory fails obscurely.
+TEST(SafeTensors, FifoAndDirectoryAreNotRegularFiles) {
+  TempDir dir;
+  ASSERT_EQ(::mkfifo(dir.file("fifo").c_str(), 0600), 0);
+  ASSERT_EQ(::mkdir(dir.file("sub").c_str(), 0700), 0);
+  for (const char *name : {"fifo", "sub"}) {
+    try {
+      SafeTensorsReader r(dir.file(name));
+      ADD_FAILURE() << name;
+    } catch (const Error &e) {
+      EXPECT_EQ(e.status(), SBP_ERROR_INVALID_ARGUMENT);
+      EXPECT_NE(std::string(e.what()).find("is not a regular file"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// A save killed by SIGKILL leaves "<path>.tmp.<pid>"; the next save of the same
+// path removes it once that process is gone, and nothing else.
+TEST(SafeTensors, NextSaveRemovesTemporaryFilesOfDeadProcesses) {
+  TempDir dir;
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0)
+    ::_exit(0);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+  const std::string dead = std::to_string(child), alive = std::to_string(::getppid());
+  const std::vector<std::string> kept = {
+      "t.safetensors.tmp." + alive,      // a live process may be saving right now
+      "t.safetensors.tmp." + dead + "x", // not the exact pattern
+      "t.safetensors.tmp.",              //
+      "u.safetensors.tmp." + dead,       // another target
+      "t.safetensors.tmp." + dead + ".tmp." + dead};
+  for (const std::string &name : kept)
+    writeFile(dir.file(name), "x");
+  writeFile(dir.file("t.safetensors.tmp." + dead), "half a checkpoint");
+  std::vector<float> w = {1, 2};
+  writeSafeTensors(dir.file("t.safetensors"), {}, {{"w", "F32", {2}, w.data()}});
+  std::vector<std::string> expected = kept;
+  expected.push_back("t.safetensors");
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(dir.entries(), expected);
 }

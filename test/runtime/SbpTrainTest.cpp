@@ -1,6 +1,8 @@
 // SbpTrainTest.cpp - sbp-train: its schedule and keep-index parser, and the
 // tool end to end with the fake trainer (exit codes, messages, files).
+#include "CsvLog.h"
 #include "KeepIndicesFile.h"
+#include "Paths.h"
 #include "Schedule.h"
 #include "TestFiles.h"
 
@@ -9,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 using namespace sbp::train;
@@ -23,9 +26,11 @@ struct ToolRun {
 };
 
 // Runs sbp-train with `args` (a shell word list; the tests use plain paths).
+// A run that hangs (a FIFO read) is stopped after a minute: status 124.
 ToolRun sbpTrain(const std::string &args) {
   ToolRun run;
-  std::string command = std::string(SBP_TRAIN_EXE) + " " + args + " 2>&1 < /dev/null";
+  std::string command =
+      "timeout -s KILL 60 " + std::string(SBP_TRAIN_EXE) + " " + args + " 2>&1 < /dev/null";
   std::FILE *pipe = ::popen(command.c_str(), "r");
   if (!pipe)
     return run;
@@ -90,6 +95,22 @@ TEST(KeepIndicesFile, ADashLineIsAnEmptyList) {
     } catch (const std::runtime_error &e) {
       EXPECT_STREQ(e.what(), "k.txt:1: '-' (no indices) must stand alone on its line") << bad;
     }
+  }
+}
+
+// A NUL byte in the file ended the message early; control bytes garbled it.
+TEST(KeepIndicesFile, BinaryWordsAreShownEscaped) {
+  try {
+    parseKeepIndices(std::string("0 \xff\xfe\x00x 2\n", 9), "k.txt");
+    FAIL();
+  } catch (const std::runtime_error &e) {
+    EXPECT_STREQ(e.what(), "k.txt:1: '\\xff\\xfe\\x00x' is not a token index");
+  }
+  try {
+    parseKeepIndices(std::string(100, '7') + "x", "k.txt");
+    FAIL();
+  } catch (const std::runtime_error &e) {
+    EXPECT_STREQ(e.what(), ("k.txt:1: '" + std::string(32, '7') + "...' is not a token index").c_str());
   }
 }
 
@@ -242,4 +263,194 @@ TEST(SbpTrainCli, NanLossStopsTheRun) {
                                    "loss is NaN at step 0"))
       << run.output;
   EXPECT_FALSE(sbp::test::fileExists(dir.file("ckpt.safetensors")));
+}
+
+// ------------------------------------------------------ hostile inputs --
+
+// Each was accepted: --threads 10000 reached OpenMP, --seed -1 wrapped to
+// 2^64-1, a negative --lr or --weight-decay fell back to the model's value.
+TEST(SbpTrainCli, OptionsOutsideTheirRangeAreUsageErrors) {
+  const std::string t = fakeTrainer() + " --data x --steps 1 ";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--threads 10000", "--threads must be in [0, 1024] (0: all), not 10000"},
+      {"--threads -1", "--threads must be in [0, 1024]"},
+      {"--seed -1", "--seed must be an integer in [0, 2^64-1], not '-1'"},
+      {"--seed 18446744073709551616", "--seed must be an integer"},
+      {"--seed 1x", "--seed must be an integer"},
+      {"--lr -0.1", "--lr must be a finite number >= 0, not -0.1"},
+      {"--lr nan", "--lr must be a finite number >= 0"},
+      {"--lr inf", "--lr must be a finite number >= 0"},
+      {"--weight-decay -1", "--weight-decay must be a finite number >= 0, not -1"},
+      {"--epochs 9223372036854775808",
+       "the argument ('9223372036854775808') for option '--epochs' is invalid"},
+      {"--warmup-steps -3", "--warmup-steps must not be negative"}};
+  for (const auto &[args, message] : cases) {
+    ToolRun run = sbpTrain(t + args);
+    EXPECT_EQ(run.status, 2) << args << "\n" << run.output;
+    EXPECT_TRUE(contains(run.output, "sbp-train: error: " + message)) << args << "\n" << run.output;
+  }
+}
+
+// An empty file name read as "not given": --resume '' started from scratch,
+// --save '' saved nothing, both silently.
+TEST(SbpTrainCli, EmptyFileNamesAreUsageErrors) {
+  for (const char *option : {"--resume", "--save", "--params", "--log", "--save-params",
+                             "--keep-indices", "--data"}) {
+    const std::string data = std::string(option) == "--data" ? "" : " --data x";
+    ToolRun run = sbpTrain(fakeTrainer() + data + " --steps 1 " + option + " ''");
+    EXPECT_EQ(run.status, 2) << option << "\n" << run.output;
+    EXPECT_TRUE(contains(run.output, std::string("sbp-train: error: ") + option +
+                                         " needs a value, not an empty string"))
+        << run.output;
+  }
+}
+
+// --epochs 2^63-1 times the steps of an epoch overflowed: a negative step
+// count was printed and the run "succeeded" without a step.
+TEST(SbpTrainCli, EpochsTimesStepsPerEpochMustNotOverflow) {
+  TempDir data;
+  sbp::test::writeIdxDataset(data.path(), 640, 64);
+  ToolRun run = sbpTrain(fakeTrainer() + " --data " + data.path() +
+                         " --epochs 9223372036854775807");
+  EXPECT_EQ(run.status, 2) << run.output;
+  EXPECT_TRUE(contains(run.output, "sbp-train: error: --epochs 9223372036854775807 is too many: "
+                                   "at 10 steps per epoch"))
+      << run.output;
+  EXPECT_FALSE(contains(run.output, "epoch 1/")) << run.output;
+}
+
+// A truncated trainer crashed sbp-train inside dlopen (SIGBUS, no message).
+TEST(SbpTrainCli, TruncatedTrainerIsAnErrorNotASignal) {
+  TempDir dir;
+  const std::string whole = sbp::test::readFile(fakeTrainer());
+  for (size_t length : {size_t(100), whole.size() / 3, whole.size() - 1}) {
+    std::string path = dir.file("cut" + std::to_string(length) + ".so");
+    sbp::test::writeFile(path, whole.substr(0, length));
+    ToolRun run = sbpTrain(path + " --info");
+    EXPECT_EQ(run.status, 1) << length << "\n" << run.output;
+    EXPECT_TRUE(contains(run.output, "sbp-train: error: trainer library '" + path +
+                                         "' is truncated or corrupt"))
+        << run.output;
+  }
+}
+
+// Every input: a FIFO blocked forever (the test would time out), a directory
+// or a file in the wrong place gave a misleading message.
+TEST(SbpTrainCli, InputsThatAreNotRegularFilesAreRefused) {
+  TempDir dir, data;
+  sbp::test::writeIdxDataset(data.path(), 128, 64);
+  ASSERT_EQ(::mkfifo(dir.file("fifo").c_str(), 0600), 0);
+  ASSERT_EQ(::mkdir(dir.file("sub").c_str(), 0700), 0);
+  const std::string train = fakeTrainer() + " --steps 1 --data " + data.path();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {dir.file("fifo") + " --info", "trainer library '" + dir.file("fifo") +
+                                         "' is not a regular file"},
+      {dir.file("sub") + " --info", "is not a regular file"},
+      {fakeTrainer() + " --steps 1 --data " + data.file("train-images-idx3-ubyte"),
+       "is not a directory: give the directory that holds the dataset's files"},
+      {train + " --params " + dir.file("fifo"), "--params '" + dir.file("fifo") + "': is a FIFO"},
+      {train + " --resume " + dir.file("sub"), "--resume '" + dir.file("sub") +
+                                                   "': is a directory, not a regular file"},
+      {train + " --keep-indices " + dir.file("sub"), "--keep-indices '" + dir.file("sub") +
+                                                         "': is a directory"},
+      {train + " --keep-indices " + dir.file("fifo"), "--keep-indices '" + dir.file("fifo") +
+                                                          "': is a FIFO"},
+      {train + " --params " + dir.file("absent"), "--params '" + dir.file("absent") +
+                                                      "': No such file or directory"}};
+  for (const auto &[args, message] : cases) {
+    ToolRun run = sbpTrain(args);
+    EXPECT_EQ(run.status, 1) << args << "\n" << run.output;
+    EXPECT_TRUE(contains(run.output, "sbp-train: error: ")) << run.output;
+    EXPECT_TRUE(contains(run.output, message)) << args << "\n" << run.output;
+  }
+  EXPECT_EQ(::rmdir(dir.file("sub").c_str()), 0);
+}
+
+// --save and --save-params were first tried after an epoch or the whole run.
+TEST(SbpTrainCli, OutputPathsAreCheckedBeforeTraining) {
+  TempDir dir, data;
+  sbp::test::writeIdxDataset(data.path(), 128, 64);
+  ASSERT_EQ(::mkfifo(dir.file("fifo").c_str(), 0600), 0);
+  const std::string train = fakeTrainer() + " --steps 2 --data " + data.path();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {" --save " + dir.file("no/ckpt"), "--save '" + dir.file("no/ckpt") + "': directory '" +
+                                             dir.file("no") + "' does not exist"},
+      {" --save " + dir.path(), "--save '" + dir.path() + "': is a directory"},
+      {" --save " + dir.path() + "/", "--save '" + dir.path() + "/': names a directory"},
+      {" --save-params " + dir.file("no/p"), "--save-params '" + dir.file("no/p") +
+                                                 "': directory"},
+      {" --log " + dir.file("fifo"), "--log '" + dir.file("fifo") + "': is a FIFO"},
+      {" --save-params " + data.file("train-images-idx3-ubyte") + "/p",
+       "--save-params '" + data.file("train-images-idx3-ubyte") + "/p': '" +
+           data.file("train-images-idx3-ubyte") + "' is not a directory"}};
+  for (const auto &[args, message] : cases) {
+    ToolRun run = sbpTrain(train + args);
+    EXPECT_EQ(run.status, 1) << args << "\n" << run.output;
+    EXPECT_TRUE(contains(run.output, "sbp-train: error: " + message)) << args << "\n" << run.output;
+    EXPECT_FALSE(contains(run.output, "epoch 1/1")) << "trained before failing: " << run.output;
+  }
+  ToolRun dump = sbpTrain(fakeTrainer() + " --data " + data.path() + " --dump-grads " +
+                          dir.file("no/g"));
+  EXPECT_EQ(dump.status, 1) << dump.output;
+  EXPECT_TRUE(contains(dump.output, "--dump-grads")) << dump.output;
+}
+
+// A test split of no images reported "test-acc 0.0%", as if the model were broken.
+TEST(SbpTrainCli, AnEmptyTestSplitIsReportedAsNoTestData) {
+  TempDir dir, data;
+  sbp::test::writeIdxDataset(data.path(), 128, 0);
+  ToolRun run = sbpTrain(fakeTrainer() + " --steps 2 --threads 1 --data " + data.path() +
+                         " --log " + dir.file("run.csv"));
+  EXPECT_EQ(run.status, 0) << run.output;
+  EXPECT_TRUE(contains(run.output, "(no test data)")) << run.output;
+  EXPECT_FALSE(contains(run.output, "test-acc")) << run.output;
+  std::string csv = sbp::test::readFile(dir.file("run.csv"));
+  EXPECT_TRUE(contains(csv, "\n1,2,")) << csv;
+  EXPECT_TRUE(contains(csv, ",,,")) << csv; // empty test columns
+}
+
+// ---------------------------------------------------------- the CSV log --
+
+TEST(CsvLog, ResumingDropsRowsPastTheCheckpointAndATornLine) {
+  TempDir dir;
+  const std::string path = dir.file("run.csv"), header = std::string(kCsvLogHeader) + "\n";
+  sbp::test::writeFile(path, header + "1,10,0.5,,,1.0\n2,20,0.4,,,2.0\n3,30,0.3,,,3.0\n4,4");
+  dropRowsAfterStep(path, 20);
+  EXPECT_EQ(sbp::test::readFile(path), header + "1,10,0.5,,,1.0\n2,20,0.4,,,2.0\n");
+  dropRowsAfterStep(path, 20); // nothing more to drop
+  EXPECT_EQ(sbp::test::readFile(path), header + "1,10,0.5,,,1.0\n2,20,0.4,,,2.0\n");
+  {
+    CsvLog log(path, int64_t(10));
+    log.row(2, 20, 0.25, 0.5, 87.5, 4.0);
+  }
+  EXPECT_EQ(sbp::test::readFile(path), header + "1,10,0.5,,,1.0\n2,20,0.250000,0.500000,87.5000,4.000\n");
+  sbp::test::writeFile(path, "epoch,st"); // killed while writing the header
+  dropRowsAfterStep(path, 0);
+  EXPECT_EQ(sbp::test::readFile(path), "");
+  dropRowsAfterStep(dir.file("absent.csv"), 5);
+  EXPECT_FALSE(sbp::test::fileExists(dir.file("absent.csv")));
+}
+
+TEST(CsvLog, AFileThatIsNotAnSbpTrainLogIsLeftAlone) {
+  TempDir dir;
+  const std::string path = dir.file("data.csv");
+  sbp::test::writeFile(path, "name,value\na,1\n");
+  EXPECT_THROW(dropRowsAfterStep(path, 0), std::runtime_error);
+  EXPECT_EQ(sbp::test::readFile(path), "name,value\na,1\n");
+  sbp::test::writeFile(path, std::string(kCsvLogHeader) + "\nnot,a row\n");
+  EXPECT_THROW(dropRowsAfterStep(path, 0), std::runtime_error);
+}
+
+TEST(Paths, OutputAndInputChecks) {
+  TempDir dir;
+  sbp::test::writeFile(dir.file("f"), "x");
+  EXPECT_NO_THROW(checkOutputPath("--save", dir.file("new")));
+  EXPECT_NO_THROW(checkOutputPath("--save", dir.file("f")));
+  EXPECT_NO_THROW(checkInputFile("--params", dir.file("f")));
+  EXPECT_THROW(checkOutputPath("--save", dir.file("f/g")), std::runtime_error);
+  EXPECT_THROW(checkOutputPath("--save", ""), std::runtime_error);
+  EXPECT_THROW(checkInputFile("--params", dir.path()), std::runtime_error);
+  EXPECT_EQ(nonRegularKind(dir.path()), "a directory");
+  EXPECT_EQ(nonRegularKind("/dev/null"), "a device");
+  EXPECT_EQ(nonRegularKind(dir.file("f")), "");
 }

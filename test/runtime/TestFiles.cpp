@@ -81,6 +81,33 @@ void writeBatchFile(const std::string &path, const std::vector<int64_t> &image_s
   writeFile(path, bytes);
 }
 
+namespace {
+
+std::string bigEndian32(uint32_t v) {
+  return {char(v >> 24), char((v >> 16) & 0xFF), char((v >> 8) & 0xFF), char(v & 0xFF)};
+}
+
+void writeIdxSplit(const std::string &dir, const std::string &prefix, uint32_t count) {
+  std::string images = bigEndian32(0x0803) + bigEndian32(count) + bigEndian32(28) +
+                       bigEndian32(28);
+  std::string labels = bigEndian32(0x0801) + bigEndian32(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    uint32_t label = i % 10;
+    labels += char(label);
+    for (uint32_t k = 0; k < 28 * 28; ++k)
+      images += char((k * (label + 1) + i) % 251);
+  }
+  writeFile(dir + "/" + prefix + "-images-idx3-ubyte", images);
+  writeFile(dir + "/" + prefix + "-labels-idx1-ubyte", labels);
+}
+
+} // namespace
+
+void writeIdxDataset(const std::string &dir, uint32_t train, uint32_t test) {
+  writeIdxSplit(dir, "train", train);
+  writeIdxSplit(dir, "t10k", test);
+}
+
 std::string fakeTrainer(const std::string &variant) {
   return std::string(SBP_FAKE_TRAINER_DIR) + "/" + variant + ".so";
 }

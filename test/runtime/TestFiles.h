@@ -33,6 +33,11 @@ bool fileExists(const std::string &path);
 void writeBatchFile(const std::string &path, const std::vector<int64_t> &image_shape,
                     const std::vector<float> &images, const std::vector<int32_t> &labels);
 
+// A small MNIST-format dataset in dir (plain IDX files): `train` and `test`
+// 28x28 images with labels cycling through 0..9, pixels a function of
+// (image, pixel) so that the fake trainer has something to learn.
+void writeIdxDataset(const std::string &dir, uint32_t train, uint32_t test);
+
 // Path of a fake trainer library variant built by test/runtime/CMakeLists.txt.
 std::string fakeTrainer(const std::string &variant = "fake_trainer");
 

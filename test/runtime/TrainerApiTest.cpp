@@ -13,9 +13,11 @@
 #include <cstddef>
 #include <cstring>
 #include <dlfcn.h>
+#include <elf.h>
 #include <numeric>
 #include <string>
 #include <tuple>
+#include <sys/stat.h>
 #include <vector>
 
 using sbp::test::fakeTrainer;
@@ -186,6 +188,33 @@ TEST(TrainerApi, OptionsOverrideTheModelsOptimizer) {
   EXPECT_EQ(sbp_trainer_create(fakeTrainer().c_str(), &o, &t), SBP_ERROR_INVALID_ARGUMENT);
   EXPECT_TRUE(contains(sbp_last_error(), "betas")) << sbp_last_error();
   EXPECT_EQ(t, nullptr);
+}
+
+// Only -1 means "the model's value": other negative values were silently
+// replaced by the model's, so a typo trained with another learning rate.
+TEST(TrainerApi, NegativeOptionsAreRefusedNotReplaced) {
+  auto create = [](void (*edit)(sbp_trainer_options &)) {
+    sbp_trainer_options o;
+    sbp_trainer_options_init(&o);
+    edit(o);
+    sbp_trainer *t = nullptr;
+    sbp_status s = sbp_trainer_create(fakeTrainer().c_str(), &o, &t);
+    sbp_trainer_release(t);
+    return s;
+  };
+  EXPECT_EQ(create([](sbp_trainer_options &o) { o.lr = -0.5f; }), SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(sbp_last_error(), "learning rate -0.5")) << sbp_last_error();
+  EXPECT_EQ(create([](sbp_trainer_options &o) { o.weight_decay = -2.0f; }),
+            SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(sbp_last_error(), "weight decay -2")) << sbp_last_error();
+  EXPECT_EQ(create([](sbp_trainer_options &o) { o.eps = -1e-8f; }), SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(create([](sbp_trainer_options &o) { o.beta2 = -0.1f; }), SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(create([](sbp_trainer_options &o) { o.lr = INFINITY; }), SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(create([](sbp_trainer_options &o) { o.num_threads = 10000; }),
+            SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(sbp_last_error(), "num_threads 10000 must be in [0, 1024]"))
+      << sbp_last_error();
+  EXPECT_EQ(create([](sbp_trainer_options &o) { o.lr = -1.0f; }), SBP_OK) << sbp_last_error();
 }
 
 TEST(TrainerApi, InitialisationFollowsTheSeed) {
@@ -463,6 +492,38 @@ TEST(TrainerApi, CheckpointOfAnotherModelOrOptimizerIsRefused) {
   EXPECT_EQ(allParams(sgd), allParams(sgd2));
 }
 
+// The checkpoint's "abi" metadata is checked: a file of another ABI version may
+// hold state whose meaning changed (mask kinds, layouts).
+TEST(TrainerApi, FilesOfAnotherAbiVersionAreRefused) {
+  TempDir dir;
+  std::string ckpt = dir.file("c.safetensors");
+  Handle t(fakeTrainer());
+  ASSERT_EQ(sbp_trainer_save_checkpoint(t, ckpt.c_str()), SBP_OK);
+  const std::string bytes = sbp::test::readFile(ckpt);
+  const std::string current = "\"abi\":\"" + std::to_string(sbp_runtime_abi_version()) + "\"";
+  size_t at = bytes.find(current);
+  ASSERT_NE(at, std::string::npos);
+  auto edited = [&](const std::string &abi) { // same length: the header length stays right
+    std::string b = bytes;
+    b.replace(at, current.size(), abi);
+    return b;
+  };
+  sbp::test::writeFile(ckpt, edited("\"abi\":\"1\""));
+  EXPECT_EQ(sbp_trainer_load_checkpoint(t, ckpt.c_str()), SBP_ERROR_ABI_MISMATCH);
+  EXPECT_TRUE(contains(sbp_trainer_last_error(t),
+                       "c.safetensors' was written for ABI version 1, this runtime implements "
+                       "ABI version " + std::to_string(sbp_runtime_abi_version())))
+      << sbp_trainer_last_error(t);
+  EXPECT_EQ(sbp_trainer_load_params(t, ckpt.c_str()), SBP_ERROR_ABI_MISMATCH);
+  sbp::test::writeFile(ckpt, edited("\"abi\":\"x\""));
+  EXPECT_EQ(sbp_trainer_load_checkpoint(t, ckpt.c_str()), SBP_ERROR_ABI_MISMATCH);
+  // Without "abi": not one of our checkpoints, but parameters from another tool load.
+  sbp::test::writeFile(ckpt, edited("\"abx\":\"" + std::to_string(sbp_runtime_abi_version()) + "\""));
+  EXPECT_EQ(sbp_trainer_load_checkpoint(t, ckpt.c_str()), SBP_ERROR_CORRUPT_FILE);
+  EXPECT_TRUE(contains(sbp_trainer_last_error(t), "no \"abi\"")) << sbp_trainer_last_error(t);
+  EXPECT_EQ(sbp_trainer_load_params(t, ckpt.c_str()), SBP_OK) << sbp_trainer_last_error(t);
+}
+
 TEST(TrainerApi, CorruptCheckpointLeavesTheTrainerAsItWas) {
   TempDir dir;
   std::string ckpt = dir.file("c.safetensors");
@@ -601,13 +662,92 @@ TEST(TrainerApi, MissingOrInvalidTrainerFiles) {
   sbp::test::writeFile(dir.file("text.so"), "not an ELF file");
   EXPECT_EQ(sbp_trainer_create(dir.file("text.so").c_str(), nullptr, &t),
             SBP_ERROR_INVALID_ARGUMENT);
-  EXPECT_TRUE(contains(sbp_last_error(), "cannot load trainer library")) << sbp_last_error();
+  EXPECT_TRUE(contains(sbp_last_error(), "text.so' is not a trainer library: not an ELF file"))
+      << sbp_last_error();
   // A real shared library that is not a trainer.
   Dl_info self{};
   ASSERT_NE(dladdr(reinterpret_cast<void *>(&sbp_trainer_create), &self), 0);
   EXPECT_EQ(sbp_trainer_create(self.dli_fname, nullptr, &t), SBP_ERROR_INVALID_ARGUMENT);
   EXPECT_TRUE(contains(sbp_last_error(), "exports no sbp_trainer_model")) << sbp_last_error();
   EXPECT_EQ(t, nullptr);
+}
+
+// dlopen trusts the ELF headers: a segment past the end of a truncated file
+// faults (SIGBUS) when touched. Every truncation must be refused before that.
+TEST(TrainerApi, TruncatedTrainerLibrariesAreRefusedBeforeDlopen) {
+  TempDir dir;
+  const std::string whole = sbp::test::readFile(fakeTrainer());
+  ASSERT_GT(whole.size(), 4096u);
+  std::vector<size_t> lengths = {0, 3, 4, 63, 64, 200, whole.size() - 1};
+  for (size_t k = 1; k < 32; ++k)
+    lengths.push_back(whole.size() * k / 32);
+  for (size_t length : lengths) {
+    // A fresh name each time: the runtime keeps loaded trainers mapped.
+    std::string path = dir.file("cut" + std::to_string(length) + ".so");
+    sbp::test::writeFile(path, whole.substr(0, length));
+    sbp_trainer *t = nullptr;
+    sbp_status status = sbp_trainer_create(path.c_str(), nullptr, &t);
+    EXPECT_TRUE(status == SBP_ERROR_CORRUPT_FILE || status == SBP_ERROR_INVALID_ARGUMENT)
+        << length << ": " << sbp_status_string(status) << " " << sbp_last_error();
+    EXPECT_TRUE(contains(sbp_last_error(), path)) << sbp_last_error();
+    EXPECT_EQ(t, nullptr);
+  }
+  std::string cut = dir.file("cut" + std::to_string(whole.size() / 2) + ".so");
+  sbp_trainer *t = nullptr;
+  EXPECT_EQ(sbp_trainer_create(cut.c_str(), nullptr, &t), SBP_ERROR_CORRUPT_FILE);
+  EXPECT_TRUE(contains(sbp_last_error(), "is truncated or corrupt")) << sbp_last_error();
+}
+
+TEST(TrainerApi, ElfHeadersThatContradictTheFileAreRefused) {
+  TempDir dir;
+  const std::string whole = sbp::test::readFile(fakeTrainer());
+  auto status = [&](const std::string &name, size_t at, const std::string &bytes) {
+    std::string edited = whole;
+    edited.replace(at, bytes.size(), bytes);
+    sbp::test::writeFile(dir.file(name), edited);
+    sbp_trainer *t = nullptr;
+    return sbp_trainer_create(dir.file(name).c_str(), nullptr, &t);
+  };
+  const std::string far(8, '\x7f'); // an offset far past the end of the file
+  EXPECT_EQ(status("phoff.so", offsetof(Elf64_Ehdr, e_phoff), far), SBP_ERROR_CORRUPT_FILE);
+  EXPECT_TRUE(contains(sbp_last_error(), "program header table")) << sbp_last_error();
+  EXPECT_EQ(status("shoff.so", offsetof(Elf64_Ehdr, e_shoff), far), SBP_ERROR_CORRUPT_FILE);
+  EXPECT_TRUE(contains(sbp_last_error(), "section header table")) << sbp_last_error();
+  EXPECT_EQ(status("class.so", EI_CLASS, std::string(1, char(ELFCLASS32))),
+            SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(sbp_last_error(), "not a 64-bit")) << sbp_last_error();
+  EXPECT_EQ(status("machine.so", offsetof(Elf64_Ehdr, e_machine), std::string("\x02\x00", 2)),
+            SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(sbp_last_error(), "built for ELF machine 2")) << sbp_last_error();
+  // The first PT_LOAD segment claims more file bytes than there are.
+  Elf64_Ehdr h{};
+  std::memcpy(&h, whole.data(), sizeof(h));
+  size_t load = 0;
+  for (size_t k = 0; k < h.e_phnum; ++k) {
+    Elf64_Phdr p{};
+    std::memcpy(&p, whole.data() + h.e_phoff + k * sizeof(p), sizeof(p));
+    if (p.p_type == PT_LOAD) {
+      load = h.e_phoff + k * sizeof(p);
+      break;
+    }
+  }
+  ASSERT_NE(load, 0u);
+  EXPECT_EQ(status("load.so", load + offsetof(Elf64_Phdr, p_filesz), far),
+            SBP_ERROR_CORRUPT_FILE);
+  EXPECT_TRUE(contains(sbp_last_error(), "PT_LOAD")) << sbp_last_error();
+}
+
+// dlopen of a FIFO blocks until a writer appears; of a directory it says little.
+TEST(TrainerApi, TrainerThatIsNotARegularFileIsRefused) {
+  TempDir dir;
+  ASSERT_EQ(::mkfifo(dir.file("fifo.so").c_str(), 0600), 0);
+  ASSERT_EQ(::mkdir(dir.file("dir.so").c_str(), 0700), 0);
+  for (const char *name : {"fifo.so", "dir.so"}) {
+    sbp_trainer *t = nullptr;
+    EXPECT_EQ(sbp_trainer_create(dir.file(name).c_str(), nullptr, &t), SBP_ERROR_INVALID_ARGUMENT);
+    EXPECT_TRUE(contains(sbp_last_error(), "is not a regular file")) << sbp_last_error();
+  }
+  EXPECT_EQ(::rmdir(dir.file("dir.so").c_str()), 0);
 }
 
 TEST(TrainerApi, NullArgumentsAreErrorsNotCrashes) {

@@ -66,12 +66,14 @@ SBP_API uint32_t sbp_runtime_abi_version(void);
 
 typedef struct sbp_trainer sbp_trainer;
 
-/* Options for sbp_trainer_create. Negative optimizer values (and nesterov -1)
- * keep the model's default from the trainer library. */
+/* Options for sbp_trainer_create. An optimizer value of exactly -1 (what
+ * sbp_trainer_options_init sets) keeps the model's default from the trainer
+ * library; any other value must be in the option's domain (a negative lr,
+ * weight decay, momentum, beta or eps is SBP_ERROR_INVALID_ARGUMENT). */
 typedef struct sbp_trainer_options {
   uint32_t struct_size; /* sizeof(sbp_trainer_options) */
   uint64_t seed;        /* parameter init, keep masks (and dataset shuffles) derive from it */
-  int32_t num_threads;  /* CPU threads for kernels and optimizer; 0 = OpenMP default */
+  int32_t num_threads;  /* CPU threads for kernels and optimizer, at most 1024; 0 = OpenMP default */
   int32_t device;       /* CUDA device ordinal; ignored by CPU trainers */
   float lr;
   float weight_decay;
