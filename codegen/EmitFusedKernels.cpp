@@ -413,30 +413,30 @@ LogicalResult FusedEmitter::emitRowwise() {
      << "  for (int j = threadIdx.x; j < kSums * kN; j += 256)\n"
      << "    partial[int64_t(blockIdx.x) * kSums * kN + j] = sh[j];\n}\n\n";
 
-  // Finalize: 32 columns x 8 slices of the blocks per block of threads.
+  // Finalize: 32 columns x 8 slices of the blocks per block of threads;
+  // deferred to one launch for all groups at the end of the step when the
+  // sums are only parameter gradients (sbp-fuse-kernels' `deferred_sums`).
+  SmallVector<unsigned> sumResults = sbp::columnSumResults(op);
+  std::string outs = "{";
+  for (unsigned i = 0; i < 2; ++i)
+    outs += (i ? ", " : "") + (i < sumResults.size() ? "out" + std::to_string(sumResults[i]) : std::string("nullptr"));
+  outs += "}";
   SmallVector<std::string> sparams = {"const double *__restrict__ partial"}, sargs = {"scratch"};
-  for (auto [i, v] : llvm::enumerate(op.getResults()))
-    if (sumIndex[i] >= 0) {
-      sparams.push_back("float *__restrict__ out" + std::to_string(i));
-      sargs.push_back("out" + std::to_string(i));
-    }
-  os << "__global__ void __launch_bounds__(256) " << name << "_sums(" << llvm::join(sparams, ", ") << ") {\n"
-     << "  constexpr int kChunks = " << chunks << ", kN = " << n << ", kCols = " << sums << " * kN;\n"
-     << "  const int col = blockIdx.x * 32 + (threadIdx.x & 31), slice = threadIdx.x >> 5;\n"
-     << "  double s = 0.0;\n  if (col < kCols)\n"
-     << "    for (int p = slice; p < kChunks; p += 8) s += partial[int64_t(p) * kCols + col];\n"
-     << "  __shared__ double sh[8][32];\n  sh[slice][threadIdx.x & 31] = s;\n  __syncthreads();\n"
-     << "  if (slice != 0 || col >= kCols) return;\n"
-     << "  double t = 0.0;\n  for (int k = 0; k < 8; ++k) t += sh[k][threadIdx.x & 31];\n"
-     << "  const int which = col / kN, j = col % kN;\n";
-  for (auto [i, v] : llvm::enumerate(op.getResults()))
-    if (sumIndex[i] >= 0)
-      os << "  if (which == " << sumIndex[i] << ") out" << i << "[j] = float(t);\n";
-  os << "}\n\n";
+  for (unsigned i : sumResults) {
+    sparams.push_back("float *__restrict__ out" + std::to_string(i));
+    sargs.push_back("out" + std::to_string(i));
+  }
+  if (!op->hasAttr("deferred_sums"))
+    os << "__global__ void __launch_bounds__(256) " << name << "_sums(" << llvm::join(sparams, ", ") << ") {\n"
+     << "  float *const outs[2] = " << outs << ";\n"
+     << "  sbp::fused::column_sums_block(partial, " << chunks << ", " << sums * n << ", " << n
+     << ", outs, blockIdx.x);\n}\n\n";
   os << "void " << name << "(" << hostParams(true) << ") {\n"
-     << "  " << name << "_rows<<<" << chunks << ", 256, 0, ctx.stream>>>(" << llvm::join(largs, ", ") << ");\n"
-     << "  " << name << "_sums<<<" << (sums * n + 31) / 32 << ", 256, 0, ctx.stream>>>(" << llvm::join(sargs, ", ")
-     << ");\n}\n\n";
+     << "  " << name << "_rows<<<" << chunks << ", 256, 0, ctx.stream>>>(" << llvm::join(largs, ", ") << ");\n";
+  if (!op->hasAttr("deferred_sums"))
+    os << "  " << name << "_sums<<<" << (sums * n + 31) / 32 << ", 256, 0, ctx.stream>>>(" << llvm::join(sargs, ", ")
+       << ");\n";
+  os << "}\n\n";
   return success();
 }
 
@@ -471,6 +471,61 @@ LogicalResult FusedEmitter::emitMultiCast() {
   return success();
 }
 } // namespace
+
+SmallVector<unsigned> sbp::columnSumResults(sbpk::FusedOp op) {
+  // In body order of the layer_norm_grad ops: dgamma, then dbeta (as
+  // RowwiseGenerator numbers its accumulators).
+  SmallVector<Value> sums;
+  for (Operation &inner : op.getBlock().without_terminator())
+    if (cast<sbpk::KernelOp>(inner).getCallee() == "layer_norm_grad") {
+      sums.push_back(inner.getResult(1));
+      sums.push_back(inner.getResult(2));
+    }
+  SmallVector<unsigned> results;
+  auto yielded = op.getBlock().getTerminator()->getOperands();
+  for (Value s : sums)
+    for (auto [i, v] : llvm::enumerate(yielded))
+      if (v == s)
+        results.push_back(i);
+  return results;
+}
+
+LogicalResult sbp::emitDeferredColumnSums(llvm::raw_ostream &os, StringRef name, ArrayRef<sbpk::FusedOp> groups) {
+  SmallVector<std::string> params = {"const sbp::cuda::Context &ctx"};
+  os << "// " << name << ": the column sums (dgamma, dbeta) of " << groups.size()
+     << " rowwise groups, one grid row each, after the backward.\n"
+     << "struct " << name << "_args {\n  const double *partial[" << groups.size() << "];\n  float *out["
+     << groups.size() << "][2];\n};\n\n"
+     << "__global__ void __launch_bounds__(256) " << name << "_kernel(" << name << "_args a) {\n"
+     << "  switch (blockIdx.y) {\n";
+  int64_t widest = 0;
+  std::string fill;
+  for (auto [g, constOp] : llvm::enumerate(groups)) {
+    sbpk::FusedOp op = constOp;
+    SmallVector<unsigned> sums = columnSumResults(op);
+    if (sums.empty() || sums.size() > 2)
+      return op.emitOpError("deferred column sums need one layer_norm_grad");
+    int64_t n = cast<RankedTensorType>(op.getResult(sums[0]).getType()).getNumElements();
+    int64_t cols = int64_t(sums.size()) * n, chunks = op->getAttrOfType<IntegerAttr>("chunks").getInt();
+    widest = std::max(widest, (cols + 31) / 32);
+    os << "  case " << g << ":\n    if (blockIdx.x < " << (cols + 31) / 32 << ")\n"
+       << "      sbp::fused::column_sums_block(a.partial[" << g << "], " << chunks << ", " << cols << ", " << n
+       << ", a.out[" << g << "], blockIdx.x);\n    break;\n";
+    params.push_back("const double *partial" + std::to_string(g));
+    fill += "  a.partial[" + std::to_string(g) + "] = partial" + std::to_string(g) + ";\n";
+    for (unsigned s = 0; s < 2; ++s) {
+      std::string out = "out" + std::to_string(g) + "_" + std::to_string(s);
+      if (s < sums.size())
+        params.push_back("float *" + out);
+      fill += "  a.out[" + std::to_string(g) + "][" + std::to_string(s) + "] = " +
+              (s < sums.size() ? out : std::string("nullptr")) + ";\n";
+    }
+  }
+  os << "  }\n}\n\n"
+     << "void " << name << "(" << llvm::join(params, ", ") << ") {\n  " << name << "_args a{};\n" << fill
+     << "  " << name << "_kernel<<<dim3(" << widest << ", " << groups.size() << "), 256, 0, ctx.stream>>>(a);\n}\n\n";
+  return success();
+}
 
 LogicalResult sbp::emitFusedKernel(llvm::raw_ostream &os, sbpk::FusedOp op, StringRef name, bool cuda) {
   return FusedEmitter(os, op, name, cuda).emit();

@@ -16,8 +16,19 @@
 #include "llvm/Support/raw_ostream.h"
 
 namespace sbp {
-/// Writes the definition of `op`'s generated function, named `name`.
+/// Writes the definition of `op`'s generated function, named `name`. A
+/// rowwise group marked `deferred_sums` leaves its column sums in its scratch
+/// for emitDeferredColumnSums (CUDA; the CPU loops always finish them).
 mlir::LogicalResult emitFusedKernel(llvm::raw_ostream &os, sbpk::FusedOp op, llvm::StringRef name, bool cuda);
+
+/// The function `name(ctx, partial0, out0_0, out0_1, partial1, ...)` that adds
+/// up the column sums of several rowwise groups in one launch (CUDA).
+mlir::LogicalResult emitDeferredColumnSums(llvm::raw_ostream &os, llvm::StringRef name,
+                                           llvm::ArrayRef<sbpk::FusedOp> groups);
+
+/// The result numbers of a rowwise group that are column sums, in the order
+/// of its accumulators (dgamma, dbeta).
+llvm::SmallVector<unsigned> columnSumResults(sbpk::FusedOp op);
 } // namespace sbp
 
 #endif // SBPC_EMITFUSEDKERNELS_H

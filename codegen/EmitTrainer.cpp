@@ -57,6 +57,8 @@ public:
     for (Operation &op : graph.getBlock())
       if (failed(emitOp(&op)))
         return failure();
+    if (cuda)
+      emitDeferredSumsCall();
     os << (cuda ? "  return sbp::cuda::last_error(err, err_len);\n}\n\n" : "  return 0;\n}\n\n");
     return success();
   }
@@ -231,6 +233,21 @@ private:
       os << "  // " << (k->hasAttr("bwd") ? "backward, " : "") << r.getValue();
     os << "\n";
     return success();
+  }
+
+  /// The one launch that finishes every deferred column sum of the graph.
+  void emitDeferredSumsCall() {
+    SmallVector<std::string> callArgs = {"ctx"};
+    for (auto f : graph.getBlock().getOps<sbpk::FusedOp>()) {
+      if (!f->hasAttr("deferred_sums"))
+        continue;
+      callArgs.push_back("reinterpret_cast<const double *>(arena + " +
+                         num(f->getAttrOfType<IntegerAttr>(sbpk::kScratchOffsetAttr).getInt()) + ")");
+      for (unsigned i : columnSumResults(f))
+        callArgs.push_back(name(f.getResult(i)));
+    }
+    if (callArgs.size() > 1)
+      os << "  " << graph.getSymName() << "_column_sums(" << llvm::join(callArgs, ", ") << ");  // backward\n";
   }
 
   /// A call of the group's generated function (EmitFusedKernels.cpp).
@@ -423,6 +440,15 @@ FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &repo
       std::string fn = (f.getName() + "_" + llvm::Twine(fusedNames.size())).str();
       fusedNames[f] = fn;
       if (failed(emitFusedKernel(os, f, fn, cuda)))
+        return failure();
+    }
+  if (cuda)
+    for (sbpk::GraphOp g : {train, eval}) {
+      SmallVector<sbpk::FusedOp> deferred;
+      for (auto f : g.getBlock().getOps<sbpk::FusedOp>())
+        if (f->hasAttr("deferred_sums"))
+          deferred.push_back(f);
+      if (!deferred.empty() && failed(emitDeferredColumnSums(os, (g.getSymName() + "_column_sums").str(), deferred)))
         return failure();
     }
   if (failed(GraphEmitter(os, train, target, fusedNames).emit()) ||

@@ -291,6 +291,14 @@ void planColumnSums(sbpk::FusedOp fused) {
       Builder b(fused);
       fused->setAttr("chunks", b.getI64IntegerAttr(chunks));
       fused->setAttr(sbpk::kScratchBytesAttr, b.getI64IntegerAttr(chunks * 2 * n * int64_t(sizeof(double))));
+      // Sums that only become parameter gradients can be finished after the
+      // backward, all groups in one launch (the partials stay planned).
+      bool onlyGradients = true;
+      for (Value r : fused.getResults())
+        if (numel(r) == n)
+          onlyGradients &= llvm::all_of(r.getUsers(), [](Operation *u) { return isa<sbpk::GradOutOp>(u); });
+      if (onlyGradients)
+        fused->setAttr("deferred_sums", b.getUnitAttr());
     }
 }
 

@@ -37,7 +37,9 @@ static std::vector<Buffer> collectBuffers(sbpk::GraphOp graph) {
       continue;
     if (auto scratch = op.getAttrOfType<IntegerAttr>(sbpk::kScratchBytesAttr)) {
       int64_t size = (scratch.getInt() + kAlignment - 1) / kAlignment * kAlignment;
-      buffers.push_back({Value(), &op, size, index[&op], index[&op]});
+      // Deferred column sums are read again at the end of the step.
+      int64_t last = op.hasAttr("deferred_sums") ? int64_t(index.size()) - 1 : index[&op];
+      buffers.push_back({Value(), &op, size, index[&op], last});
     }
     for (Value r : op.getResults()) {
       if (sbpk::getGradOutUser(r))

@@ -122,6 +122,31 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
+//===--- column sums of rowwise groups ------------------------------------===//
+
+/// Block `block` of the final column sums of a rowwise group: `partial` holds
+/// `chunks` rows of `cols` = sums * n doubles (one row per block of the rows
+/// kernel); 32 columns a block, 8 slices of the chunks added in order, then
+/// the slices in order: deterministic. Column c goes to outs[c / n][c % n].
+__device__ __forceinline__ void column_sums_block(const double *__restrict__ partial, int chunks, int cols, int n,
+                                                  float *const (&outs)[2], int block) {
+  __shared__ double sh[8][32];
+  const int col = block * 32 + (threadIdx.x & 31), slice = threadIdx.x >> 5;
+  double s = 0.0;
+  if (col < cols)
+    for (int p = slice; p < chunks; p += 8)
+      s += partial[int64_t(p) * cols + col];
+  sh[slice][threadIdx.x & 31] = s;
+  __syncthreads();
+  if (slice != 0 || col >= cols)
+    return;
+  double t = 0.0;
+#pragma unroll
+  for (int k = 0; k < 8; ++k)
+    t += sh[k][threadIdx.x & 31];
+  outs[col / n][col % n] = float(t);
+}
+
 //===--- the scalar functions of the fusible ops --------------------------===//
 
 /// Exact (erf) GELU, as timm's nn.GELU: x Phi(x).
