@@ -60,7 +60,7 @@
 // CHECK-NEXT:   float *{{v[0-9]+}} = a->grads + 2192;  // gradient of blocks.1.mlp.fc1.weight
 // CHECK-NEXT:   sbp::cpu::gemm(true, false, 32, 16, 64, {{.*}}, [[N1]], 16, {{.*}});  // backward, blocks.1.mlp
 // CHECK:        sbp::cpu::layer_norm_grad([[X1]], {{.*}}, 64, 16, 1.000000e-06f);  // backward, blocks.1.mlp
-// CHECK:        sbp::cpu::scatter_rows_acc({{v[0-9]+}}, [[KEEP]], {{v[0-9]+}}, 8, 16, 8, 16);  // backward, blocks.1.mlp
+// CHECK:        sbp::cpu::scatter_add_rows({{v[0-9]+}}, {{v[0-9]+}}, [[KEEP]], {{v[0-9]+}}, 8, 16, 8, 16);  // backward, blocks.1.mlp
 //
 // blocks.0.mlp, the same.
 // CHECK:        sbp::cpu::gemm(false, false, 64, 32, 16, {{.*}});  // backward, blocks.0.mlp
