@@ -310,8 +310,7 @@ FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &repo
   llvm::raw_string_ostream os(source);
   emitHeaderComment(os, model, module, report, cuda);
   if (cuda)
-    os << "#include <sbp/cuda_kernels.cuh>\n#include <sbp/cuda_attention_bf16.cuh>\n"
-       << "#include <sbp/cuda_gemm_epilogue.cuh>\n#include <sbp/model_abi.h>\n\n#include <cstdio>\n\n"
+    os << "#include <sbp/cuda_kernels.h>\n#include <sbp/model_abi.h>\n\n#include <cstdio>\n\n"
        << "namespace {\n\n"
        << "// One kernel context (cuBLASLt handle, workspace, scratch) per loaded trainer,\n"
        << "// created by the first step, which the runtime never captures in a graph.\n"
