@@ -21,9 +21,11 @@ static std::vector<std::string> compileCommand(const BuildOptions &o, const std:
     // compile the trainer for a newer GPU at load time (see docs/cuda-target.md).
     std::string gencode = "arch=compute_" + arch.str() + ",code=[sm_" + arch.str() + ",compute_" + arch.str() + "]";
     // -cudart shared: one CUDA runtime in the process, shared with libsbprt.
+    // The trainer holds only host code calling libsbp_cuda_kernels.a, which
+    // carries the kernels (compiled once, docs/cuda-target.md).
     return {program, "-O3", "-std=c++17", "-shared", "-cudart", "shared", "-Xcompiler", "-fPIC", "-Xcompiler",
             "-fvisibility=hidden", "-gencode", gencode, "-I", o.runtimeInclude, "-I", o.kernelsInclude,
-            source, "-lcublasLt", "-lcudart", "-o", out};
+            source, o.kernelsLibrary, "-lcublasLt", "-lcudart", "-o", out};
   }
   return {program, "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-fvisibility=hidden",
           "-I", o.runtimeInclude, "-I", o.kernelsInclude, source, o.kernelsLibrary, "-lopenblas", "-o", out};
@@ -56,6 +58,8 @@ LogicalResult sbp::buildTrainer(const std::string &source, const std::string &ou
   // half-written trainer at the output path.
   std::string tmpOut = output + ".tmp";
   std::vector<std::string> argv = compileCommand(options, *compiler, cppPath, tmpOut);
+  if (options.verbose)
+    llvm::errs() << llvm::join(argv, " ") << "\n";
   std::vector<llvm::StringRef> args(argv.begin(), argv.end());
   std::optional<llvm::StringRef> redirects[] = {std::nullopt, llvm::StringRef(logPath), llvm::StringRef(logPath)};
   std::string errMsg;

@@ -16,6 +16,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "EmitFusedKernels.h"
+#include "SbpKernel/KernelTable.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/TypeSwitch.h"
@@ -48,13 +49,13 @@ bool inArena(Value v) {
 /// The float expression of one elementwise op over operand expressions.
 FailureOr<std::string> scalarExpr(sbpk::KernelOp k, ArrayRef<std::string> a) {
   StringRef c = k.getCallee();
-  if (c == "add")
+  if (c == sbpk::kernel::add)
     return "(" + a[0] + " + " + a[1] + ")";
-  if (c == "cast")
+  if (c == sbpk::kernel::cast)
     return a[0];
-  if (c == "gelu" || c == "relu")
+  if (c == sbpk::kernel::gelu || c == sbpk::kernel::relu)
     return "sbp::fused::" + c.str() + "(" + a[0] + ")";
-  if (c == "gelu_grad" || c == "relu_grad")
+  if (c == sbpk::kernel::gelu_grad || c == sbpk::kernel::relu_grad)
     return "sbp::fused::" + c.str() + "(" + a[0] + ", " + a[1] + ")";
   return failure();
 }
@@ -213,7 +214,7 @@ public:
 
   LogicalResult analyse() {
     for (Operation &inner : op.getBlock().without_terminator())
-      if (auto k = cast<sbpk::KernelOp>(inner); k.getCallee() == "layer_norm_grad") {
+      if (auto k = cast<sbpk::KernelOp>(inner); k.getCallee() == sbpk::kernel::layer_norm_grad) {
         rows = intAttr(k, "rows");
         n = intAttr(k, "n");
       }
@@ -245,13 +246,13 @@ public:
       auto k = cast<sbpk::KernelOp>(inner);
       StringRef callee = k.getCallee();
       auto in = [&](unsigned i) { return name[k->getOperand(i)]; };
-      if (callee == "layer_norm" || callee == "layer_norm_grad") {
+      if (callee == sbpk::kernel::layer_norm || callee == sbpk::kernel::layer_norm_grad) {
         std::string s = stats(k->getOperand(0), k->getAttrOfType<FloatAttr>("eps").getValueAsDouble(), out);
         std::string x = in(0), g = in(1), id = "t" + std::to_string(t++);
         std::string xhat = "(" + at(x) + " - " + s + "_mean) * " + s + "_rstd";
         declare(id, out);
         name[k->getResult(0)] = id;
-        if (callee == "layer_norm") {
+        if (callee == sbpk::kernel::layer_norm) {
           out += loop(at(id) + " = " + xhat + " * " + at(g) + " + " + at(in(2)) + ";");
           continue;
         }
@@ -477,7 +478,7 @@ SmallVector<unsigned> sbp::columnSumResults(sbpk::FusedOp op) {
   // RowwiseGenerator numbers its accumulators).
   SmallVector<Value> sums;
   for (Operation &inner : op.getBlock().without_terminator())
-    if (cast<sbpk::KernelOp>(inner).getCallee() == "layer_norm_grad") {
+    if (cast<sbpk::KernelOp>(inner).getCallee() == sbpk::kernel::layer_norm_grad) {
       sums.push_back(inner.getResult(1));
       sums.push_back(inner.getResult(2));
     }

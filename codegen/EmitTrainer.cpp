@@ -12,6 +12,7 @@
 #include "EmitFusedKernels.h"
 #include "ModelLayout.h"
 #include "Sbp/SbpOps.h"
+#include "SbpKernel/KernelTable.h"
 #include "SbpKernel/SbpKernelDialect.h"
 
 #include "llvm/ADT/StringExtras.h"
@@ -153,82 +154,17 @@ private:
   LogicalResult emitKernel(sbpk::KernelOp k) {
     if (failed(declareResults(k)))
       return failure();
-    auto in = [&](unsigned i) { return name(k.getOperand(i)); };
-    auto out = [&](unsigned i) { return name(k.getResult(i)); };
-    auto sz = [&](StringRef attr) { return num(attrInt(k, attr)); };
-    StringRef callee = k.getCallee();
-    std::string call;
-    if (callee == "patchify")
-      call = "patchify(" + args({in(0), out(0), sz("batch"), sz("channels"), sz("height"), sz("width"), sz("patch")});
-    else if (callee == "add")
-      call = "add(" + args({in(0), in(1), out(0), sz("n")});
-    else if (callee == "bias_add")
-      call = "bias_add(" + args({in(0), in(1), out(0), sz("rows"), sz("n")});
-    else if (callee == "bias_grad")
-      call = "bias_grad(" + args({in(0), out(0), sz("rows"), sz("n")});
-    else if (callee == "pos_add")
-      call = "pos_add(" + args({in(0), in(1), out(0), sz("batch"), sz("tokens"), sz("n")});
-    else if (callee == "pos_grad")
-      call = "pos_grad(" + args({in(0), out(0), sz("batch"), sz("tokens"), sz("n")});
-    else if (callee == "cast")
-      call = "cast(" + args({in(0), out(0), sz("n")});
-    else if (callee == "gelu" || callee == "relu")
-      call = callee.str() + "(" + args({in(0), out(0), sz("n")});
-    else if (callee == "gelu_grad" || callee == "relu_grad")
-      call = callee.str() + "(" + args({in(0), in(1), out(0), sz("n")});
-    else if (callee == "layer_norm")
-      call = "layer_norm(" + args({in(0), in(1), in(2), out(0), sz("rows"), sz("n"), eps(k)});
-    else if (callee == "layer_norm_grad")
-      call = "layer_norm_grad(" +
-             args({in(0), in(1), in(2), out(0), out(1), out(2), sz("rows"), sz("n"), eps(k)});
-    else if (callee == "mean_tokens" || callee == "mean_tokens_grad")
-      call = callee.str() + "(" + args({in(0), out(0), sz("batch"), sz("tokens"), sz("n")});
-    else if (callee == "softmax_xent")
-      call = "softmax_xent(" + args({in(0), in(1), out(0), "nullptr", sz("batch"), sz("classes"), "1.0f"});
-    else if (callee == "softmax_xent_grad")
-      call = "softmax_xent(" + args({in(0), in(1), out(0), out(1), sz("batch"), sz("classes"), "1.0f"});
-    else if (callee == "mask_rows" || callee == "gather_rows" || callee == "scatter_rows")
-      call = callee.str() + "(" + args({in(0), in(1), out(0), sz("batch"), sz("tokens"), sz("kept"), sz("n")});
-    else if (callee == "scatter_add_rows" && cuda)
-      call = "scatter_add_rows(" + args({in(0), in(1), in(2), out(0), sz("batch"), sz("tokens"), sz("kept"), sz("n")});
-    else if (callee == "scatter_add_rows") {
-      int64_t n = attrInt(k, "batch") * attrInt(k, "tokens") * attrInt(k, "n");
-      os << "  sbp::cpu::copy(" << args({in(0), out(0), num(n)}) << ");\n";
-      call = "scatter_rows_acc(" + args({in(1), in(2), out(0), sz("batch"), sz("tokens"), sz("kept"), sz("n")});
-    } else if (callee == "cls_concat")
-      call = "cls_concat(" + args({in(0), in(1), out(0), sz("batch"), sz("tokens"), sz("n")});
-    else if (callee == "cls_concat_grad")
-      call = "cls_concat_grad(" + args({in(0), out(0), out(1), sz("batch"), sz("tokens"), sz("n")});
-    else if (callee == "take_token" || callee == "take_token_grad")
-      call = callee.str() + "(" + args({in(0), out(0), sz("batch"), sz("tokens"), sz("n"), sz("index")});
-    else if (callee.starts_with("attention"))
-      call = attentionCall(k);
-    else if (callee == "gemm_bias" || callee == "gemm_bias_residual") {
-      bool ta = k->getAttrOfType<BoolAttr>("trans_a").getValue(), tb = k->getAttrOfType<BoolAttr>("trans_b").getValue();
-      int64_t m = attrInt(k, "m"), n = attrInt(k, "n"), kk = attrInt(k, "k");
-      call = "gemm_bias(" + args({ta ? "true" : "false", tb ? "true" : "false", num(m), num(n), num(kk), in(0),
-                                  num(ta ? m : kk), in(1), num(tb ? kk : n), in(2),
-                                  callee == "gemm_bias_residual" ? in(3) : "nullptr", out(0), num(n)});
-    }
-    else if (callee == "gemm_bgrad") {
-      // dbias = column sums of a [k, m] (sbp-fuse-kernels makes gemm_bgrad
-      // only with trans_a), then the GEMM.
-      bool ta = k->getAttrOfType<BoolAttr>("trans_a").getValue(), tb = k->getAttrOfType<BoolAttr>("trans_b").getValue();
-      int64_t m = attrInt(k, "m"), n = attrInt(k, "n"), kk = attrInt(k, "k");
-      if (!ta)
-        return k.emitOpError("gemm_bgrad needs trans_a");
-      os << "  " << ns() << "bias_grad(" << ctxArg() << args({in(0), out(1), num(kk), num(m)}) << ");\n";
-      call = "gemm(" + args({"true", tb ? "true" : "false", num(m), num(n), num(kk), "1.0f", in(0), num(m), in(1),
-                             num(tb ? kk : n), "0.0f", out(0), num(n)});
-    }
-    else if (callee == "fill")
-      call = "fill(" + args({out(0), flt(k->getAttrOfType<FloatAttr>("value").getValueAsDouble()), sz("n")});
-    else
-      return k.emitOpError("has no CPU emitter");
-    // Every kernel call has the form ns::name(args...); CUDA kernels take the context first.
+    const sbpk::KernelInfo *info = sbpk::lookupKernel(k.getCallee());
+    if (!info)
+      return k.emitOpError("calls no kernel of the kernel table");
+    // ns::function(ctx, args...): the arguments in the table's order; the
+    // CUDA functions take the context first.
+    SmallVector<std::string> args;
     if (cuda)
-      call.insert(call.find('(') + 1, "ctx, ");
-    os << "  " << ns() << call << ");";
+      args.push_back("ctx");
+    for (const sbpk::KernelArg &arg : info->args)
+      args.push_back(callArgument(k, arg));
+    os << "  " << ns() << info->function << "(" << llvm::join(args, ", ") << ");";
     if (auto r = k->getAttrOfType<StringAttr>("region"))
       os << "  // " << (k->hasAttr("bwd") ? "backward, " : "") << r.getValue();
     os << "\n";
@@ -270,34 +206,43 @@ private:
     return success();
   }
 
-  /// The attention kernels of the kernel library, one per sbpk name (the
-  /// library has three functions; see KernelTable.cpp for the operands).
-  std::string attentionCall(sbpk::KernelOp k) {
-    auto in = [&](unsigned i) { return name(k.getOperand(i)); };
-    auto sz = [&](StringRef attr) { return num(attrInt(k, attr)); };
-    std::string dims = args({sz("batch"), sz("tokens"), sz("heads"), sz("head_dim"),
-                             flt(k->getAttrOfType<FloatAttr>("scale").getValueAsDouble())});
-    std::string out = name(k.getResult(0));
-    StringRef callee = k.getCallee();
-    if (callee == "attention_fwd")
-      return "attention_fwd(" + args({in(0), out, name(k.getResult(1)), dims, "nullptr", "0"});
-    if (callee == "attention_fwd_sbp")
-      return "attention_fwd(" + args({in(0), out, name(k.getResult(1)), dims, in(1), sz("kept")});
-    if (callee == "attention_bwd_queries")
-      return "attention_bwd_queries(" +
-             args({in(0), in(1), sz("kept"), in(2), in(3), in(4), out, dims});
-    std::string rowKeep = callee == "attention_bwd_rows" ? in(4) : "nullptr";
-    std::string headKeep = callee == "attention_bwd_heads" ? in(4) : "nullptr";
-    return "attention_bwd(" + args({in(0), in(1), in(2), in(3), out, dims, rowKeep, headKeep});
+  /// One argument of a library call, as the table describes it.
+  std::string callArgument(sbpk::KernelOp k, const sbpk::KernelArg &arg) {
+    auto size = [&](StringRef attr) { return attrInt(k, attr); };
+    auto flag = [&](StringRef attr) { return k->getAttrOfType<BoolAttr>(attr).getValue(); };
+    switch (arg.kind) {
+    case sbpk::KernelArg::In:
+    case sbpk::KernelArg::FloatIn:
+    case sbpk::KernelArg::Index:
+      return name(k.getOperand(arg.index));
+    case sbpk::KernelArg::Out:
+    case sbpk::KernelArg::FloatOut:
+      return name(k.getResult(arg.index));
+    case sbpk::KernelArg::Size:
+      return num(size(arg.attr));
+    case sbpk::KernelArg::F32: {
+      auto attr = k->getAttrOfType<FloatAttr>(arg.attr);
+      return flt(attr ? attr.getValueAsDouble() : arg.value);
+    }
+    case sbpk::KernelArg::Flag:
+      return flag(arg.attr) ? "true" : "false";
+    case sbpk::KernelArg::LdA:
+      return num(flag("trans_a") ? size("m") : size("k"));
+    case sbpk::KernelArg::LdB:
+      return num(flag("trans_b") ? size("k") : size("n"));
+    case sbpk::KernelArg::NullIn:
+    case sbpk::KernelArg::NullOut:
+    case sbpk::KernelArg::NullIndex:
+      return "nullptr";
+    case sbpk::KernelArg::LitF32:
+    case sbpk::KernelArg::LitI64:
+      return arg.literal.str();
+    }
+    llvm_unreachable("unknown kernel argument kind");
   }
 
   const char *ns() const { return cuda ? "sbp::cuda::" : "sbp::cpu::"; }
   const char *ctxArg() const { return cuda ? "ctx, " : ""; }
-
-  std::string eps(sbpk::KernelOp k) {
-    auto attr = k->getAttrOfType<FloatAttr>("eps");
-    return flt(attr ? attr.getValueAsDouble() : 1e-5);
-  }
 
   llvm::raw_ostream &os;
   sbpk::GraphOp graph;
@@ -406,9 +351,7 @@ FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &repo
   llvm::raw_string_ostream os(source);
   emitHeaderComment(os, model, module, report, cuda);
   if (cuda)
-    os << "#include <sbp/cuda_kernels.cuh>\n#include <sbp/cuda_attention_bf16.cuh>\n"
-       << "#include <sbp/cuda_gemm_epilogue.cuh>\n#include <sbp/fused_support.cuh>\n#include <sbp/model_abi.h>\n\n"
-       << "#include <cstdio>\n\n"
+    os << "#include <sbp/cuda_kernels.h>\n#include <sbp/fused_support.cuh>\n#include <sbp/model_abi.h>\n\n#include <cstdio>\n\n"
        << "namespace {\n\n"
        << "// One kernel context (cuBLASLt handle, workspace, scratch) per loaded trainer,\n"
        << "// created by the first step, which the runtime never captures in a graph.\n"

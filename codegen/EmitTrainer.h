@@ -21,10 +21,11 @@ struct BuildOptions {
   std::string compiler = "c++";  // host C++ compiler (cpu)
   std::string nvcc = "nvcc";     // CUDA compiler (cuda)
   std::string gpuArch = "sm_90"; // cuda: the architecture the .so carries code for
-  std::string runtimeInclude;    // holds sbp/model_abi.h
-  std::string kernelsInclude;    // holds sbp/cpu_kernels.h or sbp/cuda_kernels.cuh
-  std::string kernelsLibrary;    // cpu: libsbp_cpu_kernels.a
+  std::string runtimeInclude;    // holds sbp/model_abi.h and sbp/kernel_table.def
+  std::string kernelsInclude;    // holds sbp/cpu_kernels.h or sbp/cuda_kernels.h
+  std::string kernelsLibrary;    // libsbp_cpu_kernels.a or libsbp_cuda_kernels.a
   bool keepSource = false;
+  bool verbose = false;          // print the compiler command line to stderr
 };
 
 /// Compiles trainer source into a shared library at `output`. On failure the

@@ -21,13 +21,13 @@ static double attentionFlops(sbpk::KernelOp k) {
   auto size = [&](StringRef name) { return static_cast<double>(k->getAttrOfType<IntegerAttr>(name).getInt()); };
   double bh = size("batch") * size("heads"), dh = size("head_dim"), t = size("tokens");
   StringRef name = k.getCallee();
-  if (name == "attention_fwd")
+  if (name == sbpk::kernel::attention_fwd)
     return 4 * bh * t * t * dh;
-  if (name == "attention_fwd_sbp") {
+  if (name == sbpk::kernel::attention_fwd_sbp) {
     double kept = size("kept");
     return 4 * bh * (kept * kept + (t - kept) * t) * dh;
   }
-  if (name == "attention_bwd_queries")
+  if (name == sbpk::kernel::attention_bwd_queries)
     return 10 * bh * size("kept") * t * dh;
   return 10 * bh * t * t * dh; // attention_bwd on T (or the kept) rows, attention_bwd_heads
 }

@@ -18,6 +18,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "Passes.h"
+#include "SbpKernel/KernelTable.h"
 
 #include "llvm/ADT/StringSet.h"
 
@@ -38,11 +39,13 @@ bool isF32(Value v) { return cast<RankedTensorType>(v.getType()).getElementType(
 
 /// Kernels whose every result stays float32: the residual stream and
 /// reductions whose results are parameter gradients.
-const llvm::StringSet<> kFloatKernels = {"add", "gemm_bias_residual", "pos_add", "cls_concat", "scatter_add_rows",
-                                         "layer_norm_grad", "bias_grad", "pos_grad", "softmax_xent",
-                                         "fill"};
+namespace k = sbpk::kernel;
+const llvm::StringSet<> kFloatKernels = {k::add,       k::gemm_bias_residual, k::pos_add,
+                                         k::cls_concat, k::scatter_add_rows,   k::layer_norm_grad,
+                                         k::bias_grad,  k::pos_grad,           k::softmax_xent,
+                                         k::fill};
 /// Kernels whose result has the type of their first operand.
-const llvm::StringSet<> kTypeFollowing = {"gather_rows", "scatter_rows", "mask_rows"};
+const llvm::StringSet<> kTypeFollowing = {k::gather_rows, k::scatter_rows, k::mask_rows};
 
 class GraphPrecision {
 public:
@@ -87,9 +90,9 @@ private:
       return true;
     if (kTypeFollowing.contains(callee))
       return isF32(k.getOperand(0));
-    if (callee == "cls_concat_grad")
+    if (callee == sbpk::kernel::cls_concat_grad)
       return r.getResultNumber() == 1; // dcls; dx feeds GEMMs
-    if (callee.starts_with("attention_fwd"))
+    if (callee.starts_with(sbpk::kernel::attention_fwd))
       return r.getResultNumber() == 1; // lse
     return false;
   }
@@ -106,7 +109,7 @@ private:
     else
       b.setInsertionPoint(user);
     auto op = b.create<sbpk::KernelOp>(user->getLoc(), TypeRange{withElementType(v.getType(), b.getBF16Type())},
-                                       b.getStringAttr("cast"), ValueRange{v});
+                                       b.getStringAttr(sbpk::kernel::cast), ValueRange{v});
     op->setAttr("n", b.getI64IntegerAttr(cast<RankedTensorType>(v.getType()).getNumElements()));
     if (user->hasAttr("bwd") && !isa<sbpk::ParamOp>(def))
       op->setAttr("bwd", b.getUnitAttr());

@@ -14,6 +14,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "Passes.h"
+#include "SbpKernel/KernelTable.h"
 
 namespace sbp {
 #define GEN_PASS_DEF_SBPFUSEEPILOGUES
@@ -36,7 +37,7 @@ sbpk::KernelOp soleKernelUser(Value v, StringRef callee, unsigned index) {
 void fuse(sbpk::GemmOp gemm) {
   if (gemm.getCIn() || gemm.getAlpha().convertToDouble() != 1.0 || gemm.getBeta().convertToDouble() != 0.0)
     return;
-  sbpk::KernelOp bias = soleKernelUser(gemm.getResult(), "bias_add", 0);
+  sbpk::KernelOp bias = soleKernelUser(gemm.getResult(), sbpk::kernel::bias_add, 0);
   if (!bias)
     return;
   // The residual add: either operand may be the branch; the other is x.
@@ -44,7 +45,7 @@ void fuse(sbpk::GemmOp gemm) {
   Value residual;
   if (Value y = bias->getResult(0); y.hasOneUse()) {
     OpOperand &use = *y.getUses().begin();
-    if (auto k = dyn_cast<sbpk::KernelOp>(use.getOwner()); k && k.getCallee() == "add") {
+    if (auto k = dyn_cast<sbpk::KernelOp>(use.getOwner()); k && k.getCallee() == sbpk::kernel::add) {
       add = k;
       residual = k->getOperand(1 - use.getOperandNumber());
     }
@@ -55,7 +56,7 @@ void fuse(sbpk::GemmOp gemm) {
   if (residual)
     operands.push_back(residual);
   auto fused = b.create<sbpk::KernelOp>(gemm.getLoc(), TypeRange{last->getResult(0).getType()},
-                                        b.getStringAttr(residual ? "gemm_bias_residual" : "gemm_bias"), operands);
+                                        b.getStringAttr(residual ? sbpk::kernel::gemm_bias_residual : sbpk::kernel::gemm_bias), operands);
   for (StringRef attr : {"m", "n", "k", "trans_a", "trans_b", "bwd"})
     if (Attribute a = gemm->getAttr(attr))
       fused->setAttr(attr, a);

@@ -27,6 +27,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "Passes.h"
+#include "SbpKernel/KernelTable.h"
 
 #include "mlir/Analysis/TopologicalSortUtils.h"
 #include "mlir/IR/IRMapping.h"
@@ -50,7 +51,7 @@ sbpk::KernelOp kernelNamed(Operation *op, StringRef callee) {
 }
 
 bool isParamCast(sbpk::KernelOp k) {
-  return k.getCallee() == "cast" && isa_and_nonnull<sbpk::ParamOp>(k->getOperand(0).getDefiningOp());
+  return k.getCallee() == sbpk::kernel::cast && isa_and_nonnull<sbpk::ParamOp>(k->getOperand(0).getDefiningOp());
 }
 
 /// Kernels whose every result element depends only on the same element of
@@ -59,7 +60,7 @@ bool isElementwise(Operation *op) {
   auto k = dyn_cast<sbpk::KernelOp>(op);
   if (!k || isParamCast(k))
     return false;
-  static const StringRef kNames[] = {"add", "cast", "gelu", "gelu_grad", "relu", "relu_grad"};
+  static const StringRef kNames[] = {sbpk::kernel::add, sbpk::kernel::cast, sbpk::kernel::gelu, sbpk::kernel::gelu_grad, sbpk::kernel::relu, sbpk::kernel::relu_grad};
   if (!llvm::is_contained(kNames, k.getCallee()))
     return false;
   int64_t n = numel(k->getResult(0));
@@ -73,7 +74,7 @@ bool isElementwise(Operation *op) {
 sbpk::GemmOp weightGradGemmOf(Value dy, int64_t rows, int64_t n) {
   SmallVector<Value> candidates = {dy};
   for (Operation *user : dy.getUsers())
-    if (auto c = kernelNamed(user, "cast"))
+    if (auto c = kernelNamed(user, sbpk::kernel::cast))
       candidates.push_back(c->getResult(0));
   for (Value a : candidates)
     for (Operation *user : a.getUsers()) {
@@ -93,7 +94,7 @@ void fuseBiasGrad(sbpk::KernelOp biasGrad) {
   OpBuilder b(gemm);
   auto fused = b.create<sbpk::KernelOp>(gemm.getLoc(),
                                         TypeRange{gemm.getType(), biasGrad->getResult(0).getType()},
-                                        b.getStringAttr("gemm_bgrad"), ValueRange{gemm.getA(), gemm.getB()});
+                                        b.getStringAttr(sbpk::kernel::gemm_bgrad), ValueRange{gemm.getA(), gemm.getB()});
   for (StringRef attr : {"m", "n", "k", "trans_a", "trans_b", "bwd", "region"})
     if (Attribute a = gemm->getAttr(attr))
       fused->setAttr(attr, a);
@@ -148,7 +149,7 @@ sbpk::KernelOp soleUser(Value v, ArrayRef<StringRef> callees) {
 /// The user of v that is a cast, if any.
 sbpk::KernelOp castUser(Value v) {
   for (Operation *user : v.getUsers())
-    if (auto c = kernelNamed(user, "cast"))
+    if (auto c = kernelNamed(user, sbpk::kernel::cast))
       return c;
   return {};
 }
@@ -158,7 +159,7 @@ SmallVector<Operation *> rowwiseGroup(sbpk::KernelOp grad, const llvm::DenseSet<
   SmallVector<Operation *> group = {grad};
   // The recompute of the same normalised rows (same x, gamma, eps).
   for (Operation *user : x.getUsers())
-    if (auto ln = kernelNamed(user, "layer_norm");
+    if (auto ln = kernelNamed(user, sbpk::kernel::layer_norm);
         ln && !taken.contains(ln) && ln->getOperand(1) == gamma && ln->getAttr("eps") == grad->getAttr("eps") &&
         ln->hasAttr("bwd") == grad->hasAttr("bwd")) {
       group.push_back(ln);
@@ -166,7 +167,7 @@ SmallVector<Operation *> rowwiseGroup(sbpk::KernelOp grad, const llvm::DenseSet<
     }
   // The epilogue on dx: the residual add, then the bf16 copy of the sum.
   Value tail = grad->getResult(0);
-  if (auto add = soleUser(tail, {"add"}); add && !taken.contains(add) && isElementwise(add)) {
+  if (auto add = soleUser(tail, {sbpk::kernel::add}); add && !taken.contains(add) && isElementwise(add)) {
     group.push_back(add);
     tail = add->getResult(0);
   }
@@ -285,7 +286,7 @@ sbpk::FusedOp outline(SmallVector<Operation *> ops, StringRef kind, StringRef na
 /// adds them in chunk order, so the result never depends on timing.
 void planColumnSums(sbpk::FusedOp fused) {
   for (Operation &op : fused.getBlock())
-    if (auto grad = kernelNamed(&op, "layer_norm_grad")) {
+    if (auto grad = kernelNamed(&op, sbpk::kernel::layer_norm_grad)) {
       int64_t rows = intAttr(grad, "rows"), n = intAttr(grad, "n");
       int64_t chunks = std::min<int64_t>((rows + 63) / 64, 512);
       Builder b(fused);
@@ -317,7 +318,7 @@ void outlineAndSort(Block &block, SmallVector<Operation *> ops, StringRef kind, 
 void fuseGraph(sbpk::GraphOp graph) {
   Block &block = graph.getBlock();
   for (auto k : llvm::make_early_inc_range(block.getOps<sbpk::KernelOp>()))
-    if (k.getCallee() == "bias_grad")
+    if (k.getCallee() == sbpk::kernel::bias_grad)
       fuseBiasGrad(k);
 
   // `taken` holds the members of outlined groups (erased ops: never
@@ -325,7 +326,7 @@ void fuseGraph(sbpk::GraphOp graph) {
   llvm::DenseSet<Operation *> taken;
   SmallVector<Operation *> anchors, elementwise, casts;
   for (auto k : block.getOps<sbpk::KernelOp>()) {
-    if (k.getCallee() == "layer_norm_grad")
+    if (k.getCallee() == sbpk::kernel::layer_norm_grad)
       anchors.push_back(k);
     if (isParamCast(k))
       casts.push_back(k);

@@ -1,6 +1,7 @@
 //===- LowerToKernels.cpp - sbp.model -> sbpk.graph @train and @eval ------===//
 #include "ModelLayout.h"
 #include "Passes.h"
+#include "SbpKernel/KernelTable.h"
 
 #include "mlir/IR/IRMapping.h"
 #include "llvm/ADT/SetVector.h"
@@ -113,7 +114,7 @@ LogicalResult GraphLowering::lowerAttention(AttentionOp a) {
   SmallVector<Value> operands = {a.getQkv()};
   if (restricted)
     operands.push_back(a.getKeep());
-  Operation *k = kernel(a, restricted ? "attention_fwd_sbp" : "attention_fwd", operands, sizes, a->getResultTypes());
+  Operation *k = kernel(a, restricted ? sbpk::kernel::attention_fwd_sbp : sbpk::kernel::attention_fwd, operands, sizes, a->getResultTypes());
   k->setAttr("scale", b.getF64FloatAttr(a.getScale()));
   mapResults(a, k);
   return success();
@@ -125,20 +126,20 @@ LogicalResult GraphLowering::lowerAttentionGrad(AttentionGradOp a) {
   int64_t heads = a.getHeadsAttr().getInt(), headDim = s[2] / 3 / heads;
   SmallVector<std::pair<StringRef, int64_t>> sizes = {
       {"batch", s[0]}, {"tokens", s[1]}, {"heads", heads}, {"head_dim", headDim}};
-  StringRef name = "attention_bwd";
+  StringRef name = sbpk::kernel::attention_bwd;
   SmallVector<Value> operands = {a.getQkv(), a.getOut(), a.getLse(), a.getGrad()};
   if (std::optional<AttentionMode> mode = a.getMode()) {
     switch (*mode) {
     case AttentionMode::drop_qkv:
-      name = "attention_bwd_rows";
+      name = sbpk::kernel::attention_bwd_rows;
       operands.push_back(a.getKeep());
       break;
     case AttentionMode::drop_head:
-      name = "attention_bwd_heads";
+      name = sbpk::kernel::attention_bwd_heads;
       operands.push_back(a.getKeep());
       break;
     case AttentionMode::drop_query:
-      name = "attention_bwd_queries";
+      name = sbpk::kernel::attention_bwd_queries;
       operands = {a.getQkv(), a.getKeep(), a.getOut(), a.getLse(), a.getGrad()};
       sizes.push_back({"kept", shapeOf(a.getKeep())[0]});
       break;
@@ -170,7 +171,7 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
       })
       .Case([&](PatchifyOp p) {
         auto s = shapeOf(p.getImage());
-        mapResults(op, kernel(op, "patchify", p.getImage(),
+        mapResults(op, kernel(op, sbpk::kernel::patchify, p.getImage(),
                               {{"batch", s[0]}, {"channels", s[1]}, {"height", s[2]}, {"width", s[3]},
                                {"patch", p.getPatch()}},
                               p.getType()));
@@ -196,10 +197,10 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
       })
       .Case<BiasAddOp, BiasGradOp, LayerNormOp, LayerNormGradOp>([&](Operation *) {
         Value x = op->getOperand(0);
-        StringRef name = isa<BiasAddOp>(op)      ? "bias_add"
-                         : isa<BiasGradOp>(op)   ? "bias_grad"
-                         : isa<LayerNormOp>(op)  ? "layer_norm"
-                                                 : "layer_norm_grad";
+        StringRef name = isa<BiasAddOp>(op)      ? sbpk::kernel::bias_add
+                         : isa<BiasGradOp>(op)   ? sbpk::kernel::bias_grad
+                         : isa<LayerNormOp>(op)  ? sbpk::kernel::layer_norm
+                                                 : sbpk::kernel::layer_norm_grad;
         Operation *k = kernel(op, name, op->getOperands(), {{"rows", rowsOf(x)}, {"n", shapeOf(x).back()}},
                               op->getResultTypes());
         if (auto eps = op->getAttr("eps"))
@@ -209,35 +210,35 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
       })
       .Case<PosAddOp, PosGradOp, MeanTokensOp>([&](Operation *) {
         auto s = shapeOf(op->getOperand(0));
-        StringRef name = isa<PosAddOp>(op) ? "pos_add" : isa<PosGradOp>(op) ? "pos_grad" : "mean_tokens";
+        StringRef name = isa<PosAddOp>(op) ? sbpk::kernel::pos_add : isa<PosGradOp>(op) ? sbpk::kernel::pos_grad : sbpk::kernel::mean_tokens;
         mapResults(op, kernel(op, name, op->getOperands(), {{"batch", s[0]}, {"tokens", s[1]}, {"n", s[2]}},
                               op->getResultTypes()));
         return success();
       })
       .Case([&](MeanTokensGradOp m) {
         auto s = shapeOf(m.getResult());
-        mapResults(op, kernel(op, "mean_tokens_grad", m.getGrad(), {{"batch", s[0]}, {"tokens", s[1]}, {"n", s[2]}},
+        mapResults(op, kernel(op, sbpk::kernel::mean_tokens_grad, m.getGrad(), {{"batch", s[0]}, {"tokens", s[1]}, {"n", s[2]}},
                               m.getType()));
         return success();
       })
       .Case<GeluOp, ReluOp, GeluGradOp, ReluGradOp, AddOp>([&](Operation *) {
-        StringRef name = isa<GeluOp>(op)       ? "gelu"
-                         : isa<ReluOp>(op)     ? "relu"
-                         : isa<GeluGradOp>(op) ? "gelu_grad"
-                         : isa<ReluGradOp>(op) ? "relu_grad"
-                                               : "add";
+        StringRef name = isa<GeluOp>(op)       ? sbpk::kernel::gelu
+                         : isa<ReluOp>(op)     ? sbpk::kernel::relu
+                         : isa<GeluGradOp>(op) ? sbpk::kernel::gelu_grad
+                         : isa<ReluGradOp>(op) ? sbpk::kernel::relu_grad
+                                               : sbpk::kernel::add;
         mapResults(op, kernel(op, name, op->getOperands(), {{"n", numel(op->getResult(0))}}, op->getResultTypes()));
         return success();
       })
       .Case([&](ClsConcatOp c) {
         auto s = shapeOf(c.getInput());
-        mapResults(op, kernel(op, "cls_concat", op->getOperands(), {{"batch", s[0]}, {"tokens", s[1]}, {"n", s[2]}},
+        mapResults(op, kernel(op, sbpk::kernel::cls_concat, op->getOperands(), {{"batch", s[0]}, {"tokens", s[1]}, {"n", s[2]}},
                               c.getType()));
         return success();
       })
       .Case([&](ClsConcatGradOp c) {
         auto s = shapeOf(c.getGradInput());
-        mapResults(op, kernel(op, "cls_concat_grad", c.getGrad(), {{"batch", s[0]}, {"tokens", s[1]}, {"n", s[2]}},
+        mapResults(op, kernel(op, sbpk::kernel::cls_concat_grad, c.getGrad(), {{"batch", s[0]}, {"tokens", s[1]}, {"n", s[2]}},
                               op->getResultTypes()));
         return success();
       })
@@ -245,7 +246,7 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
         bool grad = isa<TakeTokenGradOp>(op);
         auto s = shapeOf(grad ? op->getResult(0) : op->getOperand(0));
         int64_t index = op->getAttrOfType<IntegerAttr>("index").getInt();
-        mapResults(op, kernel(op, grad ? "take_token_grad" : "take_token", op->getOperands(),
+        mapResults(op, kernel(op, grad ? sbpk::kernel::take_token_grad : sbpk::kernel::take_token, op->getOperands(),
                               {{"batch", s[0]}, {"tokens", s[1]}, {"n", s[2]}, {"index", index}},
                               op->getResultTypes()));
         return success();
@@ -260,14 +261,14 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
           if (auto g = dyn_cast<CrossEntropyGradOp>(user); g && g->getBlock() == op->getBlock())
             grad = g;
         if (grad && includesBackward) {
-          Operation *k = kernel(op, "softmax_xent_grad", ce->getOperands(), {{"batch", s[0]}, {"classes", s[1]}},
+          Operation *k = kernel(op, sbpk::kernel::softmax_xent_grad, ce->getOperands(), {{"batch", s[0]}, {"classes", s[1]}},
                                 {ce.getType(), grad.getType()});
           map.map(ce.getLoss(), k->getResult(0));
           map.map(grad.getResult(), k->getResult(1));
           fusedAway.insert(grad);
           return success();
         }
-        mapResults(op, kernel(op, "softmax_xent", ce->getOperands(), {{"batch", s[0]}, {"classes", s[1]}},
+        mapResults(op, kernel(op, sbpk::kernel::softmax_xent, ce->getOperands(), {{"batch", s[0]}, {"classes", s[1]}},
                               ce.getType()));
         return success();
       })
@@ -277,17 +278,17 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
       })
       .Case<MaskRowsOp, GatherRowsOp>([&](Operation *) {
         Value keep = op->getOperand(1);
-        mapResults(op, kernel(op, isa<MaskRowsOp>(op) ? "mask_rows" : "gather_rows", op->getOperands(),
+        mapResults(op, kernel(op, isa<MaskRowsOp>(op) ? sbpk::kernel::mask_rows : sbpk::kernel::gather_rows, op->getOperands(),
                               rowSizes(op->getOperand(0), keep), op->getResultTypes()));
         return success();
       })
       .Case([&](ScatterRowsOp s) {
-        mapResults(op, kernel(op, "scatter_rows", op->getOperands(), rowSizes(s.getResult(), s.getKeep()),
+        mapResults(op, kernel(op, sbpk::kernel::scatter_rows, op->getOperands(), rowSizes(s.getResult(), s.getKeep()),
                               s.getType()));
         return success();
       })
       .Case([&](ScatterAddRowsOp s) {
-        mapResults(op, kernel(op, "scatter_add_rows", op->getOperands(), rowSizes(s.getBase(), s.getKeep()),
+        mapResults(op, kernel(op, sbpk::kernel::scatter_add_rows, op->getOperands(), rowSizes(s.getBase(), s.getKeep()),
                               s.getType()));
         return success();
       })

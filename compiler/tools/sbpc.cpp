@@ -22,6 +22,7 @@
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/Program.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
@@ -51,6 +52,8 @@ static cl::opt<std::string> precision("precision",
                                       cl::init("fp32"), cl::cat(category));
 static cl::opt<bool> keepSource("keep-source", cl::desc("Keep the generated trainer source beside the output"),
                                 cl::init(false), cl::cat(category));
+static cl::opt<bool> verbose("v", cl::desc("Print the command that builds the trainer"), cl::init(false),
+                             cl::cat(category));
 static cl::opt<std::string> hostCompiler("cxx", cl::desc("Host C++ compiler for --target=cpu"), cl::init("c++"),
                                          cl::cat(category));
 
@@ -59,6 +62,28 @@ static std::string defaultNvcc() {
   if (llvm::sys::findProgramByName("nvcc"))
     return "nvcc";
   return "/usr/local/cuda/bin/nvcc";
+}
+
+/// Headers and kernel libraries: beside sbpc in an installation
+/// (<prefix>/bin/sbpc, <prefix>/include, <prefix>/lib, as `cmake --install`
+/// lays them out), else the source checkout and build tree it was built in.
+static void setKernelPaths(sbp::BuildOptions &build, const char *argv0) {
+  bool cuda = build.target == sbp::TrainerTarget::Cuda;
+  std::string exe = llvm::sys::fs::getMainExecutable(argv0, reinterpret_cast<void *>(&setKernelPaths));
+  llvm::SmallString<256> prefix(llvm::sys::path::parent_path(llvm::sys::path::parent_path(exe)));
+  llvm::SmallString<256> include(prefix), library(prefix);
+  llvm::sys::path::append(include, "include");
+  llvm::sys::path::append(library, "lib", cuda ? "libsbp_cuda_kernels.a" : "libsbp_cpu_kernels.a");
+  llvm::SmallString<256> abi(include);
+  llvm::sys::path::append(abi, "sbp", "model_abi.h");
+  if (!prefix.empty() && llvm::sys::fs::exists(abi) && llvm::sys::fs::exists(library)) {
+    build.runtimeInclude = build.kernelsInclude = include.str().str();
+    build.kernelsLibrary = library.str().str();
+    return;
+  }
+  build.runtimeInclude = SBPC_RUNTIME_INCLUDE_DIR;
+  build.kernelsInclude = cuda ? SBPC_CUDA_KERNELS_INCLUDE_DIR : SBPC_KERNELS_INCLUDE_DIR;
+  build.kernelsLibrary = cuda ? SBPC_CUDA_KERNELS_LIBRARY : SBPC_KERNELS_LIBRARY;
 }
 
 static int fail(const llvm::Twine &message) {
@@ -179,11 +204,9 @@ int main(int argc, char **argv) {
   build.compiler = hostCompiler;
   build.nvcc = nvccPath.empty() ? defaultNvcc() : nvccPath.getValue();
   build.gpuArch = gpuArch;
-  build.runtimeInclude = SBPC_RUNTIME_INCLUDE_DIR;
-  build.kernelsInclude = trainerTarget == sbp::TrainerTarget::Cuda ? SBPC_CUDA_KERNELS_INCLUDE_DIR
-                                                                   : SBPC_KERNELS_INCLUDE_DIR;
-  build.kernelsLibrary = SBPC_KERNELS_LIBRARY;
+  setKernelPaths(build, argv[0]);
   build.keepSource = keepSource;
+  build.verbose = verbose;
   std::string log;
   if (failed(sbp::buildTrainer(*source, outputFile, build, log)))
     return fail("building the trainer failed:\n" + log);

@@ -1,4 +1,4 @@
-//===- KernelTable.cpp - the fixed set of non-GEMM kernels ----------------===//
+//===- KernelTable.cpp - the rows of <sbp/kernel_table.def> ---------------===//
 #include "SbpKernel/KernelTable.h"
 
 #include "llvm/ADT/STLExtras.h"
@@ -6,59 +6,37 @@
 using namespace sbpk;
 using llvm::StringRef;
 
-static const StringRef kN[] = {"n"};
-static const StringRef kRowsN[] = {"rows", "n"};
-static const StringRef kBTN[] = {"batch", "tokens", "n"};
-static const StringRef kBTKN[] = {"batch", "tokens", "kept", "n"};
-static const StringRef kBC[] = {"batch", "classes"};
-static const StringRef kImage[] = {"batch", "channels", "height", "width", "patch"};
-static const StringRef kMNK[] = {"m", "n", "k"};
-static const StringRef kBTNI[] = {"batch", "tokens", "n", "index"};
-static const StringRef kAttn[] = {"batch", "tokens", "heads", "head_dim"};
-static const StringRef kAttnK[] = {"batch", "tokens", "heads", "head_dim", "kept"};
+namespace {
+#define SBP_UNPAREN(...) __VA_ARGS__
+#define SBP_ARG_IN(i, p) {KernelArg::In, i, "", #p, 0, false, ""}
+#define SBP_ARG_FIN(i, p) {KernelArg::FloatIn, i, "", #p, 0, false, ""}
+#define SBP_ARG_IDX(i, p) {KernelArg::Index, i, "", #p, 0, false, ""}
+#define SBP_ARG_OUT(i, p) {KernelArg::Out, i, "", #p, 0, false, ""}
+#define SBP_ARG_FOUT(i, p) {KernelArg::FloatOut, i, "", #p, 0, false, ""}
+#define SBP_ARG_SIZE(a) {KernelArg::Size, -1, #a, #a, 0, false, ""}
+#define SBP_ARG_SIZE_AS(a, p) {KernelArg::Size, -1, #a, #p, 0, false, ""}
+#define SBP_ARG_F32(a) {KernelArg::F32, -1, #a, #a, 0, false, ""}
+#define SBP_ARG_F32_OR(a, v) {KernelArg::F32, -1, #a, #a, v, true, ""}
+#define SBP_ARG_FLAG(a) {KernelArg::Flag, -1, #a, #a, 0, false, ""}
+#define SBP_ARG_LDA(p) {KernelArg::LdA, -1, "", #p, 0, false, ""}
+#define SBP_ARG_LDB(p) {KernelArg::LdB, -1, "", #p, 0, false, ""}
+#define SBP_ARG_NULL_IN(p) {KernelArg::NullIn, -1, "", #p, 0, false, ""}
+#define SBP_ARG_NULL_OUT(p) {KernelArg::NullOut, -1, "", #p, 0, false, ""}
+#define SBP_ARG_NULL_IDX(p) {KernelArg::NullIndex, -1, "", #p, 0, false, ""}
+#define SBP_ARG_LIT_F32(p, v) {KernelArg::LitF32, -1, "", #p, 0, false, #v}
+#define SBP_ARG_LIT_I64(p, v) {KernelArg::LitI64, -1, "", #p, 0, false, #v}
 
-// clang-format off
-static const KernelInfo kKernels[] = {
-  // name               operands results size attributes  flops/element
-  {"patchify",          1, 1, kImage, 0},
-  {"add",               2, 1, kN,     1},
-  {"bias_add",          2, 1, kRowsN, 1},
-  {"bias_grad",         1, 1, kRowsN, 1},
-  {"pos_add",           2, 1, kBTN,   1},
-  {"pos_grad",          1, 1, kBTN,   1},
-  {"gelu",              1, 1, kN,     8},
-  {"gelu_grad",         2, 1, kN,     12},
-  {"relu",              1, 1, kN,     1},
-  {"relu_grad",         2, 1, kN,     1},
-  {"layer_norm",        3, 1, kRowsN, 8},   // + attribute eps
-  {"layer_norm_grad",   3, 3, kRowsN, 14},  // + attribute eps
-  {"mean_tokens",       1, 1, kBTN,   1},
-  {"mean_tokens_grad",  1, 1, kBTN,   1},
-  {"softmax_xent",      2, 1, kBC,    6},   // loss
-  {"softmax_xent_grad", 2, 2, kBC,    8},   // loss and dlogits, one pass
-  {"mask_rows",         2, 1, kBTKN,  0},
-  {"gather_rows",       2, 1, kBTKN,  0},
-  {"scatter_rows",      2, 1, kBTKN,  0},
-  {"scatter_add_rows",  3, 1, kBTKN,  1},
-  {"fill",              0, 1, kN,     0},   // + attribute value
-  {"cast",              1, 1, kN,     0},   // element type conversion (bf16 weight copies)
-  // GEMMs with a cuBLASLt epilogue (+ bool attributes trans_a, trans_b); FLOPs 2mnk.
-  {"gemm_bias",          3, 1, kMNK,  0},  // a, b, bias
-  {"gemm_bias_residual", 4, 1, kMNK,  0},  // a, b, bias, x: a b + bias + x
-  {"gemm_bgrad",         2, 2, kMNK,  0},  // a, b -> c = op(a) op(b), dbias[i] = sum_j op(a)[i, j]
-  {"cls_concat",        2, 1, kBTN,   0},   // tokens: without the class token
-  {"cls_concat_grad",   1, 2, kBTN,   0},
-  {"take_token",        1, 1, kBTNI,  0},
-  {"take_token_grad",   1, 1, kBTNI,  0},
-  // Attention (+ attribute scale); FLOPs from the sizes, see attentionFlops.
-  {"attention_fwd",         1, 2, kAttn,  0},  // qkv -> out, lse
-  {"attention_fwd_sbp",     2, 2, kAttnK, 0},  // qkv, keep -> out, lse (drop_qkv)
-  {"attention_bwd",         4, 1, kAttn,  0},  // qkv, out, lse, dout -> dqkv
-  {"attention_bwd_rows",    5, 1, kAttn,  0},  // the same on kept rows, + keep (drop_qkv)
-  {"attention_bwd_heads",   5, 1, kAttn,  0},  // + kept heads (drop_head)
-  {"attention_bwd_queries", 5, 1, kAttnK, 0},  // qkv, keep, out_k, lse_k, dout_k (drop_query)
+// One argument array per row ...
+#define SBP_KERNEL(name, ops, results, flops, fn, args) const KernelArg name##Args[] = {SBP_UNPAREN args};
+#include "sbp/kernel_table.def"
+
+// ... and the rows.
+#define SBP_KERNEL(name, ops, results, flops, fn, args) {#name, ops, results, flops, #fn, name##Args},
+const KernelInfo kKernels[] = {
+#include "sbp/kernel_table.def"
 };
-// clang-format on
+#undef SBP_UNPAREN
+} // namespace
 
 const KernelInfo *sbpk::lookupKernel(StringRef name) {
   const KernelInfo *it = llvm::find_if(kKernels, [&](const KernelInfo &k) { return k.name == name; });

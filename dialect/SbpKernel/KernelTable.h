@@ -1,8 +1,9 @@
-//===- KernelTable.h - the fixed set of non-GEMM kernels --------*- C++ -*-===//
+//===- KernelTable.h - the library kernels sbpk.kernel may call -*- C++ -*-===//
 //
-// One row per kernel that `sbpk.kernel` may name: its operand and result
-// counts, the integer size attributes every emitter reads, and its cost model
-// (FLOPs per output element) for `sbpc --emit=report`.
+// The rows of <sbp/kernel_table.def> (runtime/include), the one source of
+// each kernel's name, operand and result counts, attributes, cost and the
+// argument order of its library call, as data for the verifier, the passes,
+// the report and the emitter.
 //
 //===----------------------------------------------------------------------===//
 #ifndef SBPK_KERNELTABLE_H
@@ -12,12 +13,48 @@
 #include "llvm/ADT/StringRef.h"
 
 namespace sbpk {
+
+/// The kernel names, as constants: `sbpk::kernel::gelu` spells gelu.
+namespace kernel {
+#define SBP_KERNEL(name, ...) inline constexpr llvm::StringLiteral name{#name};
+#include "sbp/kernel_table.def"
+} // namespace kernel
+
+/// One argument of a kernel's library call (see kernel_table.def).
+struct KernelArg {
+  enum Kind {
+    In,       // operand `index`, float (or bf16 on CUDA)
+    FloatIn,  // operand `index`, always float
+    Index,    // operand `index`, int32
+    Out,      // result `index`
+    FloatOut, // result `index`, always float
+    Size,     // i64 attribute `attr`
+    F32,      // float attribute `attr` (`value` when absent and `hasDefault`)
+    Flag,     // bool attribute `attr`
+    LdA,      // trans_a ? m : k
+    LdB,      // trans_b ? k : n
+    NullIn,   // nullptr for a `const T *` parameter
+    NullOut,  // nullptr for a `T *` parameter
+    NullIndex, // nullptr for a `const int32_t *` parameter
+    LitF32,   // the float constant `literal`
+    LitI64,   // the integer constant `literal`
+  };
+  Kind kind;
+  int index;               // operand or result number, else -1
+  llvm::StringRef attr;    // attribute name, else empty
+  llvm::StringRef param;   // the library function's parameter name
+  double value;            // the F32 attribute's default
+  bool hasDefault;
+  llvm::StringRef literal; // a constant argument, as C++
+};
+
 struct KernelInfo {
   llvm::StringRef name;
   unsigned numOperands;
   unsigned numResults;
-  llvm::ArrayRef<llvm::StringRef> sizeAttrs; // required i64 attributes
-  double flopsPerElement;                    // of the first operand
+  double flopsPerElement; // of the first operand (the result without operands)
+  llvm::StringRef function; // the library function the call goes to
+  llvm::ArrayRef<KernelArg> args; // the call's arguments after the context
 };
 
 /// The row for `name`, or nullptr when no such kernel exists.

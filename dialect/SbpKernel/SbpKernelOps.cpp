@@ -48,9 +48,26 @@ LogicalResult KernelOp::verify() {
   if (getOperands().size() != info->numOperands || getResults().size() != info->numResults)
     return emitOpError("kernel '") << getCallee() << "' takes " << info->numOperands
                                    << " operands and " << info->numResults << " results";
-  for (StringRef attr : info->sizeAttrs)
-    if (!(*this)->getAttrOfType<IntegerAttr>(attr))
-      return emitOpError("kernel '") << getCallee() << "' needs the integer attribute '" << attr << "'";
+  // Every attribute the library call reads, unless the table gives a default.
+  for (const KernelArg &arg : info->args) {
+    bool present = true;
+    StringRef what;
+    switch (arg.kind) {
+    case KernelArg::Size:
+      present = bool((*this)->getAttrOfType<IntegerAttr>(arg.attr)), what = "integer";
+      break;
+    case KernelArg::F32:
+      present = arg.hasDefault || (*this)->getAttrOfType<FloatAttr>(arg.attr), what = "float";
+      break;
+    case KernelArg::Flag:
+      present = bool((*this)->getAttrOfType<BoolAttr>(arg.attr)), what = "bool";
+      break;
+    default:
+      break;
+    }
+    if (!present)
+      return emitOpError("kernel '") << getCallee() << "' needs the " << what << " attribute '" << arg.attr << "'";
+  }
   return success();
 }
 

@@ -3,10 +3,10 @@
 // RUN: sbpc %S/../numerics/Inputs/vit_small_head.mlir --target=cuda --emit=cpp | FileCheck %s --check-prefix=HEAD
 
 // The CUDA trainer source of the small ViT (see emit-cpp-vit.mlir): the same
-// kernel graph as the CPU trainer, calling sbp/cuda_kernels.cuh with the
+// kernel graph as the CPU trainer, calling sbp/cuda_kernels.h with the
 // step's context first. K = 9 kept rows of 17; 3 heads of 8.
 
-// ROWS:       #include <sbp/cuda_kernels.cuh>
+// ROWS:       #include <sbp/cuda_kernels.h>
 // ROWS:       {"m", 5.000000e-01f, SBP_MASK_GRID, 4, 4, 1, 9},
 // ROWS-LABEL: int train_step(
 // ROWS:         const int32_t *[[K:v[0-9]+]] = a->keep_idx[0];  // @m

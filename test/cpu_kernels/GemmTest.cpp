@@ -4,6 +4,7 @@
 #include "sbp/cpu_kernels.h"
 
 #include <limits>
+#include <tuple>
 
 namespace sbp::cpu::test {
 namespace {
@@ -129,6 +130,38 @@ TEST(Gemm, BiasAndResidualEpilogue) {
         }
         ASSERT_NEAR(C[i * N + j], ref, 2e-6 * scale + 1e-6) << "at (" << i << ", " << j << ")";
       }
+  }
+}
+
+/// gemm_bgrad = the product and dbias[i] = sum_k op(A)[i, k]: against a
+/// double reference, for every transpose combination, at a size that takes
+/// the parallel paths and one that does not, with a NaN-filled C and dbias.
+TEST(Gemm, BiasGradientRowSums) {
+  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{37, 19, 23}, {192, 65, 1031}}) {
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      SCOPED_TRACE(::testing::Message() << "M=" << M << " ta=" << ta << " tb=" << tb);
+      Vec A = randomVec(size_t(M * K), 50 + t), B = randomVec(size_t(K * N), 60 + t);
+      Vec C(size_t(M * N), std::numeric_limits<float>::quiet_NaN());
+      Vec dbias(size_t(M), std::numeric_limits<float>::quiet_NaN());
+      gemm_bgrad(ta, tb, M, N, K, A.data(), ta ? M : K, B.data(), tb ? K : N, C.data(), N, dbias.data());
+      auto a = [&](int64_t i, int64_t k) { return double(ta ? A[k * M + i] : A[i * K + k]); };
+      for (int64_t i = 0; i < M; ++i) {
+        double sum = 0.0, sumScale = 0.0;
+        for (int64_t k = 0; k < K; ++k)
+          sum += a(i, k), sumScale += std::fabs(a(i, k));
+        ASSERT_NEAR(dbias[i], sum, 1e-6 * sumScale + 1e-6) << "dbias[" << i << "]";
+        for (int64_t j = 0; j < N; ++j) {
+          double ref = 0.0, scale = 0.0;
+          for (int64_t k = 0; k < K; ++k) {
+            const double p = a(i, k) * double(tb ? B[j * K + k] : B[k * N + j]);
+            ref += p;
+            scale += std::fabs(p);
+          }
+          ASSERT_NEAR(C[i * N + j], ref, 2e-6 * scale + 1e-6) << "at (" << i << ", " << j << ")";
+        }
+      }
+    }
   }
 }
 

@@ -121,6 +121,10 @@ void checkRowKernels(const RowRef &ref, uint32_t seed) {
     scatter_rows_acc(xk.data(), idx, acc.data(), B, T, K, D);
     EXPECT_TRUE(allClose(acc, ref.scatterAcc(xk, toDouble(base)), 1e-7, 0.0))
         << "scatter_rows_acc";
+    Vec sum(B * T * D, 9.0f);
+    scatter_add_rows(base.data(), xk.data(), idx, sum.data(), B, T, K, D);
+    EXPECT_TRUE(allClose(sum, ref.scatterAcc(xk, toDouble(base)), 1e-7, 0.0))
+        << "scatter_add_rows";
 
     Vec scattered(B * T * D, 9.0f);
     scatter_rows(xk.data(), idx, scattered.data(), B, T, K, D);

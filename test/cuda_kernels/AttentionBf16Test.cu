@@ -1,7 +1,7 @@
 //===- AttentionBf16Test.cu - bf16 tensor-core attention vs double --------===//
 //
 // The bf16 overloads of attention_fwd / attention_bwd / attention_bwd_queries
-// (<sbp/cuda_attention_bf16.cuh>) against a naive double-precision reference
+// (codegen/cuda/src/attention_bf16.cu) against a naive double-precision reference
 // computed here from the same bf16 inputs: the softmax of every query is
 // materialised under an explicit "query i may attend key j" rule, and the
 // gradient of sum(o * dout) goes through the softmax Jacobian (never through
@@ -17,7 +17,6 @@
 //===----------------------------------------------------------------------===//
 
 #include "CudaTestSupport.h"
-#include "sbp/cuda_attention_bf16.cuh"
 
 #include <cuda_bf16.h>
 

@@ -1,6 +1,6 @@
 //===- Bf16KernelsTest.cu - The bf16 overloads vs the CPU fp32 kernels ----===//
 //
-// Every bf16 overload of <sbp/cuda_kernels.cuh> that --precision=bf16
+// Every bf16 overload of <sbp/cuda_kernels.h> that --precision=bf16
 // trainers call (and the other type combinations) against the CPU fp32
 // kernel run on the same, bf16-representable inputs. Outputs are
 // NaN-poisoned before each call. Tolerances (max|got - want| / max|want|):

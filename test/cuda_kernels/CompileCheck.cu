@@ -1,9 +1,8 @@
-//===- CompileCheck.cu - Every kernel of <sbp/cuda_kernels.cuh> compiles
-//---===//
+//===- CompileCheck.cu - Every function of <sbp/cuda_kernels.h> exists ---===//
 //
 // Built in CI without a GPU. Taking the address of every public function
-// instantiates it (and each kernel template it launches), and the
-// static_casts pin the API: each float CUDA function has exactly the
+// makes the test binary link it from libsbp_cuda_kernels.a (a missing
+// instantiation is a link error), and the static_casts pin the API: each float CUDA function has exactly the
 // signature of its sbp::cpu twin with `const Context &` in front
 // (softmax_xent is the one documented exception), and each bf16 overload
 // exists with the signature the generated --precision=bf16 trainers call.
@@ -11,7 +10,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "sbp/cpu_kernels.h"
-#include "sbp/cuda_kernels.cuh"
+#include "sbp/cuda_kernels.h"
 
 #include <type_traits>
 
@@ -70,10 +69,10 @@ extern "C" const void *const sbp_cuda_kernels_compile_check[] = {
     reinterpret_cast<const void *>(SBP_MIRROR(scatter_rows_acc)),
     reinterpret_cast<const void *>(SBP_MIRROR(scatter_rows)),
     reinterpret_cast<const void *>(SBP_MIRROR(mask_rows)),
-    // scatter_add_rows has no CPU twin (the CPU emitter writes copy +
-    // scatter_rows_acc).
-    SBP_OVERLOAD(scatter_add_rows, const float *, const float *,
-                 const int32_t *, float *, int64_t, int64_t, int64_t, int64_t),
+    reinterpret_cast<const void *>(SBP_MIRROR(scatter_add_rows)),
+    reinterpret_cast<const void *>(SBP_MIRROR(cast)),
+    reinterpret_cast<const void *>(SBP_MIRROR(gemm_bias)),
+    reinterpret_cast<const void *>(SBP_MIRROR(gemm_bgrad)),
     reinterpret_cast<const void *>(SBP_MIRROR(attention_fwd)),
     reinterpret_cast<const void *>(SBP_MIRROR(attention_bwd)),
     reinterpret_cast<const void *>(SBP_MIRROR(attention_bwd_queries)),
@@ -170,7 +169,19 @@ extern "C" const void *const sbp_cuda_kernels_compile_check[] = {
                  int64_t),
     SBP_OVERLOAD(take_token_grad, const bf16 *, bf16 *, int64_t, int64_t,
                  int64_t, int64_t),
-    // <sbp/cuda_attention_bf16.cuh>, included by <sbp/cuda_kernels.cuh>.
+    SBP_OVERLOAD(gemm_bias, bool, bool, int64_t, int64_t, int64_t,
+                 const bf16 *, int64_t, const bf16 *, int64_t, const float *,
+                 const float *, float *, int64_t),
+    SBP_OVERLOAD(gemm_bias, bool, bool, int64_t, int64_t, int64_t,
+                 const bf16 *, int64_t, const bf16 *, int64_t, const bf16 *,
+                 const bf16 *, bf16 *, int64_t),
+    SBP_OVERLOAD(gemm_bgrad, bool, bool, int64_t, int64_t, int64_t,
+                 const bf16 *, int64_t, const bf16 *, int64_t, float *, int64_t,
+                 float *),
+    SBP_OVERLOAD(gemm_bgrad, bool, bool, int64_t, int64_t, int64_t,
+                 const bf16 *, int64_t, const bf16 *, int64_t, bf16 *, int64_t,
+                 float *),
+    // The bf16 tensor-core attention.
     SBP_OVERLOAD(attention_fwd, const bf16 *, bf16 *, float *, int64_t,
                  int64_t, int64_t, int64_t, float, const int32_t *, int64_t),
     SBP_OVERLOAD(attention_bwd, const bf16 *, const bf16 *, const float *,

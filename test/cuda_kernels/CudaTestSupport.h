@@ -11,7 +11,8 @@
 #define SBP_TEST_CUDA_KERNELS_CUDA_TEST_SUPPORT_H
 
 #include "sbp/cpu_kernels.h"
-#include "sbp/cuda_kernels.cuh"
+#include "sbp/cuda_kernels.h"
+#include "detail/gemm.cuh" // detail::gemm_fallback, the reference GEMM
 
 #include <gtest/gtest.h>
 

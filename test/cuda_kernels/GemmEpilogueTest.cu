@@ -11,7 +11,6 @@
 
 #include "Bf16TestSupport.h"
 #include "sbp/cpu_kernels.h"
-#include "sbp/cuda_gemm_epilogue.cuh"
 
 namespace sbp::cuda::test {
 namespace {
@@ -106,6 +105,38 @@ TEST_F(GemmEpilogue, CapturesIntoAGraph) {
   ASSERT_EQ(last_error(err, sizeof(err)), 0) << err;
   EXPECT_TRUE(sameBits(dC1.download(), ref1.download()));
   EXPECT_TRUE(sameBits(dC2.download(), ref2.download()));
+}
+
+
+/// gemm_bgrad against the CPU kernel (double-accumulated row sums): C and
+/// dbias, every transpose combination, float and bf16 operands, the ViT
+/// weight-gradient shapes (dW = dY^T X: trans_a, K = rows) and odd ones.
+template <class TA>
+void checkGemmBgrad(const Context &ctx, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double tol) {
+  SCOPED_TRACE(::testing::Message() << "A " << typeName((TA *)nullptr) << " ta=" << ta << " tb=" << tb
+                                    << " M=" << M << " N=" << N << " K=" << K);
+  const Vec A = asStored<TA>(randomVec(size_t(M * K), 31, -1.0f, 1.0f));
+  const Vec B = asStored<TA>(randomVec(size_t(K * N), 32, -1.0f, 1.0f));
+  Vec wantC(static_cast<size_t>(M * N)), wantBias(static_cast<size_t>(M));
+  sbp::cpu::gemm_bgrad(ta, tb, M, N, K, A.data(), ta ? M : K, B.data(), tb ? K : N, wantC.data(), N,
+                       wantBias.data());
+  Tensor<TA> dA(A), dB(B);
+  Tensor<float> dC(static_cast<size_t>(M * N)), dBias(static_cast<size_t>(M));
+  gemm_bgrad(ctx, ta, tb, M, N, K, dA.get(), ta ? M : K, dB.get(), tb ? K : N, dC.get(), N, dBias.get());
+  ASSERT_EQ(cudaStreamSynchronize(ctx.stream), cudaSuccess);
+  char err[512] = {};
+  ASSERT_EQ(last_error(err, sizeof(err)), 0) << err;
+  EXPECT_TRUE(maxRelBelow(dC.download(), wantC, tol)) << "C";
+  EXPECT_TRUE(maxRelBelow(dBias.download(), wantBias, 1e-5)) << "dbias";
+}
+
+TEST_F(GemmEpilogue, BiasGradientMatchesCpu) {
+  const int64_t shapes[][3] = {{192, 192, 50432 / 64}, {768, 192, 788}, {576, 192, 197}, {37, 19, 23}};
+  for (int t = 0; t < 4; ++t)
+    for (const auto &s : shapes) {
+      checkGemmBgrad<float>(ctx, t & 1, t & 2, s[0], s[1], s[2], 1e-5);
+      checkGemmBgrad<bf>(ctx, t & 1, t & 2, s[0], s[1], s[2], 1e-2);
+    }
 }
 
 } // namespace

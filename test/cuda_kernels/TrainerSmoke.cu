@@ -7,7 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include <sbp/cuda_kernels.cuh>
+#include <sbp/cuda_kernels.h>
 
 #define SBP_SMOKE_EXPORT extern "C" __attribute__((visibility("default")))
 

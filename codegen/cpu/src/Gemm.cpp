@@ -4,6 +4,8 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+
 namespace sbp {
 namespace cpu {
 
@@ -47,6 +49,47 @@ void gemm_bias(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
     for (int64_t j = 0; j < N; ++j)
       c[j] = r ? r[j] + (c[j] + bias[j]) : c[j] + bias[j];
   }
+}
+
+/// dbias[i] = sum_j op(A)[i, j] over the K columns of op(A), in double,
+/// rounded once; a fixed summation order per element (deterministic).
+static void sumOpARows(bool transA, int64_t M, int64_t K, const float *A,
+                       int64_t lda, float *dbias) {
+  if (!transA) { // op(A) = A [M, K]: contiguous rows
+#pragma omp parallel for schedule(static) if (M * K >= (int64_t(1) << 16))
+    for (int64_t i = 0; i < M; ++i) {
+      double s = 0.0;
+      for (int64_t j = 0; j < K; ++j)
+        s += double(A[i * lda + j]);
+      dbias[i] = float(s);
+    }
+    return;
+  }
+  // op(A) = A^T, A stored [K, M]: column sums, a block of columns per task
+  // so that each row is read contiguously.
+  constexpr int64_t kBlock = 64;
+  const int64_t blocks = (M + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (M * K >= (int64_t(1) << 16))
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t i0 = blk * kBlock, width = std::min(kBlock, M - i0);
+    double acc[kBlock] = {};
+    for (int64_t j = 0; j < K; ++j) {
+      const float *row = A + j * lda + i0;
+      for (int64_t c = 0; c < width; ++c)
+        acc[c] += double(row[c]);
+    }
+    for (int64_t c = 0; c < width; ++c)
+      dbias[i0 + c] = float(acc[c]);
+  }
+}
+
+void gemm_bgrad(bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+                const float *A, int64_t lda, const float *B, int64_t ldb,
+                float *C, int64_t ldc, float *dbias) {
+  gemm(transA, transB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
+  if (M <= 0)
+    return;
+  sumOpARows(transA, M, K, A, lda, dbias);
 }
 
 } // namespace cpu

@@ -139,6 +139,12 @@ void scatter_rows_acc(const float *xk, const int32_t *idx, float *out,
     }
 }
 
+void scatter_add_rows(const float *base, const float *xk, const int32_t *idx,
+                      float *out, int64_t B, int64_t T, int64_t K, int64_t D) {
+  copy(base, out, B * T * D); // a no-op when out is base
+  scatter_rows_acc(xk, idx, out, B, T, K, D);
+}
+
 void scatter_rows(const float *xk, const int32_t *idx, float *out, int64_t B,
                   int64_t T, int64_t K, int64_t D) {
   const bool parallel = B * T * D >= kParallelMinElems;

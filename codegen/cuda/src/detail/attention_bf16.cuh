@@ -1,31 +1,12 @@
-//===- cuda_attention_bf16.cuh - bf16 tensor-core attention ----*- CUDA -*-===//
+//===- detail/attention_bf16.cuh - bfloat16 tensor-core attention (mma.sync, cp.async) -*- CUDA -*-===//
 //
-// The bf16 overloads of sbp::cuda::attention_fwd / attention_bwd /
-// attention_bwd_queries (<sbp/cuda_kernels.cuh> has the fp32 ones and the
-// semantics), for trainers compiled with --precision=bf16: qkv, o, dout and
-// dqkv are __nv_bfloat16, lse stays float. The generated code declares its
-// buffers with the element type the compiler chose and overload resolution
-// picks these.
-//
-// FlashAttention-2 on the tensor cores: bf16 operands in shared memory
-// (cp.async, 16-byte chunks), mma.sync.m16n8k16 (bf16 x bf16 -> fp32) fed by
-// ldmatrix, fp32 accumulators, the softmax (online in the forward) in fp32
-// registers, P and dS rounded to bf16 for their products. No T x T matrix in
-// global memory; the backward recomputes P from lse and is deterministic (no
-// atomics on floating-point data): a small kernel writes D = rowsum(dO * O)
-// and lse * log2(e) per query to ctx.scratch, then a key-stationary kernel
-// computes dK and dV and a query-stationary one dQ.
-//
-// Head dims: kernels for Dh <= 32 and Dh <= 64 (rows zero-padded to 32 or 64
-// columns in shared memory, so Dh = 16 or 48 run at the cost of 32 or 64);
-// Dh > 64 is a recorded error (use the fp32 overloads). docs/cuda-target.md,
-// "bf16 attention", has the design and the numbers.
+// Internal to the CUDA kernel library (libsbp_cuda_kernels.a).
 //
 //===----------------------------------------------------------------------===//
-#ifndef SBP_CUDA_ATTENTION_BF16_CUH
-#define SBP_CUDA_ATTENTION_BF16_CUH
+#ifndef SBP_CUDA_DETAIL_ATTENTION_BF16_CUH
+#define SBP_CUDA_DETAIL_ATTENTION_BF16_CUH
 
-#include "cuda_kernels.cuh"
+#include "detail/pointwise.cuh"
 
 #include <cuda_bf16.h>
 
@@ -34,52 +15,6 @@
 
 namespace sbp {
 namespace cuda {
-
-//===--- API --------------------------------------------------------------===//
-// Layout (timm's), as the fp32 overloads: qkv [B, T, 3*H*Dh] bf16, q at
-// columns [0, H*Dh), k at [H*Dh, 2*H*Dh), v at [2*H*Dh, 3*H*Dh), head h of
-// each at columns h*Dh..h*Dh+Dh-1 within its third. o, dout [B, T, H*Dh]
-// bf16 (head h at columns h*Dh). lse [B, T, H] float, the natural-log
-// log-sum-exp of query (b, t)'s scaled scores in head h over the keys it
-// attended to. Keep lists: ascending token indices, -1 padding (an entry
-// outside [0, T) is padding). 1 <= Dh <= 64. No aliasing. Asynchronous on
-// ctx.stream; errors recorded (last_error).
-
-/// Forward. keep == nullptr (or K <= 0): every query attends all T keys.
-/// Otherwise (SBP drop_qkv) a query whose token is listed in keep[0..K)
-/// attends only the listed keys, every other query all T keys; T <= 8192.
-/// o and lse (nullable) are written for every (b, t, h). No scratch.
-inline void attention_fwd(const Context &ctx, const __nv_bfloat16 *qkv,
-                          __nv_bfloat16 *o, float *lse, int64_t B, int64_t T,
-                          int64_t H, int64_t Dh, float scale,
-                          const int32_t *keep, int64_t K);
-/// Backward; dqkv [B, T, 3*H*Dh] is overwritten. row_keep (nullable, [T]):
-/// row t takes part, as query and as key, iff row_keep[t] >= 0; the others
-/// get zero dq, dk, dv and nothing of theirs (qkv, o, lse, dout) is read.
-/// head_keep (nullable, [H], kept heads then -1): the other heads get zero
-/// dq, dk, dv, nothing of theirs is read. Scratch: 8 B H ceil64(T) bytes.
-inline void attention_bwd(const Context &ctx, const __nv_bfloat16 *qkv,
-                          const __nv_bfloat16 *o, const float *lse,
-                          const __nv_bfloat16 *dout, __nv_bfloat16 *dqkv,
-                          int64_t B, int64_t T, int64_t H, int64_t Dh,
-                          float scale, const int32_t *row_keep,
-                          const int32_t *head_keep);
-/// SBP drop_query backward: the queries are the K rows keep[k] (-1 or out
-/// of range: no query; the valid entries distinct), with o_k, dout_k
-/// [B, K, H*Dh] and lse_k [B, K, H] (padding rows not read); keys and values
-/// are all T rows. dqkv [B, T, 3*H*Dh] is overwritten: dk, dv at every row
-/// (from the kept queries), dq at the kept rows, zero dq elsewhere.
-/// Scratch: 8 B H ceil64(K) bytes.
-inline void attention_bwd_queries(const Context &ctx, const __nv_bfloat16 *qkv,
-                                  const int32_t *keep, int64_t K,
-                                  const __nv_bfloat16 *o_k, const float *lse_k,
-                                  const __nv_bfloat16 *dout_k,
-                                  __nv_bfloat16 *dqkv, int64_t B, int64_t T,
-                                  int64_t H, int64_t Dh, float scale);
-
-//===----------------------------------------------------------------------===//
-// Implementation
-//===----------------------------------------------------------------------===//
 
 namespace detail {
 namespace abf16 {
@@ -1117,101 +1052,7 @@ inline void launch_bwd(const Context &ctx, const char *where, BwdParams p,
 } // namespace abf16
 } // namespace detail
 
-inline void attention_fwd(const Context &ctx, const __nv_bfloat16 *qkv,
-                          __nv_bfloat16 *o, float *lse, int64_t B, int64_t T,
-                          int64_t H, int64_t Dh, float scale,
-                          const int32_t *keep, int64_t K) {
-  using namespace detail;
-  namespace a = detail::abf16;
-  if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0)
-    return;
-  if (Dh > a::kMaxDh) {
-    fail_arg("attention_fwd", "bf16: head dim above 64 (the bf16 tensor-core "
-                              "kernels take Dh <= 64; use the fp32 overload)");
-    return;
-  }
-  if (!keep || K <= 0) {
-    keep = nullptr;
-    K = 0;
-  }
-  if (keep && T > a::kMaxKeepT) {
-    fail_arg("attention_fwd", "bf16: a keep list with more than 8192 tokens");
-    return;
-  }
-  const int64_t tiles = ceil_div(T, a::kTile);
-  if (T * 3 * H * Dh > 0x7fffffff || K > 0x7fffffff ||
-      B * H * tiles > 0x7fffffff) {
-    fail_arg("attention_fwd", "bf16: a batch element above 2^31 elements, or "
-                              "too many (batch, head, query tile)s");
-    return;
-  }
-  a::FwdParams p;
-  p.qkv = qkv;
-  p.o = o;
-  p.lse = lse;
-  p.keep = keep;
-  p.K = int(K);
-  p.B = int(B);
-  p.T = int(T);
-  p.H = int(H);
-  p.Dh = int(Dh);
-  p.tiles = int(tiles);
-  p.scale_log2 = scale * a::kLog2e;
-  p.vec = Dh % 8 == 0 && aligned16(qkv) && aligned16(o);
-  if (Dh <= 32)
-    a::launch_fwd_dh<32>(ctx, p, B * H * tiles);
-  else
-    a::launch_fwd_dh<64>(ctx, p, B * H * tiles);
-  check_launch("attention_fwd");
-}
-
-inline void attention_bwd(const Context &ctx, const __nv_bfloat16 *qkv,
-                          const __nv_bfloat16 *o, const float *lse,
-                          const __nv_bfloat16 *dout, __nv_bfloat16 *dqkv,
-                          int64_t B, int64_t T, int64_t H, int64_t Dh,
-                          float scale, const int32_t *row_keep,
-                          const int32_t *head_keep) {
-  using namespace detail;
-  if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0)
-    return;
-  abf16::BwdParams p;
-  p.qkv = qkv;
-  p.o = o;
-  p.lse = lse;
-  p.dout = dout;
-  p.dqkv = dqkv;
-  p.row_keep = row_keep;
-  p.head_keep = head_keep;
-  p.vec = Dh % 8 == 0 && aligned16(qkv) && aligned16(o) && aligned16(dout) &&
-          aligned16(dqkv);
-  abf16::launch_bwd(ctx, "attention_bwd", p, B, T, H, Dh, T, scale);
-}
-
-inline void attention_bwd_queries(const Context &ctx, const __nv_bfloat16 *qkv,
-                                  const int32_t *keep, int64_t K,
-                                  const __nv_bfloat16 *o_k, const float *lse_k,
-                                  const __nv_bfloat16 *dout_k,
-                                  __nv_bfloat16 *dqkv, int64_t B, int64_t T,
-                                  int64_t H, int64_t Dh, float scale) {
-  using namespace detail;
-  if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0)
-    return;
-  if (!keep || K < 0)
-    K = 0;
-  abf16::BwdParams p;
-  p.qkv = qkv;
-  p.o = o_k;
-  p.lse = lse_k;
-  p.dout = dout_k;
-  p.dqkv = dqkv;
-  p.queries = keep;
-  p.query_list = true;
-  p.vec = Dh % 8 == 0 && aligned16(qkv) && aligned16(o_k) &&
-          aligned16(dout_k) && aligned16(dqkv);
-  abf16::launch_bwd(ctx, "attention_bwd_queries", p, B, T, H, Dh, K, scale);
-}
-
 } // namespace cuda
 } // namespace sbp
 
-#endif // SBP_CUDA_ATTENTION_BF16_CUH
+#endif // SBP_CUDA_DETAIL_ATTENTION_BF16_CUH

@@ -1,4 +1,4 @@
-//===- cuda_gemm_epilogue.cuh - GEMM + bias (+ residual) in one cuBLASLt call -*- CUDA -*-===//
+//===- detail/gemm_epilogue.cuh - GEMM + bias, GEMM + bias gradient in one cuBLASLt call -*- CUDA -*-===//
 //
 // The CUDA twin of sbp::cpu::gemm_bias, for the `gemm_bias` and
 // `gemm_bias_residual` kernels of `sbp-fuse-epilogues`:
@@ -15,11 +15,14 @@
 // passes. Plans are made on first use (host work; warm up before capturing a
 // CUDA graph, as the trainers' first step does) and kept for the process.
 //
+//
+// Internal to the CUDA kernel library (libsbp_cuda_kernels.a).
+//
 //===----------------------------------------------------------------------===//
-#ifndef SBP_CUDA_GEMM_EPILOGUE_CUH
-#define SBP_CUDA_GEMM_EPILOGUE_CUH
+#ifndef SBP_CUDA_DETAIL_GEMM_EPILOGUE_CUH
+#define SBP_CUDA_DETAIL_GEMM_EPILOGUE_CUH
 
-#include "sbp/cuda_kernels.cuh"
+#include "detail/gemm.cuh"
 
 #include <cuda_bf16.h>
 
@@ -29,14 +32,6 @@
 
 namespace sbp {
 namespace cuda {
-
-template <class T> struct Identity { using type = T; };
-
-/// C = op(A) op(B) + bias (+ residual, when not null). residual may not alias C.
-template <class TA, class TB, class TC>
-void gemm_bias(const Context &ctx, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const TA *A,
-               int64_t lda, const TB *B, int64_t ldb, const typename Identity<TC>::type *bias,
-               const typename Identity<TC>::type *residual, TC *C, int64_t ldc);
 
 namespace detail {
 
@@ -53,9 +48,10 @@ inline uint32_t epilogue_alignment(const void *p) {
   return al;
 }
 
-// (handle, transposes, m, n, k, lda, ldb, ldc, types A/B/C, residual, alignments A/B/C/bias)
+// (handle, transposes, m, n, k, lda, ldb, ldc, types A/B/C, residual, alignments A/B/C/bias,
+//  the epilogue: CUBLASLT_EPILOGUE_BIAS, or BGRADB with a float32 bias)
 using EpilogueKey = std::tuple<const void *, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                               int, int, int, bool, uint32_t, uint32_t, uint32_t, uint32_t>;
+                               int, int, int, bool, uint32_t, uint32_t, uint32_t, uint32_t, int>;
 
 struct EpiloguePlan {
   bool usable = false; // false: cuBLASLt has no algorithm, use the fallback
@@ -75,9 +71,17 @@ inline std::map<EpilogueKey, EpiloguePlan> &epilogue_plans() {
   return *plans;
 }
 
+/// The library function an epilogue serves, for messages.
+inline const char *epilogue_name(cublasLtEpilogue_t e) {
+  return e == CUBLASLT_EPILOGUE_BIAS ? "gemm_bias" : "gemm_bgrad";
+}
+
+/// The plan of `key`, made on first use and kept; thread-safe.
+inline EpiloguePlan find_epilogue_plan(const Context &ctx, const EpilogueKey &key);
+
 /// Builds the plan; a cuBLASLt error is recorded and leaves it unusable.
 inline EpiloguePlan make_epilogue_plan(const Context &ctx, const EpilogueKey &key) {
-  auto [lt, ta, tb, m, n, k, lda, ldb, ldc, typeA, typeB, typeC, residual, alA, alB, alC, alBias] = key;
+  auto [lt, ta, tb, m, n, k, lda, ldb, ldc, typeA, typeB, typeC, residual, alA, alB, alC, alBias, kind] = key;
   (void)lt;
   (void)residual;
   (void)alBias;
@@ -85,8 +89,12 @@ inline EpiloguePlan make_epilogue_plan(const Context &ctx, const EpilogueKey &ke
   cublasStatus_t st = cublasLtMatmulDescCreate(&plan.op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
   const cublasOperation_t opA = tb ? CUBLAS_OP_T : CUBLAS_OP_N; // cuBLASLt's A is our B
   const cublasOperation_t opB = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-  const int32_t biasType = typeC;
+  // BIAS adds a bias in C's type; BGRADB writes the bias gradient, float32
+  // (cuBLASLt computes C^T = op(B)^T op(A)^T: its B is our A, and BGRADB sums
+  // its B over the reduction dimension, one value per column of its D, i.e.
+  // per row of our C).
+  const cublasLtEpilogue_t epilogue = cublasLtEpilogue_t(kind);
+  const int32_t biasType = epilogue == CUBLASLT_EPILOGUE_BIAS ? typeC : int32_t(CUDA_R_32F);
   if (st == CUBLAS_STATUS_SUCCESS)
     st = cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof(opA));
   if (st == CUBLAS_STATUS_SUCCESS)
@@ -101,7 +109,7 @@ inline EpiloguePlan make_epilogue_plan(const Context &ctx, const EpilogueKey &ke
     st = cublasLtMatrixLayoutCreate(&plan.b, cudaDataType_t(typeA), uint64_t(ta ? m : k), uint64_t(ta ? k : m), lda);
   if (st == CUBLAS_STATUS_SUCCESS)
     st = cublasLtMatrixLayoutCreate(&plan.c, cudaDataType_t(typeC), uint64_t(n), uint64_t(m), ldc);
-  check_cublas(st, "gemm_bias", "creating the matmul descriptor and layouts");
+  check_cublas(st, epilogue_name(epilogue), "creating the matmul descriptor and layouts");
   if (st != CUBLAS_STATUS_SUCCESS)
     return plan;
   cublasLtMatmulPreference_t pref = nullptr;
@@ -128,7 +136,7 @@ inline EpiloguePlan make_epilogue_plan(const Context &ctx, const EpilogueKey &ke
   }
   if (pref)
     cublasLtMatmulPreferenceDestroy(pref);
-  check_cublas(st, "gemm_bias", "cublasLtMatmulAlgoGetHeuristic");
+  check_cublas(st, epilogue_name(epilogue), "cublasLtMatmulAlgoGetHeuristic");
   if (st == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
     plan.usable = true;
     plan.algo = result.algo;
@@ -151,52 +159,19 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-} // namespace detail
 
-template <class TA, class TB, class TC>
-void gemm_bias(const Context &ctx, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const TA *A,
-               int64_t lda, const TB *B, int64_t ldb, const typename Identity<TC>::type *bias,
-               const typename Identity<TC>::type *residual, TC *C, int64_t ldc) {
-  if (M <= 0 || N <= 0)
-    return;
-  if (!A || !B || !bias || !C || K <= 0) {
-    detail::fail_arg("gemm_bias", "null operand or K <= 0");
-    return;
-  }
-  using detail::epilogue_alignment;
-  const detail::EpilogueKey key{ctx.lt, transA, transB, M, N, K, lda, ldb, ldc,
-                                int(detail::cuda_type<TA>()), int(detail::cuda_type<TB>()),
-                                int(detail::cuda_type<TC>()), residual != nullptr, epilogue_alignment(A),
-                                epilogue_alignment(B), epilogue_alignment(C), epilogue_alignment(bias)};
-  detail::EpiloguePlan plan;
-  {
-    std::lock_guard<std::mutex> lock(detail::epilogue_mutex());
-    auto &plans = detail::epilogue_plans();
-    auto it = plans.find(key);
-    if (it == plans.end())
-      it = plans.emplace(key, detail::make_epilogue_plan(ctx, key)).first;
-    plan = it->second;
-  }
-  // cuBLASLt reads the bias pointer from the descriptor: set per call, in
-  // stream order with this call (the descriptor is host memory).
-  if (plan.usable && epilogue_alignment(bias) >= 16 &&
-      cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) ==
-          CUBLAS_STATUS_SUCCESS) {
-    const float alpha = 1.0f, beta = residual ? 1.0f : 0.0f;
-    const void *c = residual ? static_cast<const void *>(residual) : static_cast<const void *>(C);
-    const cublasStatus_t st =
-        cublasLtMatmul(ctx.lt, plan.op, &alpha, B, plan.a, A, plan.b, &beta, c, plan.c, C, plan.c, &plan.algo,
-                       plan.workspace ? ctx.workspace : nullptr, plan.workspace, ctx.stream);
-    detail::check_cublas(st, "gemm_bias", "cublasLtMatmul");
-    return;
-  }
-  gemm(ctx, transA, transB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
-  const int64_t blocks = std::min<int64_t>((M * N + detail::kThreads - 1) / detail::kThreads, 65535);
-  detail::bias_residual_kernel<TC><<<int(blocks), detail::kThreads, 0, ctx.stream>>>(C, ldc, bias, residual, M, N);
-  detail::check_launch("gemm_bias");
+inline EpiloguePlan find_epilogue_plan(const Context &ctx, const EpilogueKey &key) {
+  std::lock_guard<std::mutex> lock(epilogue_mutex());
+  auto &plans = epilogue_plans();
+  auto it = plans.find(key);
+  if (it == plans.end())
+    it = plans.emplace(key, make_epilogue_plan(ctx, key)).first;
+  return it->second;
 }
+
+} // namespace detail
 
 } // namespace cuda
 } // namespace sbp
 
-#endif // SBP_CUDA_GEMM_EPILOGUE_CUH
+#endif // SBP_CUDA_DETAIL_GEMM_EPILOGUE_CUH

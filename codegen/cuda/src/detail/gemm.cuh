@@ -1,0 +1,336 @@
+//===- detail/gemm.cuh - GEMM through cuBLASLt (plans, fallback kernel) -*- CUDA -*-===//
+//
+// Internal to the CUDA kernel library (libsbp_cuda_kernels.a): kernel
+// bodies and launch templates, included by the translation units in
+// codegen/cuda/src, never by trainers (they include <sbp/cuda_kernels.h>).
+//
+//===----------------------------------------------------------------------===//
+#ifndef SBP_CUDA_DETAIL_GEMM_CUH
+#define SBP_CUDA_DETAIL_GEMM_CUH
+
+#include "detail/pointwise.cuh"
+
+namespace sbp {
+namespace cuda {
+namespace detail {
+
+//===--- GEMM through cuBLASLt --------------------------------------------===//
+// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLASLt
+// runs m' = N, n' = M with B in the A slot. A plan (descriptors, layouts and
+// the heuristic's algorithm) is made once per shape, strides, transposes,
+// pointer alignment, math mode and data types, and kept in the Context.
+// bf16 operands (CUDA_R_16BF) run with CUBLAS_COMPUTE_32F, C and D bf16 or
+// float.
+
+struct GemmKey {
+  int64_t m, n, k, lda, ldb, ldc;
+  uint32_t flags;  // transA | transB << 1 | tf32 << 2
+  uint32_t aligns; // log2 alignment of A | B << 8 | C << 16
+  uint32_t types;  // cudaDataType of A and B | of C (and D) << 8
+  bool operator<(const GemmKey &o) const {
+    return std::tie(m, n, k, lda, ldb, ldc, flags, aligns, types) <
+           std::tie(o.m, o.n, o.k, o.lda, o.ldb, o.ldc, o.flags, o.aligns,
+                    o.types);
+  }
+};
+
+struct GemmPlan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  size_t workspace = 0;
+  bool fallback = false; // no cuBLASLt algorithm: gemm_fallback_kernel
+};
+
+inline void destroy_plan(GemmPlan &p) {
+  if (p.op)
+    cublasLtMatmulDescDestroy(p.op);
+  if (p.a)
+    cublasLtMatrixLayoutDestroy(p.a);
+  if (p.b)
+    cublasLtMatrixLayoutDestroy(p.b);
+  if (p.c)
+    cublasLtMatrixLayoutDestroy(p.c);
+  p = GemmPlan{};
+}
+
+struct GemmPlanCache {
+  std::mutex mu;
+  std::map<GemmKey, GemmPlan> plans;
+  ~GemmPlanCache() {
+    for (auto &kv : plans)
+      destroy_plan(kv.second);
+  }
+};
+
+/// Largest power of two (`least`..256 bytes) dividing the address: 4 for
+/// float operands, 2 for bf16 ones.
+inline uint32_t alignment_of(const void *p, uint32_t least = 4) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint32_t al = 256;
+  while (al > least && (a & (al - 1)) != 0)
+    al >>= 1;
+  return al;
+}
+inline uint32_t log2u(uint32_t v) {
+  uint32_t r = 0;
+  while (v > 1) {
+    v >>= 1;
+    ++r;
+  }
+  return r;
+}
+
+/// Makes the plan of `key`; false (with the failure recorded) if cuBLASLt
+/// refuses the shape or finds no algorithm.
+inline bool make_plan(const Context &ctx, const GemmKey &key, GemmPlan &plan) {
+  const bool ta = key.flags & 1u, tb = key.flags & 2u, tf32 = key.flags & 4u;
+  const cudaDataType_t ab_type = cudaDataType_t(key.types & 0xffu);
+  const cudaDataType_t c_type = cudaDataType_t((key.types >> 8) & 0xffu);
+  const cublasComputeType_t compute =
+      tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  cublasStatus_t st = cublasLtMatmulDescCreate(&plan.op, compute, CUDA_R_32F);
+  check_cublas(st, "gemm", "cublasLtMatmulDescCreate");
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return false;
+  const cublasOperation_t opA = tb ? CUBLAS_OP_T : CUBLAS_OP_N; // B's slot
+  const cublasOperation_t opB = ta ? CUBLAS_OP_T : CUBLAS_OP_N; // A's slot
+  st = cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSA,
+                                      &opA, sizeof(opA));
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSB,
+                                        &opB, sizeof(opB));
+  check_cublas(st, "gemm", "cublasLtMatmulDescSetAttribute");
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return false;
+  // Column-major views: the "A" operand is B (N x K as op'd), "B" is A.
+  st =
+      cublasLtMatrixLayoutCreate(&plan.a, ab_type, uint64_t(tb ? key.k : key.n),
+                                 uint64_t(tb ? key.n : key.k), key.ldb);
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatrixLayoutCreate(&plan.b, ab_type,
+                                    uint64_t(ta ? key.m : key.k),
+                                    uint64_t(ta ? key.k : key.m), key.lda);
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatrixLayoutCreate(&plan.c, c_type, uint64_t(key.n),
+                                    uint64_t(key.m), key.ldc);
+  check_cublas(st, "gemm", "cublasLtMatrixLayoutCreate");
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return false;
+  cublasLtMatmulPreference_t pref = nullptr;
+  st = cublasLtMatmulPreferenceCreate(&pref);
+  check_cublas(st, "gemm", "cublasLtMatmulPreferenceCreate");
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return false;
+  const uint64_t ws = ctx.workspace ? uint64_t(ctx.workspace_bytes) : 0;
+  // Alignments of the cuBLASLt operands: its A is our B, its B our A.
+  const uint32_t slotA = 1u << ((key.aligns >> 8) & 0xffu);
+  const uint32_t slotB = 1u << (key.aligns & 0xffu);
+  const uint32_t alC = 1u << ((key.aligns >> 16) & 0xffu);
+  st = cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &slotA,
+        sizeof(slotA));
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &slotB,
+        sizeof(slotB));
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &alC, sizeof(alC));
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alC, sizeof(alC));
+  check_cublas(st, "gemm", "cublasLtMatmulPreferenceSetAttribute");
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  if (st == CUBLAS_STATUS_SUCCESS) {
+    st = cublasLtMatmulAlgoGetHeuristic(ctx.lt, plan.op, plan.a, plan.b, plan.c,
+                                        plan.c, pref, 1, &result, &found);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
+      st = CUBLAS_STATUS_SUCCESS;
+      found = 0;
+    }
+    check_cublas(st, "gemm", "cublasLtMatmulAlgoGetHeuristic");
+  }
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return false;
+  if (found < 1 || result.state != CUBLAS_STATUS_SUCCESS) {
+    plan.fallback = true; // e.g. 4-byte aligned operands
+    return true;
+  }
+  plan.algo = result.algo;
+  plan.workspace = result.workspaceSize;
+  return true;
+}
+
+/// Plain shared-memory SGEMM (16 x 16 tiles, fp32 FMA) for what cuBLASLt
+/// declines. Row-major, both transposes, strides; beta == 0: C not read.
+/// A and B of type TAB, C of type TC (float or bf16), fp32 arithmetic.
+template <class TAB, class TC>
+__global__ void __launch_bounds__(kThreads)
+    gemm_fallback_kernel(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                         float alpha, const TAB *A, int64_t lda, const TAB *B,
+                         int64_t ldb, float beta, TC *C, int64_t ldc) {
+  __shared__ float As[16][17], Bs[16][17];
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+  const int64_t col = int64_t(blockIdx.x) * 16 + tx;
+  const int64_t row_tiles = (M + 15) / 16;
+  for (int64_t rt = blockIdx.y; rt < row_tiles; rt += gridDim.y) {
+    const int64_t row = rt * 16 + ty;
+    float acc = 0.0f;
+    for (int64_t k0 = 0; k0 < K; k0 += 16) {
+      const int64_t ak = k0 + tx, bk = k0 + ty;
+      As[ty][tx] = row < M && ak < K
+                       ? to_f32(ta ? A[ak * lda + row] : A[row * lda + ak])
+                       : 0.0f;
+      Bs[ty][tx] = bk < K && col < N
+                       ? to_f32(tb ? B[col * ldb + bk] : B[bk * ldb + col])
+                       : 0.0f;
+      __syncthreads();
+#pragma unroll
+      for (int kk = 0; kk < 16; ++kk)
+        acc = fmaf(As[ty][kk], Bs[kk][tx], acc);
+      __syncthreads();
+    }
+    if (row < M && col < N) {
+      TC *c = C + row * ldc + col;
+      *c = from_f32<TC>(beta == 0.0f ? alpha * acc
+                                     : alpha * acc + beta * to_f32(*c));
+    }
+  }
+}
+
+/// gemm through gemm_fallback_kernel (M, N > 0, K > 0).
+template <class TAB, class TC>
+inline void gemm_fallback_impl(const Context &ctx, bool transA, bool transB,
+                               int64_t M, int64_t N, int64_t K, float alpha,
+                               const TAB *A, int64_t lda, const TAB *B,
+                               int64_t ldb, float beta, TC *C, int64_t ldc) {
+  const int64_t col_tiles = ceil_div(N, 16), row_tiles = ceil_div(M, 16);
+  if (col_tiles > 0x7fffffff) {
+    fail_arg("gemm", "N too large for the fallback kernel");
+    return;
+  }
+  const dim3 grid{unsigned(col_tiles),
+                  unsigned(row_tiles < 65535 ? row_tiles : 65535)};
+  gemm_fallback_kernel<<<grid, kThreads, 0, ctx.stream>>>(
+      transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  check_launch("gemm");
+}
+
+inline void gemm_fallback(const Context &ctx, bool transA, bool transB,
+                          int64_t M, int64_t N, int64_t K, float alpha,
+                          const float *A, int64_t lda, const float *B,
+                          int64_t ldb, float beta, float *C, int64_t ldc) {
+  gemm_fallback_impl(ctx, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
+                     C, ldc);
+}
+inline void gemm_fallback(const Context &ctx, bool transA, bool transB,
+                          int64_t M, int64_t N, int64_t K, float alpha,
+                          const __nv_bfloat16 *A, int64_t lda,
+                          const __nv_bfloat16 *B, int64_t ldb, float beta,
+                          __nv_bfloat16 *C, int64_t ldc) {
+  gemm_fallback_impl(ctx, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
+                     C, ldc);
+}
+inline void gemm_fallback(const Context &ctx, bool transA, bool transB,
+                          int64_t M, int64_t N, int64_t K, float alpha,
+                          const __nv_bfloat16 *A, int64_t lda,
+                          const __nv_bfloat16 *B, int64_t ldb, float beta,
+                          float *C, int64_t ldc) {
+  gemm_fallback_impl(ctx, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
+                     C, ldc);
+}
+
+/// C[i,j] = beta * C[i,j] (beta == 0: 0, C not read): the K == 0 or
+/// alpha == 0 product.
+template <class I, class TC>
+__global__ void __launch_bounds__(kThreads)
+    gemm_scale_kernel(TC *C, I M, I N, I ldc, float beta) {
+  const I total = M * N, stride = I(gridDim.x) * kThreads;
+  for (I e = I(blockIdx.x) * kThreads + threadIdx.x; e < total; e += stride) {
+    TC *c = C + (e / N) * ldc + e % N;
+    *c = from_f32<TC>(beta == 0.0f ? 0.0f : to_f32(*c) * beta);
+  }
+}
+
+template <class T> constexpr cudaDataType_t gemm_data_type() {
+  return kIsBf16<T> ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+/// gemm for A, B of type TAB and C of type TC (float or bf16).
+template <class TAB, class TC>
+inline void gemm_impl(const Context &ctx, bool transA, bool transB, int64_t M,
+                      int64_t N, int64_t K, float alpha, const TAB *A,
+                      int64_t lda, const TAB *B, int64_t ldb, float beta, TC *C,
+                      int64_t ldc) {
+  if (M <= 0 || N <= 0)
+    return;
+  if (K <= 0 || alpha == 0.0f) { // C = beta * C, A and B not read
+    if (beta == 1.0f)
+      return;
+    const unsigned grid = grid_for(ctx, M * N);
+    if (M * N < kMaxIndex32 && (M - 1) * ldc + N < kMaxIndex32)
+      gemm_scale_kernel<uint32_t><<<grid, kThreads, 0, ctx.stream>>>(
+          C, uint32_t(M), uint32_t(N), uint32_t(ldc), beta);
+    else
+      gemm_scale_kernel<int64_t>
+          <<<grid, kThreads, 0, ctx.stream>>>(C, M, N, ldc, beta);
+    check_launch("gemm");
+    return;
+  }
+  if (!ctx.lt || !ctx.gemm_plans) {
+    fail_arg("gemm", "context not initialised (call context_init)");
+    return;
+  }
+  // bf16 operands always run CUBLAS_COMPUTE_32F (allow_tf32 is for float).
+  constexpr bool kBf16 = kIsBf16<TAB>;
+  constexpr uint32_t kLeast = kBf16 ? 2u : 4u;
+  const bool tf32 = !kBf16 && ctx.allow_tf32;
+  GemmKey key{
+      M,
+      N,
+      K,
+      lda,
+      ldb,
+      ldc,
+      uint32_t(transA) | uint32_t(transB) << 1 | uint32_t(tf32) << 2,
+      log2u(alignment_of(A, kLeast)) | log2u(alignment_of(B, kLeast)) << 8 |
+          log2u(alignment_of(C, kIsBf16<TC> ? 2u : 4u)) << 16,
+      uint32_t(gemm_data_type<TAB>()) | uint32_t(gemm_data_type<TC>()) << 8};
+  GemmPlan plan;
+  {
+    std::lock_guard<std::mutex> lock(ctx.gemm_plans->mu);
+    auto it = ctx.gemm_plans->plans.find(key);
+    if (it == ctx.gemm_plans->plans.end()) {
+      GemmPlan fresh;
+      if (!make_plan(ctx, key, fresh)) {
+        destroy_plan(fresh);
+        return;
+      }
+      it = ctx.gemm_plans->plans.emplace(key, fresh).first;
+    }
+    plan = it->second;
+  }
+  if (plan.fallback) {
+    gemm_fallback_impl(ctx, transA, transB, M, N, K, alpha, A, lda, B, ldb,
+                       beta, C, ldc);
+    return;
+  }
+  const cublasStatus_t st = cublasLtMatmul(
+      ctx.lt, plan.op, &alpha, B, plan.a, A, plan.b, &beta, C, plan.c, C,
+      plan.c, &plan.algo, plan.workspace ? ctx.workspace : nullptr,
+      plan.workspace, ctx.stream);
+  check_cublas(st, "gemm", "cublasLtMatmul");
+}
+
+
+} // namespace detail
+} // namespace cuda
+} // namespace sbp
+
+#endif // SBP_CUDA_DETAIL_GEMM_CUH

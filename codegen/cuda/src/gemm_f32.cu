@@ -1,0 +1,15 @@
+//===- gemm_f32.cu - the gemm kernels, float32 -===//
+#include "detail/gemm.cuh"
+
+namespace sbp {
+namespace cuda {
+
+void gemm(const Context &ctx, bool transA, bool transB, int64_t M, int64_t N,
+          int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+          int64_t ldb, float beta, float *C, int64_t ldc) {
+  detail::gemm_impl(ctx, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
+                    C, ldc);
+}
+
+} // namespace cuda
+} // namespace sbp
