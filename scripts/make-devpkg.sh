@@ -21,6 +21,9 @@ cp build/test/cuda_kernels/*.so "$out/bin/" 2>/dev/null || true
 cp -r build/test/runtime/trainers "$out/fake-trainers"
 echo "$PWD/build" > "$out/BUILD_ROOT"
 cp build/lib/libsbprt.so "$out/lib/"
+# The compiled CUDA kernel library, for trainers built on the GPU machine
+# (test/gpu/build-trainers.sh).
+[ -f build/lib/libsbp_cuda_kernels.a ] && cp build/lib/libsbp_cuda_kernels.a "$out/lib/"
 # Debian libraries the GPU machine's image may lack.
 for b in "$out"/bin/*; do ldd "$b"; done | awk '/=> \// {print $3}' | sort -u |
   grep -E 'libfmt|libboost_program_options' | xargs -r -I{} cp -L {} "$out/lib/"

@@ -7,15 +7,19 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 arch=${GPU_ARCH:-90}
+# The compiled kernel library trainers link (scripts/make-devpkg.sh copies it).
+lib=${KERNELS_LIB:-.devpkg/lib/libsbp_cuda_kernels.a}
+[ -f "$lib" ] || { echo "build-trainers.sh: no kernel library at $lib" >&2; exit 1; }
+lib=$(realpath "$lib")
 build_one() {
   local src=$1 so=${1%.cu}.so
   [ -e "$so" ] && return 0
   nvcc -O3 -std=c++17 -shared -cudart shared -Xcompiler -fPIC -Xcompiler -fvisibility=hidden \
     -gencode "arch=compute_$arch,code=[sm_$arch,compute_$arch]" -I runtime/include -I codegen/cuda/include \
-    "$src" -lcublasLt -lcudart -o "$so" 2> "${src%.cu}.build.log" || { echo "FAILED: $src"; cat "${src%.cu}.build.log"; return 1; }
+    "$src" "$lib" -lcublasLt -lcudart -o "$so" 2> "${src%.cu}.build.log" || { echo "FAILED: $src"; cat "${src%.cu}.build.log"; return 1; }
 }
 export -f build_one
-export arch
+export arch lib
 start=$(date +%s)
 find "$@" -maxdepth 1 -name '*.cu' | xargs -r -P "${JOBS:-16}" -I{} bash -c 'build_one {}'
 rc=$?
