@@ -77,12 +77,15 @@ run() {
   local work=$BUILD/corpus/$target artifacts=$BUILD/artifacts/$target/
   mkdir -p "$work" "$artifacts"
   local seed_dir; seed_dir=$(seeds "$target")
-  local status=0
+  local status
   # -timeout: an input running over 10 s is a hang; -rss_limit_mb: a blow-up.
+  set +e
   "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
     -artifact_prefix="$artifacts" $(dict_flag "$target") ${FUZZ_FLAGS:-} \
-    "$work" "$seed_dir" 2>&1 | tee "$BUILD/$target.log" | grep -E "^(#[0-9]+.*DONE|stat::|==[0-9]+==ERROR|SUMMARY|artifact_prefix|Test unit written)" || true
+    "$work" "$seed_dir" 2>&1 | tee "$BUILD/$target.log" |
+    grep -E "^(#[0-9]+.*DONE|stat::|==[0-9]+==ERROR|SUMMARY|artifact_prefix|Test unit written)"
   status=${PIPESTATUS[0]}
+  set -e
   keep_crashes "$target"
   return "$status"
 }
