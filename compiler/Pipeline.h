@@ -17,7 +17,12 @@ struct PipelineOptions {
 llvm::ArrayRef<llvm::StringRef> pipelinePassNames();
 
 /// Runs the pipeline on a verified module; diagnostics go to the context.
+/// Every failure reports an error (a pass that fails silently is named).
 mlir::LogicalResult runPipeline(mlir::ModuleOp module, const PipelineOptions &options);
+
+/// What sbpc accepts: exactly one sbp.model and nothing else at the top
+/// level. Emits a located error otherwise.
+mlir::LogicalResult verifyCompilerInput(mlir::ModuleOp module);
 } // namespace sbp
 
 #endif

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what sbpc needs to build, test and train on Debian 12 (bookworm):
-# LLVM/MLIR 19, the C++ libraries, OpenBLAS, and the Fashion-MNIST dataset.
+# LLVM/MLIR 19, the C++ libraries, OpenBLAS, the Fashion-MNIST dataset, and
+# clang 19 with libFuzzer and its OpenMP for the fuzz targets (scripts/fuzz.sh).
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -11,4 +12,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libmlir-19-dev mlir-19-tools llvm-19-dev llvm-19-tools libzstd-dev zlib1g-dev \
   libfmt-dev libboost-program-options-dev libgtest-dev libgmock-dev \
   libopenblas-dev libomp-dev \
+  clang-19 libclang-rt-19-dev libomp-19-dev \
   dataset-fashion-mnist >/dev/null

@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "EmitTrainer.h"
+#include "ErrorCounter.h"
 #include "Pipeline.h"
 #include "Report.h"
 #include "Sbp/SbpOps.h"
@@ -85,9 +86,12 @@ static void setKernelPaths(sbp::BuildOptions &build, const char *argv0) {
   build.kernelsInclude = cuda ? SBPC_CUDA_KERNELS_INCLUDE_DIR : SBPC_KERNELS_INCLUDE_DIR;
   build.kernelsLibrary = cuda ? SBPC_CUDA_KERNELS_LIBRARY : SBPC_KERNELS_LIBRARY;
 }
+/// Set once an error has been printed, by fail() or as a diagnostic.
+static bool errorPrinted = false;
 
 static int fail(const llvm::Twine &message) {
   llvm::errs() << "sbpc: error: " << message << "\n";
+  errorPrinted = true;
   return 1;
 }
 
@@ -126,6 +130,8 @@ static std::string print(Operation *op) {
   return s + "\n";
 }
 
+static int compile(MLIRContext &context, llvm::SourceMgr &sourceMgr);
+
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::HideUnrelatedOptions(category);
@@ -160,14 +166,22 @@ int main(int argc, char **argv) {
   context.printOpOnDiagnostic(false); // user errors point at their source, not at IR dumps
   llvm::SourceMgr sourceMgr;
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
+  sbp::ErrorCounter errors(&context);
+  int status = compile(context, sourceMgr);
+  // A failure that printed nothing is a bug; still, never exit silently.
+  if (status != 0 && errors.errors() == 0 && !errorPrinted)
+    fail("internal compiler error: failed without a message; please report this input");
+  return status;
+}
+
+/// Parses, verifies, lowers and writes the requested output; returns the
+/// exit status.
+static int compile(MLIRContext &context, llvm::SourceMgr &sourceMgr) {
   OwningOpRef<ModuleOp> module = parse(context, sourceMgr);
   if (!module)
     return 1;
-  auto models = module->getOps<sbp::ModelOp>();
-  if (models.empty())
-    return module->emitError("no sbp.model in the input"), 1;
-  if (std::next(models.begin()) != models.end())
-    return (*std::next(models.begin())).emitError("one sbp.model per file: this is the second"), 1;
+  if (failed(sbp::verifyCompilerInput(*module)))
+    return 1;
 
   llvm::StringRef emitKind = emit;
   if (emitKind == "mlir")

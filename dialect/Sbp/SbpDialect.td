@@ -28,12 +28,21 @@ def Sbp_Dialect : Dialect {
     attention maps with `sbp.attention ... sbp @group mode`, which refer to a
     mask group. Composite ops (`sbp.vit_block`) are expanded into these by
     `sbp-decompose`.
+
+    Sizes are static and positive, and no tensor holds more than 2^31 - 1
+    elements, nor does a mask group cover more than 2^31 - 1 tokens (the
+    kernels' and keep indices' 32-bit sizes): every op's verifier checks
+    this (the `SizedTensors` trait) before its own rules.
   }];
   let useDefaultAttributePrinterParser = 1;
 }
 
+// Static, positive sizes that fit the kernels (TensorLimits.h), checked
+// before each op's own verifier.
+def Sbp_SizedTensors : NativeOpTrait<"SizedTensors"> { let cppNamespace = "::sbp"; }
+
 class Sbp_Op<string mnemonic, list<Trait> traits = []>
-    : Op<Sbp_Dialect, mnemonic, traits>;
+    : Op<Sbp_Dialect, mnemonic, !listconcat(traits, [Sbp_SizedTensors])>;
 
 //===----------------------------------------------------------------------===//
 // Enums

@@ -11,6 +11,7 @@
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/FormatVariadic.h"
 
+#include <algorithm>
 #include <cmath>
 
 using namespace mlir;
@@ -83,13 +84,12 @@ static SmallVector<int64_t> replaceLast(ArrayRef<int64_t> s, int64_t last) {
   return r;
 }
 
-static LogicalResult checkStatic(Operation *op) {
-  SmallVector<Type> types(op->getOperandTypes());
-  llvm::append_range(types, op->getResultTypes());
-  for (Type t : types)
-    if (auto rt = dyn_cast<RankedTensorType>(t); rt && !rt.hasStaticShape())
-      return op->emitOpError("needs static shapes, got ") << t;
-  return success();
+/// Emits "<what> must have rank >= <min>" for a tensor of smaller rank: a
+/// verifier checks this before it reads a dimension (`back()`, `[0]`).
+static LogicalResult expectMinRank(Operation *op, StringRef what, Value v, size_t minRank) {
+  if (shapeOf(v).size() >= minRank)
+    return success();
+  return op->emitOpError() << what << " must have rank >= " << minRank << ", got " << v.getType();
 }
 
 static LogicalResult verifyKeep(Operation *op, Value keep) {
@@ -213,8 +213,13 @@ LogicalResult MaskGroupOp::verify() {
   ArrayRef<int64_t> grid = getGrid();
   if (grid.size() != 2 || grid[0] <= 0 || grid[1] <= 0)
     return emitOpError("grid must be two positive sizes [H, W], got ") << shapeStr(grid);
-  if (static_cast<int64_t>(getPrefix()) < 0)
+  int64_t prefix = static_cast<int64_t>(getPrefix());
+  if (prefix < 0)
     return emitOpError("prefix must be >= 0");
+  // Token indices are i32 in the keep arrays and the runtime's mask draws.
+  if (grid[1] > kMaxTokens / grid[0] || prefix > kMaxTokens - grid[0] * grid[1])
+    return emitOpError("prefix + H * W must be at most ") << kMaxTokens << " tokens, got prefix " << prefix
+                                                           << " and grid " << shapeStr(grid);
   if (getKind() == MaskKind::heads && (grid[0] != 1 || getPrefix() != 0))
     return emitOpError("a heads mask needs grid [1, heads] and no prefix, got ")
            << shapeStr(grid) << " prefix " << getPrefix();
@@ -236,41 +241,33 @@ int64_t MaskGroupOp::getNumTokens() {
   return static_cast<int64_t>(getPrefix()) + getGrid()[0] * getGrid()[1];
 }
 
-/// Kept grid positions for each possible mask of this group (one entry per
-/// grid start; one entry for random masks, whose count is fixed). Computed
-/// with the runtime's rules (sbp/mask_rules.h) from the keep ratio as a float,
-/// the form the trainer descriptor carries.
-static SmallVector<int64_t> keptCounts(MaskGroupOp group) {
+/// The most and the fewest grid positions (prefix excluded) any mask of this
+/// group keeps, with the runtime's rules (sbp/mask_rules.h) from the keep
+/// ratio as a float, the form the trainer descriptor carries. O(1): grid
+/// masks count their kept diagonals in closed form.
+static std::pair<int64_t, int64_t> keptRange(MaskGroupOp group) {
   float r = static_cast<float>(group.getKeep().convertToDouble());
   int64_t h = group.getGrid()[0], w = group.getGrid()[1], n = h * w;
   if (r >= 1.0f)
-    return {n};
+    return {n, n};
   if (group.getKind() == MaskKind::heads)
     return {0, n}; // each head independently: anything from none to all
-  if (group.getKind() == MaskKind::random)
-    return {n - sbp_random_drop_count(r, static_cast<int32_t>(n))};
-  int64_t s = sbp_grid_stride(r);
-  bool keepMatches = sbp_grid_keeps_matching(r);
-  SmallVector<int64_t> counts;
-  for (int64_t start = 0; start < s; ++start) {
-    int64_t matches = 0;
-    for (int64_t i = 0; i < h; ++i)
-      for (int64_t j = 0; j < w; ++j)
-        matches += (i + j) % s == start;
-    counts.push_back(keepMatches ? matches : n - matches);
+  if (group.getKind() == MaskKind::random) {
+    int64_t kept = n - sbp_random_drop_count(r, static_cast<int32_t>(n));
+    return {kept, kept};
   }
-  return counts;
+  int64_t s = sbp_grid_stride(r);
+  if (s < 1) // not a valid group (its verifier rejects the ratio)
+    return {0, n};
+  int64_t most = sbp_grid_matches_max(h, w, s), fewest = sbp_grid_matches_min(h, w, s);
+  if (sbp_grid_keeps_matching(r))
+    return {fewest, most};
+  return {n - most, n - fewest};
 }
 
-int64_t MaskGroupOp::getCapacity() {
-  auto counts = keptCounts(*this);
-  return static_cast<int64_t>(getPrefix()) + *llvm::max_element(counts);
-}
+int64_t MaskGroupOp::getCapacity() { return static_cast<int64_t>(getPrefix()) + keptRange(*this).second; }
 
-int64_t MaskGroupOp::getMinKept() {
-  auto counts = keptCounts(*this);
-  return *llvm::min_element(counts);
-}
+int64_t MaskGroupOp::getMinKept() { return keptRange(*this).first; }
 
 LogicalResult InputOp::verify() {
   auto t = cast<RankedTensorType>(getResult().getType());
@@ -366,6 +363,8 @@ LogicalResult PatchifyOp::verify() {
 }
 
 LogicalResult LinearOp::verify() {
+  if (failed(expectMinRank(*this, "input", getInput(), 1)))
+    return failure();
   auto x = shapeOf(getInput()), w = shapeOf(getWeight());
   if (w.size() < 2)
     return emitOpError("weight must be [out, in] (or [out, in...]), got ") << getWeight().getType();
@@ -376,6 +375,8 @@ LogicalResult LinearOp::verify() {
 }
 
 LogicalResult BiasAddOp::verify() {
+  if (failed(expectMinRank(*this, "input", getInput(), 1)))
+    return failure();
   auto x = shapeOf(getInput());
   if (failed(expectShape(*this, "bias", shapeOf(getBias()), {x.back()})))
     return failure();
@@ -401,6 +402,8 @@ LogicalResult AddOp::verify() {
 }
 
 LogicalResult LayerNormOp::verify() {
+  if (failed(expectMinRank(*this, "input", getInput(), 1)))
+    return failure();
   auto x = shapeOf(getInput());
   if (failed(expectShape(*this, "weight", shapeOf(getWeight()), {x.back()})) ||
       failed(expectShape(*this, "bias", shapeOf(getBias()), {x.back()})))
@@ -442,18 +445,15 @@ LogicalResult TakeTokenOp::verify() {
   return expectShape(*this, "result", shapeOf(getResult()), {x[0], x[2]});
 }
 
-/// Checks qkv [B, T, 3 * D] against `heads` and returns D, or 0 after an error.
-static int64_t verifyQkv(Operation *op, Value qkv, int64_t heads) {
+/// Checks qkv [B, T, 3 * D] against `heads` and returns D, or fails after an
+/// error.
+static FailureOr<int64_t> verifyQkv(Operation *op, Value qkv, int64_t heads) {
   auto s = shapeOf(qkv);
-  if (s.size() != 3 || s[2] % 3) {
-    op->emitOpError("qkv must be [B, T, 3 * D], got ") << qkv.getType();
-    return 0;
-  }
+  if (s.size() != 3 || s[2] % 3)
+    return op->emitOpError("qkv must be [B, T, 3 * D], got ") << qkv.getType();
   int64_t dim = s[2] / 3;
-  if (heads <= 0 || dim % heads) {
-    op->emitOpError("heads (") << heads << ") must be positive and divide the width " << dim;
-    return 0;
-  }
+  if (heads <= 0 || dim % heads)
+    return op->emitOpError("heads (") << heads << ") must be positive and divide the width " << dim;
   return dim;
 }
 
@@ -461,8 +461,8 @@ int64_t AttentionOp::getHeadDim() { return shapeOf(getResult())[2] / getHeadsAtt
 double AttentionOp::getScale() { return 1.0 / std::sqrt(static_cast<double>(getHeadDim())); }
 
 LogicalResult AttentionOp::verify() {
-  int64_t dim = verifyQkv(*this, getQkv(), getHeadsAttr().getInt());
-  if (!dim)
+  FailureOr<int64_t> dim = verifyQkv(*this, getQkv(), getHeadsAttr().getInt());
+  if (failed(dim))
     return failure();
   auto q = shapeOf(getQkv());
   if (getMask().has_value() != getMode().has_value())
@@ -471,7 +471,7 @@ LogicalResult AttentionOp::verify() {
     return emitOpError("keep indices need an SBP mode");
   if (getKeep() && failed(verifyKeep(*this, getKeep())))
     return failure();
-  if (failed(expectShape(*this, "result", shapeOf(getResult()), {q[0], q[1], dim})))
+  if (failed(expectShape(*this, "result", shapeOf(getResult()), {q[0], q[1], *dim})))
     return failure();
   return expectShape(*this, "lse", shapeOf(getLse()), {q[0], q[1], getHeadsAttr().getInt()});
 }
@@ -519,8 +519,14 @@ LogicalResult VitBlockOp::verify() {
     return emitOpError("input must be a token tensor [B, T, D]");
   if (getHeadsAttr().getInt() <= 0 || x[2] % getHeadsAttr().getInt())
     return emitOpError("heads (") << getHeadsAttr().getInt() << ") must be positive and divide the width " << x[2];
-  if (getHiddenAttr().getInt() <= 0)
+  int64_t hidden = getHiddenAttr().getInt();
+  if (hidden <= 0)
     return emitOpError("hidden must be positive");
+  // The widest activations of the decomposed block, [B, T, hidden] and the
+  // qkv [B, T, 3 D], must fit a tensor (TensorLimits.h); x[0] * x[1] does.
+  if (std::max(hidden, 3 * x[2]) > kMaxTensorElements / (x[0] * x[1]))
+    return emitOpError("hidden ") << hidden << " and width " << x[2] << " give [B, T, hidden] or [B, T, 3 * D] "
+                                  << "activations of more than " << kMaxTensorElements << " elements";
   if (!(getEps().convertToDouble() > 0))
     return emitOpError("eps must be > 0");
   if (getAttnMask().has_value() != getAttnMode().has_value())
@@ -549,6 +555,14 @@ LogicalResult VitBlockOp::verifySymbolUses(SymbolTableCollection &symbols) {
 // Ops added by passes: verifiers
 //===----------------------------------------------------------------------===//
 
+
+LogicalResult GradGateOp::verify() {
+  if (failed(verifyKeep(*this, getKeep())))
+    return failure();
+  if (!isTokenTensor(getInput().getType()))
+    return emitOpError("input must be a token tensor [B, T, D]");
+  return expectShape(*this, "result", shapeOf(getResult()), shapeOf(getInput()));
+}
 
 LogicalResult MaskRowsOp::verify() {
   if (failed(verifyKeep(*this, getKeep())))
@@ -590,6 +604,8 @@ LogicalResult ScatterAddRowsOp::verify() {
 }
 
 LogicalResult LinearGradInputOp::verify() {
+  if (failed(expectMinRank(*this, "gradient", getGrad(), 1)))
+    return failure();
   auto dy = shapeOf(getGrad()), w = shapeOf(getWeight());
   if (w.size() < 2 || dy.back() != w[0])
     return emitOpError("gradient features must equal the weight's out");
@@ -597,6 +613,9 @@ LogicalResult LinearGradInputOp::verify() {
 }
 
 LogicalResult LinearGradWeightOp::verify() {
+  if (failed(expectMinRank(*this, "input", getInput(), 1)) ||
+      failed(expectMinRank(*this, "gradient", getGrad(), 1)))
+    return failure();
   auto x = shapeOf(getInput()), dy = shapeOf(getGrad());
   if (x.drop_back() != dy.drop_back())
     return emitOpError("input and gradient must have the same rows");
@@ -607,6 +626,8 @@ LogicalResult LinearGradWeightOp::verify() {
 }
 
 LogicalResult BiasGradOp::verify() {
+  if (failed(expectMinRank(*this, "gradient", getGrad(), 1)))
+    return failure();
   return expectShape(*this, "result", shapeOf(getResult()), {shapeOf(getGrad()).back()});
 }
 
@@ -625,10 +646,17 @@ LogicalResult ReluGradOp::verify() {
 }
 
 LogicalResult LayerNormGradOp::verify() {
-  auto x = shapeOf(getInput());
-  if (failed(expectShape(*this, "gradient", shapeOf(getGrad()), x)))
+  if (failed(expectMinRank(*this, "input", getInput(), 1)))
     return failure();
-  return expectShape(*this, "weight gradient", shapeOf(getGradWeight()), {x.back()});
+  auto x = shapeOf(getInput());
+  if (failed(expectShape(*this, "gradient", shapeOf(getGrad()), x)) ||
+      failed(expectShape(*this, "weight", shapeOf(getWeight()), {x.back()})) ||
+      failed(expectShape(*this, "input gradient", shapeOf(getGradInput()), x)) ||
+      failed(expectShape(*this, "weight gradient", shapeOf(getGradWeight()), {x.back()})))
+    return failure();
+  if (!(getEps().convertToDouble() > 0))
+    return emitOpError("eps must be > 0");
+  return expectShape(*this, "bias gradient", shapeOf(getGradBias()), {x.back()});
 }
 
 LogicalResult ClsConcatGradOp::verify() {
@@ -650,8 +678,8 @@ LogicalResult TakeTokenGradOp::verify() {
 }
 
 LogicalResult AttentionGradOp::verify() {
-  int64_t dim = verifyQkv(*this, getQkv(), getHeadsAttr().getInt());
-  if (!dim)
+  FailureOr<int64_t> dim = verifyQkv(*this, getQkv(), getHeadsAttr().getInt());
+  if (failed(dim))
     return failure();
   auto q = shapeOf(getQkv());
   std::optional<AttentionMode> mode = getMode();
@@ -668,8 +696,8 @@ LogicalResult AttentionGradOp::verify() {
            << " rows";
   if (mode == AttentionMode::drop_head && shapeOf(getKeep())[0] != getHeadsAttr().getInt())
     return emitOpError("drop_head keep indices must list ") << getHeadsAttr().getInt() << " heads";
-  if (failed(expectShape(*this, "out", shapeOf(getOut()), {q[0], rows, dim})) ||
-      failed(expectShape(*this, "grad", shapeOf(getGrad()), {q[0], rows, dim})) ||
+  if (failed(expectShape(*this, "out", shapeOf(getOut()), {q[0], rows, *dim})) ||
+      failed(expectShape(*this, "grad", shapeOf(getGrad()), {q[0], rows, *dim})) ||
       failed(expectShape(*this, "lse", shapeOf(getLse()), {q[0], rows, getHeadsAttr().getInt()})))
     return failure();
   return expectShape(*this, "result", shapeOf(getResult()), q);
@@ -683,10 +711,14 @@ LogicalResult MeanTokensGradOp::verify() {
 }
 
 LogicalResult CrossEntropyGradOp::verify() {
-  return expectShape(*this, "result", shapeOf(getResult()), shapeOf(getLogits()));
+  auto l = shapeOf(getLogits());
+  if (l.size() != 2)
+    return emitOpError("logits must be [B, classes]");
+  if (failed(expectShape(*this, "labels", shapeOf(getLabels()), {l[0]})))
+    return failure();
+  return expectShape(*this, "result", shapeOf(getResult()), l);
 }
 
-LogicalResult ParamGradOp::verify() { return checkStatic(*this); }
 
 //===----------------------------------------------------------------------===//
 // Gradient rules

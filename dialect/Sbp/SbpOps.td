@@ -378,6 +378,7 @@ def Sbp_GradGateOp : Sbp_Op<"grad_gate", [Pure,
   let arguments = (ins Sbp_F32Tensor:$input, Sbp_I32Tensor:$keep);
   let results = (outs Sbp_F32Tensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
 }
 
 def Sbp_MaskRowsOp : Sbp_InternalOp<"mask_rows", [Sbp_RowWiseOpInterface]> {
@@ -502,7 +503,6 @@ def Sbp_ParamGradOp : Sbp_Op<"param_grad"> {
   let summary = "the gradient of the named parameter (written to the gradient buffer)";
   let arguments = (ins StrAttr:$name, Sbp_F32Tensor:$grad);
   let assemblyFormat = "$name `,` $grad attr-dict `:` type($grad)";
-  let hasVerifier = 1;
 }
 
 #endif // SBP_OPS_TD

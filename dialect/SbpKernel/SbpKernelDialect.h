@@ -9,6 +9,7 @@
 #include "mlir/IR/OpImplementation.h"
 #include "mlir/IR/SymbolTable.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
+#include "TensorLimits.h"
 
 #include "SbpKernel/SbpKernelOpsDialect.h.inc"
 #define GET_OP_CLASSES

@@ -34,6 +34,9 @@ LogicalResult GemmOp::verify() {
   int64_t m = getM(), n = getN(), k = getK();
   if (m <= 0 || n <= 0 || k <= 0)
     return emitOpError("sizes must be positive");
+  // Bounded first, so that the products below cannot overflow.
+  if (m > sbp::kMaxTensorElements || n > sbp::kMaxTensorElements || k > sbp::kMaxTensorElements)
+    return emitOpError("sizes must be at most ") << sbp::kMaxTensorElements;
   if (numElements(getA()) != m * k || numElements(getB()) != k * n || numElements(getResult()) != m * n)
     return emitOpError("operand sizes do not match m = ") << m << ", n = " << n << ", k = " << k;
   if (getCIn() && numElements(getCIn()) != m * n)

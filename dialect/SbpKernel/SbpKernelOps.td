@@ -20,8 +20,11 @@ def Sbpk_Dialect : Dialect {
   let summary = "The kernel graph: one op per kernel launch, static sizes";
 }
 
+// Static, positive sizes that fit the kernels (TensorLimits.h).
+def Sbpk_SizedTensors : NativeOpTrait<"SizedTensors"> { let cppNamespace = "::sbp"; }
+
 class Sbpk_Op<string mnemonic, list<Trait> traits = []>
-    : Op<Sbpk_Dialect, mnemonic, traits>;
+    : Op<Sbpk_Dialect, mnemonic, !listconcat(traits, [Sbpk_SizedTensors])>;
 
 def Sbpk_GraphOp : Sbpk_Op<"graph", [Symbol, IsolatedFromAbove,
     SingleBlockImplicitTerminator<"ReturnOp">]> {

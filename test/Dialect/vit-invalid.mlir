@@ -136,7 +136,7 @@ sbp.model @branch_heads attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0.
 
 %qkv = sbpk.input "qkv" : tensor<4x17x72xf32>
 // expected-error @+1 {{'sbp.attention' op heads (0) must be positive and divide the width 24}}
-%o, %l = sbp.attention %qkv heads 0 : (tensor<4x17x72xf32>) -> (tensor<4x17x24xf32>, tensor<4x17x0xf32>)
+%o, %l = sbp.attention %qkv heads 0 : (tensor<4x17x72xf32>) -> (tensor<4x17x24xf32>, tensor<4x17x1xf32>)
 
 // -----
 
@@ -618,7 +618,7 @@ sbp.model @block_attn_tokens attributes {optimizer = #sbp.sgd<lr = 0.1, momentum
 
 %dy = sbpk.input "dy" : tensor<4x1x24xf32>
 // expected-error @+1 {{'sbp.cls_concat_grad' op gradient must be a token tensor [B, T + 1, D]}}
-%dx, %dc = sbp.cls_concat_grad %dy : (tensor<4x1x24xf32>) -> (tensor<4x0x24xf32>, tensor<1x1x24xf32>)
+%dx, %dc = sbp.cls_concat_grad %dy : (tensor<4x1x24xf32>) -> (tensor<4x1x24xf32>, tensor<1x1x24xf32>)
 
 // -----
 

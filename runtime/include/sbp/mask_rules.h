@@ -26,6 +26,25 @@ static inline int32_t sbp_grid_stride(float keep_ratio) {
 /* Whether grid positions with (i + j) mod s == start are the kept ones. */
 static inline int sbp_grid_keeps_matching(float keep_ratio) { return keep_ratio <= 0.5f; }
 
+/* Grid positions (i, j) of an h x w grid with (i + j) mod s == start: the
+ * most and the fewest over the starts 0 .. s-1, in O(1) (a group's capacity
+ * must not cost a visit of every cell: grids may be large). With
+ * h = qh*s + rh and w = qw*s + rw, the count for start c is
+ * h*qw + qh*rw + |{c - rh + 1, ..., c} (mod s) intersected with [0, rw)|: a
+ * window of rh residues against rw of them, which overlaps by at most
+ * min(rh, rw) and at least max(0, rh + rw - s) as c takes every value. */
+static inline int64_t sbp_grid_matches_base(int64_t h, int64_t w, int64_t s) {
+  return h * (w / s) + (h / s) * (w % s);
+}
+static inline int64_t sbp_grid_matches_max(int64_t h, int64_t w, int64_t s) {
+  int64_t rh = h % s, rw = w % s;
+  return sbp_grid_matches_base(h, w, s) + (rh < rw ? rh : rw);
+}
+static inline int64_t sbp_grid_matches_min(int64_t h, int64_t w, int64_t s) {
+  int64_t excess = h % s + w % s - s;
+  return sbp_grid_matches_base(h, w, s) + (excess > 0 ? excess : 0);
+}
+
 /* Random masks: int((1 - r) * n) positions dropped (1e-6 absorbs float error). */
 static inline int32_t sbp_random_drop_count(float keep_ratio, int32_t grid_size) {
   double drop = floor((1.0 - (double)keep_ratio) * grid_size + 1e-6);
