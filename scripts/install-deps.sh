@@ -11,6 +11,6 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build python3 \
   libmlir-19-dev mlir-19-tools llvm-19-dev llvm-19-tools libzstd-dev zlib1g-dev \
   libfmt-dev libboost-program-options-dev libgtest-dev libgmock-dev \
-  libopenblas-dev libomp-dev \
+  libopenblas-dev \
   clang-19 libclang-rt-19-dev libomp-19-dev \
   dataset-fashion-mnist >/dev/null

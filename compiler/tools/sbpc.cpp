@@ -130,7 +130,7 @@ static std::string print(Operation *op) {
   return s + "\n";
 }
 
-static int compile(MLIRContext &context, llvm::SourceMgr &sourceMgr);
+static int compile(MLIRContext &context, llvm::SourceMgr &sourceMgr, const char *argv0);
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
@@ -167,7 +167,7 @@ int main(int argc, char **argv) {
   llvm::SourceMgr sourceMgr;
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
   sbp::ErrorCounter errors(&context);
-  int status = compile(context, sourceMgr);
+  int status = compile(context, sourceMgr, argv[0]);
   // A failure that printed nothing is a bug; still, never exit silently.
   if (status != 0 && errors.errors() == 0 && !errorPrinted)
     fail("internal compiler error: failed without a message; please report this input");
@@ -176,7 +176,7 @@ int main(int argc, char **argv) {
 
 /// Parses, verifies, lowers and writes the requested output; returns the
 /// exit status.
-static int compile(MLIRContext &context, llvm::SourceMgr &sourceMgr) {
+static int compile(MLIRContext &context, llvm::SourceMgr &sourceMgr, const char *argv0) {
   OwningOpRef<ModuleOp> module = parse(context, sourceMgr);
   if (!module)
     return 1;
@@ -218,7 +218,7 @@ static int compile(MLIRContext &context, llvm::SourceMgr &sourceMgr) {
   build.compiler = hostCompiler;
   build.nvcc = nvccPath.empty() ? defaultNvcc() : nvccPath.getValue();
   build.gpuArch = gpuArch;
-  setKernelPaths(build, argv[0]);
+  setKernelPaths(build, argv0);
   build.keepSource = keepSource;
   build.verbose = verbose;
   std::string log;
