@@ -67,8 +67,7 @@
 // The bias gradient comes with the weight gradient (gemm_bgrad).
 // CHECK-NEXT:   float *[[DW1:v[0-9]+]] = a->grads + 2736;  // gradient of blocks.1.mlp.fc2.weight
 // CHECK-NEXT:   float *[[DB1:v[0-9]+]] = a->grads + 3248;  // gradient of blocks.1.mlp.fc2.bias
-// CHECK-NEXT:   sbp::cpu::bias_grad([[G1]], [[DB1]], 64, 16);
-// CHECK-NEXT:   sbp::cpu::gemm(true, false, 16, 32, 64, 1.0f, [[G1]], 16, [[A1]], 32, 0.0f, [[DW1]], 32);  // backward, blocks.1.mlp
+// CHECK-NEXT:   sbp::cpu::gemm_bgrad(true, false, 16, 32, 64, [[G1]], 16, [[A1]], 32, [[DW1]], 32, [[DB1]]);  // backward, blocks.1.mlp
 // CHECK:        sbp::cpu::gemm(false, false, 64, 16, 32, {{.*}}, [[DH1]], 32, {{.*}});  // backward, blocks.1.mlp
 // The normalised input is recomputed from the saved kept rows of the branch
 // input in the same pass as the LayerNorm gradient.
@@ -77,21 +76,20 @@
 // CHECK-NEXT:   float *{{v[0-9]+}} = a->grads + 2160;  // gradient of blocks.1.norm.weight
 // CHECK-NEXT:   float *{{v[0-9]+}} = a->grads + 2176;  // gradient of blocks.1.norm.bias
 // CHECK-NEXT:   fused_layer_norm_layer_norm_grad_1({{.*}}, [[N1]], [[DX1]], {{.*}}, reinterpret_cast<double *>(arena + {{[0-9]+}}));  // backward, blocks.1.mlp
-// CHECK:        sbp::cpu::gemm(true, false, 32, 16, 64, 1.0f, [[DH1]], 32, [[N1]], 16, {{.*}});  // backward, blocks.1.mlp
-// CHECK:        sbp::cpu::scatter_rows_acc([[DX1]], [[KEEP]], {{v[0-9]+}}, 8, 16, 8, 16);  // backward, blocks.1.mlp
+// CHECK:        sbp::cpu::gemm_bgrad(true, false, 32, 16, 64, [[DH1]], 32, [[N1]], 16, {{.*}});  // backward, blocks.1.mlp
+// CHECK:        sbp::cpu::scatter_add_rows({{v[0-9]+}}, [[DX1]], [[KEEP]], {{v[0-9]+}}, 8, 16, 8, 16);  // backward, blocks.1.mlp
 //
 // blocks.0.mlp, the same with GELU.
 // CHECK:        sbp::cpu::gemm(false, false, 64, 32, 16, {{.*}});  // backward, blocks.0.mlp
 // CHECK:        fused_gelu_gelu_grad_2(
-// CHECK:        sbp::cpu::gemm(true, false, 16, 32, 64, {{.*}});  // backward, blocks.0.mlp
+// CHECK:        sbp::cpu::gemm_bgrad(true, false, 16, 32, 64, {{.*}});  // backward, blocks.0.mlp
 // CHECK:        fused_layer_norm_layer_norm_grad_3(
-// CHECK:        sbp::cpu::gemm(true, false, 32, 16, 64, {{.*}});  // backward, blocks.0.mlp
+// CHECK:        sbp::cpu::gemm_bgrad(true, false, 32, 16, 64, {{.*}});  // backward, blocks.0.mlp
 //
 // The patch embedding's weight gradient is outside the regions: 128 rows.
 // CHECK:        float *[[DPE:v[0-9]+]] = a->grads + 0;  // gradient of patch_embed.weight
 // CHECK-NEXT:   float *[[DPB:v[0-9]+]] = a->grads + 784;  // gradient of patch_embed.bias
-// CHECK-NEXT:   sbp::cpu::bias_grad({{v[0-9]+}}, [[DPB]], 128, 16);
-// CHECK-NEXT:   sbp::cpu::gemm(true, false, 16, 49, 128, 1.0f, {{v[0-9]+}}, 16, {{v[0-9]+}}, 49, 0.0f, [[DPE]], 49);
+// CHECK-NEXT:   sbp::cpu::gemm_bgrad(true, false, 16, 49, 128, {{v[0-9]+}}, 16, {{v[0-9]+}}, 49, [[DPE]], 49, [[DPB]]);
 // CHECK-NEXT:   *a->loss = {{v[0-9]+}}[0];
 // CHECK-NEXT:   return 0;
 // CHECK-NEXT: }
@@ -130,7 +128,7 @@
 // DENSE:         sbp::cpu::gemm(false, false, 128, 32, 16, {{.*}});  // backward, blocks.1.mlp
 // DENSE:         fused_relu_relu_grad_0({{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}});  // backward, blocks.1.mlp
 // DENSE-NEXT:    float *{{v[0-9]+}} = a->grads + 2736;  // gradient of blocks.1.mlp.fc2.weight
-// DENSE:         sbp::cpu::gemm(true, false, 16, 32, 128, {{.*}});  // backward, blocks.1.mlp
+// DENSE:         sbp::cpu::gemm_bgrad(true, false, 16, 32, 128, {{.*}});  // backward, blocks.1.mlp
 // DENSE:       int eval_step(
 
 sbp.model @patch_mlp_small attributes {optimizer = #sbp.adamw<lr = 1.0e-3, beta1 = 0.9, beta2 = 0.999, eps = 1.0e-8, weight_decay = 0.05>} {

@@ -22,13 +22,15 @@
 // CHECK:        sbp::cuda::softmax_xent(ctx, {{.*}}, 8, 10, 1.0f);
 // Pruned backward of blocks.1.mlp: dX = dY W with M = 64, dW = dY^T X with K = 64.
 // CHECK:        sbp::cuda::gemm(ctx, false, false, 64, 32, 16, {{.*}});  // backward, blocks.1.mlp
-// CHECK:        sbp::cuda::gemm(ctx, true, false, 16, 32, 64, {{.*}});  // backward, blocks.1.mlp
+// CHECK:        sbp::cuda::gemm_bgrad(ctx, true, false, 16, 32, 64, {{.*}});  // backward, blocks.1.mlp
 // CHECK:        sbp::cuda::scatter_add_rows(ctx, {{.*}}, 8, 16, 8, 16);  // backward, blocks.1.mlp
 // CHECK:        sbp::cuda::copy(ctx, v{{[0-9]+}}, a->loss, 1);
+// The LayerNorm column sums of every rowwise group, in one launch.
+// CHECK-NEXT:   train_column_sums(ctx, reinterpret_cast<const double *>(arena + {{[0-9]+}}), {{.*}});  // backward
 // CHECK-NEXT:   return sbp::cuda::last_error(err, err_len);
 // CHECK:      SBP_ABI_VERSION, sizeof(sbp_model_desc), "patch_mlp_small", "cuda"
 
 // DENSE-LABEL: int train_step(
 // DENSE-NOT:    gather_rows
 // DENSE:        sbp::cuda::gemm(ctx, false, false, 128, 32, 16, {{.*}});  // backward, blocks.1.mlp
-// DENSE:        sbp::cuda::gemm(ctx, true, false, 16, 32, 128, {{.*}});  // backward, blocks.1.mlp
+// DENSE:        sbp::cuda::gemm_bgrad(ctx, true, false, 16, 32, 128, {{.*}});  // backward, blocks.1.mlp
