@@ -53,7 +53,7 @@
 // ROWS:        sbp::cpu::attention_bwd([[QKV0K]], v{{[0-9]+}}, [[LSE0K]], v{{[0-9]+}}, v{{[0-9]+}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr);  // backward, blocks.0.attn
 // ROWS:        float *[[DCLS:v[0-9]+]] = a->grads + 1184;  // gradient of cls_token
 // ROWS-NEXT:   sbp::cpu::cls_concat_grad(v{{[0-9]+}}, v{{[0-9]+}}, [[DCLS]], 4, 16, 24);
-// ROWS:        sbp::cpu::gemm(true, false, 24, 48, 64, {{.*}});
+// ROWS:        sbp::cpu::gemm_bgrad(true, false, 24, 48, 64, {{.*}});
 // ROWS-NEXT:   *a->loss
 // The eval step never applies SBP: the plain forward, no keep indices.
 // ROWS-LABEL: int eval_step(
