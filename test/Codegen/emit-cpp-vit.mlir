@@ -81,7 +81,7 @@
 // QUERY:        sbp::cpu::gemm(false, false, 36, 24, 24, {{.*}});  // backward, blocks.1.attn
 // QUERY:        sbp::cpu::attention_bwd_queries(v{{[0-9]+}}, [[K]], 9, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f);  // backward, blocks.1.attn
 // QUERY:        sbp::cpu::gemm(false, false, 68, 24, 72, {{.*}});  // backward, blocks.1.attn
-// QUERY:        sbp::cpu::gemm(true, false, 72, 24, 68, {{.*}});  // backward, blocks.1.attn
+// QUERY:        sbp::cpu::gemm_bgrad(true, false, 72, 24, 68, {{.*}});  // backward, blocks.1.attn
 // QUERY:        sbp::cpu::attention_bwd_queries([[QKV]], [[K]], 9, v{{[0-9]+}}, [[LSEK]], v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f);  // backward, blocks.0.attn
 // QUERY-NOT:    attention_bwd(
 // QUERY-LABEL: int eval_step(
