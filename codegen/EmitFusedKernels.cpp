@@ -28,7 +28,10 @@ namespace {
 int64_t numel(Value v) { return cast<RankedTensorType>(v.getType()).getNumElements(); }
 int64_t intAttr(Operation *op, StringRef name) { return op->getAttrOfType<IntegerAttr>(name).getInt(); }
 bool isBf16(Value v) { return cast<RankedTensorType>(v.getType()).getElementType().isBF16(); }
-const char *ctype(Value v) { return isBf16(v) ? "__nv_bfloat16" : "float"; }
+const char *ctype(Value v) {
+  Type e = cast<RankedTensorType>(v.getType()).getElementType();
+  return e.isBF16() ? "__nv_bfloat16" : e.isInteger(32) ? "int32_t" : "float";
+}
 
 std::string typeStr(Type t) {
   std::string s;
@@ -128,46 +131,116 @@ private:
 
 //===--- elementwise ------------------------------------------------------===//
 
+/// The row map of an elementwise group with `gather_rows` / `scatter_add_rows`
+/// members (sbp-fuse-kernels gives all of them one index list): the kernel
+/// runs over the full [batch, tokens, n] elements, and a value of the kept
+/// domain [batch, kept, n] is read and written at its token's kept row.
+/// The runtime's index lists are ascending and unique, padded with -1 at the
+/// end (runtime/lib/Masks.cpp); padded kept rows are written as zeros, as
+/// the library's gather does.
+struct RowMap {
+  int idxArg = -1; // block argument of the index list
+  int64_t batch = 0, tokens = 0, kept = 0, n = 0;
+  bool present() const { return idxArg >= 0; }
+  int64_t fullNumel() const { return batch * tokens * n; }
+  int64_t keptNumel() const { return batch * kept * n; }
+};
+
+RowMap rowMapOf(sbpk::FusedOp op) {
+  RowMap m;
+  for (Operation &inner : op.getBlock().without_terminator()) {
+    auto k = cast<sbpk::KernelOp>(inner);
+    if (k.getCallee() != sbpk::kernel::gather_rows && k.getCallee() != sbpk::kernel::scatter_add_rows)
+      continue;
+    m.idxArg = cast<BlockArgument>(k->getOperands().back()).getArgNumber();
+    m.batch = intAttr(k, "batch");
+    m.tokens = intAttr(k, "tokens");
+    m.kept = intAttr(k, "kept");
+    m.n = intAttr(k, "n");
+  }
+  return m;
+}
+
 LogicalResult FusedEmitter::emitElementwise() {
   Block &body = op.getBlock();
-  const int64_t total = numel(op.getResult(0));
+  const RowMap map = rowMapOf(op);
+  const int64_t total = map.present() ? map.fullNumel() : numel(op.getResult(0));
+  if (map.present() && map.keptNumel() >= total)
+    return op.emitOpError("row map without fewer kept rows than tokens");
+  // Values of the kept domain: read at the kept row `ki`, when the token is kept.
+  auto kept = [&](Value v) { return map.present() && numel(v) == map.keptNumel(); };
   // Per-element expressions: block arguments a<i>[v], op results t<k>.
   llvm::DenseMap<Value, std::string> expr;
   for (auto [i, a] : llvm::enumerate(body.getArguments()))
-    expr[a] = "a" + std::to_string(i) + (cuda ? "[v]" : "[i]");
+    expr[a] = "a" + std::to_string(i) + (cuda ? "[v]" : (kept(a) ? "k_" : "[i]"));
   std::string stmts;
   int t = 0;
   for (Operation &inner : body.without_terminator()) {
+    auto k = cast<sbpk::KernelOp>(inner);
     SmallVector<std::string> args;
     for (Value v : inner.getOperands())
       args.push_back(expr[v]);
-    FailureOr<std::string> e = scalarExpr(cast<sbpk::KernelOp>(inner), args);
-    if (failed(e))
+    std::string e;
+    if (k.getCallee() == sbpk::kernel::gather_rows) // the kept rows: the value itself, stored at ki
+      e = args[0];
+    else if (k.getCallee() == sbpk::kernel::scatter_add_rows) // kept rows added to their tokens
+      e = "(" + args[0] + " + (kept ? " + args[1] + " : 0.0f))";
+    else if (FailureOr<std::string> s = scalarExpr(k, args); succeeded(s))
+      e = *s;
+    else
       return inner.emitOpError("is not an elementwise kernel");
     std::string id = "t" + std::to_string(t++);
-    stmts += "      const float " + id + " = " + *e + ";\n";
+    stmts += std::string(cuda ? "      " : "    ") + "const float " + id + " = " + e + ";\n";
     expr[inner.getResult(0)] = id;
   }
   auto yielded = body.getTerminator()->getOperands();
+  auto isData = [&](unsigned i) { return int(i) != map.idxArg; };
+  const bool keptOutputs = llvm::any_of(yielded, kept);
 
   if (!cuda) {
     os << "void " << name << "(" << hostParams(false) << ") {\n";
     for (auto [i, v] : llvm::enumerate(op.getInputs()))
-      os << "  const float *a" << i << " = in" << i << ";\n";
+      if (isData(i))
+        os << "  const float *a" << i << " = in" << i << ";\n";
+    if (map.present()) {
+      os << "  constexpr int64_t kT = " << map.tokens << ", kK = " << map.kept << ", kN = " << map.n << ";\n"
+         << "  const std::vector<int32_t> inv = sbp::fused::keep_map(in" << map.idxArg << ", kK, kT);\n"
+         << (keptOutputs ? "  const int64_t valid = sbp::fused::valid_count(in" + std::to_string(map.idxArg) + ", kK, kT);\n" : "");
+    }
     os << "#pragma omp parallel for schedule(static) if (" << total << " >= 32768)\n"
        << "  for (int64_t i = 0; i < " << total << "; ++i) {\n";
+    if (map.present()) {
+      os << "    const int64_t row = i / kN;\n    const int32_t k = inv[size_t(row % kT)];\n"
+         << "    const bool kept = k >= 0;\n    const int64_t ki = ((row / kT) * kK + k) * kN + i % kN;\n";
+      for (auto [i, a] : llvm::enumerate(body.getArguments()))
+        if (isData(i) && kept(a))
+          os << "    const float a" << i << "k_ = kept ? a" << i << "[ki] : 0.0f;\n";
+    }
     os << llvm::StringRef(stmts).rtrim() << "\n";
     for (auto [i, v] : llvm::enumerate(yielded))
-      os << "    out" << i << "[i] = " << expr[v] << ";\n";
-    os << "  }\n}\n\n";
+      os << (kept(v) ? "    if (kept) out" : "    out") << i << (kept(v) ? "[ki] = " : "[i] = ") << expr[v]
+         << ";\n";
+    os << "  }\n";
+    if (keptOutputs) { // padded kept rows (-1 entries) are zeros
+      os << "  for (int64_t b = 0; b < " << map.batch << "; ++b)\n"
+         << "    for (int64_t j = (b * kK + valid) * kN; j < (b + 1) * kK * kN; ++j) {\n";
+      for (auto [i, v] : llvm::enumerate(yielded))
+        if (kept(v))
+          os << "      out" << i << "[j] = 0.0f;\n";
+      os << "    }\n";
+    }
+    os << "}\n\n";
     return success();
   }
 
-  // Vector width: 8 elements when every pointer is an arena buffer.
-  bool aligned = llvm::all_of(op.getInputs(), inArena) && llvm::all_of(op.getResults(), inArena);
+  // Vector width: 8 elements when every pointer is an arena buffer; within
+  // one row when a row map needs the row of each vector.
+  bool aligned = llvm::all_of(op.getResults(), inArena);
+  for (auto [i, v] : llvm::enumerate(op.getInputs()))
+    aligned &= !isData(i) || inArena(v);
   int vec = 1;
   for (int v : {8, 4, 2})
-    if (aligned && total % v == 0) {
+    if (aligned && total % v == 0 && (!map.present() || map.n % v == 0)) {
       vec = v;
       break;
     }
@@ -175,23 +248,52 @@ LogicalResult FusedEmitter::emitElementwise() {
   const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>((total + perBlock - 1) / perBlock, 4096));
   SmallVector<std::string> kparams;
   for (auto [i, v] : llvm::enumerate(op.getInputs()))
-    kparams.push_back(std::string("const ") + ctype(v) + " *__restrict__ in" + std::to_string(i));
+    kparams.push_back(isData(i) ? std::string("const ") + ctype(v) + " *__restrict__ in" + std::to_string(i)
+                                : "const int32_t *__restrict__ in" + std::to_string(i));
   for (auto [i, v] : llvm::enumerate(op.getResults()))
     kparams.push_back(std::string(ctype(v)) + " *__restrict__ out" + std::to_string(i));
   os << "__global__ void __launch_bounds__(" << threads << ") " << name << "_kernel(" << llvm::join(kparams, ", ")
      << ") {\n"
-     << "  constexpr int64_t kTotal = " << total << ";\n  constexpr int kV = " << vec << ";\n"
-     << "  for (int64_t i = (int64_t(blockIdx.x) * " << threads << " + threadIdx.x) * kV; i < kTotal;\n"
+     << "  constexpr int64_t kTotal = " << total << ";\n  constexpr int kV = " << vec << ";\n";
+  if (map.present())
+    os << "  constexpr int kT = " << map.tokens << ", kK = " << map.kept << ", kN = " << map.n << ";\n"
+       << "  __shared__ int inv[kT];\n"
+       << "  " << (keptOutputs ? "const int valid = " : "") << "sbp::fused::keep_map(in" << map.idxArg << ", kK, kT, inv);\n";
+  os << "  for (int64_t i = (int64_t(blockIdx.x) * " << threads << " + threadIdx.x) * kV; i < kTotal;\n"
      << "       i += int64_t(gridDim.x) * " << perBlock << ") {\n";
-  for (auto [i, v] : llvm::enumerate(op.getInputs()))
-    os << "    float a" << i << "[kV];\n    sbp::fused::load<kV>(in" << i << " + i, a" << i << ");\n";
+  if (map.present())
+    os << "    const int64_t row = i / kN;\n    const int k = inv[row % kT];\n    const bool kept = k >= 0;\n"
+       << "    const int64_t ki = ((row / kT) * kK + k) * kN + i % kN;\n";
+  for (auto [i, a] : llvm::enumerate(body.getArguments())) {
+    if (!isData(i))
+      continue;
+    os << "    float a" << i << "[kV];\n";
+    if (kept(a))
+      os << "    sbp::fused::load_if<kV>(kept, in" << i << " + (kept ? ki : 0), a" << i << ");\n";
+    else
+      os << "    sbp::fused::load<kV>(in" << i << " + i, a" << i << ");\n";
+  }
   os << "    float r[" << yielded.size() << "][kV];\n#pragma unroll\n    for (int v = 0; v < kV; ++v) {\n" << stmts;
   for (auto [i, v] : llvm::enumerate(yielded))
     os << "      r[" << i << "][v] = " << expr[v] << ";\n";
   os << "    }\n";
-  for (size_t i = 0; i < yielded.size(); ++i)
-    os << "    sbp::fused::store<kV>(out" << i << " + i, r[" << i << "]);\n";
-  os << "  }\n}\n\n";
+  for (auto [i, v] : llvm::enumerate(yielded))
+    if (kept(v))
+      os << "    if (kept)\n      sbp::fused::store<kV>(out" << i << " + ki, r[" << i << "]);\n";
+    else
+      os << "    sbp::fused::store<kV>(out" << i << " + i, r[" << i << "]);\n";
+  os << "  }\n";
+  if (keptOutputs) { // padded kept rows (-1 entries) are zeros
+    os << "  const int64_t pad = (kK - valid) * int64_t(kN);\n"
+       << "  for (int64_t j = int64_t(blockIdx.x) * " << threads << " + threadIdx.x; j < " << map.batch
+       << " * pad; j += int64_t(gridDim.x) * " << threads << ") {\n"
+       << "    const int64_t at = (j / pad * kK + valid) * kN + j % pad;\n";
+    for (auto [i, v] : llvm::enumerate(yielded))
+      if (kept(v))
+        os << "    out" << i << "[at] = sbp::fused::from_float<" << ctype(v) << ">(0.0f);\n";
+    os << "  }\n";
+  }
+  os << "}\n\n";
   SmallVector<std::string> args;
   for (size_t i = 0; i < op.getInputs().size(); ++i)
     args.push_back("in" + std::to_string(i));

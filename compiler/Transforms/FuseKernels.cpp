@@ -17,6 +17,12 @@
 //  3. Elementwise groups: connected `add`/`cast`/`gelu`/`gelu_grad`/`relu`/
 //     `relu_grad` kernels over one element count, producer to consumer and
 //     siblings reading the same tensor (GELU recompute + GELU gradient).
+//     SBP's row maps join them: `gather_rows` (the kept rows of a
+//     [batch, tokens, n] value) and `scatter_add_rows` (kept rows added back),
+//     all of one index list; the kernel then runs over the full rows and
+//     writes the kept domain at each kept token's row. In a backward that is
+//     the scatter of a branch's gradient into the residual stream, the
+//     gather of the next branch's rows and both bf16 copies in one pass.
 //     Kind `elementwise`.
 //  4. The float32 -> bf16 copies of the parameters: one `multi_cast` group.
 //
@@ -65,6 +71,32 @@ bool isElementwise(Operation *op) {
     return false;
   int64_t n = numel(k->getResult(0));
   return llvm::all_of(k->getOperands(), [&](Value v) { return numel(v) == n; });
+}
+
+/// The row map of a `gather_rows` / `scatter_add_rows` kernel: the full
+/// [batch, tokens, n] rows and the kept [batch, kept, n] rows of `idx`.
+struct KeptRows {
+  Value idx;
+  int64_t batch = 0, tokens = 0, kept = 0, n = 0;
+  int64_t fullNumel() const { return batch * tokens * n; }
+  int64_t keptNumel() const { return batch * kept * n; }
+  bool operator==(const KeptRows &o) const {
+    return idx == o.idx && batch == o.batch && tokens == o.tokens && kept == o.kept && n == o.n;
+  }
+};
+
+/// The row map of a row-map kernel that may join an elementwise group: fewer
+/// kept rows than tokens (so the two domains differ in size) and a token
+/// count whose inverse map fits the kernel's shared memory.
+std::optional<KeptRows> keptRowsOf(Operation *op) {
+  constexpr int64_t kMaxTokens = 8192; // the generated kernel's inverse map: 32 KiB
+  auto k = dyn_cast_or_null<sbpk::KernelOp>(op);
+  if (!k || (k.getCallee() != sbpk::kernel::gather_rows && k.getCallee() != sbpk::kernel::scatter_add_rows))
+    return std::nullopt;
+  KeptRows r{k->getOperands().back(), intAttr(k, "batch"), intAttr(k, "tokens"), intAttr(k, "kept"), intAttr(k, "n")};
+  if (r.kept >= r.tokens || r.tokens > kMaxTokens)
+    return std::nullopt;
+  return r;
 }
 
 //===--- 1. bias gradients into weight-gradient GEMMs ---------------------===//
@@ -181,17 +213,41 @@ SmallVector<Operation *> rowwiseGroup(sbpk::KernelOp grad, const llvm::DenseSet<
 
 //===--- 3. elementwise groups --------------------------------------------===//
 
-/// Grows a group from `seed` over consumers and siblings of one element count.
+/// The one row map of a group's gather/scatter members, if any.
+std::optional<KeptRows> groupRows(ArrayRef<Operation *> group) {
+  for (Operation *op : group)
+    if (std::optional<KeptRows> r = keptRowsOf(op))
+      return r;
+  return std::nullopt;
+}
+
+/// The element count a group runs over: a row map's full rows, else the
+/// seed's result.
+int64_t fullNumel(Operation *seed) {
+  if (std::optional<KeptRows> r = keptRowsOf(seed))
+    return r->fullNumel();
+  return numel(seed->getResult(0));
+}
+
+/// Grows a group from `seed` over consumers and siblings of one element count
+/// (or of the kept rows of the group's row map).
 SmallVector<Operation *> elementwiseGroup(Operation *seed, const llvm::DenseSet<Operation *> &taken) {
   constexpr size_t kMaxOps = 8; // keeps the generated kernels small
   SmallVector<Operation *> group = {seed};
-  int64_t n = numel(seed->getResult(0));
+  const int64_t n = fullNumel(seed);
+  std::optional<KeptRows> rows = groupRows(group);
   // Forward and backward ops never share a group: a group runs at one
   // point of the step, and a forward member would keep backward values alive.
   auto candidate = [&](Operation *op) {
-    return op && !taken.contains(op) && isElementwise(op) && numel(op->getResult(0)) == n &&
-           op->hasAttr("bwd") == seed->hasAttr("bwd") &&
-           !llvm::is_contained(group, op) && op->getBlock() == seed->getBlock();
+    if (!op || taken.contains(op) || llvm::is_contained(group, op) || op->getBlock() != seed->getBlock() ||
+        op->hasAttr("bwd") != seed->hasAttr("bwd"))
+      return false;
+    if (std::optional<KeptRows> r = keptRowsOf(op))
+      return r->fullNumel() == n && (!rows || *rows == *r);
+    if (!isElementwise(op))
+      return false;
+    int64_t m = numel(op->getResult(0));
+    return m == n || (rows && m == rows->keptNumel());
   };
   bool grew = true;
   while (grew && group.size() < kMaxOps) {
@@ -202,19 +258,25 @@ SmallVector<Operation *> elementwiseGroup(Operation *seed, const llvm::DenseSet<
         for (Operation *user : r.getUsers())
           if (candidate(user))
             next.insert(user);
-      for (Value v : member->getOperands()) // siblings reading the same tensor
-        for (Operation *user : v.getUsers())
-          if (candidate(user))
-            next.insert(user);
+      // Siblings reading the same tensor; not through a row map's index
+      // list, which every gather of a mask group reads.
+      for (Value v : member->getOperands())
+        if (!keptRowsOf(member) || v != keptRowsOf(member)->idx)
+          for (Operation *user : v.getUsers())
+            if (candidate(user))
+              next.insert(user);
     }
     for (Operation *op : next) {
       if (group.size() >= kMaxOps)
         break;
+      if (!candidate(op)) // a row map joined since: another one no longer fits
+        continue;
       group.push_back(op);
       if (formsCycle(group)) {
         group.pop_back();
         continue;
       }
+      rows = groupRows(group);
       grew = true;
     }
   }
@@ -330,7 +392,7 @@ void fuseGraph(sbpk::GraphOp graph) {
       anchors.push_back(k);
     if (isParamCast(k))
       casts.push_back(k);
-    else if (isElementwise(k))
+    else if (isElementwise(k) || keptRowsOf(k))
       elementwise.push_back(k);
   }
   for (Operation *anchor : anchors)

@@ -48,7 +48,7 @@
 // ROWS:        sbp::cpu::gemm(false, false, 36, 24, 72, {{.*}});  // backward, blocks.1.attn
 // ROWS:        fused_layer_norm_layer_norm_grad_{{[0-9]+}}({{.*}});  // backward, blocks.1.attn
 // ROWS:        sbp::cpu::gemm_bgrad(true, false, 72, 24, 36, {{.*}});  // backward, blocks.1.attn
-// ROWS:        sbp::cpu::scatter_add_rows(v{{[0-9]+}}, v{{[0-9]+}}, [[K]], v{{[0-9]+}}, 4, 17, 9, 24);  // backward, blocks.1.attn
+// ROWS:        fused_scatter_add_rows_gather_rows_{{[0-9]+}}(v{{[0-9]+}}, v{{[0-9]+}}, [[K]], v{{[0-9]+}}, v{{[0-9]+}});  // backward, blocks.1.attn
 // blocks.0 reads the qkv and lse rows saved in the forward.
 // ROWS:        sbp::cpu::attention_bwd([[QKV0K]], v{{[0-9]+}}, [[LSE0K]], v{{[0-9]+}}, v{{[0-9]+}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr);  // backward, blocks.0.attn
 // ROWS:        float *[[DCLS:v[0-9]+]] = a->grads + 1184;  // gradient of cls_token

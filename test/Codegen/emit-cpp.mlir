@@ -4,17 +4,38 @@
 // RUN: sbpc %s --target=cpu --emit=cpp | FileCheck %s --check-prefix=FUSED
 
 // The fusion groups (sbp-fuse-kernels) are generated functions ahead of the
-// step: the ReLU recompute beside its gradient, the LayerNorm recompute beside
-// its gradient with the column sums reduced over fixed row chunks.
-// FUSED:      // fused_relu_relu_grad_0 (elementwise): generated for
+// step. In the forward, the GELU beside the gather of the kept rows of its
+// input (saved for the backward's recompute): one pass over the full rows,
+// the kept domain written at each kept token's row, padded kept rows zeroed.
+// FUSED:      // fused_gather_rows_gelu_0 (elementwise): generated for
+// FUSED-NEXT: //   t0 = gather_rows(in0, in1)  -> tensor<8x8x32xf32>
+// FUSED-NEXT: //   t1 = gelu(in0)  -> tensor<8x16x32xf32>
+// FUSED:      void fused_gather_rows_gelu_0(const float *in0, const int32_t *in1, float *out0, float *out1) {
+// FUSED:        const std::vector<int32_t> inv = sbp::fused::keep_map(in1, kK, kT);
+// FUSED:        for (int64_t i = 0; i < 4096; ++i) {
+// FUSED:          const int64_t ki = ((row / kT) * kK + k) * kN + i % kN;
+// FUSED:          if (kept) out0[ki] = t0;
+// FUSED-NEXT:     out1[i] = t1;
+// FUSED:            out0[j] = 0.0f;
+// The ReLU recompute beside its gradient, the LayerNorm recompute beside its
+// gradient with the column sums reduced over fixed row chunks.
+// FUSED:      // fused_relu_relu_grad_{{[0-9]+}} (elementwise): generated for
 // FUSED-NEXT: //   t0 = relu(in0)  -> tensor<8x8x32xf32>
 // FUSED-NEXT: //   t1 = relu_grad(in0, in1)  -> tensor<8x8x32xf32>
-// FUSED:      void fused_relu_relu_grad_0(const float *in0, const float *in1, float *out0, float *out1) {
+// FUSED:      void fused_relu_relu_grad_{{[0-9]+}}(const float *in0, const float *in1, float *out0, float *out1) {
 // FUSED:        for (int64_t i = 0; i < 2048; ++i) {
 // FUSED-NEXT:     const float t0 = sbp::fused::relu(a0[i]);
 // FUSED-NEXT:     const float t1 = sbp::fused::relu_grad(a0[i], a1[i]);
-// FUSED:      void fused_layer_norm_layer_norm_grad_1({{.*}}, double *scratch) {
+// FUSED:      void fused_layer_norm_layer_norm_grad_{{[0-9]+}}({{.*}}, double *scratch) {
 // FUSED-NEXT:   constexpr int64_t kRows = 64, kN = 16, kChunks = 1,
+// The branch gradient (kept rows) added into the residual gradient and the
+// kept rows of the sum for the next branch down, in one pass.
+// FUSED:      //   t0 = scatter_add_rows(in0, in1, in2)  -> tensor<8x16x16xf32>
+// FUSED-NEXT: //   t1 = gather_rows(t0, in2)  -> tensor<8x8x16xf32>
+// FUSED:          const float t0 = (a0[i] + (kept ? a1k_ : 0.0f));
+// FUSED-NEXT:     const float t1 = t0;
+// FUSED-NEXT:     out0[i] = t0;
+// FUSED-NEXT:     if (kept) out1[ki] = t1;
 //
 
 // The CPU trainer source for the small patch-MLP (batch 8, 16 tokens, keep
@@ -63,7 +84,7 @@
 // input (sbp-recompute), in the same loop as the ReLU gradient.
 // CHECK-NEXT:   float *[[A1:v[0-9]+]] = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x32xf32>
 // CHECK-NEXT:   float *[[DH1:v[0-9]+]] = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x32xf32>
-// CHECK-NEXT:   fused_relu_relu_grad_0([[H1:v[0-9]+]], [[DA1]], [[A1]], [[DH1]]);  // backward, blocks.1.mlp
+// CHECK-NEXT:   fused_relu_relu_grad_{{[0-9]+}}([[H1:v[0-9]+]], [[DA1]], [[A1]], [[DH1]]);  // backward, blocks.1.mlp
 // The bias gradient comes with the weight gradient (gemm_bgrad).
 // CHECK-NEXT:   float *[[DW1:v[0-9]+]] = a->grads + 2736;  // gradient of blocks.1.mlp.fc2.weight
 // CHECK-NEXT:   float *[[DB1:v[0-9]+]] = a->grads + 3248;  // gradient of blocks.1.mlp.fc2.bias
@@ -75,15 +96,17 @@
 // CHECK-NEXT:   float *[[DX1:v[0-9]+]] = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x16xf32>
 // CHECK-NEXT:   float *{{v[0-9]+}} = a->grads + 2160;  // gradient of blocks.1.norm.weight
 // CHECK-NEXT:   float *{{v[0-9]+}} = a->grads + 2176;  // gradient of blocks.1.norm.bias
-// CHECK-NEXT:   fused_layer_norm_layer_norm_grad_1({{.*}}, [[N1]], [[DX1]], {{.*}}, reinterpret_cast<double *>(arena + {{[0-9]+}}));  // backward, blocks.1.mlp
+// CHECK-NEXT:   fused_layer_norm_layer_norm_grad_{{[0-9]+}}({{.*}}, [[N1]], [[DX1]], {{.*}}, reinterpret_cast<double *>(arena + {{[0-9]+}}));  // backward, blocks.1.mlp
 // CHECK:        sbp::cpu::gemm_bgrad(true, false, 32, 16, 64, [[DH1]], 32, [[N1]], 16, {{.*}});  // backward, blocks.1.mlp
-// CHECK:        sbp::cpu::scatter_add_rows({{v[0-9]+}}, [[DX1]], [[KEEP]], {{v[0-9]+}}, 8, 16, 8, 16);  // backward, blocks.1.mlp
+// The branch gradient added back into the residual stream's rows and the
+// kept rows of the sum for blocks.0.mlp, in one pass (a row-map group).
+// CHECK:        fused_scatter_add_rows_gather_rows_{{[0-9]+}}({{v[0-9]+}}, [[DX1]], [[KEEP]], {{v[0-9]+}}, {{v[0-9]+}});  // backward, blocks.1.mlp
 //
 // blocks.0.mlp, the same with GELU.
 // CHECK:        sbp::cpu::gemm(false, false, 64, 32, 16, {{.*}});  // backward, blocks.0.mlp
-// CHECK:        fused_gelu_gelu_grad_2(
+// CHECK:        fused_gelu_gelu_grad_{{[0-9]+}}(
 // CHECK:        sbp::cpu::gemm_bgrad(true, false, 16, 32, 64, {{.*}});  // backward, blocks.0.mlp
-// CHECK:        fused_layer_norm_layer_norm_grad_3(
+// CHECK:        fused_layer_norm_layer_norm_grad_{{[0-9]+}}(
 // CHECK:        sbp::cpu::gemm_bgrad(true, false, 32, 16, 64, {{.*}});  // backward, blocks.0.mlp
 //
 // The patch embedding's weight gradient is outside the regions: 128 rows.

@@ -23,7 +23,9 @@
 // Pruned backward of blocks.1.mlp: dX = dY W with M = 64, dW = dY^T X with K = 64.
 // CHECK:        sbp::cuda::gemm(ctx, false, false, 64, 32, 16, {{.*}});  // backward, blocks.1.mlp
 // CHECK:        sbp::cuda::gemm_bgrad(ctx, true, false, 16, 32, 64, {{.*}});  // backward, blocks.1.mlp
-// CHECK:        sbp::cuda::scatter_add_rows(ctx, {{.*}}, 8, 16, 8, 16);  // backward, blocks.1.mlp
+// The scatter into the residual stream and the next branch's kept rows: one
+// generated kernel over the full rows, its inverse keep map in shared memory.
+// CHECK:        fused_scatter_add_rows_gather_rows_{{[0-9]+}}(ctx, {{.*}}, v0, {{.*}});  // backward, blocks.1.mlp
 // CHECK:        sbp::cuda::copy(ctx, v{{[0-9]+}}, a->loss, 1);
 // The LayerNorm column sums of every rowwise group, in one launch.
 // CHECK-NEXT:   train_column_sums(ctx, reinterpret_cast<const double *>(arena + {{[0-9]+}}), {{.*}});  // backward

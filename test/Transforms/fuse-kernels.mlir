@@ -140,3 +140,68 @@ sbpk.graph @param_casts {
   %bc = sbpk.kernel "cast"(%b) {n = 4 : i64} : (tensor<4xf32>) -> tensor<4xbf16>
   sbpk.return %wc, %bc : tensor<4x4xbf16>, tensor<4xbf16>
 }
+
+// -----
+
+// SBP's row maps in the backward: the branch gradient on the kept rows added
+// back into the residual gradient (scatter_add_rows), the kept rows of the
+// sum for the next branch down (gather_rows) and both bf16 copies form one
+// elementwise group over the full rows of one index list. A gather of
+// another tensor through the same index list is no sibling (every gather of
+// a mask group reads it): it stays a library call, so that its input is not
+// kept alive up to the group.
+// CHECK-LABEL: sbpk.graph @row_maps
+// CHECK:         %[[K:.*]] = sbpk.keep_indices @m group 0
+// CHECK:         %[[F:.*]]:3 = sbpk.fused "fused_scatter_add_rows_gather_rows_cast" "elementwise"(%{{.*}}, %{{.*}}, %[[K]]) {bwd}
+// CHECK:           sbpk.kernel "scatter_add_rows"
+// CHECK:           sbpk.kernel "gather_rows"
+// CHECK:           sbpk.kernel "cast"
+// CHECK:           sbpk.kernel "cast"
+// CHECK:           sbpk.yield
+// CHECK-SAME:        tensor<2x8x4xf32>, tensor<2x3x4xbf16>, tensor<2x8x4xbf16>
+// CHECK:         sbpk.kernel "gather_rows"(%{{.*}}, %[[K]]) {batch = 2 : i64, bwd
+sbpk.graph @row_maps {
+  %k = sbpk.keep_indices @m group 0 : tensor<3xi32>
+  %full = sbpk.input "images" : tensor<2x8x4xf32>
+  %kept = sbpk.input "labels" : tensor<2x3x4xf32>
+  %other = sbpk.input "images" : tensor<2x8x4xf32>
+  %s = sbpk.kernel "scatter_add_rows"(%full, %kept, %k) {batch = 2 : i64, bwd, kept = 3 : i64, n = 4 : i64, tokens = 8 : i64} : (tensor<2x8x4xf32>, tensor<2x3x4xf32>, tensor<3xi32>) -> tensor<2x8x4xf32>
+  %g = sbpk.kernel "gather_rows"(%s, %k) {batch = 2 : i64, bwd, kept = 3 : i64, n = 4 : i64, tokens = 8 : i64} : (tensor<2x8x4xf32>, tensor<3xi32>) -> tensor<2x3x4xf32>
+  %gc = sbpk.kernel "cast"(%g) {bwd, n = 24 : i64} : (tensor<2x3x4xf32>) -> tensor<2x3x4xbf16>
+  %sc = sbpk.kernel "cast"(%s) {bwd, n = 64 : i64} : (tensor<2x8x4xf32>) -> tensor<2x8x4xbf16>
+  %o = sbpk.kernel "gather_rows"(%other, %k) {batch = 2 : i64, bwd, kept = 3 : i64, n = 4 : i64, tokens = 8 : i64} : (tensor<2x8x4xf32>, tensor<3xi32>) -> tensor<2x3x4xf32>
+  sbpk.return %s, %gc, %sc, %o : tensor<2x8x4xf32>, tensor<2x3x4xbf16>, tensor<2x8x4xbf16>, tensor<2x3x4xf32>
+}
+
+// -----
+
+// In the forward, the GELU and the gather of the kept rows of its input (the
+// pre-activation saved for the backward's recompute) read the same tensor;
+// an op on the gathered rows joins as the kept domain. A gather whose index
+// list keeps every token (keep 1.0: the kept and full domains have one size)
+// never joins, nor does one of another index list.
+// CHECK-LABEL: sbpk.graph @row_map_siblings
+// CHECK:         %[[F:.*]]:3 = sbpk.fused "fused_gather_rows_gelu" "elementwise"
+// CHECK:           sbpk.kernel "gather_rows"
+// CHECK:           sbpk.kernel "gelu"{{.*}} -> tensor<2x8x4xbf16>
+// CHECK:           sbpk.kernel "gelu"{{.*}} -> tensor<2x3x4xbf16>
+// CHECK:           sbpk.yield
+// CHECK-NOT:     sbpk.fused
+// CHECK:         sbpk.kernel "gather_rows"(%{{.*}}, %{{.*}}) {batch = 2 : i64, kept = 8
+// CHECK:         sbpk.kernel "gelu"
+// CHECK:         sbpk.kernel "gather_rows"(%{{.*}}, %{{.*}}) {batch = 2 : i64, kept = 2
+sbpk.graph @row_map_siblings {
+  %k = sbpk.keep_indices @m group 0 : tensor<3xi32>
+  %all = sbpk.keep_indices @a group 1 : tensor<8xi32>
+  %two = sbpk.keep_indices @b group 2 : tensor<2xi32>
+  %h = sbpk.input "images" : tensor<2x8x4xbf16>
+  %h2 = sbpk.input "labels" : tensor<2x8x4xbf16>
+  %h3 = sbpk.input "labels" : tensor<2x8x4xbf16>
+  %g = sbpk.kernel "gather_rows"(%h, %k) {batch = 2 : i64, kept = 3 : i64, n = 4 : i64, tokens = 8 : i64} : (tensor<2x8x4xbf16>, tensor<3xi32>) -> tensor<2x3x4xbf16>
+  %a = sbpk.kernel "gelu"(%h) {n = 64 : i64} : (tensor<2x8x4xbf16>) -> tensor<2x8x4xbf16>
+  %g2 = sbpk.kernel "gather_rows"(%h2, %all) {batch = 2 : i64, kept = 8 : i64, n = 4 : i64, tokens = 8 : i64} : (tensor<2x8x4xbf16>, tensor<8xi32>) -> tensor<2x8x4xbf16>
+  %a2 = sbpk.kernel "gelu"(%h2) {n = 64 : i64} : (tensor<2x8x4xbf16>) -> tensor<2x8x4xbf16>
+  %g3 = sbpk.kernel "gather_rows"(%h3, %two) {batch = 2 : i64, kept = 2 : i64, n = 4 : i64, tokens = 8 : i64} : (tensor<2x8x4xbf16>, tensor<2xi32>) -> tensor<2x2x4xbf16>
+  %a3 = sbpk.kernel "gelu"(%g) {n = 24 : i64} : (tensor<2x3x4xbf16>) -> tensor<2x3x4xbf16>
+  sbpk.return %g, %a, %g2, %a2, %g3, %a3 : tensor<2x3x4xbf16>, tensor<2x8x4xbf16>, tensor<2x8x4xbf16>, tensor<2x8x4xbf16>, tensor<2x2x4xbf16>, tensor<2x3x4xbf16>
+}

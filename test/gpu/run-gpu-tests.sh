@@ -9,7 +9,8 @@
 #     PyTorch fixtures and against the CPU trainer's (fp32: 1e-3), at keep 1.0
 #     and with a fixed SBP mask.
 #  3. The same for the small ViT in every attention SBP mode, fp32 and bf16.
-#  4. Training on Fashion-MNIST on the GPU: the patch-MLP in both modes reaches
+#  4. The shape classes of the generated kernels: CUDA trainers vs the CPU trainer.
+#  5. Training on Fashion-MNIST on the GPU: the patch-MLP in both modes reaches
 #     the CPU floor; the ViT with SBP 0.5 lands within 1 point of full backprop.
 # Prints a table last; logs under $OUT when set.
 set -uo pipefail
@@ -79,6 +80,25 @@ for prec in ${VIT_PRECISIONS:-fp32 bf16}; do
         "$out/$name.safetensors" $vfix/$ref.safetensors --rtol $tol --ignore loss
     run "$name-vs-cpu-trainer (rtol $tol)" python3 test/numerics/compare_safetensors.py \
         "$out/$name.safetensors" $pkg/trainers/$cpu.safetensors --rtol $tol
+  done
+done
+
+# Shape classes of the generated kernels (make-trainers.sh): every generator's code paths, fp32
+# (1e-3) and bf16 (2e-2), dense and each attention SBP mode, against the fp32 CPU trainer on
+# random parameters (same seed, so the same masks: device masks equal host masks).
+for m in $pkg/trainers/sc_*.mlir; do
+  [ -e "$m" ] || continue
+  base=${m%.mlir}; name=$(basename $base)
+  for mode in full qkv query head sbp; do
+    for prec in fp32 bf16; do
+      tol=1e-3; [ $prec = bf16 ] && tol=2e-2
+      have ${name}_${mode}_${prec}_cuda || continue
+      run "$name-$mode-$prec-dump" $train $pkg/trainers/${name}_${mode}_${prec}_cuda.so \
+          --params $base.params.safetensors --batch $base.batch.safetensors --seed 5 \
+          --dump-grads "$out/${name}_${mode}_$prec.safetensors"
+      run "$name-$mode-$prec-vs-cpu-trainer (rtol $tol)" python3 test/numerics/compare_safetensors.py \
+          "$out/${name}_${mode}_$prec.safetensors" $base.grads_${mode}_cpu.safetensors --rtol $tol
+    done
   done
 done
 

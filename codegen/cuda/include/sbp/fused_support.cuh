@@ -94,6 +94,45 @@ template <int V> __device__ __forceinline__ void store(__nv_bfloat16 *__restrict
   }
 }
 
+/// load<V>, or zeros where `when` is false (a kept row of a dropped token).
+template <int V, class T>
+__device__ __forceinline__ void load_if(bool when, const T *__restrict__ p, float (&v)[V]) {
+  if (when) {
+    load<V>(p, v);
+  } else {
+#pragma unroll
+    for (int q = 0; q < V; ++q)
+      v[q] = 0.0f;
+  }
+}
+
+//===--- rows of kept tokens (gather_rows / scatter_add_rows in a group) --===//
+
+/// The block's inverse of an index list, in shared memory: inv[t] = k where
+/// idx[k] == t, -1 for dropped tokens. The runtime's lists are ascending and
+/// unique, -1-padded at the end; returns the number of valid entries (the
+/// kept rows past it are padding). Every thread of the block must call it.
+__device__ __forceinline__ int keep_map(const int32_t *__restrict__ idx, int K, int T, int *inv) {
+  __shared__ int valid;
+  if (threadIdx.x == 0)
+    valid = 0;
+  for (int t = threadIdx.x; t < T; t += blockDim.x)
+    inv[t] = -1;
+  __syncthreads();
+  int mine = 0;
+  for (int k = threadIdx.x; k < K; k += blockDim.x) {
+    const int t = idx[k];
+    if (t >= 0 && t < T) {
+      inv[t] = k;
+      ++mine;
+    }
+  }
+  if (mine)
+    atomicAdd(&valid, mine); // integer: the same sum in any order
+  __syncthreads();
+  return valid;
+}
+
 //===--- one row of n elements held by a warp: column j = lane + 32 c -----===//
 
 template <int C, class T>
