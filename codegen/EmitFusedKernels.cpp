@@ -196,6 +196,8 @@ LogicalResult FusedEmitter::emitElementwise() {
   auto yielded = body.getTerminator()->getOperands();
   auto isData = [&](unsigned i) { return int(i) != map.idxArg; };
   const bool keptOutputs = llvm::any_of(yielded, kept);
+  // Only kept rows to write: the rows of dropped tokens need not be read.
+  const char *skipDropped = llvm::all_of(yielded, kept) ? "    if (!kept)\n      continue;\n" : "";
 
   if (!cuda) {
     os << "void " << name << "(" << hostParams(false) << ") {\n";
@@ -211,7 +213,8 @@ LogicalResult FusedEmitter::emitElementwise() {
        << "  for (int64_t i = 0; i < " << total << "; ++i) {\n";
     if (map.present()) {
       os << "    const int64_t row = i / kN;\n    const int32_t k = inv[size_t(row % kT)];\n"
-         << "    const bool kept = k >= 0;\n    const int64_t ki = ((row / kT) * kK + k) * kN + i % kN;\n";
+         << "    const bool kept = k >= 0;\n    const int64_t ki = ((row / kT) * kK + k) * kN + i % kN;\n"
+         << skipDropped;
       for (auto [i, a] : llvm::enumerate(body.getArguments()))
         if (isData(i) && kept(a))
           os << "    const float a" << i << "k_ = kept ? a" << i << "[ki] : 0.0f;\n";
@@ -263,7 +266,8 @@ LogicalResult FusedEmitter::emitElementwise() {
      << "       i += int64_t(gridDim.x) * " << perBlock << ") {\n";
   if (map.present())
     os << "    const int64_t row = i / kN;\n    const int k = inv[row % kT];\n    const bool kept = k >= 0;\n"
-       << "    const int64_t ki = ((row / kT) * kK + k) * kN + i % kN;\n";
+       << "    const int64_t ki = ((row / kT) * kK + k) * kN + i % kN;\n"
+       << skipDropped;
   for (auto [i, a] : llvm::enumerate(body.getArguments())) {
     if (!isData(i))
       continue;
@@ -315,14 +319,21 @@ public:
   RowwiseGenerator(sbpk::FusedOp op, bool cuda) : op(op), cuda(cuda) {}
 
   LogicalResult analyse() {
-    for (Operation &inner : op.getBlock().without_terminator())
-      if (auto k = cast<sbpk::KernelOp>(inner); k.getCallee() == sbpk::kernel::layer_norm_grad) {
-        rows = intAttr(k, "rows");
-        n = intAttr(k, "n");
-      }
+    // The rows: of the LayerNorm gradient, else (a forward group) of the LayerNorm.
+    for (StringRef callee : {sbpk::kernel::layer_norm, sbpk::kernel::layer_norm_grad})
+      for (Operation &inner : op.getBlock().without_terminator())
+        if (auto k = cast<sbpk::KernelOp>(inner); k.getCallee() == callee) {
+          rows = intAttr(k, "rows");
+          n = intAttr(k, "n");
+        }
     if (rows <= 0 || n <= 0)
-      return op.emitOpError("rowwise group without a layer_norm_grad");
+      return op.emitOpError("rowwise group without a layer_norm or layer_norm_grad");
+    map = rowMapOf(op);
+    if (map.present() && map.batch * map.tokens != rows)
+      return op.emitOpError("gathers rows of another row count");
     for (auto [i, a] : llvm::enumerate(op.getBlock().getArguments())) {
+      if (int(i) == map.idxArg)
+        continue;
       if (numel(a) == rows * n)
         rowInputs.push_back(i);
       else if (numel(a) == n)
@@ -335,7 +346,10 @@ public:
   }
 
   int64_t rows = 0, n = 0;
+  RowMap map; // gathers of kept rows (a forward group)
   SmallVector<unsigned> rowInputs, colInputs;
+  /// Results that are kept rows (gathers): stored at the row's kept row.
+  llvm::DenseSet<Value> keptRows;
   /// Column sums in result order: (value, accumulator name).
   SmallVector<std::pair<Value, std::string>> colSums;
   llvm::DenseMap<Value, std::string> name;
@@ -348,6 +362,11 @@ public:
       auto k = cast<sbpk::KernelOp>(inner);
       StringRef callee = k.getCallee();
       auto in = [&](unsigned i) { return name[k->getOperand(i)]; };
+      if (callee == sbpk::kernel::gather_rows) { // the row itself, stored at its kept row
+        name[k->getResult(0)] = in(0);
+        keptRows.insert(k->getResult(0));
+        continue;
+      }
       if (callee == sbpk::kernel::layer_norm || callee == sbpk::kernel::layer_norm_grad) {
         std::string s = stats(k->getOperand(0), k->getAttrOfType<FloatAttr>("eps").getValueAsDouble(), out);
         std::string x = in(0), g = in(1), id = "t" + std::to_string(t++);
@@ -445,14 +464,38 @@ LogicalResult FusedEmitter::emitRowwise() {
       if (cs.first == v)
         sumIndex[i] = s;
 
+  const bool hasSums = sums > 0;
+  const RowMap &map = gen.map;
+  const bool keptOutputs = llvm::any_of(yielded, [&](Value v) { return gen.keptRows.contains(v); });
+  // A row result: the whole row, or (a gather) the row's kept row if kept.
+  auto storeRow = [&](unsigned i, Value v) -> std::string {
+    std::string val = gen.name[v], out = "out" + std::to_string(i);
+    if (!gen.keptRows.contains(v))
+      return cuda ? "    sbp::fused::store_row<kC>(" + out + " + r * kN, lane, kN, " + val + ");\n"
+                  : "    for (int64_t j = 0; j < kN; ++j) " + out + "[r * kN + j] = " + val + "[j];\n";
+    std::string at = "((r / kT) * kK + inv[r % kT]) * kN";
+    return cuda ? "    if (inv[r % kT] >= 0)\n      sbp::fused::store_row<kC>(" + out + " + " + at + ", lane, kN, " + val +
+                      ");\n"
+                : "    if (inv[size_t(r % kT)] >= 0)\n      for (int64_t j = 0; j < kN; ++j) " + out + "[" + at +
+                      " + j] = " + val + "[j];\n";
+  };
+  std::string mapDecl;
+  if (map.present())
+    mapDecl = "  constexpr int64_t kT = " + std::to_string(map.tokens) + ", kK = " + std::to_string(map.kept) + ";\n";
+
   if (!cuda) {
-    os << "void " << name << "(" << hostParams(true) << ") {\n"
+    os << "void " << name << "(" << hostParams(hasSums) << ") {\n"
        << "  constexpr int64_t kRows = " << rows << ", kN = " << n << ", kChunks = " << chunks
-       << ", kPer = (kRows + kChunks - 1) / kChunks, kSums = " << sums << ";\n"
-       << "#pragma omp parallel for schedule(static)\n"
-       << "  for (int64_t chunk = 0; chunk < kChunks; ++chunk) {\n"
-       << "    double *acc = scratch + chunk * kSums * kN;\n"
-       << "    for (int64_t j = 0; j < kSums * kN; ++j) acc[j] = 0.0;\n";
+       << ", kPer = (kRows + kChunks - 1) / kChunks;\n"
+       << mapDecl;
+    if (map.present())
+      os << "  const std::vector<int32_t> inv = sbp::fused::keep_map(in" << map.idxArg << ", kK, kT);\n";
+    os << "#pragma omp parallel for schedule(static)\n"
+       << "  for (int64_t chunk = 0; chunk < kChunks; ++chunk) {\n";
+    if (hasSums)
+      os << "    constexpr int64_t kSums = " << sums << ";\n"
+         << "    double *acc = scratch + chunk * kSums * kN;\n"
+         << "    for (int64_t j = 0; j < kSums * kN; ++j) acc[j] = 0.0;\n";
     for (auto [s, cs] : llvm::enumerate(gen.colSums))
       os << "    double *" << cs.second << " = acc + " << s << " * kN;\n";
     os << "    for (int64_t r = chunk * kPer; r < std::min(kRows, (chunk + 1) * kPer); ++r) {\n";
@@ -463,15 +506,26 @@ LogicalResult FusedEmitter::emitRowwise() {
     os << body;
     for (auto [i, v] : llvm::enumerate(yielded))
       if (sumIndex[i] < 0)
-        os << "    for (int64_t j = 0; j < kN; ++j) out" << i << "[r * kN + j] = " << gen.name[v] << "[j];\n";
+        os << storeRow(i, v);
     os << "    }\n  }\n";
-    // Chunk partials added in chunk order.
-    os << "  for (int64_t j = 0; j < kN; ++j) {\n";
-    for (auto [i, v] : llvm::enumerate(yielded))
-      if (sumIndex[i] >= 0)
-        os << "    { double s = 0.0; for (int64_t c = 0; c < kChunks; ++c) s += scratch[(c * kSums + "
-           << sumIndex[i] << ") * kN + j]; out" << i << "[j] = float(s); }\n";
-    os << "  }\n}\n\n";
+    if (hasSums) { // chunk partials added in chunk order
+      os << "  for (int64_t j = 0; j < kN; ++j) {\n";
+      for (auto [i, v] : llvm::enumerate(yielded))
+        if (sumIndex[i] >= 0)
+          os << "    { double s = 0.0; for (int64_t c = 0; c < kChunks; ++c) s += scratch[(c * " << sums << " + "
+             << sumIndex[i] << ") * kN + j]; out" << i << "[j] = float(s); }\n";
+      os << "  }\n";
+    }
+    if (keptOutputs) { // padded kept rows (-1 entries) are zeros
+      os << "  const int64_t valid = sbp::fused::valid_count(in" << map.idxArg << ", kK, kT);\n"
+         << "  for (int64_t b = 0; b < " << map.batch << "; ++b)\n"
+         << "    for (int64_t j = (b * kK + valid) * kN; j < (b + 1) * kK * kN; ++j) {\n";
+      for (auto [i, v] : llvm::enumerate(yielded))
+        if (gen.keptRows.contains(v))
+          os << "      out" << i << "[j] = 0.0f;\n";
+      os << "    }\n";
+    }
+    os << "}\n\n";
     return success();
   }
 
@@ -486,12 +540,18 @@ LogicalResult FusedEmitter::emitRowwise() {
       kparams.push_back(std::string(ctype(v)) + " *__restrict__ out" + std::to_string(i));
       largs.push_back("out" + std::to_string(i));
     }
-  kparams.push_back("double *__restrict__ partial");
-  largs.push_back("scratch");
+  if (hasSums) {
+    kparams.push_back("double *__restrict__ partial");
+    largs.push_back("scratch");
+  }
   os << "__global__ void __launch_bounds__(256) " << name << "_rows(" << llvm::join(kparams, ", ") << ") {\n"
      << "  constexpr int64_t kRows = " << rows << ";\n  constexpr int kN = " << n
-     << ", kC = (kN + 31) / 32, kSums = " << sums << ";\n"
-     << "  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;\n";
+     << ", kC = (kN + 31) / 32" << (hasSums ? ", kSums = " + std::to_string(sums) : std::string()) << ";\n"
+     << "  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;\n"
+     << mapDecl;
+  if (map.present())
+    os << "  __shared__ int inv[kT];\n  " << (keptOutputs ? "const int valid = " : "")
+       << "sbp::fused::keep_map(in" << map.idxArg << ", kK, kT, inv);\n";
   for (unsigned i : gen.colInputs)
     os << "  float p" << i << "[kC];\n  sbp::fused::load_row<kC>(in" << i << ", lane, kN, p" << i << ");\n";
   for (auto &cs : gen.colSums)
@@ -503,19 +563,37 @@ LogicalResult FusedEmitter::emitRowwise() {
   os << body;
   for (auto [i, v] : llvm::enumerate(yielded))
     if (sumIndex[i] < 0)
-      os << "    sbp::fused::store_row<kC>(out" << i << " + r * kN, lane, kN, " << gen.name[v] << ");\n";
-  os << "  }\n"
-     << "  // The block's column sums: its warps added in order, in double.\n"
-     << "  __shared__ double sh[kSums * kN];\n"
-     << "  for (int w = 0; w < 8; ++w) {\n    if (warp == w) {\n#pragma unroll\n"
-     << "      for (int c = 0; c < kC; ++c) {\n        const int j = lane + 32 * c;\n        if (j < kN) {\n";
+      os << storeRow(i, v);
+  os << "  }\n";
+  if (keptOutputs) { // padded kept rows (-1 entries) are zeros
+    os << "  const int64_t pad = (kK - valid) * int64_t(kN);\n"
+       << "  for (int64_t j = int64_t(blockIdx.x) * 256 + threadIdx.x; j < " << map.batch
+       << " * pad; j += int64_t(gridDim.x) * 256) {\n"
+       << "    const int64_t at = (j / pad * kK + valid) * kN + j % pad;\n";
+    for (auto [i, v] : llvm::enumerate(yielded))
+      if (gen.keptRows.contains(v))
+        os << "    out" << i << "[at] = sbp::fused::from_float<" << ctype(v) << ">(0.0f);\n";
+    os << "  }\n";
+  }
+  if (hasSums)
+    os << "  // The block's column sums: its warps added in order, in double.\n"
+       << "  __shared__ double sh[kSums * kN];\n"
+       << "  for (int w = 0; w < 8; ++w) {\n    if (warp == w) {\n#pragma unroll\n"
+       << "      for (int c = 0; c < kC; ++c) {\n        const int j = lane + 32 * c;\n        if (j < kN) {\n";
   for (auto [s, cs] : llvm::enumerate(gen.colSums))
     os << "          sh[" << s << " * kN + j] = (w ? sh[" << s << " * kN + j] : 0.0) + double(" << cs.second
        << "[c]);\n";
-  os << "        }\n      }\n    }\n    __syncthreads();\n  }\n"
-     << "  for (int j = threadIdx.x; j < kSums * kN; j += 256)\n"
-     << "    partial[int64_t(blockIdx.x) * kSums * kN + j] = sh[j];\n}\n\n";
+  if (hasSums)
+    os << "        }\n      }\n    }\n    __syncthreads();\n  }\n"
+       << "  for (int j = threadIdx.x; j < kSums * kN; j += 256)\n"
+       << "    partial[int64_t(blockIdx.x) * kSums * kN + j] = sh[j];\n";
+  os << "}\n\n";
 
+  if (!hasSums) {
+    os << "void " << name << "(" << hostParams(false) << ") {\n"
+       << "  " << name << "_rows<<<" << chunks << ", 256, 0, ctx.stream>>>(" << llvm::join(largs, ", ") << ");\n}\n\n";
+    return success();
+  }
   // Finalize: 32 columns x 8 slices of the blocks per block of threads;
   // deferred to one launch for all groups at the end of the step when the
   // sums are only parameter gradients (sbp-fuse-kernels' `deferred_sums`).

@@ -13,7 +13,9 @@
 //     dy (cuBLASLt's bias-gradient epilogue on the GPU).
 //  2. Row-wise groups: a `layer_norm_grad` with the `layer_norm` that
 //     recomputes the same rows (sbp-recompute) and the elementwise ops on its
-//     dx (the residual add, the bf16 copy). Kind `rowwise`.
+//     dx (the residual add, the bf16 copy); in the forward, a `layer_norm`
+//     with the gathers of its input's kept rows (saved by an SBP branch).
+//     Kind `rowwise`.
 //  3. Elementwise groups: connected `add`/`cast`/`gelu`/`gelu_grad`/`relu`/
 //     `relu_grad` kernels over one element count, producer to consumer and
 //     siblings reading the same tensor (GELU recompute + GELU gradient).
@@ -211,6 +213,26 @@ SmallVector<Operation *> rowwiseGroup(sbpk::KernelOp grad, const llvm::DenseSet<
   return group;
 }
 
+/// A forward LayerNorm with the gathers of the kept rows of its input (the
+/// rows an SBP branch saves for its backward): one pass over the rows.
+SmallVector<Operation *> forwardRowwiseGroup(sbpk::KernelOp ln, const llvm::DenseSet<Operation *> &taken) {
+  SmallVector<Operation *> group = {ln};
+  const int64_t rows = intAttr(ln, "rows"), n = intAttr(ln, "n");
+  std::optional<KeptRows> map;
+  for (Operation *user : ln->getOperand(0).getUsers()) {
+    std::optional<KeptRows> r = keptRowsOf(user);
+    if (!r || taken.contains(user) || !kernelNamed(user, sbpk::kernel::gather_rows) ||
+        r->batch * r->tokens != rows || r->n != n || (map && !(*map == *r)) || user->hasAttr("bwd") != ln->hasAttr("bwd"))
+      continue;
+    group.push_back(user);
+    if (formsCycle(group))
+      group.pop_back();
+    else
+      map = r;
+  }
+  return group;
+}
+
 //===--- 3. elementwise groups --------------------------------------------===//
 
 /// The one row map of a group's gather/scatter members, if any.
@@ -347,6 +369,15 @@ sbpk::FusedOp outline(SmallVector<Operation *> ops, StringRef kind, StringRef na
 /// (double) live in arena scratch planned by sbp-plan-memory; a second pass
 /// adds them in chunk order, so the result never depends on timing.
 void planColumnSums(sbpk::FusedOp fused) {
+  if (llvm::none_of(fused.getBlock(), [](Operation &op) { return kernelNamed(&op, sbpk::kernel::layer_norm_grad); })) {
+    // No column sums: the CPU loop still runs over fixed row chunks.
+    int64_t rows = 0;
+    for (Operation &op : fused.getBlock())
+      if (auto ln = kernelNamed(&op, sbpk::kernel::layer_norm))
+        rows = intAttr(ln, "rows");
+    fused->setAttr("chunks", Builder(fused).getI64IntegerAttr(std::min<int64_t>((rows + 63) / 64, 512)));
+    return;
+  }
   for (Operation &op : fused.getBlock())
     if (auto grad = kernelNamed(&op, sbpk::kernel::layer_norm_grad)) {
       int64_t rows = intAttr(grad, "rows"), n = intAttr(grad, "n");
@@ -387,9 +418,12 @@ void fuseGraph(sbpk::GraphOp graph) {
   // dereferenced once in it).
   llvm::DenseSet<Operation *> taken;
   SmallVector<Operation *> anchors, elementwise, casts;
+  SmallVector<Operation *> forwardNorms;
   for (auto k : block.getOps<sbpk::KernelOp>()) {
     if (k.getCallee() == sbpk::kernel::layer_norm_grad)
       anchors.push_back(k);
+    if (k.getCallee() == sbpk::kernel::layer_norm && !k->hasAttr("bwd"))
+      forwardNorms.push_back(k);
     if (isParamCast(k))
       casts.push_back(k);
     else if (isElementwise(k) || keptRowsOf(k))
@@ -397,6 +431,9 @@ void fuseGraph(sbpk::GraphOp graph) {
   }
   for (Operation *anchor : anchors)
     if (SmallVector<Operation *> g = rowwiseGroup(cast<sbpk::KernelOp>(anchor), taken); g.size() > 1)
+      outlineAndSort(block, g, "rowwise", taken);
+  for (Operation *ln : forwardNorms)
+    if (SmallVector<Operation *> g = forwardRowwiseGroup(cast<sbpk::KernelOp>(ln), taken); g.size() > 1)
       outlineAndSort(block, g, "rowwise", taken);
   for (Operation *seed : elementwise)
     if (!taken.contains(seed))

@@ -7,10 +7,10 @@
 // step. In the forward, the GELU beside the gather of the kept rows of its
 // input (saved for the backward's recompute): one pass over the full rows,
 // the kept domain written at each kept token's row, padded kept rows zeroed.
-// FUSED:      // fused_gather_rows_gelu_0 (elementwise): generated for
+// FUSED:      // fused_gather_rows_gelu_{{[0-9]+}} (elementwise): generated for
 // FUSED-NEXT: //   t0 = gather_rows(in0, in1)  -> tensor<8x8x32xf32>
 // FUSED-NEXT: //   t1 = gelu(in0)  -> tensor<8x16x32xf32>
-// FUSED:      void fused_gather_rows_gelu_0(const float *in0, const int32_t *in1, float *out0, float *out1) {
+// FUSED:      void fused_gather_rows_gelu_{{[0-9]+}}(const float *in0, const int32_t *in1, float *out0, float *out1) {
 // FUSED:        const std::vector<int32_t> inv = sbp::fused::keep_map(in1, kK, kT);
 // FUSED:        for (int64_t i = 0; i < 4096; ++i) {
 // FUSED:          const int64_t ki = ((row / kT) * kK + k) * kN + i % kN;
@@ -55,8 +55,9 @@
 // CHECK:      // Memory plan:
 // CHECK-NEXT: //   @train: arena [[TRAIN_ARENA:[0-9]+]] bytes
 // CHECK-NEXT: //     kernel:patchify    tensor<8x16x49xf32>    [0, 25088)
-// CHECK:      //     kernel:gather_rows tensor<8x8x16xf32>     [{{[0-9]+}}, {{[0-9]+}})
+// CHECK:      //     fused              tensor<8x8x16xf32>     [{{[0-9]+}}, {{[0-9]+}})
 // CHECK:      //     kernel:softmax_xent_grad tensor<8x10xf32> {{ *}}[{{[0-9]+}}, {{[0-9]+}})
+// CHECK:      //     kernel:gather_rows tensor<8x8x16xf32>     [{{[0-9]+}}, {{[0-9]+}})
 // CHECK:      //     kernel:scatter_add_rows tensor<8x16x16xf32> {{ *}}[{{[0-9]+}}, {{[0-9]+}})
 // CHECK:      //   @eval: arena [[EVAL_ARENA:[0-9]+]] bytes
 // CHECK-NOT:  gather_rows
@@ -72,7 +73,7 @@
 // The forward is dense: 128 rows; the bias is part of the GEMM call (sbp-fuse-epilogues),
 // and so is the residual add after each block's fc2.
 // CHECK:        sbp::cpu::gemm_bias(false, true, 128, 16, 49, {{v[0-9]+}}, 49, {{v[0-9]+}}, 49, {{v[0-9]+}}, nullptr, {{v[0-9]+}}, 16);
-// CHECK:        sbp::cpu::gather_rows({{v[0-9]+}}, [[KEEP]], {{v[0-9]+}}, 8, 16, 8, 16);  // blocks.0.mlp
+// CHECK:        fused_gather_rows_layer_norm_{{[0-9]+}}({{v[0-9]+}}, [[KEEP]], {{.*}});  // blocks.0.mlp
 // CHECK:        sbp::cpu::gemm_bias(false, true, 128, 16, 32, {{v[0-9]+}}, 32, {{v[0-9]+}}, 32, {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, 16);{{$}}
 // CHECK:        sbp::cpu::softmax_xent(
 //

@@ -16,8 +16,9 @@
 // CHECK:        sbp::cuda::patchify(ctx, v{{[0-9]+}}, v{{[0-9]+}}, 8, 1, 28, 28, 7);
 // The patch embedding: its GEMM with the bias in the epilogue (sbp-fuse-epilogues).
 // CHECK:        sbp::cuda::gemm_bias(ctx, false, true, 128, 16, 49,
-// The forward saves the kept rows of the block input.
-// CHECK:        sbp::cuda::gather_rows(ctx, v{{[0-9]+}}, v0, v{{[0-9]+}}, 8, 16, 8, 16);  // blocks.0.mlp
+// The forward saves the kept rows of the block input, in the LayerNorm's pass
+// over its rows.
+// CHECK:        fused_gather_rows_layer_norm_{{[0-9]+}}(ctx, v{{[0-9]+}}, v0, {{.*}});  // blocks.0.mlp
 // Loss and its gradient in one kernel.
 // CHECK:        sbp::cuda::softmax_xent(ctx, {{.*}}, 8, 10, 1.0f);
 // Pruned backward of blocks.1.mlp: dX = dY W with M = 64, dW = dY^T X with K = 64.

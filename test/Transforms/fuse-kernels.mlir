@@ -205,3 +205,23 @@ sbpk.graph @row_map_siblings {
   %a3 = sbpk.kernel "gelu"(%g) {n = 24 : i64} : (tensor<2x3x4xbf16>) -> tensor<2x3x4xbf16>
   sbpk.return %g, %a, %g2, %a2, %g3, %a3 : tensor<2x3x4xbf16>, tensor<2x8x4xbf16>, tensor<2x8x4xbf16>, tensor<2x8x4xbf16>, tensor<2x2x4xbf16>, tensor<2x3x4xbf16>
 }
+
+// -----
+
+// A forward LayerNorm with the gather of its input's kept rows (an SBP
+// branch saving them for its backward): one rowwise pass over the rows. It
+// has no column sums, so no scratch; its row chunks are for the CPU loop.
+// CHECK-LABEL: sbpk.graph @forward_rowwise
+// CHECK:         %[[F:.*]]:2 = sbpk.fused "fused_layer_norm_gather_rows" "rowwise"({{.*}}) {chunks = 1 : i64}
+// CHECK:           sbpk.kernel "layer_norm"
+// CHECK:           sbpk.kernel "gather_rows"
+// CHECK:           sbpk.yield
+sbpk.graph @forward_rowwise {
+  %k = sbpk.keep_indices @m group 0 : tensor<3xi32>
+  %x = sbpk.input "images" : tensor<2x8x4xf32>
+  %g = sbpk.param "g" at 0 : tensor<4xf32>
+  %b = sbpk.param "b" at 4 : tensor<4xf32>
+  %y = sbpk.kernel "layer_norm"(%x, %g, %b) {eps = 1.0e-6 : f64, n = 4 : i64, rows = 16 : i64} : (tensor<2x8x4xf32>, tensor<4xf32>, tensor<4xf32>) -> tensor<2x8x4xbf16>
+  %s = sbpk.kernel "gather_rows"(%x, %k) {batch = 2 : i64, kept = 3 : i64, n = 4 : i64, tokens = 8 : i64} : (tensor<2x8x4xf32>, tensor<3xi32>) -> tensor<2x3x4xf32>
+  sbpk.return %y, %s : tensor<2x8x4xbf16>, tensor<2x3x4xf32>
+}
