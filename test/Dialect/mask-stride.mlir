@@ -23,6 +23,12 @@ sbp.model @half_even attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0.0, 
   %d = sbp.keep_indices @s06 : tensor<26xi32>
   %images = sbp.input "images" : tensor<2x1x8x8xf32>
   %labels = sbp.input "labels" : tensor<2xi32>
+  %w = sbp.param "head.weight" : tensor<10x16xf32> init<zeros>
+  %tok = sbp.patchify %images patch 4 : tensor<2x1x8x8xf32> -> tensor<2x4x16xf32>
+  %pool = sbp.mean_tokens %tok : (tensor<2x4x16xf32>) -> tensor<2x16xf32>
+  %logits = sbp.linear %pool, %w : (tensor<2x16xf32>, tensor<10x16xf32>) -> tensor<2x10xf32>
+  %loss = sbp.cross_entropy %logits, %labels : (tensor<2x10xf32>, tensor<2xi32>) -> tensor<f32>
+  sbp.output %loss, %logits : tensor<f32>, tensor<2x10xf32>
 }
 
 // -----
@@ -34,6 +40,12 @@ sbp.model @not_stride_three attributes {optimizer = #sbp.sgd<lr = 0.1, momentum 
   %b = sbp.keep_indices @k06 : tensor<132xi32>
   %images = sbp.input "images" : tensor<2x1x8x8xf32>
   %labels = sbp.input "labels" : tensor<2xi32>
+  %w = sbp.param "head.weight" : tensor<10x16xf32> init<zeros>
+  %tok = sbp.patchify %images patch 4 : tensor<2x1x8x8xf32> -> tensor<2x4x16xf32>
+  %pool = sbp.mean_tokens %tok : (tensor<2x4x16xf32>) -> tensor<2x16xf32>
+  %logits = sbp.linear %pool, %w : (tensor<2x16xf32>, tensor<10x16xf32>) -> tensor<2x10xf32>
+  %loss = sbp.cross_entropy %logits, %labels : (tensor<2x10xf32>, tensor<2xi32>) -> tensor<f32>
+  sbp.output %loss, %logits : tensor<f32>, tensor<2x10xf32>
 }
 
 // -----
@@ -52,6 +64,12 @@ sbp.model @other_ties attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0.0,
   %b = sbp.keep_indices @k092 : tensor<182xi32>
   %images = sbp.input "images" : tensor<2x1x8x8xf32>
   %labels = sbp.input "labels" : tensor<2xi32>
+  %w = sbp.param "head.weight" : tensor<10x16xf32> init<zeros>
+  %tok = sbp.patchify %images patch 4 : tensor<2x1x8x8xf32> -> tensor<2x4x16xf32>
+  %pool = sbp.mean_tokens %tok : (tensor<2x4x16xf32>) -> tensor<2x16xf32>
+  %logits = sbp.linear %pool, %w : (tensor<2x16xf32>, tensor<10x16xf32>) -> tensor<2x10xf32>
+  %loss = sbp.cross_entropy %logits, %labels : (tensor<2x10xf32>, tensor<2xi32>) -> tensor<f32>
+  sbp.output %loss, %logits : tensor<f32>, tensor<2x10xf32>
 }
 
 // -----
@@ -62,6 +80,12 @@ sbp.model @shared_tokens attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0
   sbp.mask_group @m keep 0.5 grid [4, 4] shared
   %images = sbp.input "images" : tensor<2x1x8x8xf32>
   %labels = sbp.input "labels" : tensor<2xi32>
+  %w = sbp.param "head.weight" : tensor<10x16xf32> init<zeros>
+  %tok = sbp.patchify %images patch 4 : tensor<2x1x8x8xf32> -> tensor<2x4x16xf32>
+  %pool = sbp.mean_tokens %tok : (tensor<2x4x16xf32>) -> tensor<2x16xf32>
+  %logits = sbp.linear %pool, %w : (tensor<2x16xf32>, tensor<10x16xf32>) -> tensor<2x10xf32>
+  %loss = sbp.cross_entropy %logits, %labels : (tensor<2x10xf32>, tensor<2xi32>) -> tensor<f32>
+  sbp.output %loss, %logits : tensor<f32>, tensor<2x10xf32>
 }
 
 // -----
@@ -72,4 +96,10 @@ sbp.model @shared_heads attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0.
   sbp.mask_group @h keep 0.5 heads [1, 3] shared
   %images = sbp.input "images" : tensor<2x1x8x8xf32>
   %labels = sbp.input "labels" : tensor<2xi32>
+  %w = sbp.param "head.weight" : tensor<10x16xf32> init<zeros>
+  %tok = sbp.patchify %images patch 4 : tensor<2x1x8x8xf32> -> tensor<2x4x16xf32>
+  %pool = sbp.mean_tokens %tok : (tensor<2x4x16xf32>) -> tensor<2x16xf32>
+  %logits = sbp.linear %pool, %w : (tensor<2x16xf32>, tensor<10x16xf32>) -> tensor<2x10xf32>
+  %loss = sbp.cross_entropy %logits, %labels : (tensor<2x10xf32>, tensor<2xi32>) -> tensor<f32>
+  sbp.output %loss, %logits : tensor<f32>, tensor<2x10xf32>
 }

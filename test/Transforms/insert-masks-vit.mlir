@@ -94,29 +94,6 @@ sbp.model @vit_qkv attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0.9, we
 // QUARTER-DAG:     %[[KH:.*]] = sbp.keep_indices @h.blocks.0.attn : tensor<3xi32>
 // QUARTER:         sbp.attention %{{.*}}, %[[KH]] heads 3 sbp @h.blocks.0.attn drop_head {{.*}}: (tensor<4x17x72xf32>, tensor<3xi32>)
 // QUARTER:         sbp.grad_gate %{{.*}}, %[[KM]] {{.*}}: (tensor<4x17x24xf32>, tensor<5xi32>)
-sbp.model @vit_head
-// CHECK-DAG:     %[[KM:.*]] = sbp.keep_indices @m : tensor<9xi32>
-// CHECK-DAG:     %[[KH:.*]] = sbp.keep_indices @h : tensor<3xi32>
-// CHECK:         sbp.mask_group @h keep 5.000000e-01 heads [1, 3]
-// CHECK:         sbp.attention %{{.*}}, %[[KH]] heads 3 sbp @h drop_head {sbp.region = "blocks.0.attn"} : (tensor<4x17x72xf32>, tensor<3xi32>) -> (tensor<4x17x24xf32>, tensor<4x17x3xf32>)
-// CHECK:         sbp.grad_gate %{{.*}}, %[[KM]] {sbp.region = "blocks.0.mlp"}
-// CHECK:         sbp.attention %{{.*}}, %[[KH]] heads 3 sbp @h drop_head {sbp.region = "blocks.1.attn"} : (tensor<4x17x72xf32>, tensor<3xi32>)
-// CHECK:         sbp.grad_gate %{{.*}}, %[[KM]] {sbp.region = "blocks.1.mlp"}
-// CHECK-NOT:     sbp.grad_gate
-
-// DENSE-LABEL: sbp.model @vit_head
-// DENSE-NOT:     sbp.keep_indices
-// DENSE:         sbp.mask_group @h keep 1.000000e+00 heads [1, 3]
-// DENSE:         sbp.attention %{{[0-9]+}} heads 3 {sbp.region = "blocks.0.attn"} : (tensor<4x17x72xf32>) ->
-// DENSE:         sbp.attention %{{[0-9]+}} heads 3 {sbp.region = "blocks.1.attn"} : (tensor<4x17x72xf32>) ->
-// DENSE-NOT:     sbp @h
-
-// The heads group's capacity is its head count at any keep ratio below 1.
-// QUARTER-LABEL: sbp.model @vit_head
-// QUARTER-DAG:     %[[KM:.*]] = sbp.keep_indices @m : tensor<5xi32>
-// QUARTER-DAG:     %[[KH:.*]] = sbp.keep_indices @h : tensor<3xi32>
-// QUARTER:         sbp.attention %{{.*}}, %[[KH]] heads 3 sbp @h drop_head {{.*}}: (tensor<4x17x72xf32>, tensor<3xi32>)
-// QUARTER:         sbp.grad_gate %{{.*}}, %[[KM]] {{.*}}: (tensor<4x17x24xf32>, tensor<5xi32>)
 sbp.model @vit_head attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0.9, weight_decay = 0.0>} {
   sbp.mask_group @m keep 0.5 grid [4, 4] prefix 1
   sbp.mask_group @h keep 0.5 heads [1, 3]

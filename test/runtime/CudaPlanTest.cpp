@@ -133,7 +133,6 @@ TEST(CudaPlan, MaskTableAndDrawsMatchTheHostSampler) {
     for (int32_t heads : {1, 6, 12, 16, 300}) // 300: more than one tile of the kernel
       specs.push_back(spec(SBP_MASK_HEADS, keep, 1, heads, 0));
   // Per-block heads groups (a 12-block model's): the same settings, each its own draw.
-  const size_t first_block = specs.size();
   for (int block = 0; block < 12; ++block)
     specs.push_back(spec(SBP_MASK_HEADS, 0.502538f, 1, 3, 0));
   specs.push_back(spec(SBP_MASK_HEADS, 0.5f, 1, 12, 0)); // equal to an earlier group, not shared
@@ -143,7 +142,6 @@ TEST(CudaPlan, MaskTableAndDrawsMatchTheHostSampler) {
   EXPECT_EQ(table[first_heads - 1].draw, 0u);
   for (size_t g = first_heads; g < table.size(); ++g)
     EXPECT_EQ(table[g].draw, uint32_t(g)); // heads groups never share a draw
-  (void)first_block;
   // A 14x14 grid at 0.6 keeps half, as the reference's stride 2 (round half to even).
   EXPECT_EQ(maskGroupTable(MaskSampler({spec(SBP_MASK_GRID, 0.6f, 14, 14, 1)}))[0].stride, 2);
   EXPECT_EQ(table[first_heads].kind, SBP_MASK_HEADS);
