@@ -30,7 +30,10 @@ def SbpInsertMasks : Pass<"sbp-insert-masks", "::mlir::ModuleOp"> {
     tagged with the branch's name (`sbp.region`) for reports. An SBP
     `sbp.attention` gets its group's keep indices as its `keep` operand. A
     group at keep 1.0 adds no gate and no keep operand: the gradient is then
-    exactly the ordinary one.
+    exactly the ordinary one. A `heads` group without `shared` used by
+    several attention ops is drawn per op (vit_sbp.py draws each block's heads
+    anew): each op gets a copy of the group, `@<group>.<region>` (e.g.
+    `@h.blocks.1.attn`), in program order where the group stood.
   }];
   let options = [
     Option<"keepOverride", "keep", "double", "-1.0",

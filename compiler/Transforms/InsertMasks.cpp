@@ -2,6 +2,8 @@
 #include "Passes.h"
 
 #include "mlir/IR/IRMapping.h"
+#include "mlir/IR/SymbolTable.h"
+#include "llvm/ADT/MapVector.h"
 
 namespace sbp {
 #define GEN_PASS_DEF_SBPINSERTMASKS
@@ -32,6 +34,7 @@ struct InsertMasksPass : sbp::impl::SbpInsertMasksBase<InsertMasksPass> {
 
     if (auto blocks = model.getBlock().getOps<VitBlockOp>(); !blocks.empty())
       return (*blocks.begin()).emitOpError("is a composite op: run sbp-decompose first");
+    splitPerBlockHeadGroups(model);
     llvm::DenseMap<Operation *, Value> keepOfGroup;
     for (AttentionOp attn : model.getBlock().getOps<AttentionOp>())
       if (attn.getMask() && !attn.getKeep())
@@ -48,6 +51,39 @@ struct InsertMasksPass : sbp::impl::SbpInsertMasksBase<InsertMasksPass> {
       inlineBranch(branch, keep);
     }
     return success();
+  }
+
+  /// A heads group (not `shared`, keep below 1) used by several attention ops
+  /// becomes one group per op, so that each block draws its own heads. The
+  /// copies take the group's place, in the order of their ops, and are named
+  /// `<group>.<region>` (`<group>.<k>` for an op without a region).
+  void splitPerBlockHeadGroups(ModelOp model) {
+    llvm::MapVector<Operation *, SmallVector<AttentionOp>> users;
+    for (AttentionOp attn : model.getBlock().getOps<AttentionOp>()) {
+      if (!attn.getMask() || attn.getKeep())
+        continue;
+      auto group = SymbolTable::lookupNearestSymbolFrom<MaskGroupOp>(attn, attn.getMaskAttr());
+      if (group && group.getKind() == MaskKind::heads && !group.getShared() &&
+          group.getKeep().convertToDouble() < 1.0)
+        users[group].push_back(attn);
+    }
+    SymbolTable symbols(model);
+    for (auto &[op, attns] : users) {
+      if (attns.size() < 2)
+        continue;
+      auto group = cast<MaskGroupOp>(op);
+      OpBuilder b(group);
+      for (auto [k, attn] : llvm::enumerate(attns)) {
+        auto region = attn->getAttrOfType<StringAttr>(kRegionAttr);
+        std::string name = group.getSymName().str() + "." +
+                           (region ? region.getValue().str() : std::to_string(k));
+        auto copy = cast<MaskGroupOp>(b.clone(*group));
+        copy.setSymName(name);
+        symbols.insert(copy); // renames on a clash, so read the name back
+        attn.setMaskAttr(FlatSymbolRefAttr::get(copy.getSymNameAttr()));
+      }
+      symbols.erase(group);
+    }
   }
 
   /// An SBP attention map reads its group's keep indices; at keep 1.0 it is

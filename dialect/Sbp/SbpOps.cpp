@@ -220,6 +220,10 @@ LogicalResult MaskGroupOp::verify() {
   if (grid[1] > kMaxTokens / grid[0] || prefix > kMaxTokens - grid[0] * grid[1])
     return emitOpError("prefix + H * W must be at most ") << kMaxTokens << " tokens, got prefix " << prefix
                                                            << " and grid " << shapeStr(grid);
+  if (getShared() && getKind() != MaskKind::heads)
+    return emitOpError("`shared` applies to heads groups (a token group is always one draw shared by "
+                       "its regions), got a ")
+           << stringifyMaskKind(getKind()) << " group";
   if (getKind() == MaskKind::heads && (grid[0] != 1 || getPrefix() != 0))
     return emitOpError("a heads mask needs grid [1, heads] and no prefix, got ")
            << shapeStr(grid) << " prefix " << getPrefix();
@@ -230,8 +234,8 @@ LogicalResult MaskGroupOp::verify() {
   // residues that occur are 0 .. H + W - 2, so a larger stride keeps nothing
   // on some steps.
   if (getKind() == MaskKind::grid && r < 1.0 && sbp_grid_keeps_matching(static_cast<float>(r)) &&
-      1.0 / r > static_cast<double>(grid[0] + grid[1] - 1) + 0.5)
-    return emitOpError("keep ratio ") << r << " gives a grid stride of about " << llvm::formatv("{0:f1}", 1.0 / r)
+      sbp_grid_stride(static_cast<float>(r)) > grid[0] + grid[1] - 1)
+    return emitOpError("keep ratio ") << r << " gives a grid stride of " << sbp_grid_stride(static_cast<float>(r))
            << ", larger than the " << shapeStr(grid) << " grid's " << grid[0] + grid[1] - 1
            << " diagonals: some steps would keep no token";
   return success();

@@ -67,20 +67,31 @@ def Sbp_MaskGroupOp : Sbp_Op<"mask_group", [Symbol, HasParent<"ModelOp">]> {
     positions with (i + j) mod s == start; for r > 0.5, s = round(1/(1 - r))
     and drop positions with (i + j) mod s == start; `start` is drawn at random
     each step. `kind = random`: drop int((1 - r) * H * W) positions uniformly.
+    `round` is numpy's (half to even) on the double nearest the decimal keep
+    ratio, as the reference implementation computes it: at r = 0.4 and
+    r = 0.6 the stride is 2 (1/0.4 = 2.5 rounds to 2), so both keep half.
     `kind = heads`: the positions are the heads of an attention op (`grid` =
     [1, heads], no prefix); each head is kept independently with probability
     r (the `drop_head` mode of `sbp.attention`; a step may keep no head).
+    Every token group is drawn once per step and shared by all its regions;
+    groups with the same kind, ratio and grid share that draw.
+    A heads group is drawn per attention op, as vit_sbp.py draws the heads of
+    each block anew: `sbp-insert-masks` gives each attention op that uses the
+    group a group of its own (`@h.<region>`, e.g. `@h.blocks.1.attn`). With
+    `shared`, every block using the group drops the same heads in a step.
 
     ```mlir
     sbp.mask_group @m keep 0.5 grid [7, 7]
     sbp.mask_group @m keep 0.5 random [14, 14] prefix 1
     sbp.mask_group @h keep 0.5 heads [1, 3]
+    sbp.mask_group @hs keep 0.5 heads [1, 3] shared
     ```
   }];
   let arguments = (ins SymbolNameAttr:$sym_name, F64Attr:$keep,
                        Sbp_MaskKindAttr:$kind, DenseI64ArrayAttr:$grid,
-                       DefaultValuedAttr<I64Attr, "0">:$prefix);
-  let assemblyFormat = "$sym_name `keep` $keep $kind $grid (`prefix` $prefix^)? attr-dict";
+                       DefaultValuedAttr<I64Attr, "0">:$prefix,
+                       UnitAttr:$shared);
+  let assemblyFormat = "$sym_name `keep` $keep $kind $grid (`prefix` $prefix^)? (`shared` $shared^)? attr-dict";
   let hasVerifier = 1;
   let extraClassDeclaration = [{
     /// Tokens a branch under this group must have: prefix + H * W.

@@ -23,6 +23,10 @@ MaskSpec MaskSpec::from(const sbp_mask_group_desc &group) {
 }
 
 bool MaskSpec::sharesDrawWith(const MaskSpec &other) const {
+  // A heads group is one block's draw (vit_sbp.py draws the heads of each
+  // block anew); blocks that share a draw share the group.
+  if (kind == SBP_MASK_HEADS || other.kind == SBP_MASK_HEADS)
+    return false;
   return kind == other.kind && keep_ratio == other.keep_ratio && grid_h == other.grid_h &&
          grid_w == other.grid_w;
 }
@@ -175,6 +179,18 @@ std::vector<int32_t> checkedFixedIndices(const MaskSpec &spec, const char *group
            "mask group '{}': {} indices must be ascending and unique ({} follows {} at entry {})",
            name, what, idx[k], idx[k - 1], k);
   }
+  // The prefix tokens (the ViT class token) are always kept, as every draw
+  // keeps them; a list without them is most likely patch numbering.
+  for (int32_t t = 0; t < spec.prefix_tokens; ++t)
+    if (count <= t || idx[t] != t)
+      fail(SBP_ERROR_INVALID_ARGUMENT,
+           "mask group '{}': keep indices must start with {} (always kept: {}), got {}; "
+           "indices count tokens, so grid position p is token {} + p",
+           name, spec.prefix_tokens == 1 ? std::string("token 0")
+                                         : fmt::format("tokens 0..{}", spec.prefix_tokens - 1),
+           spec.prefix_tokens == 1 ? "the class token" : "the prefix tokens",
+           count <= t ? fmt::format("{} indices", count) : fmt::format("{} at entry {}", idx[t], t),
+           spec.prefix_tokens);
   std::vector<int32_t> padded(size_t(spec.capacity), -1);
   std::copy(idx, idx + count, padded.begin());
   return padded;

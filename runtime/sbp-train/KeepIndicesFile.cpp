@@ -34,40 +34,63 @@ std::string printable(const std::string &word) {
 
 } // namespace
 
-std::vector<std::vector<int32_t>> parseKeepIndices(const std::string &text,
-                                                   const std::string &source) {
-  std::vector<std::vector<int32_t>> lines;
+std::vector<KeepIndexLine> parseKeepIndexLines(const std::string &text,
+                                               const std::string &source) {
+  std::vector<KeepIndexLine> lines;
   std::istringstream in(text);
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
     line = line.substr(0, line.find('#'));
+    auto where = [&] { return source + ":" + std::to_string(number) + ": "; };
+    KeepIndexLine entry;
+    entry.line = number;
+    // "NAME:" before the indices names the group.
+    if (size_t colon = line.find(':'); colon != std::string::npos) {
+      std::istringstream label(line.substr(0, colon));
+      std::string extra;
+      if (!(label >> entry.group) || (label >> extra))
+        throw std::runtime_error(where() + "a mask group name must be one word before ':'");
+      line = line.substr(colon + 1);
+    }
     std::istringstream words(line);
-    std::vector<int32_t> values;
     bool none = false; // '-': this line's list is empty
     for (std::string word; words >> word;) {
-      if (word == "-" && !none && values.empty()) {
+      if (word == "-" && !none && entry.indices.empty()) {
         none = true;
         continue;
       }
       if (none || word == "-")
-        throw std::runtime_error(source + ":" + std::to_string(number) +
-                                 ": '-' (no indices) must stand alone on its line");
+        throw std::runtime_error(where() + "'-' (no indices) must stand alone on its line");
       int32_t value = 0;
       auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), value);
       if (ec != std::errc() || end != word.data() + word.size())
-        throw std::runtime_error(source + ":" + std::to_string(number) + ": '" +
-                                 printable(word) + "' is not a token index");
-      values.push_back(value);
+        throw std::runtime_error(where() + "'" + printable(word) + "' is not a token index");
+      entry.indices.push_back(value);
     }
-    if (!values.empty() || none)
-      lines.push_back(std::move(values));
+    if (entry.indices.empty() && !none && !entry.group.empty())
+      throw std::runtime_error(where() + "mask group '" + printable(entry.group) +
+                               "' has no indices (write '-' for an empty list)");
+    if (!entry.indices.empty() || none) {
+      if (!lines.empty() && lines.front().group.empty() != entry.group.empty())
+        throw std::runtime_error(where() + "either every line names its mask group ('NAME: "
+                                           "indices') or none does");
+      lines.push_back(std::move(entry));
+    }
   }
   if (lines.empty())
     throw std::runtime_error(source + ": no keep indices in the file");
   return lines;
 }
 
-std::vector<std::vector<int32_t>> readKeepIndicesFile(const std::string &path) {
+std::vector<std::vector<int32_t>> parseKeepIndices(const std::string &text,
+                                                   const std::string &source) {
+  std::vector<std::vector<int32_t>> lists;
+  for (KeepIndexLine &line : parseKeepIndexLines(text, source))
+    lists.push_back(std::move(line.indices));
+  return lists;
+}
+
+std::vector<KeepIndexLine> readKeepIndicesFile(const std::string &path) {
   // A directory opened as a stream reads as empty ("no keep indices"); a FIFO blocks.
   std::string kind = nonRegularKind(path);
   if (!kind.empty())
@@ -79,7 +102,7 @@ std::vector<std::vector<int32_t>> readKeepIndicesFile(const std::string &path) {
                              std::strerror(errno));
   std::ostringstream text;
   text << file.rdbuf();
-  return parseKeepIndices(text.str(), path);
+  return parseKeepIndexLines(text.str(), path);
 }
 
 } // namespace sbp::train

@@ -260,11 +260,49 @@ void checkCompatible(const sbp_trainer_info &t, const sbp_dataset_info &d,
                                          d.num_classes, t.num_classes));
 }
 
+// Fixes the masks from a --keep-indices file; a refused line is named as
+// path:line (the runtime's message says why: range, order, the class token).
 void applyKeepIndices(sbp::Trainer &trainer, const std::string &path) {
-  std::vector<std::vector<int32_t>> lines = readKeepIndicesFile(path);
+  std::vector<KeepIndexLine> lines = readKeepIndicesFile(path);
   int32_t groups = trainer.info().num_mask_groups;
+  auto apply = [&](int32_t group, const KeepIndexLine &line) {
+    try {
+      trainer.setKeepIndices(group, line.indices);
+    } catch (const sbp::Error &e) {
+      throw std::runtime_error(fmt::format("{}:{}: {}", path, line.line, e.what()));
+    }
+  };
+  if (!lines.front().group.empty()) { // every line names its group
+    std::vector<int> line_of(size_t(std::max(groups, 0)), 0);
+    std::vector<std::string> names;
+    for (int32_t g = 0; g < groups; ++g) {
+      sbp_mask_group_info m{};
+      m.struct_size = sizeof(m);
+      sbp::detail::check(sbp_trainer_get_mask_group_info(trainer.get(), g, &m));
+      names.push_back(m.name ? m.name : "");
+    }
+    for (const KeepIndexLine &line : lines) {
+      auto it = std::find(names.begin(), names.end(), line.group);
+      if (it == names.end())
+        throw std::runtime_error(fmt::format("{}:{}: the model has no mask group '{}' (it has {})",
+                                             path, line.line, line.group,
+                                             fmt::join(names, ", ")));
+      size_t g = size_t(it - names.begin());
+      if (line_of[g])
+        throw std::runtime_error(fmt::format("{}:{}: mask group '{}' is already fixed on line {}",
+                                             path, line.line, line.group, line_of[g]));
+      line_of[g] = line.line;
+      apply(int32_t(g), line);
+    }
+    for (size_t g = 0; g < names.size(); ++g)
+      if (!line_of[g])
+        throw std::runtime_error(fmt::format("'{}' names no line for mask group '{}' (name every "
+                                             "group, or give unnamed lines)",
+                                             path, names[g]));
+    return;
+  }
   if (lines.size() == 1) {
-    trainer.setKeepIndices(-1, lines[0]);
+    apply(-1, lines[0]);
     return;
   }
   if (int32_t(lines.size()) != groups)
@@ -273,7 +311,7 @@ void applyKeepIndices(sbp::Trainer &trainer, const std::string &path) {
         "of them, or one per group)",
         path, lines.size(), groups));
   for (int32_t g = 0; g < groups; ++g)
-    trainer.setKeepIndices(g, lines[size_t(g)]);
+    apply(g, lines[size_t(g)]);
 }
 
 int dumpGradients(sbp::Trainer &trainer, const Options &o) {

@@ -87,23 +87,27 @@
 // QUERY-LABEL: int eval_step(
 // QUERY:        sbp::cpu::attention_fwd({{.*}}, nullptr, 0);  // blocks.0.attn
 
-// drop_head: a heads mask group (SBP_MASK_HEADS over [1, 3], capacity 3), the
-// exact forward, and the backward with the kept heads.
+// drop_head: a heads mask group per block (SBP_MASK_HEADS over [1, 3],
+// capacity 3; sbpc splits the model's @h so that each block draws its own
+// heads, kept with probability 9/17 as sbp-zoo wrote it), the exact forward,
+// and each block's backward with its own kept heads.
 // HEAD:      const sbp_mask_group_desc kMaskGroups[] = {
 // HEAD-NEXT:   {"m", 5.000000e-01f, SBP_MASK_GRID, 4, 4, 1, 9},
-// HEAD-NEXT:   {"h", 5.000000e-01f, SBP_MASK_HEADS, 1, 3, 0, 3},
+// HEAD-NEXT:   {"h.blocks.0.attn", 5.294120e-01f, SBP_MASK_HEADS, 1, 3, 0, 3},
+// HEAD-NEXT:   {"h.blocks.1.attn", 5.294120e-01f, SBP_MASK_HEADS, 1, 3, 0, 3},
 // HEAD-NEXT: };
 // HEAD-LABEL: int train_step(
-// HEAD:        const int32_t *[[KM:v[0-9]+]] = a->keep_idx[0];  // @m
-// HEAD-NEXT:   const int32_t *[[KH:v[0-9]+]] = a->keep_idx[1];  // @h
+// HEAD-DAG:    const int32_t *[[KM:v[0-9]+]] = a->keep_idx[0];  // @m
+// HEAD-DAG:    const int32_t *[[KH0:v[0-9]+]] = a->keep_idx[1];  // @h.blocks.0.attn
+// HEAD-DAG:    const int32_t *[[KH1:v[0-9]+]] = a->keep_idx[2];  // @h.blocks.1.attn
 // HEAD:        sbp::cpu::attention_fwd([[QKV:v[0-9]+]], [[O:v[0-9]+]], [[LSE:v[0-9]+]], 4, 17, 3, 8, 3.535534e-01f, nullptr, 0);  // blocks.0.attn
 // HEAD:        sbp::cpu::gemm(false, false, 68, 24, 24, {{.*}});  // backward, blocks.1.attn
-// HEAD:        sbp::cpu::attention_bwd(v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, [[KH]]);  // backward, blocks.1.attn
-// HEAD:        sbp::cpu::attention_bwd([[QKV]], [[O]], [[LSE]], v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, [[KH]]);  // backward, blocks.0.attn
+// HEAD:        sbp::cpu::attention_bwd(v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, [[KH1]]);  // backward, blocks.1.attn
+// HEAD:        sbp::cpu::attention_bwd([[QKV]], [[O]], [[LSE]], v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, [[KH0]]);  // backward, blocks.0.attn
 // HEAD-LABEL: int eval_step(
 // HEAD-NOT:    keep_idx
 // HEAD:        sbp::cpu::attention_fwd({{.*}}, nullptr, 0);  // blocks.0.attn
-// HEAD:        2, kMaskGroups,
+// HEAD:        3, kMaskGroups,
 
 // keep 1.0: no mask is read; the ordinary gradient on all 68 rows.
 // DENSE-LABEL: int train_step(

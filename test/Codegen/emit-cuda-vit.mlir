@@ -39,12 +39,16 @@
 // QUERY-NOT:     sbp::cuda::attention_bwd(
 // QUERY-LABEL: int eval_step(
 
-// HEAD:        {"h", 5.000000e-01f, SBP_MASK_HEADS, 1, 3, 0, 3},
+// drop_head: one heads group per block (sbpc splits @h), each block's
+// backward reads its own.
+// HEAD:        {"h.blocks.0.attn", 5.294120e-01f, SBP_MASK_HEADS, 1, 3, 0, 3},
+// HEAD-NEXT:   {"h.blocks.1.attn", 5.294120e-01f, SBP_MASK_HEADS, 1, 3, 0, 3},
 // HEAD-LABEL: int train_step(
-// HEAD:          const int32_t *[[KH:v[0-9]+]] = a->keep_idx[1];  // @h
+// HEAD-DAG:      const int32_t *[[KH0:v[0-9]+]] = a->keep_idx[1];  // @h.blocks.0.attn
+// HEAD-DAG:      const int32_t *[[KH1:v[0-9]+]] = a->keep_idx[2];  // @h.blocks.1.attn
 // HEAD:          sbp::cuda::attention_fwd(ctx, {{.*}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, 0);  // blocks.0.attn
-// HEAD:          sbp::cuda::attention_bwd(ctx, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, [[KH]]);  // backward, blocks.1.attn
-// HEAD:          sbp::cuda::attention_bwd(ctx, {{.*}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, [[KH]]);  // backward, blocks.0.attn
+// HEAD:          sbp::cuda::attention_bwd(ctx, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, [[KH1]]);  // backward, blocks.1.attn
+// HEAD:          sbp::cuda::attention_bwd(ctx, {{.*}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, [[KH0]]);  // backward, blocks.0.attn
 // HEAD-LABEL: int eval_step(
 // HEAD-NOT:      keep_idx
 // HEAD:          sbp::cuda::attention_fwd(ctx, {{.*}}, nullptr, 0);  // blocks.0.attn

@@ -56,7 +56,7 @@
 
 // An override can make a group invalid: @inner's [2, 2] grid has 3 diagonals,
 // too few for the stride 4 of keep 0.25.
-// QUARTER-ERR: error: 'sbp.mask_group' op keep ratio 2.500000e-01 gives a grid stride of about 4.0, larger than the [2, 2] grid's 3 diagonals
+// QUARTER-ERR: error: 'sbp.mask_group' op keep ratio 2.500000e-01 gives a grid stride of 4, larger than the [2, 2] grid's 3 diagonals
 
 // BADKEEP: error: keep ratio override must be in (0, 1], got 1.500000e+00
 // ZEROKEEP: error: keep ratio override must be in (0, 1], got 0.000000e+00

@@ -67,6 +67,7 @@ for fixdir in vit_small vit_small_bf16; do
     keepfile=$vfix/keep.txt; [ $mode = head ] && keepfile=$vfix/keep_head.txt
     cpu_grads ${fixdir}_grads_sbp_${mode}_cpu $vin/vit_small_$mode.mlir $keepfile $vfix
   done
+  cpu_grads ${fixdir}_grads_sbp_head_perblock_cpu $vin/vit_small_head.mlir $vfix/keep_head_perblock.txt $vfix
 done
 
 # Shape classes of the generated kernels (codegen/EmitFusedKernels.cpp): small ViTs whose sizes

@@ -81,6 +81,17 @@ for prec in ${VIT_PRECISIONS:-fp32 bf16}; do
     run "$name-vs-cpu-trainer (rtol $tol)" python3 test/numerics/compare_safetensors.py \
         "$out/$name.safetensors" $pkg/trainers/$cpu.safetensors --rtol $tol
   done
+  # drop_head drawn per block: the drop_head trainer with other heads in each block.
+  name=vit-head-perblock-$prec
+  if have vit_small_head_${prec}_cuda; then
+    run "$name-dump" $train $pkg/trainers/vit_small_head_${prec}_cuda.so --params $vfix/params.safetensors \
+        --batch $vfix/batch.safetensors --keep-indices $vfix/keep_head_perblock.txt \
+        --dump-grads "$out/$name.safetensors"
+    run "$name-vs-pytorch (rtol $tol)" python3 test/numerics/compare_safetensors.py \
+        "$out/$name.safetensors" $vfix/grads_sbp_head_perblock.safetensors --rtol $tol --ignore loss
+    run "$name-vs-cpu-trainer (rtol $tol)" python3 test/numerics/compare_safetensors.py \
+        "$out/$name.safetensors" $pkg/trainers/${fixdir}_grads_sbp_head_perblock_cpu.safetensors --rtol $tol
+  fi
 done
 
 # Shape classes of the generated kernels (make-trainers.sh): every generator's code paths, fp32

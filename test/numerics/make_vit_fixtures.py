@@ -5,8 +5,9 @@ Run on a machine with PyTorch, timm and the `safetensors` package (CPU-only torc
 
     python3 test/numerics/make_vit_fixtures.py --out test/numerics/fixtures/vit_small
 
-Writes params.safetensors, batch.safetensors, keep.txt, keep_head.txt, grads_full.safetensors,
-grads_sbp_qkv.safetensors, grads_sbp_query.safetensors and grads_sbp_head.safetensors into --out
+Writes params.safetensors, batch.safetensors, keep.txt, keep_head.txt, keep_head_perblock.txt,
+grads_full.safetensors, grads_sbp_qkv.safetensors, grads_sbp_query.safetensors,
+grads_sbp_head.safetensors and grads_sbp_head_perblock.safetensors into --out
 (see test/numerics/README.md). The parameters and the batch are drawn in float32 from a fixed seed
 and stored as they are; the reference math runs in float64 on the CPU from those float32 values,
 and the gradients are rounded to float32 only for storage, so the fixtures carry no float32 error
@@ -32,7 +33,8 @@ gradient); only the attention map softmax(q k^T * scale) v changes:
              over all keys without gradient (the forward changes);
   drop_query kept queries attend over all keys with gradient, dropped ones without (forward exact);
   drop_head  heads 0 and 2 with gradient, head 1 without (forward exact); the MLP branches still
-             use the token mask.
+             use the token mask. Per block (vit_sbp.py draws each block's heads anew): block 0
+             keeps heads 0 and 2, block 1 keeps head 1 only (grads_sbp_head_perblock).
 """
 
 import argparse
@@ -72,8 +74,11 @@ KEEP_RATIO = 0.5
 GRID_START = 1
 KEEP_GRID = [1, 3, 4, 6, 9, 11, 12, 14]
 KEEP_TOKENS = [0, 2, 4, 5, 7, 10, 12, 13, 15]
-KEEP_HEADS = [0, 2]  # drop_head: heads on the gradient path
+KEEP_HEADS = [0, 2]  # drop_head: heads on the gradient path, the same in both blocks
+KEEP_HEADS_PER_BLOCK = [[0, 2], [1]]  # drop_head drawn per block: block 0, block 1
 MODES = ("qkv", "query", "head")
+# The heads groups sbpc makes of the model's one heads group @h: one per block (sbp-insert-masks).
+HEAD_GROUPS = [f"h.blocks.{k}.attn" for k in range(DEPTH)]
 
 # The SBP gradients of every parameter below the final norm must differ from the full ones by at
 # least this (relative to the tensor's largest magnitude), so that comparing an SBP dump against
@@ -188,7 +193,8 @@ def timm_loss_and_grads(params32, images32, labels):
 # --- the independent SBP reference -------------------------------------------------------------
 
 class Sbp:
-    """One SBP configuration: mode in MODES, keep token indices (into the 17 tokens), kept heads.
+    """One SBP configuration: mode in MODES, keep token indices (into the 17 tokens), kept heads:
+    one list for every block, or one list per block (drop_head drawn per block, as vit_sbp.py).
     formulation 'gather' runs kept and dropped rows separately (vit_sbp.py's way);
     'where' runs everything once and detaches the dropped part (a second, independent check)."""
 
@@ -200,10 +206,19 @@ class Sbp:
         self.drop = torch.tensor([t for t in range(TOKENS) if t not in keep_tokens], dtype=torch.long)
         self.row_keep = torch.zeros(TOKENS, dtype=torch.bool)
         self.row_keep[self.keep] = True
-        self.heads_keep = torch.tensor(sorted(keep_heads), dtype=torch.long)
-        self.heads_drop = torch.tensor([h for h in range(HEADS) if h not in keep_heads], dtype=torch.long)
+        per_block = keep_heads and isinstance(keep_heads[0], (list, tuple))
+        self.keep_heads = [list(h) for h in keep_heads] if per_block else [list(keep_heads)] * DEPTH
+        assert len(self.keep_heads) == DEPTH
+        self.set_block(0)
+
+    def set_block(self, k):
+        """Selects block k's heads (the token mask is the same in every block)."""
+        heads = self.keep_heads[k]
+        self.heads_keep = torch.tensor(sorted(heads), dtype=torch.long)
+        self.heads_drop = torch.tensor([h for h in range(HEADS) if h not in heads], dtype=torch.long)
         self.head_keep = torch.zeros(HEADS, dtype=torch.bool)
         self.head_keep[self.heads_keep] = True
+        return self
 
 
 def attention_map(q, k, v, key_mask=None):
@@ -233,7 +248,9 @@ def sbp_attention_map(q, k, v, sbp):
     # 'gather': index kept and dropped rows (or heads) apart, then scatter them back.
     out = torch.zeros_like(q)
     if sbp.mode == "head":
-        out[:, sbp.heads_keep] = attention_map(q[:, sbp.heads_keep], k[:, sbp.heads_keep], v[:, sbp.heads_keep])
+        if len(sbp.heads_keep):
+            hk = sbp.heads_keep
+            out[:, hk] = attention_map(q[:, hk], k[:, hk], v[:, hk])
         if len(sbp.heads_drop):
             with torch.no_grad():
                 hd = sbp.heads_drop
@@ -283,7 +300,7 @@ def forward(p, images, labels, sbp=None, trace=None):
         qkv = F.linear(h, p[f"{b}.attn.qkv.weight"], p[f"{b}.attn.qkv.bias"])
         # [B, N, 3*D] -> 3 x [B, heads, N, Dh]; qkv rows: q (heads x Dh), then k, then v.
         q, kk, v = qkv.reshape(bsz, TOKENS, 3, HEADS, HEAD_DIM).permute(2, 0, 3, 1, 4)
-        o = sbp_attention_map(q, kk, v, sbp)
+        o = sbp_attention_map(q, kk, v, sbp.set_block(k) if sbp is not None else None)
         if trace is not None:
             trace.append(o.detach())
         o = o.transpose(1, 2).reshape(bsz, TOKENS, DIM)
@@ -436,6 +453,30 @@ def main():
         check(f"drop_{a_} vs drop_{b_}: min grad rel where both change ({len(names)} tensors)", d,
               d >= MIN_SBP_DIFFERENCE, f">= {MIN_SBP_DIFFERENCE:g}")
 
+    # 4. drop_head drawn per block (vit_sbp.py draws each block's heads anew): block 0 keeps
+    # heads 0 and 2, block 1 head 1 only. Per-block lists equal to the shared one give the shared
+    # result; the per-block result differs from it wherever block 1's heads can matter.
+    sbp_pb = Sbp("head", keep, KEEP_HEADS_PER_BLOCK)
+    loss_pb, grads_pb = loss_and_grads(params, images, labels, sbp_pb)
+    loss_w, grads_w = loss_and_grads(params, images, labels, Sbp("head", keep, KEEP_HEADS_PER_BLOCK, "where"))
+    d = max(max_rel(grads_w, grads_pb), abs(float(loss_w - loss_pb)))
+    check("drop_head per block: gather vs where formulation, max rel", d, d <= TIGHT, f"<= {TIGHT:g}")
+    l_same, g_same = loss_and_grads(params, images, labels, Sbp("head", keep, [KEEP_HEADS] * DEPTH))
+    d = max(max_rel(g_same, results["head"][1]), abs(float(l_same - results["head"][0])))
+    check("drop_head per block with the shared heads vs shared, max rel", d, d <= TIGHT, f"<= {TIGHT:g}")
+    d = abs(float(loss_pb - loss_full))
+    check("drop_head per block: loss equals full, |diff|", d, d <= TIGHT, f"<= {TIGHT:g}")
+    for n in grads_pb:
+        d_full = rel_diff(grads_pb[n], grads_full[n])
+        d_shared = rel_diff(grads_pb[n], results["head"][1][n])
+        if n in unchanged_by("head"):
+            if max(d_full, d_shared) > TIGHT:
+                fail(f"drop_head per block changes {n} by {max(d_full, d_shared):.3g}, expected unchanged")
+        elif min(d_full, d_shared) < MIN_SBP_DIFFERENCE:
+            fail(f"drop_head per block changes {n} by only {min(d_full, d_shared):.3g} against full or "
+                 f"shared heads (< {MIN_SBP_DIFFERENCE}); pick another --seed")
+    results["head_perblock"] = (loss_pb, grads_pb)
+
     print(f"seed {args.seed}, torch {torch.__version__}, timm {timm.__version__}")
     width = max(len(c[0]) for c in checks)
     for what, value, bound, ok in checks:
@@ -469,25 +510,36 @@ def main():
             what += f", attention heads kept {' '.join(map(str, KEEP_HEADS))}"
         atomic_save_safetensors(out(f"grads_sbp_{mode}.safetensors"), as_f32(grads_m, loss_m),
                                 f"{provenance}; {what}")
+    loss_pb, grads_pb = results["head_perblock"]
+    heads_str = lambda hs: " ".join(map(str, hs)) or "-"
+    atomic_save_safetensors(out("grads_sbp_head_perblock.safetensors"), as_f32(grads_pb, loss_pb),
+                            f"{provenance}; drop_head, both blocks, attention and MLP branches, keep tokens "
+                            f"{keep_str}, attention heads kept per block: " +
+                            "; ".join(f"block {k}: {heads_str(h)}" for k, h in enumerate(KEEP_HEADS_PER_BLOCK)))
     comment = (f"# SBP keep indices into the {TOKENS} tokens (token 0 = class token, always kept; "
                f"token 1 + i*{GRID} + j = patch (i, j)): grid mask on the {GRID}x{GRID} patch grid, "
                f"keep {KEEP_RATIO}, start {GRID_START}, i.e. patches with (i + j) % 2 == {GRID_START}")
     atomic_write_bytes(out("keep.txt"), f"{comment}\n{keep_str}\n".encode())
-    atomic_write_bytes(out("keep_head.txt"), (
-        f"{comment}; line 2: the attention heads kept for drop_head (of {HEADS})\n"
-        f"{keep_str}\n{' '.join(map(str, KEEP_HEADS))}\n").encode())
+    # drop_head models: the token group @m, then one heads group per block (sbpc draws the heads of
+    # each block apart), each line naming its group.
+    for name, heads in (("keep_head.txt", [KEEP_HEADS] * DEPTH), ("keep_head_perblock.txt", KEEP_HEADS_PER_BLOCK)):
+        lines = [f"m: {keep_str}"] + [f"{g}: {heads_str(h)}" for g, h in zip(HEAD_GROUPS, heads)]
+        atomic_write_bytes(out(name), (
+            f"{comment}; then the attention heads (of {HEADS}) kept by drop_head in each block\n" +
+            "\n".join(lines) + "\n").encode())
 
     print(f"written to {args.out}")
     print(f"labels {labels.tolist()}, keep tokens {keep}, keep heads {KEEP_HEADS}")
     print(f"loss full {float(loss_full):.9f}, " +
           ", ".join(f"drop_{m} {float(results[m][0]):.9f}" for m in MODES))
     print(f"{'parameter':<26} {'|grad| full':>12} {'qkv vs full':>12} {'query vs full':>14} "
-          f"{'head vs full':>13}")
+          f"{'head vs full':>13} {'per-block vs head':>18}")
     for n in grads_full:
         print(f"{n:<26} {float(grads_full[n].norm()):12.6g} "
               f"{rel_diff(results['qkv'][1][n], grads_full[n]):12.3g} "
               f"{rel_diff(results['query'][1][n], grads_full[n]):14.3g} "
-              f"{rel_diff(results['head'][1][n], grads_full[n]):13.3g}")
+              f"{rel_diff(results['head'][1][n], grads_full[n]):13.3g} "
+              f"{rel_diff(results['head_perblock'][1][n], results['head'][1][n]):18.3g}")
 
 
 if __name__ == "__main__":

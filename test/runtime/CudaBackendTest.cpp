@@ -62,8 +62,19 @@ TEST(CudaBackend, DeviceMasksEqualHostMasks) {
   for (float keep : {0.5f, 0.25f, 0.75f, 0.9f, 1.0f, 0.1f, 1.0f / 3.0f, 0.05f})
     for (int32_t heads : {1, 3, 6, 12, 16, 300}) // 300: more than one tile
       specs.push_back(spec(SBP_MASK_HEADS, keep, 1, heads, 0));
-  specs.push_back(spec(SBP_MASK_HEADS, 0.5f, 1, 12, 0)); // shares a heads draw
+  specs.push_back(spec(SBP_MASK_HEADS, 0.5f, 1, 12, 0)); // same settings, its own draw
+  // drop_head per block: a 12-block ViT-Tiny's heads groups (3 heads, the
+  // reference's keep probability 99/197), one draw each; and ratios whose grid
+  // stride is a tie (0.4, 0.6: 2.5 rounds to 2).
+  const size_t first_block = specs.size();
+  for (int block = 0; block < 12; ++block)
+    specs.push_back(spec(SBP_MASK_HEADS, 0.502538f, 1, 3, 0));
+  for (float keep : {0.4f, 0.6f, 0.08f, 0.92f})
+    specs.push_back(spec(SBP_MASK_GRID, keep, 14, 14, 1));
   MaskSampler sampler(specs);
+  for (size_t g = first_block; g < first_block + 12; ++g)
+    ASSERT_EQ(sampler.drawOf(int32_t(g)), uint32_t(g));
+  int blocks_differ = 0;
   std::vector<int64_t> steps;
   for (int64_t s = 0; s < 24; ++s)
     steps.push_back(s);
@@ -81,8 +92,13 @@ TEST(CudaBackend, DeviceMasksEqualHostMasks) {
             << "seed " << seed << " step " << steps[s] << " group " << g << " (kind "
             << specs[g].kind << ", keep " << specs[g].keep_ratio << ", grid " << specs[g].grid_h
             << "x" << specs[g].grid_w << ")";
+      for (size_t g = first_block + 1; g < first_block + 12; ++g)
+        blocks_differ += device[s][g] != device[s][first_block];
     }
   }
+  // The blocks' heads are drawn apart on the device too (two independent draws
+  // of 3 heads at about 0.5 are equal with probability about 1/8).
+  EXPECT_GT(blocks_differ, int(4 * steps.size() * 11 / 2));
 }
 
 // The fused kernel over tensors with gaps, mixed decay flags and more than one

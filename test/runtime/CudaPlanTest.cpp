@@ -132,12 +132,18 @@ TEST(CudaPlan, MaskTableAndDrawsMatchTheHostSampler) {
   for (float keep : {0.5f, 0.25f, 0.75f, 0.9f, 1.0f, 0.1f, 1.0f / 3.0f})
     for (int32_t heads : {1, 6, 12, 16, 300}) // 300: more than one tile of the kernel
       specs.push_back(spec(SBP_MASK_HEADS, keep, 1, heads, 0));
-  specs.push_back(spec(SBP_MASK_HEADS, 0.5f, 1, 12, 0)); // shares a heads draw
+  // Per-block heads groups (a 12-block model's): the same settings, each its own draw.
+  for (int block = 0; block < 12; ++block)
+    specs.push_back(spec(SBP_MASK_HEADS, 0.502538f, 1, 3, 0));
+  specs.push_back(spec(SBP_MASK_HEADS, 0.5f, 1, 12, 0)); // equal to an earlier group, not shared
   MaskSampler sampler(specs);
   std::vector<DeviceMaskGroup> table = maskGroupTable(sampler);
   ASSERT_EQ(table.size(), specs.size());
   EXPECT_EQ(table[first_heads - 1].draw, 0u);
-  EXPECT_EQ(table.back().draw, uint32_t(first_heads + 2)); // the first 0.5 x 12 heads group
+  for (size_t g = first_heads; g < table.size(); ++g)
+    EXPECT_EQ(table[g].draw, uint32_t(g)); // heads groups never share a draw
+  // A 14x14 grid at 0.6 keeps half, as the reference's stride 2 (round half to even).
+  EXPECT_EQ(maskGroupTable(MaskSampler({spec(SBP_MASK_GRID, 0.6f, 14, 14, 1)}))[0].stride, 2);
   EXPECT_EQ(table[first_heads].kind, SBP_MASK_HEADS);
   EXPECT_EQ(table[first_heads].head_threshold, 1u << 23);
   EXPECT_EQ(table[first_heads].capacity, 1);

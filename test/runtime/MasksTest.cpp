@@ -68,6 +68,44 @@ TEST(Masks, StrideFollowsTheKeepRatio) {
   EXPECT_EQ(gridStride(1.0f), 0);
 }
 
+// The reference (mask_ops.py, vit_sbp.py) rounds with numpy, half to even, in
+// float64 from the ratio as written: 1/0.4 = 2.5 -> 2 and 1/(1 - 0.6) = 2.5 -> 2
+// (a float 0.6 used to give just above 2.5, so 3); 1/0.08 = 12.5 -> 12; and
+// 1/(1 - 0.92) is 12.500000000000005 in double, so 13, as in the reference.
+TEST(Masks, StrideRoundsHalfToEvenAsTheReference) {
+  EXPECT_EQ(gridStride(0.4f), 2);
+  EXPECT_EQ(gridStride(0.6f), 2);
+  EXPECT_EQ(gridStride(0.08f), 12);
+  EXPECT_EQ(gridStride(0.92f), 13);
+  EXPECT_EQ(gridStride(0.3f), 3);  // 3.33
+  EXPECT_EQ(gridStride(0.7f), 3);  // 3.33
+  EXPECT_EQ(gridStride(0.35f), 3); // 2.857
+  EXPECT_EQ(gridStride(0.2f), 5);
+  EXPECT_EQ(gridStride(1e-12f), INT32_MAX); // no hang, no overflow: the verifier refuses it
+  EXPECT_EQ(sbp_round_half_even(2.5), 2.0);
+  EXPECT_EQ(sbp_round_half_even(3.5), 4.0);
+  EXPECT_EQ(sbp_round_half_even(2.5000001), 3.0);
+  EXPECT_EQ(sbp_keep_ratio_decimal(0.6f), 0.6);
+  EXPECT_EQ(sbp_keep_ratio_decimal(0.92f), 0.92);
+}
+
+// At 0.4 and 0.6 a 14x14 grid keeps exactly half: every start, host and
+// compiler count alike.
+TEST(Masks, FourAndSixTenthsKeepHalfOfTheGrid) {
+  for (float keep : {0.4f, 0.6f}) {
+    MaskSpec s = spec(SBP_MASK_GRID, keep, 14, 14, 1);
+    for (int32_t start = 0; start < 2; ++start)
+      EXPECT_EQ(gridKeptPositions(s, start).size(), 98u) << keep;
+    EXPECT_EQ(maxKeptTokens(s), 99) << keep;
+    for (int64_t step = 0; step < 8; ++step) {
+      auto kept = sampleKeptPositions(s, 3, step, 0);
+      ASSERT_EQ(kept.size(), 98u);
+      for (int32_t p : kept) // a checkerboard: kept (0.4) or dropped (0.6) on one parity
+        EXPECT_EQ((p / 14 + p % 14) % 2, (kept[0] / 14 + kept[0] % 14) % 2);
+    }
+  }
+}
+
 TEST(Masks, GridKeepsTheExactCountForEveryStart) {
   for (float keep : {0.5f, 0.25f, 1.0f / 3.0f, 0.75f, 0.8f}) {
     for (auto [h, w] : {std::pair{14, 14}, std::pair{7, 7}, std::pair{4, 6}}) {
@@ -229,6 +267,43 @@ TEST(Masks, FixedIndicesAreValidatedAndPadded) {
   EXPECT_EQ(status({2, 1}), SBP_ERROR_INVALID_ARGUMENT);       // descending
   EXPECT_EQ(status({1, 1}), SBP_ERROR_INVALID_ARGUMENT);       // repeated
   EXPECT_EQ(status({0, 1, 2, 3, 4}), SBP_ERROR_INVALID_ARGUMENT); // over capacity
+}
+
+// The class token (a prefix token) is always kept, as every draw keeps it
+// (vit_sbp.py never drops token 0): a list without it is refused, not taken
+// literally; the message says why (patch numbering is the likely mistake).
+TEST(Masks, FixedIndicesMustKeepThePrefixTokens) {
+  MaskSpec s = spec(SBP_MASK_GRID, 0.5f, 4, 4, 1, 9);
+  auto message = [&](std::vector<int32_t> idx) -> std::string {
+    try {
+      checkedFixedIndices(s, "m", idx.data(), int32_t(idx.size()));
+      return "";
+    } catch (const Error &e) {
+      EXPECT_EQ(e.status(), SBP_ERROR_INVALID_ARGUMENT);
+      return e.what();
+    }
+  };
+  EXPECT_EQ(message({0, 2, 4, 5, 7, 10, 12, 13, 15}), "");
+  EXPECT_EQ(message({0}), ""); // the class token alone
+  EXPECT_EQ(message({1, 3, 4, 6, 9, 11, 12, 14}),
+            "mask group 'm': keep indices must start with token 0 (always kept: the class "
+            "token), got 1 at entry 0; indices count tokens, so grid position p is token 1 + p");
+  EXPECT_NE(message({}).find("got 0 indices"), std::string::npos);
+  MaskSpec two = spec(SBP_MASK_GRID, 0.5f, 2, 2, 2, 4);
+  auto twoMessage = [&](std::vector<int32_t> idx) -> std::string {
+    try {
+      checkedFixedIndices(two, "p", idx.data(), int32_t(idx.size()));
+      return "";
+    } catch (const Error &e) {
+      return e.what();
+    }
+  };
+  EXPECT_EQ(twoMessage({0, 1, 3}), "");
+  EXPECT_NE(twoMessage({0, 3}).find("must start with tokens 0..1"), std::string::npos);
+  // No prefix: any list, also an empty one.
+  MaskSpec none = spec(SBP_MASK_GRID, 0.5f, 2, 2, 0, 2);
+  const int32_t one[] = {3};
+  EXPECT_EQ(checkedFixedIndices(none, "n", one, 1), (std::vector<int32_t>{3, -1}));
 }
 
 // The draws of the grid and random kinds are pinned: adding a kind must not
@@ -401,28 +476,53 @@ TEST(MasksHeads, MaxKeptAndCapacityAreTheNumberOfHeads) {
   }
 }
 
-TEST(MasksHeads, GroupsShareADrawOnlyWithTheSameKindRatioAndHeads) {
+// A heads group is one block's draw (vit_sbp.py draws every block's heads
+// anew; sbpc gives each block its own group): heads groups never share a draw,
+// even with equal settings, and never with a token group.
+TEST(MasksHeads, EveryHeadsGroupDrawsItsOwnHeads) {
   MaskSampler sampler({headsSpec(0.5f, 12), spec(SBP_MASK_RANDOM, 0.5f, 1, 12),
                        headsSpec(0.5f, 12), headsSpec(0.25f, 12), headsSpec(0.5f, 16),
-                       spec(SBP_MASK_GRID, 0.5f, 1, 12), headsSpec(0.25f, 12)});
-  EXPECT_EQ(sampler.drawOf(0), 0u);
-  EXPECT_EQ(sampler.drawOf(1), 1u); // random over 1 x 12 at 0.5: another kind
-  EXPECT_EQ(sampler.drawOf(2), 0u);
-  EXPECT_EQ(sampler.drawOf(3), 3u); // another ratio
-  EXPECT_EQ(sampler.drawOf(4), 4u); // another number of heads
-  EXPECT_EQ(sampler.drawOf(5), 5u);
-  EXPECT_EQ(sampler.drawOf(6), 3u);
+                       spec(SBP_MASK_GRID, 0.5f, 1, 12), headsSpec(0.25f, 12),
+                       spec(SBP_MASK_RANDOM, 0.5f, 1, 12)});
+  for (int32_t g = 0; g < 7; ++g)
+    EXPECT_EQ(sampler.drawOf(g), uint32_t(g));
+  EXPECT_EQ(sampler.drawOf(7), 1u); // token groups still share
   EXPECT_FALSE(headsSpec(0.5f, 12).sharesDrawWith(spec(SBP_MASK_RANDOM, 0.5f, 1, 12)));
+  EXPECT_FALSE(headsSpec(0.5f, 12).sharesDrawWith(headsSpec(0.5f, 12)));
   std::vector<std::vector<int32_t>> out;
-  int differ = 0;
-  for (int64_t step = 0; step < 20; ++step) {
+  int differ = 0, differ_quarter = 0;
+  for (int64_t step = 0; step < 40; ++step) {
     sampler.sample(5, step, out);
-    EXPECT_EQ(out[0], out[2]);
-    EXPECT_EQ(out[3], out[6]);
+    EXPECT_EQ(out[1], out[7]);
     EXPECT_EQ(out[4].size(), 16u);
-    differ += out[0] != out[3];
+    differ += out[0] != out[2];
+    differ_quarter += out[3] != out[6];
   }
-  EXPECT_GT(differ, 10);
+  // Two independent draws of 12 heads at 0.5 agree with probability 2^-12.
+  EXPECT_GT(differ, 35);
+  EXPECT_GT(differ_quarter, 20);
+}
+
+// Independent draws: over many steps, the heads two groups keep agree as often
+// as independent coins would (r^2 + (1-r)^2 per head), not always.
+TEST(MasksHeads, PerBlockDrawsAreIndependent) {
+  const int32_t heads = 12;
+  const float r = 0.5f;
+  MaskSampler sampler({headsSpec(r, heads), headsSpec(r, heads)});
+  std::vector<std::vector<int32_t>> out;
+  int64_t same = 0, both = 0, total = 0;
+  for (int64_t step = 0; step < 2000; ++step) {
+    sampler.sample(11, step, out);
+    std::set<int32_t> a(out[0].begin(), out[0].end()), b(out[1].begin(), out[1].end());
+    for (int32_t h = 0; h < heads; ++h) {
+      bool ka = a.count(h), kb = b.count(h);
+      same += ka == kb;
+      both += ka && kb;
+      ++total;
+    }
+  }
+  EXPECT_NEAR(double(same) / double(total), 0.5, 0.02);
+  EXPECT_NEAR(double(both) / double(total), 0.25, 0.02);
 }
 
 TEST(MasksHeads, FixedHeadIndicesAreValidatedAndPadded) {

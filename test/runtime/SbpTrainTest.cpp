@@ -126,6 +126,76 @@ TEST(KeepIndicesFile, ErrorsNameTheLine) {
   EXPECT_THROW(readKeepIndicesFile("/nonexistent/k.txt"), std::runtime_error);
 }
 
+TEST(KeepIndicesFile, LinesMayNameTheirGroup) {
+  auto lines = parseKeepIndexLines(
+      "# drop_head per block\nm: 0 2 4\n\nh.blocks.0.attn: 0 2 # two heads\n h.blocks.1.attn :-\n",
+      "k.txt");
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0].group, "m");
+  EXPECT_EQ(lines[0].line, 2);
+  EXPECT_EQ(lines[0].indices, (std::vector<int32_t>{0, 2, 4}));
+  EXPECT_EQ(lines[1].group, "h.blocks.0.attn");
+  EXPECT_EQ(lines[1].line, 4);
+  EXPECT_EQ(lines[2].group, "h.blocks.1.attn");
+  EXPECT_EQ(lines[2].indices, std::vector<int32_t>{});
+  EXPECT_EQ(parseKeepIndexLines("0 1\n", "k.txt")[0].group, "");
+  auto error = [](const std::string &text) -> std::string {
+    try {
+      parseKeepIndexLines(text, "k.txt");
+      return "";
+    } catch (const std::runtime_error &e) {
+      return e.what();
+    }
+  };
+  EXPECT_EQ(error("m: 0 1\n0 2\n"),
+            "k.txt:2: either every line names its mask group ('NAME: indices') or none does");
+  EXPECT_EQ(error("0 2\nm: 0 1\n"),
+            "k.txt:2: either every line names its mask group ('NAME: indices') or none does");
+  EXPECT_EQ(error(": 0 1\n"), "k.txt:1: a mask group name must be one word before ':'");
+  EXPECT_EQ(error("a b: 0 1\n"), "k.txt:1: a mask group name must be one word before ':'");
+  EXPECT_EQ(error("m:\n"), "k.txt:1: mask group 'm' has no indices (write '-' for an empty list)");
+  EXPECT_EQ(error("m: 0 x\n"), "k.txt:1: 'x' is not a token index");
+}
+
+// Named lines fix groups in any order; a wrong or missing name, a line without
+// the class token, or an index out of range is refused with the file and line.
+TEST(SbpTrainCli, KeepIndicesByNameAndLocatedRefusals) {
+  TempDir dir;
+  std::vector<float> images(64 * 784, 0.5f);
+  std::vector<int32_t> labels(64, 3);
+  sbp::test::writeBatchFile(dir.file("batch.safetensors"), {64, 1, 28, 28}, images, labels);
+  auto dump = [&](const std::string &keep) {
+    sbp::test::writeFile(dir.file("keep.txt"), keep);
+    return sbpTrain(fakeTrainer("fake_trainer_heads") + " --batch " +
+                    dir.file("batch.safetensors") + " --keep-indices " + dir.file("keep.txt") +
+                    " --dump-grads " + dir.file("g.safetensors"));
+  };
+  ToolRun ok = dump("h0: 1 5\nm2: 0 3\nm0: 0 1 2\nm1: 0 4 9\n");
+  EXPECT_EQ(ok.status, 0) << ok.output;
+  std::string keep = dir.file("keep.txt");
+  ToolRun unknown = dump("m0: 0 1\nm9: 0 1\n");
+  EXPECT_EQ(unknown.status, 1);
+  EXPECT_TRUE(contains(unknown.output, keep + ":2: the model has no mask group 'm9' (it has m0, "
+                                       "m1, m2, h0)")) << unknown.output;
+  ToolRun twice = dump("m0: 0 1\nm1: 0\nm0: 0 2\n");
+  EXPECT_TRUE(contains(twice.output, keep + ":3: mask group 'm0' is already fixed on line 1"))
+      << twice.output;
+  ToolRun missing = dump("m0: 0 1\nm1: 0\nm2: 0\n");
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_TRUE(contains(missing.output, "names no line for mask group 'h0'")) << missing.output;
+  // Patch numbering (no class token) on m2's line, in either form.
+  ToolRun patches = dump("m0: 0 1\nm1: 0\nm2: 1 3 4 6\nh0: 0\n");
+  EXPECT_EQ(patches.status, 1);
+  EXPECT_TRUE(contains(patches.output, keep + ":3: mask group 'm2': keep indices must start with "
+                                       "token 0 (always kept: the class token), got 1 at entry 0"))
+      << patches.output;
+  ToolRun positional = dump("0 1\n0\n# a comment line\n2 3\n0\n");
+  EXPECT_TRUE(contains(positional.output, keep + ":4: mask group 'm2': keep indices must start"))
+      << positional.output;
+  ToolRun head = dump("0 1\n0\n0\n0 12\n");
+  EXPECT_TRUE(contains(head.output, keep + ":4: mask group 'h0': head index 12")) << head.output;
+}
+
 TEST(SbpTrainCli, UsageErrorsExitWithTwo) {
   ToolRun help = sbpTrain("--help");
   EXPECT_EQ(help.status, 0);

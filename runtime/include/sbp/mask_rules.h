@@ -14,17 +14,45 @@
 extern "C" {
 #endif
 
-/* Grid masks: stride s = round(1/r) for r <= 0.5 (keep (i + j) mod s == start),
- * s = round(1/(1 - r)) for r > 0.5 (drop (i + j) mod s == start); 0 for r >= 1. */
-static inline int32_t sbp_grid_stride(float keep_ratio) {
-  double r = keep_ratio;
-  if (r >= 1.0)
-    return 0;
-  return (int32_t)lround(r <= 0.5 ? 1.0 / r : 1.0 / (1.0 - r));
+/* The keep ratio as the user wrote it: the float the descriptor carries snapped
+ * to the nearest multiple of 1e-7, i.e. the double nearest the decimal for any
+ * ratio written with at most 7 decimals (a float is within 3e-8 of it). The
+ * grid rules below compute from this double, as the reference implementation
+ * (models/vit_sbp.py, mask_ops.py) computes from its Python float. */
+static inline double sbp_keep_ratio_decimal(float keep_ratio) {
+  return floor((double)keep_ratio * 1e7 + 0.5) / 1e7;
 }
 
-/* Whether grid positions with (i + j) mod s == start are the kept ones. */
-static inline int sbp_grid_keeps_matching(float keep_ratio) { return keep_ratio <= 0.5f; }
+/* Round half to even (numpy's np.round and Python's round): 2.5 -> 2, 3.5 -> 4. */
+static inline double sbp_round_half_even(double x) {
+  double f = floor(x), d = x - f;
+  if (d > 0.5 || (d == 0.5 && fmod(f, 2.0) != 0.0))
+    f += 1.0;
+  return f;
+}
+
+/* Grid masks, as the reference: stride s = round(1/r) for r <= 0.5 (keep
+ * (i + j) mod s == start), s = round(1/(1 - r)) for r > 0.5 (drop (i + j) mod
+ * s == start); 0 for r >= 1. `round` is numpy's, half to even, on the double
+ * quotient: 1/0.4 = 2.5 -> 2 and 1/(1 - 0.6) = 2.5 -> 2 (both keep half the
+ * grid); ties only arise at such ratios (0.08 -> 12.5 -> 12), and where the
+ * reference's float64 arithmetic misses the tie so does this (1/(1 - 0.92) is
+ * 12.500000000000005 in double: 13). */
+static inline int sbp_grid_keeps_matching(float keep_ratio) {
+  return sbp_keep_ratio_decimal(keep_ratio) <= 0.5;
+}
+
+static inline int32_t sbp_grid_stride(float keep_ratio) {
+  double r = sbp_keep_ratio_decimal(keep_ratio), s;
+  if (!(keep_ratio > 0.0f))
+    return 0; /* not a valid ratio (verifiers refuse it) */
+  if (r >= 1.0)
+    return 0;
+  if (r <= 0.0) /* below 5e-8: a stride beyond any grid */
+    return INT32_MAX;
+  s = sbp_round_half_even(r <= 0.5 ? 1.0 / r : 1.0 / (1.0 - r));
+  return s >= (double)INT32_MAX ? INT32_MAX : (int32_t)s;
+}
 
 /* Grid positions (i, j) of an h x w grid with (i + j) mod s == start: the
  * most and the fewest over the starts 0 .. s-1, in O(1) (a group's capacity
