@@ -9,15 +9,16 @@
 # 1. Partly trained parameters: the model without SBP (sbpc --strip-sbp), TRAIN_STEPS steps
 #    (default 469, one epoch at batch 128), seed 1; also its training log with --log-grad-norms.
 # 2. For each configuration: the trainer with sbpc --exact-step, then sbp-train --grad-fidelity
-#    on BATCHES batches (default 32) at those parameters (seed 2: batches and masks), and the same
-#    at the initial parameters (seed 2) for comparison.
+#    on BATCHES batches (default 16) at those parameters (seed 2: batches and masks), and on
+#    INIT_BATCHES (default 8) at the initial parameters (seed 2) for comparison.
 # 3. bench/fidelity_summary.py: the table of docs/fidelity.md; scripts/sbp-plot: the figures.
-# Environment: OUT, BATCHES, TRAIN_STEPS, DATA (default /usr/share/datasets/fashion-mnist),
+# Environment: OUT, BATCHES, INIT_BATCHES, TRAIN_STEPS, DATA (default /usr/share/datasets/fashion-mnist),
 # THREADS (sbp-train --threads, default 0 = all), PLOT_PYTHON (a python3 with matplotlib).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-build/fidelity}
-batches=${BATCHES:-32}
+batches=${BATCHES:-16}
+init_batches=${INIT_BATCHES:-8}
 steps=${TRAIN_STEPS:-469}
 data=${DATA:-/usr/share/datasets/fashion-mnist}
 threads=${THREADS:-0}
@@ -37,7 +38,7 @@ for cfg in "${configs[@]}"; do
   "$train" "$out/$cfg.so" --data "$data" --params "$out/trained.safetensors" --seed 2 --threads "$threads" \
     --grad-fidelity "$batches" --fidelity-csv "$out/$cfg.trained.csv"
   "$train" "$out/$cfg.so" --data "$data" --seed 2 --threads "$threads" \
-    --grad-fidelity "$batches" --fidelity-csv "$out/$cfg.init.csv"
+    --grad-fidelity "$init_batches" --fidelity-csv "$out/$cfg.init.csv"
 done
 python3 bench/fidelity_summary.py "$out" "${configs[@]}" | tee "$out/summary.md"
 plot_python=${PLOT_PYTHON:-/usr/bin/python3}

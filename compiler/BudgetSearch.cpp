@@ -1,4 +1,5 @@
-//===- BudgetSearch.cpp - choose SBP blocks and keep ratio for a memory budget ===//
+//===- BudgetSearch.cpp - choose SBP blocks and keep ratio for a memory budget
+//===//
 //
 // Each candidate is the model annotated for that configuration and lowered
 // through the whole pipeline to its static memory plan: the numbers the
@@ -30,20 +31,23 @@ std::optional<int64_t> sbp::parseByteSize(llvm::StringRef text, std::string &err
   llvm::StringRef number = s.take_front(numberEnd), unit = s.drop_front(numberEnd).trim();
   double value = 0;
   if (number.empty() || number.count('.') > 1 || number == "." || number.getAsDouble(value)) {
-    error = "'" + text.str() + "' is not a size: use a number with an optional unit, e.g. 2.5GiB or 900MiB";
+    error = "'" + text.str() +
+            "' is not a size: use a number with an optional unit, e.g. 2.5GiB "
+            "or 900MiB";
     return std::nullopt;
   }
-  static const std::pair<const char *, double> units[] = {
-      {"", 1},           {"B", 1},           {"KiB", 1024.0},       {"MiB", 1024.0 * 1024},
-      {"GiB", 1 << 30},  {"TiB", 1099511627776.0}, {"kB", 1e3},     {"KB", 1e3},
-      {"MB", 1e6},       {"GB", 1e9},        {"TB", 1e12}};
+  static const std::pair<const char *, double> units[] = {{"", 1},          {"B", 1},
+                                                          {"KiB", 1024.0},  {"MiB", 1024.0 * 1024},
+                                                          {"GiB", 1 << 30}, {"TiB", 1099511627776.0},
+                                                          {"kB", 1e3},      {"KB", 1e3},
+                                                          {"MB", 1e6},      {"GB", 1e9},
+                                                          {"TB", 1e12}};
   const double *scale = nullptr;
   for (const auto &[name, factor] : units)
     if (unit == name)
       scale = &factor;
   if (!scale) {
-    error = "'" + text.str() + "' has an unknown unit '" + unit.str() +
-            "' (B, KiB, MiB, GiB, TiB, kB, MB, GB, TB)";
+    error = "'" + text.str() + "' has an unknown unit '" + unit.str() + "' (B, KiB, MiB, GiB, TiB, kB, MB, GB, TB)";
     return std::nullopt;
   }
   double bytes = std::floor(value * *scale);
@@ -87,7 +91,8 @@ LogicalResult sbp::stripSbp(ModuleOp module) {
                            "(and --strip-sbp) only place SBP on sbp.vit_block ops"),
              WalkResult::interrupt();
     if (auto attn = dyn_cast<AttentionOp>(op); attn && attn.getMaskAttr())
-      return op->emitError("masked sbp.attention outside a ViT block: the memory budget search "
+      return op->emitError("masked sbp.attention outside a ViT block: the memory budget "
+                           "search "
                            "(and --strip-sbp) only place SBP on sbp.vit_block ops"),
              WalkResult::interrupt();
     return WalkResult::advance();
@@ -124,8 +129,7 @@ FailureOr<TokenGrid> tokenGrid(ModelOp model, ArrayRef<VitBlockOp> blocks) {
   int64_t tokens = cast<RankedTensorType>(first.getInput().getType()).getDimSize(1);
   g.prefix = tokens - g.h * g.w;
   if (g.prefix < 0)
-    return first.emitError("has ") << tokens << " tokens, fewer than the " << g.h << "x" << g.w
-                                            << " patch grid",
+    return first.emitError("has ") << tokens << " tokens, fewer than the " << g.h << "x" << g.w << " patch grid",
            failure();
   return g;
 }
@@ -147,7 +151,7 @@ void annotate(ModelOp model, ArrayRef<VitBlockOp> blocks, const BudgetCandidate 
     if (c.attentionMode == "none")
       continue;
     FlatSymbolRefAttr group = FlatSymbolRefAttr::get(ctx, "m");
-    AttentionMode mode = c.attentionMode == "drop_query" ? AttentionMode::drop_query
+    AttentionMode mode = c.attentionMode == "drop_query"  ? AttentionMode::drop_query
                          : c.attentionMode == "drop_head" ? AttentionMode::drop_head
                                                           : AttentionMode::drop_qkv;
     if (mode == AttentionMode::drop_head) {
@@ -198,7 +202,8 @@ FailureOr<BudgetResult> sbp::searchMemoryBudget(ModuleOp module, const BudgetOpt
   ModelOp model = theModel(module);
   std::vector<VitBlockOp> blocks = vitBlocks(model);
   if (blocks.empty())
-    return model.emitError("the memory budget search places SBP on sbp.vit_block ops; this model has none"),
+    return model.emitError("the memory budget search places SBP on "
+                           "sbp.vit_block ops; this model has none"),
            failure();
   FailureOr<TokenGrid> grid = tokenGrid(model, blocks);
   if (failed(grid))
@@ -227,8 +232,7 @@ FailureOr<BudgetResult> sbp::searchMemoryBudget(ModuleOp module, const BudgetOpt
     pipeline.keepOverride = -1.0;
     pipeline.stopAfter.clear();
     if (failed(runPipeline(*copy, pipeline)))
-      return model.emitRemark("while planning the memory of configuration: ")
-             << describeCandidate(c, blocks.size()),
+      return model.emitRemark("while planning the memory of configuration: ") << describeCandidate(c, blocks.size()),
              failure();
     ModelReport r = computeReport(*copy);
     c.trainArenaBytes = r.trainArenaBytes;
@@ -267,11 +271,11 @@ FailureOr<BudgetResult> sbp::searchMemoryBudget(ModuleOp module, const BudgetOpt
     if (c.peakBytes() < smallest->peakBytes())
       smallest = &c;
   return model.emitError("no SBP configuration fits the memory budget of ")
-             << formatBytes(options.budgetBytes) << " (" << options.budgetBytes
-             << " B): the smallest planned peak is " << formatBytes(smallest->peakBytes()) << " ("
-             << smallest->peakBytes() << " B), with " << describeCandidate(*smallest, blocks.size())
-             << "; the dense plan is " << formatBytes(result.densePeakBytes) << " (searched "
-             << result.tried.size() << " configurations; a smaller batch or keep ratio lowers it)",
+             << formatBytes(options.budgetBytes) << " (" << options.budgetBytes << " B): the smallest planned peak is "
+             << formatBytes(smallest->peakBytes()) << " (" << smallest->peakBytes() << " B), with "
+             << describeCandidate(*smallest, blocks.size()) << "; the dense plan is "
+             << formatBytes(result.densePeakBytes) << " (searched " << result.tried.size()
+             << " configurations; a smaller batch or keep ratio lowers it)",
          failure();
 }
 
@@ -281,10 +285,10 @@ std::string sbp::describeBudgetChoice(const BudgetResult &r) {
   if (c.sbpBlocks == 0) {
     text += "dense (no SBP) fits";
   } else {
-    std::string attention =
-        c.attentionMode == "none" ? "MLP only (attention dense)" : "attention " + c.attentionMode;
-    text += llvm::formatv("SBP keep {0} {1}, {2}, on the last {3} of {4} ViT blocks ({5} .. {6})", keepText(c.keep),
-                          r.maskKind, attention, c.sbpBlocks, r.blockNames.size(),
+    std::string attention = c.attentionMode == "none" ? "MLP only (attention dense)" : "attention " + c.attentionMode;
+    text += llvm::formatv("SBP keep {0} {1}, {2}, on the last {3} of {4} ViT "
+                          "blocks ({5} .. {6})",
+                          keepText(c.keep), r.maskKind, attention, c.sbpBlocks, r.blockNames.size(),
                           r.blockNames[r.blockNames.size() - c.sbpBlocks], r.blockNames.back())
                 .str();
   }
@@ -294,12 +298,13 @@ std::string sbp::describeBudgetChoice(const BudgetResult &r) {
 void sbp::printBudgetReport(llvm::raw_ostream &os, const BudgetResult &r) {
   const BudgetCandidate &c = r.chosen;
   os << describeBudgetChoice(r) << "\n";
-  os << llvm::formatv("  planned peak {0} B = arena {1} + parameters, gradients, optimizer state {2} + "
+  os << llvm::formatv("  planned peak {0} B = arena {1} + parameters, "
+                      "gradients, optimizer state {2} + "
                       "input batch {3} + reserve {4}\n",
                       c.peakBytes(), std::max(c.trainArenaBytes, c.evalArenaBytes), c.stateBytes, c.inputBytes,
                       c.reserveBytes);
-  os << "  budget " << r.budgetBytes << " B; dense plan " << r.densePeakBytes << " B; searched "
-     << r.tried.size() << " configurations, in order of preference:\n";
+  os << "  budget " << r.budgetBytes << " B; dense plan " << r.densePeakBytes << " B; searched " << r.tried.size()
+     << " configurations, in order of preference:\n";
   for (const BudgetCandidate &t : r.tried)
     os << llvm::formatv("    {0,-58} peak {1,14} B  {2}\n", describeCandidate(t, r.blockNames.size()), t.peakBytes(),
                         t.peakBytes() <= r.budgetBytes ? "fits" : "over");

@@ -1,4 +1,5 @@
-//===- BudgetSearch.h - choose SBP blocks and keep ratio for a memory budget -*- C++ -*-===//
+//===- BudgetSearch.h - choose SBP blocks and keep ratio for a memory budget -*-
+// C++ -*-===//
 //
 // `sbpc --memory-budget SIZE`: annotates the ViT blocks of a model with the
 // SBP configuration that fits SIZE with the least gradient dropped, judged by

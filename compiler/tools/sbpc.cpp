@@ -2,6 +2,7 @@
 //
 //   sbpc model.mlir --target=cpu -o train.so
 //   sbpc model.mlir --emit=mlir|mlir-after=<pass>|kernels|cpp|report
+//   sbpc model.mlir --memory-budget 2.5GiB -o train.so   (BudgetSearch.h chooses the SBP)
 //
 // Parses and verifies the model (located diagnostics), runs the pipeline of
 // Pipeline.cpp, then prints the requested stage or builds the trainer.

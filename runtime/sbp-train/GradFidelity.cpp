@@ -98,8 +98,8 @@ std::vector<double> measureGradientFidelity(sbp::Trainer &trainer, FidelityBatch
     throw std::runtime_error(fmt::format("trainer of model '{}' carries no exact-gradient step: "
                                          "compile it with `sbpc --exact-step`",
                                          info.model_name));
-  std::vector<float> images(size_t(info.batch) * size_t(info.in_channels) *
-                            size_t(info.in_height) * size_t(info.in_width));
+  std::vector<float> images(size_t(info.batch) * size_t(info.in_channels) * size_t(info.in_height) *
+                            size_t(info.in_width));
   std::vector<int32_t> labels(size_t(info.batch));
   std::vector<std::string> names;
   for (int32_t p = 0; p < info.num_params; ++p)
@@ -118,8 +118,7 @@ std::vector<double> measureGradientFidelity(sbp::Trainer &trainer, FidelityBatch
     std::vector<std::vector<float>> exact = readGradients(trainer, info.num_params);
     for (int32_t p = 0; p < info.num_params; ++p) {
       const std::vector<float> &e = exact[size_t(p)];
-      GradientComparison c =
-          compareGradients(e.data(), sbp[size_t(p)].data(), int64_t(e.size()));
+      GradientComparison c = compareGradients(e.data(), sbp[size_t(p)].data(), int64_t(e.size()));
       mean_cosine[size_t(p)] += c.cosine / double(batches);
       fmt::print(csv, "{},{},{},{},{},{:.9f},{:.9f},{:.9g},{:.9g},{:.7f},{:.7f}\n", b, step,
                  names[size_t(p)], p, e.size(), c.cosine, c.norm_ratio, c.exact_norm, c.sbp_norm,

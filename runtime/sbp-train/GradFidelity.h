@@ -13,7 +13,8 @@
 namespace sbp::train {
 
 inline constexpr const char *kFidelityCsvHeader =
-    "batch,step,param,index,numel,cosine,norm_ratio,exact_norm,sbp_norm,exact_loss,sbp_loss";
+    "batch,step,param,index,numel,cosine,norm_ratio,exact_norm,sbp_norm,exact_"
+    "loss,sbp_loss";
 
 // Cosine similarity and L2 norms of two gradients, in double. Cosine 1 when
 // both are zero, 0 when only one is; the ratio ||sbp|| / ||exact|| is NaN
