@@ -12,11 +12,14 @@
 #include "Sbp/SbpOps.h"
 
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/Verifier.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/FormatVariadic.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <cstdio>
 #include <limits>
 
@@ -109,6 +112,33 @@ LogicalResult sbp::stripSbp(ModuleOp module) {
   return success();
 }
 
+LogicalResult sbp::setBatchSize(ModuleOp module, int64_t batch) {
+  ModelOp model = theModel(module);
+  int64_t old = model.getBatchSize();
+  if (batch == old)
+    return success();
+  auto retype = [&](Value v) {
+    auto t = dyn_cast<RankedTensorType>(v.getType());
+    if (!t || t.getRank() == 0 || t.getDimSize(0) != old)
+      return;
+    SmallVector<int64_t> shape(t.getShape());
+    shape[0] = batch;
+    v.setType(RankedTensorType::get(shape, t.getElementType(), t.getEncoding()));
+  };
+  model.walk([&](Operation *op) {
+    if (isa<ParamOp>(op))
+      return;
+    for (Region &r : op->getRegions())
+      for (Block &b : r)
+        if (op != model.getOperation())
+          for (BlockArgument a : b.getArguments())
+            retype(a);
+    for (Value v : op->getResults())
+      retype(v);
+  });
+  return verify(model);
+}
+
 namespace {
 /// The token grid a ViT's masks are drawn on: from the patch embedding.
 struct TokenGrid {
@@ -189,12 +219,14 @@ std::string keepText(double keep) {
   return text;
 }
 
-std::string describeCandidate(const BudgetCandidate &c, size_t numBlocks) {
+std::string describeCandidate(const BudgetCandidate &c, size_t numBlocks, bool withBatch = false) {
+  std::string batch = withBatch ? "batch " + std::to_string(c.batch) + ", " : "";
   if (c.sbpBlocks == 0)
-    return "dense (no SBP)";
+    return batch + "dense (no SBP)";
   std::string attention = c.attentionMode == "none" ? "MLP only (attention dense)" : "attention " + c.attentionMode;
-  return llvm::formatv("keep {0}, {1}, last {2} of {3} blocks", keepText(c.keep), attention, c.sbpBlocks, numBlocks)
-      .str();
+  return batch +
+         llvm::formatv("keep {0}, {1}, last {2} of {3} blocks", keepText(c.keep), attention, c.sbpBlocks, numBlocks)
+             .str();
 }
 } // namespace
 
@@ -221,18 +253,29 @@ FailureOr<BudgetResult> sbp::searchMemoryBudget(ModuleOp module, const BudgetOpt
   result.maskKind = kind == MaskKind::random ? "random" : "grid";
   for (VitBlockOp b : blocks)
     result.blockNames.push_back(b.getName().str());
-  const int64_t input = inputBytes(model);
+  result.modelBatch = model.getBatchSize();
+  result.searchedBatches = !options.batches.empty();
+  std::vector<int64_t> batches = options.batches;
+  if (batches.empty())
+    batches.push_back(result.modelBatch);
+  llvm::sort(batches, std::greater<int64_t>());
+  batches.erase(std::unique(batches.begin(), batches.end()), batches.end());
+  const bool withBatch = result.searchedBatches;
 
   // Plans candidate c on a copy of the stripped module; fills its numbers.
   auto plan = [&](BudgetCandidate &c) -> LogicalResult {
     OwningOpRef<ModuleOp> copy = module.clone();
+    if (failed(setBatchSize(*copy, c.batch)))
+      return model.emitError("cannot give the model batch size ") << c.batch, failure();
     ModelOp m = theModel(*copy);
+    const int64_t input = inputBytes(m);
     annotate(m, vitBlocks(m), c, *grid, kind);
     PipelineOptions pipeline = options.pipeline;
     pipeline.keepOverride = -1.0;
     pipeline.stopAfter.clear();
     if (failed(runPipeline(*copy, pipeline)))
-      return model.emitRemark("while planning the memory of configuration: ") << describeCandidate(c, blocks.size()),
+      return model.emitRemark("while planning the memory of configuration: ")
+                 << describeCandidate(c, blocks.size(), withBatch),
              failure();
     ModelReport r = computeReport(*copy);
     c.trainArenaBytes = r.trainArenaBytes;
@@ -244,25 +287,32 @@ FailureOr<BudgetResult> sbp::searchMemoryBudget(ModuleOp module, const BudgetOpt
   };
 
   std::vector<BudgetCandidate> order;
-  order.push_back(BudgetCandidate{});
-  for (double keep : options.keeps)
-    for (int k = 1; k <= static_cast<int>(blocks.size()); ++k)
-      for (const std::string &mode : options.attentionModes) {
-        BudgetCandidate c;
-        c.sbpBlocks = k;
-        c.keep = keep;
-        c.attentionMode = mode;
-        order.push_back(c);
-      }
+  for (int64_t batch : batches) {
+    BudgetCandidate dense;
+    dense.batch = batch;
+    order.push_back(dense);
+    for (double keep : options.keeps)
+      for (int k = 1; k <= static_cast<int>(blocks.size()); ++k)
+        for (const std::string &mode : options.attentionModes) {
+          BudgetCandidate c;
+          c.batch = batch;
+          c.sbpBlocks = k;
+          c.keep = keep;
+          c.attentionMode = mode;
+          order.push_back(c);
+        }
+  }
   for (BudgetCandidate &c : order) {
     if (failed(plan(c)))
       return failure();
     result.tried.push_back(c);
-    if (c.sbpBlocks == 0)
+    if (c.sbpBlocks == 0 && c.batch == batches.front())
       result.densePeakBytes = c.peakBytes();
     if (c.peakBytes() <= options.budgetBytes) {
       result.chosen = c;
-      annotate(model, blocks, c, *grid, kind);
+      if (failed(setBatchSize(module, c.batch)))
+        return failure();
+      annotate(model, vitBlocks(model), c, *grid, kind);
       return result;
     }
   }
@@ -273,9 +323,9 @@ FailureOr<BudgetResult> sbp::searchMemoryBudget(ModuleOp module, const BudgetOpt
   return model.emitError("no SBP configuration fits the memory budget of ")
              << formatBytes(options.budgetBytes) << " (" << options.budgetBytes << " B): the smallest planned peak is "
              << formatBytes(smallest->peakBytes()) << " (" << smallest->peakBytes() << " B), with "
-             << describeCandidate(*smallest, blocks.size()) << "; the dense plan is "
+             << describeCandidate(*smallest, blocks.size(), withBatch) << "; the dense plan is "
              << formatBytes(result.densePeakBytes) << " (searched " << result.tried.size()
-             << " configurations; a smaller batch or keep ratio lowers it)",
+             << " configurations; a smaller batch (--budget-batches) or keep ratio lowers it)",
          failure();
 }
 
@@ -292,6 +342,8 @@ std::string sbp::describeBudgetChoice(const BudgetResult &r) {
                           r.blockNames[r.blockNames.size() - c.sbpBlocks], r.blockNames.back())
                 .str();
   }
+  if (r.searchedBatches || c.batch != r.modelBatch)
+    text += ", batch " + std::to_string(c.batch);
   return text + "; planned peak " + formatBytes(c.peakBytes());
 }
 
@@ -306,6 +358,7 @@ void sbp::printBudgetReport(llvm::raw_ostream &os, const BudgetResult &r) {
   os << "  budget " << r.budgetBytes << " B; dense plan " << r.densePeakBytes << " B; searched " << r.tried.size()
      << " configurations, in order of preference:\n";
   for (const BudgetCandidate &t : r.tried)
-    os << llvm::formatv("    {0,-58} peak {1,14} B  {2}\n", describeCandidate(t, r.blockNames.size()), t.peakBytes(),
+    os << llvm::formatv("    {0,-58} peak {1,14} B  {2}\n", describeCandidate(t, r.blockNames.size(), r.searchedBatches),
+                        t.peakBytes(),
                         t.peakBytes() <= r.budgetBytes ? "fits" : "over");
 }

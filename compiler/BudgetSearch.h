@@ -38,6 +38,10 @@ std::string formatBytes(int64_t bytes);
 /// an error there: the search only places SBP on ViT blocks.
 mlir::LogicalResult stripSbp(mlir::ModuleOp module);
 
+/// Gives every activation of the model (every value but the parameters) the
+/// leading dimension `batch`: images, labels, token tensors, logits.
+mlir::LogicalResult setBatchSize(mlir::ModuleOp module, int64_t batch);
+
 /// An attention treatment the search may give an SBP block: one of the
 /// sbp.attention modes, or MLP-only SBP ("none": the attention stays dense).
 bool isBudgetAttentionMode(llvm::StringRef mode);
@@ -51,11 +55,14 @@ struct BudgetOptions {
   std::vector<double> keeps = {0.75, 0.5, 0.25};
   /// Attention treatments to try for each (keep, blocks), preferred first.
   std::vector<std::string> attentionModes = {"drop_qkv"};
+  /// Batch sizes to try, largest (preferred) first; empty: the model's only.
+  std::vector<int64_t> batches;
   PipelineOptions pipeline; // precision; keepOverride and stopAfter unused
 };
 
 /// One configuration: SBP on the last `sbpBlocks` ViT blocks at `keep`.
 struct BudgetCandidate {
+  int64_t batch = 0;
   int sbpBlocks = 0; // 0: dense
   double keep = 1.0;
   std::string attentionMode; // one of BudgetOptions::attentionModes
@@ -72,11 +79,14 @@ struct BudgetResult {
   std::string maskKind;                // "grid" or "random"
   int64_t densePeakBytes = 0;
   std::vector<BudgetCandidate> tried; // in the order of preference, the chosen one last
+  int64_t modelBatch = 0;             // the input's batch size
+  bool searchedBatches = false;       // --budget-batches: the batch is part of the choice
 };
 
 /// Searches the configurations of `module` (an sbp.model of sbp.vit_block ops,
 /// its SBP annotations stripped) in this order of preference and annotates the
-/// module with the first that fits (peakBytes() <= budget):
+/// module with the first that fits (peakBytes() <= budget). For each batch
+/// size (the model's, or those of BudgetOptions::batches, largest first):
 ///   1. dense (no SBP);
 ///   2. for each keep ratio, highest first: for k = 1 .. number of blocks
 ///      (SBP on the last k blocks, as the paper grows it from the output

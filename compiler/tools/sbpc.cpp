@@ -77,6 +77,11 @@ static cl::list<std::string> budgetAttention(
     cl::desc("Attention treatments of an SBP block the budget search tries, preferred first: "
              "drop_qkv, drop_query, drop_head, none (MLP-only SBP) (default drop_qkv)"),
     cl::CommaSeparated, cl::cat(category));
+static cl::list<int64_t> budgetBatches(
+    "budget-batches",
+    cl::desc("Batch sizes the budget search may use, largest preferred: every configuration at the "
+             "largest first, then at the next (default: the model's batch only)"),
+    cl::CommaSeparated, cl::cat(category));
 static cl::opt<bool> stripSbpFlag("strip-sbp",
                                   cl::desc("Remove the model's SBP annotations of ViT blocks (compile it dense)"),
                                   cl::init(false), cl::cat(category));
@@ -186,8 +191,13 @@ int main(int argc, char **argv) {
     return fail("--precision=bf16 is for --target=cuda; the CPU target computes in fp32");
   if (memoryBudget.getNumOccurrences() && keep != -1.0)
     return fail("--keep and --memory-budget both choose keep ratios: give one");
-  if (!memoryBudget.getNumOccurrences() && (budgetReserve.getNumOccurrences() || !budgetKeeps.empty() || !budgetAttention.empty()))
-    return fail("--budget-reserve, --budget-keeps and --budget-attention tune --memory-budget: give it too");
+  if (!memoryBudget.getNumOccurrences() && (budgetReserve.getNumOccurrences() || !budgetKeeps.empty() ||
+                                            !budgetAttention.empty() || !budgetBatches.empty()))
+    return fail("--budget-reserve, --budget-keeps, --budget-attention and --budget-batches tune --memory-budget: "
+                "give it too");
+  for (int64_t b : budgetBatches)
+    if (b < 1 || b > (1 << 24))
+      return fail("--budget-batches values must be in [1, 2^24], got " + std::to_string(b));
   for (double k : budgetKeeps)
     if (!(k > 0.0 && k < 1.0))
       return fail("--budget-keeps values must be in (0, 1), got " + std::to_string(k));
@@ -211,6 +221,7 @@ int main(int argc, char **argv) {
       budgetOptions.keeps.assign(budgetKeeps.begin(), budgetKeeps.end());
     if (!budgetAttention.empty())
       budgetOptions.attentionModes.assign(budgetAttention.begin(), budgetAttention.end());
+    budgetOptions.batches.assign(budgetBatches.begin(), budgetBatches.end());
     budgetOptions.pipeline.precision = precision;
   }
   bool knownEmit = emit == "lib" || emit == "mlir" || emit == "kernels" || emit == "cpp" || emit == "report" ||
