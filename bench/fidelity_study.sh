@@ -12,7 +12,8 @@
 #    on BATCHES batches (default 16) at those parameters (seed 2: batches and masks), and on
 #    INIT_BATCHES (default 8) at the initial parameters (seed 2) for comparison.
 # 3. bench/fidelity_summary.py: the table of docs/fidelity.md; scripts/sbp-plot: the figures.
-# Environment: OUT, BATCHES, INIT_BATCHES, TRAIN_STEPS, DATA (default /usr/share/datasets/fashion-mnist),
+# Environment: OUT, BATCHES, INIT_BATCHES (0: none), TRAIN_STEPS, CONFIGS (names of
+# bench/fidelity/*.mlir, default all six), DATA (default /usr/share/datasets/fashion-mnist),
 # THREADS (sbp-train --threads, default 0 = all), PLOT_PYTHON (a python3 with matplotlib).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ threads=${THREADS:-0}
 sbpc=build/bin/sbpc
 train=build/bin/sbp-train
 mkdir -p "$out"
-configs=(uniform_grid uniform_random increasing_grid decreasing_grid increasing_random decreasing_random)
+read -r -a configs <<< "${CONFIGS:-uniform_grid uniform_random increasing_grid decreasing_grid increasing_random decreasing_random}"
 
 if [[ ! -f $out/trained.safetensors ]]; then
   "$sbpc" samples/vit_fmnist.mlir --strip-sbp --target=cpu -o "$out/dense.so"
@@ -37,8 +38,10 @@ for cfg in "${configs[@]}"; do
   echo "== $cfg"
   "$train" "$out/$cfg.so" --data "$data" --params "$out/trained.safetensors" --seed 2 --threads "$threads" \
     --grad-fidelity "$batches" --fidelity-csv "$out/$cfg.trained.csv"
-  "$train" "$out/$cfg.so" --data "$data" --seed 2 --threads "$threads" \
-    --grad-fidelity "$init_batches" --fidelity-csv "$out/$cfg.init.csv"
+  if (( init_batches > 0 )); then
+    "$train" "$out/$cfg.so" --data "$data" --seed 2 --threads "$threads" \
+      --grad-fidelity "$init_batches" --fidelity-csv "$out/$cfg.init.csv"
+  fi
 done
 python3 bench/fidelity_summary.py "$out" "${configs[@]}" | tee "$out/summary.md"
 plot_python=${PLOT_PYTHON:-/usr/bin/python3}

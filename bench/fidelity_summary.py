@@ -10,6 +10,7 @@ blocks' reach (patch embedding, first blocks); the lowest per-weight mean; and
 the mean norm ratio. Weights are what the paper's figures show.
 """
 import csv
+import os
 import statistics
 import sys
 
@@ -29,6 +30,8 @@ print("| configuration | parameters | mean cosine, all weights | blocks 2-5 (SBP
 print("|---|---|---:|---:|---:|---|---:|")
 for cfg in configs:
     for which in ("trained", "init"):
+        if not os.path.exists(f"{out}/{cfg}.{which}.csv"):
+            continue
         per = load(f"{out}/{cfg}.{which}.csv")
         means = {p: statistics.fmean(c for c, _ in v) for p, v in per.items()}
         ratios = [statistics.fmean(r for _, r in v) for v in per.values()]
