@@ -21,6 +21,8 @@
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <cstdio>
+
 using namespace mlir;
 using namespace sbp;
 
@@ -335,7 +337,38 @@ std::string optimizerInit(ModelOp model) {
 }
 } // namespace
 
-FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &report, TrainerTarget target) {
+/// A C string literal's contents: quotes, backslashes and non-printables escaped.
+static std::string cString(StringRef text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (c == '"' || c == '\\')
+      out += '\\';
+    if (c >= 0x20 && c < 0x7f)
+      out += char(c);
+    else {
+      char octal[8];
+      std::snprintf(octal, sizeof(octal), "\\%03o", unsigned(c));
+      out += octal;
+    }
+  }
+  return out;
+}
+
+/// The train graph of the keep-1.0 module, renamed exact_train (its step
+/// function and column-sum kernel take the graph's name).
+static FailureOr<sbpk::GraphOp> exactTrainGraph(ModuleOp exact) {
+  for (sbpk::GraphOp g : exact.getOps<sbpk::GraphOp>())
+    if (g.getSymName() == "train" || g.getSymName() == "exact_train") {
+      if (!g.getArenaBytes())
+        return g.emitError("exact-gradient graph is not planned (sbp-plan-memory)"), failure();
+      g.setSymName("exact_train");
+      return g;
+    }
+  return exact.emitError("the exact-gradient module has no train graph"), failure();
+}
+
+FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &report, TrainerTarget target,
+                                        const TrainerExtras &extras) {
   bool cuda = target == TrainerTarget::Cuda;
   auto models = module.getOps<ModelOp>();
   if (models.empty() || std::next(models.begin()) != models.end())
@@ -346,6 +379,16 @@ FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &repo
     (g.getSymName() == "train" ? train : eval) = g;
   if (!train || !eval || !train.getArenaBytes())
     return model.emitError("model is not lowered and planned (sbp-lower-to-kernels, sbp-plan-memory)"), failure();
+  sbpk::GraphOp exact;
+  if (extras.exact) {
+    FailureOr<sbpk::GraphOp> g = exactTrainGraph(extras.exact);
+    if (failed(g))
+      return failure();
+    exact = *g;
+  }
+  SmallVector<sbpk::GraphOp, 3> graphs = {train, eval};
+  if (exact)
+    graphs.push_back(exact);
 
   std::string source;
   llvm::raw_string_ostream os(source);
@@ -378,7 +421,7 @@ FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &repo
   os << "}\n\n";
   // The generated kernels of the fusion groups, then the step functions.
   llvm::DenseMap<Operation *, std::string> fusedNames;
-  for (sbpk::GraphOp g : {train, eval})
+  for (sbpk::GraphOp g : graphs)
     for (auto f : g.getBlock().getOps<sbpk::FusedOp>()) {
       std::string fn = (f.getName() + "_" + llvm::Twine(fusedNames.size())).str();
       fusedNames[f] = fn;
@@ -386,7 +429,7 @@ FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &repo
         return failure();
     }
   if (cuda)
-    for (sbpk::GraphOp g : {train, eval}) {
+    for (sbpk::GraphOp g : graphs) {
       SmallVector<sbpk::FusedOp> deferred;
       for (auto f : g.getBlock().getOps<sbpk::FusedOp>())
         if (f->hasAttr("deferred_sums"))
@@ -394,9 +437,9 @@ FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &repo
       if (!deferred.empty() && failed(emitDeferredColumnSums(os, (g.getSymName() + "_column_sums").str(), deferred)))
         return failure();
     }
-  if (failed(GraphEmitter(os, train, target, fusedNames).emit()) ||
-      failed(GraphEmitter(os, eval, target, fusedNames).emit()))
-    return failure();
+  for (sbpk::GraphOp g : graphs)
+    if (failed(GraphEmitter(os, g, target, fusedNames).emit()))
+      return failure();
 
   auto images = model.getBlock().getOps<InputOp>();
   ArrayRef<int64_t> imageShape;
@@ -407,7 +450,12 @@ FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &repo
   std::vector<MaskGroupOp> groups = maskGroups(model);
 
   os << "int train_with_zeroed(const sbp_step_args *a, char *err, size_t err_len) {\n"
-     << "  zero_unused_grads(a);\n  return train_step(a, err, err_len);\n}\n\n"
+     << "  zero_unused_grads(a);\n  return train_step(a, err, err_len);\n}\n\n";
+  if (exact)
+    os << "// Every keep ratio 1.0: ordinary backprop, the gradients SBP estimates.\n"
+       << "int exact_with_zeroed(const sbp_step_args *a, char *err, size_t err_len) {\n"
+       << "  zero_unused_grads(a);\n  return exact_train_step(a, err, err_len);\n}\n\n";
+  os
      << "const sbp_model_desc kModel = {\n"
      << "  SBP_ABI_VERSION, sizeof(sbp_model_desc), \"" << model.getSymName() << "\", \""
      << (cuda ? "cuda" : "cpu") << "\", \"sbpc "
@@ -420,7 +468,9 @@ FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &repo
      << "  {" << llvm::formatv("{0:e}", report.total.forwardFlops) << ", "
      << llvm::formatv("{0:e}", report.total.backwardFlops) << ", " << report.total.savedBytes << ", "
      << *train.getArenaBytes() << ", " << eval.getArenaBytes().value_or(0) << "},\n"
-     << "  train_with_zeroed, eval_step,\n};\n\n} // namespace\n\n"
+     << "  train_with_zeroed, eval_step,\n"
+     << "  " << (exact ? "exact_with_zeroed" : "nullptr") << ", " << (exact ? *exact.getArenaBytes() : 0) << ",\n"
+     << "  \"" << cString(extras.sbpPlan) << "\",\n};\n\n} // namespace\n\n"
      << "extern \"C\" __attribute__((visibility(\"default\"))) const sbp_model_desc *\n"
      << "sbp_trainer_model(uint32_t runtime_abi, char *err, size_t err_len) {\n"
      << "  if (runtime_abi != SBP_ABI_VERSION) {\n"

@@ -10,11 +10,20 @@
 namespace sbp {
 enum class TrainerTarget { Cpu, Cuda };
 
+/// What a trainer may carry beside the model's own steps.
+struct TrainerExtras {
+  /// The same model lowered at keep 1.0 (null: none): its train graph becomes
+  /// the descriptor's exact_train_step, the gradients SBP estimates.
+  mlir::ModuleOp exact;
+  /// How the SBP configuration was chosen (sbpc --memory-budget), for --info.
+  std::string sbpPlan;
+};
+
 /// Trainer source: the step functions over the planned kernel graphs (calls
 /// into the CPU or CUDA kernel library) and the model descriptor the runtime
 /// loads. Fails with a diagnostic if the module is not lowered.
 mlir::FailureOr<std::string> emitTrainer(mlir::ModuleOp module, const ModelReport &report,
-                                         TrainerTarget target);
+                                         TrainerTarget target, const TrainerExtras &extras = {});
 
 struct BuildOptions {
   TrainerTarget target = TrainerTarget::Cpu;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what sbpc needs to build, test and train on Debian 12 (bookworm):
 # LLVM/MLIR 19, the C++ libraries, OpenBLAS, the Fashion-MNIST dataset, and
-# clang 19 with libFuzzer and its OpenMP for the fuzz targets (scripts/fuzz.sh).
+# clang 19 with libFuzzer and its OpenMP for the fuzz targets (scripts/fuzz.sh),
+# and matplotlib for scripts/sbp-plot.
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -13,4 +14,4 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libfmt-dev libboost-program-options-dev libgtest-dev libgmock-dev \
   libopenblas-dev \
   clang-19 libclang-rt-19-dev libomp-19-dev \
-  dataset-fashion-mnist >/dev/null
+  dataset-fashion-mnist python3-matplotlib >/dev/null

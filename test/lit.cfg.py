@@ -11,6 +11,7 @@ config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.sbp_obj_root, "test")
 config.excludes = ["Inputs", "fixtures", "CMakeLists.txt", "README.md", "lit.cfg.py", "lit.site.cfg.py",
                    "check_accuracy.py", "compare_safetensors.py", "make_patch_mlp_fixtures.py",
+                   "check_fidelity.py", "check_budget.py", "check_png.py",
                    "runtime", "cpu_kernels"]
 
 # Tests that need a GPU say `REQUIRES: cuda`; CI has none. Tests that only
@@ -28,6 +29,14 @@ fashion = "/usr/share/datasets/fashion-mnist"
 if os.path.isdir(fashion):
     config.available_features.add("fashion-mnist")
 config.substitutions.append(("%fashion_mnist", fashion))
+
+# scripts/sbp-plot needs matplotlib: the first Python that has it (Debian's
+# python3-matplotlib installs into /usr/bin/python3).
+for python in (config.python_executable, "/usr/bin/python3"):
+    if python and subprocess.run([python, "-c", "import matplotlib"], capture_output=True).returncode == 0:
+        config.available_features.add("matplotlib")
+        config.substitutions.append(("%plot_python", python))
+        break
 config.substitutions.append(("%python", config.python_executable))
 config.substitutions.append(("%sbp_src", config.sbp_src_root))
 config.substitutions.append(("%sbp_obj", config.sbp_obj_root))

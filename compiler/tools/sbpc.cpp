@@ -2,11 +2,13 @@
 //
 //   sbpc model.mlir --target=cpu -o train.so
 //   sbpc model.mlir --emit=mlir|mlir-after=<pass>|kernels|cpp|report
+//   sbpc model.mlir --memory-budget 2.5GiB -o train.so   (BudgetSearch.h chooses the SBP)
 //
 // Parses and verifies the model (located diagnostics), runs the pipeline of
 // Pipeline.cpp, then prints the requested stage or builds the trainer.
 //
 //===----------------------------------------------------------------------===//
+#include "BudgetSearch.h"
 #include "EmitTrainer.h"
 #include "ErrorCounter.h"
 #include "Pipeline.h"
@@ -55,8 +57,46 @@ static cl::opt<bool> keepSource("keep-source", cl::desc("Keep the generated trai
                                 cl::init(false), cl::cat(category));
 static cl::opt<bool> verbose("v", cl::desc("Print the command that builds the trainer"), cl::init(false),
                              cl::cat(category));
+static cl::opt<std::string> memoryBudget(
+    "memory-budget",
+    cl::desc("Choose the SBP configuration (ViT blocks, keep ratio, attention mode) that fits this "
+             "planned training memory with the least gradient dropped, e.g. 2.5GiB or 900MiB; "
+             "replaces the model's own SBP annotations (docs/design.md)"),
+    cl::value_desc("SIZE"), cl::init(""), cl::cat(category));
+static cl::opt<std::string> budgetReserve(
+    "budget-reserve",
+    cl::desc("Memory a run needs beyond the planned buffers, added to every plan the budget "
+             "search compares (default: 256MiB for --target=cuda, 0 for cpu)"),
+    cl::value_desc("SIZE"), cl::init(""), cl::cat(category));
+static cl::list<double> budgetKeeps("budget-keeps",
+                                    cl::desc("Keep ratios the budget search tries, preferred first "
+                                             "(default 0.75,0.5,0.25)"),
+                                    cl::CommaSeparated, cl::cat(category));
+static cl::list<std::string> budgetAttention(
+    "budget-attention",
+    cl::desc("Attention treatments of an SBP block the budget search tries, preferred first: "
+             "drop_qkv, drop_query, drop_head, none (MLP-only SBP) (default drop_qkv)"),
+    cl::CommaSeparated, cl::cat(category));
+static cl::list<int64_t> budgetBatches(
+    "budget-batches",
+    cl::desc("Batch sizes the budget search may use, largest preferred: every configuration at the "
+             "largest first, then at the next (default: the model's batch only)"),
+    cl::CommaSeparated, cl::cat(category));
+static cl::opt<bool> stripSbpFlag("strip-sbp",
+                                  cl::desc("Remove the model's SBP annotations of ViT blocks (compile it dense)"),
+                                  cl::init(false), cl::cat(category));
+static cl::opt<bool> exactStep("exact-step",
+                               cl::desc("Also emit the exact-gradient step (every keep ratio 1.0) that "
+                                        "sbp-train --grad-fidelity compares the SBP gradients with"),
+                               cl::init(false), cl::cat(category));
 static cl::opt<std::string> hostCompiler("cxx", cl::desc("Host C++ compiler for --target=cpu"), cl::init("c++"),
                                          cl::cat(category));
+
+/// What a CUDA run holds beyond the planned buffers: measured on the H100 as
+/// 0.19-0.20 GiB (cuBLASLt workspace, kernel scratch, loaded kernels, the CUDA
+/// graph; docs/benchmarks.md), rounded up.
+static constexpr int64_t kCudaReserveBytes = 256ll << 20;
+static sbp::BudgetOptions budgetOptions;
 
 /// nvcc from PATH, else the toolkit's usual place.
 static std::string defaultNvcc() {
@@ -149,6 +189,41 @@ int main(int argc, char **argv) {
     return fail("unknown --precision=" + precision + ": use fp32 or bf16");
   if (precision == "bf16" && target == "cpu")
     return fail("--precision=bf16 is for --target=cuda; the CPU target computes in fp32");
+  if (memoryBudget.getNumOccurrences() && keep != -1.0)
+    return fail("--keep and --memory-budget both choose keep ratios: give one");
+  if (!memoryBudget.getNumOccurrences() && (budgetReserve.getNumOccurrences() || !budgetKeeps.empty() ||
+                                            !budgetAttention.empty() || !budgetBatches.empty()))
+    return fail("--budget-reserve, --budget-keeps, --budget-attention and --budget-batches tune --memory-budget: "
+                "give it too");
+  for (int64_t b : budgetBatches)
+    if (b < 1 || b > (1 << 24))
+      return fail("--budget-batches values must be in [1, 2^24], got " + std::to_string(b));
+  for (double k : budgetKeeps)
+    if (!(k > 0.0 && k < 1.0))
+      return fail("--budget-keeps values must be in (0, 1), got " + std::to_string(k));
+  for (const std::string &mode : budgetAttention)
+    if (!sbp::isBudgetAttentionMode(mode))
+      return fail("unknown --budget-attention mode '" + mode + "' (drop_qkv, drop_query, drop_head, none)");
+  if (memoryBudget.getNumOccurrences()) {
+    std::string error;
+    std::optional<int64_t> bytes = sbp::parseByteSize(memoryBudget, error);
+    if (!bytes)
+      return fail("--memory-budget: " + error);
+    budgetOptions.budgetBytes = *bytes;
+    budgetOptions.reserveBytes = target == "cuda" ? kCudaReserveBytes : 0;
+    if (budgetReserve.getNumOccurrences()) {
+      std::optional<int64_t> reserve = sbp::parseByteSize(budgetReserve, error, /*allowZero=*/true);
+      if (!reserve)
+        return fail("--budget-reserve: " + error);
+      budgetOptions.reserveBytes = *reserve;
+    }
+    if (!budgetKeeps.empty())
+      budgetOptions.keeps.assign(budgetKeeps.begin(), budgetKeeps.end());
+    if (!budgetAttention.empty())
+      budgetOptions.attentionModes.assign(budgetAttention.begin(), budgetAttention.end());
+    budgetOptions.batches.assign(budgetBatches.begin(), budgetBatches.end());
+    budgetOptions.pipeline.precision = precision;
+  }
   bool knownEmit = emit == "lib" || emit == "mlir" || emit == "kernels" || emit == "cpp" || emit == "report" ||
                    llvm::StringRef(emit).starts_with("mlir-after=");
   if (!knownEmit)
@@ -183,6 +258,23 @@ static int compile(MLIRContext &context, llvm::SourceMgr &sourceMgr, const char 
   if (failed(sbp::verifyCompilerInput(*module)))
     return 1;
 
+  // The SBP configuration: as written, stripped, or chosen for a budget.
+  std::optional<sbp::BudgetResult> budget;
+  std::string sbpPlan;
+  if (memoryBudget.getNumOccurrences()) {
+    FailureOr<sbp::BudgetResult> result = sbp::searchMemoryBudget(*module, budgetOptions);
+    if (failed(result))
+      return 1;
+    budget = *result;
+    sbpPlan = sbp::describeBudgetChoice(*budget);
+    if (emit != "report")
+      llvm::errs() << "sbpc: " << sbpPlan << "\n";
+  } else if (stripSbpFlag) {
+    if (failed(sbp::stripSbp(*module)))
+      return 1;
+    sbpPlan = "SBP annotations stripped (sbpc --strip-sbp): dense";
+  }
+
   llvm::StringRef emitKind = emit;
   if (emitKind == "mlir")
     return writeOutput(print(*module));
@@ -198,16 +290,28 @@ static int compile(MLIRContext &context, llvm::SourceMgr &sourceMgr, const char 
       return 1;
     std::string text;
     llvm::raw_string_ostream os(text);
+    if (budget)
+      sbp::printBudgetReport(os, *budget);
     sbp::printReport(os, sbp::computeReport(*module), sbp::computeReport(*dense));
     return writeOutput(text);
   }
 
+  // The exact-gradient step: the same model at keep 1.0, lowered on its own.
+  OwningOpRef<ModuleOp> exact;
+  if (exactStep && emit != "kernels") {
+    exact = module->clone();
+    if (failed(lower(*exact, 1.0)))
+      return 1;
+  }
   if (failed(lower(*module, keep)))
     return 1;
   if (emit == "kernels")
     return writeOutput(print(*module));
   sbp::TrainerTarget trainerTarget = target == "cuda" ? sbp::TrainerTarget::Cuda : sbp::TrainerTarget::Cpu;
-  FailureOr<std::string> source = sbp::emitTrainer(*module, sbp::computeReport(*module), trainerTarget);
+  sbp::TrainerExtras extras;
+  extras.exact = exact ? *exact : ModuleOp();
+  extras.sbpPlan = sbpPlan;
+  FailureOr<std::string> source = sbp::emitTrainer(*module, sbp::computeReport(*module), trainerTarget, extras);
   if (failed(source))
     return 1;
   if (emit == "cpp")

@@ -194,6 +194,25 @@ void Trainer::computeGradients(const float *images, const int32_t *labels, float
   forwardBackward(images, labels, loss);
 }
 
+void Trainer::computeExactGradients(const float *images, const int32_t *labels, float *loss) {
+  const sbp_model_desc &d = desc();
+  if (!d.exact_train_step)
+    fail(SBP_ERROR_UNSUPPORTED,
+         "trainer '{}' carries no exact-gradient step: compile it with `sbpc --exact-step`",
+         library_->path());
+  checkBatch(images, labels);
+  if (!exact_arena_.data())
+    exact_arena_ = backend_->allocate(size_t(std::max<int64_t>(d.exact_arena_bytes, 1)));
+  // The same path as a host-driven step on every backend: the step is not
+  // captured, and it reads no keep indices (they are only valid, not used).
+  sbp_step_args args = stepArgs(images, labels);
+  args.arena = exact_arena_.data();
+  callTrainerStep(d.exact_train_step, args, "exact_train_step", library_->path());
+  float value = finiteLoss("exact loss");
+  if (loss)
+    *loss = value;
+}
+
 void Trainer::eval(const float *images, const int32_t *labels, float *loss, float *logits) {
   checkBatch(images, labels);
   if (backend_->runsSteps()) {
@@ -302,6 +321,9 @@ void Trainer::info(sbp_trainer_info &out) const {
   out.arena_bytes = int64_t(arena_.bytes());
   out.state_bytes = int64_t(params_.bytes() * (2 + state_.size()));
   out.step = step_;
+  out.has_exact_step = d.exact_train_step ? 1 : 0;
+  out.exact_arena_bytes = d.exact_train_step ? d.exact_arena_bytes : 0;
+  out.sbp_plan = d.sbp_plan ? d.sbp_plan : "";
 }
 
 const sbp_param_desc &Trainer::param(int32_t index) const {

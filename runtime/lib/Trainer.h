@@ -28,6 +28,8 @@ public:
   // backend that runs steps on a device, in that device's memory).
   void step(const float *images, const int32_t *labels, float *loss);
   void computeGradients(const float *images, const int32_t *labels, float *loss);
+  // Every keep ratio 1.0 through the trainer's exact_train_step, no update.
+  void computeExactGradients(const float *images, const int32_t *labels, float *loss);
   void eval(const float *images, const int32_t *labels, float *loss, float *logits);
 
   void setKeepIndices(int32_t group, const int32_t *idx, int32_t count);
@@ -75,6 +77,7 @@ private:
   int64_t step_ = 0;
 
   DeviceBuffer params_, grads_, arena_, loss_;
+  DeviceBuffer exact_arena_; // allocated by the first computeExactGradients
   std::vector<DeviceBuffer> state_;
   DeviceBuffer images_staging_, labels_staging_, logits_staging_;
   std::vector<ParamSpan> spans_;

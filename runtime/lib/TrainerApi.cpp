@@ -87,6 +87,13 @@ SBP_API sbp_status sbp_trainer_compute_gradients(sbp_trainer *trainer, const flo
                    [&](sbp::rt::Trainer &t) { t.computeGradients(images, labels, loss_out); });
 }
 
+SBP_API sbp_status sbp_trainer_compute_exact_gradients(sbp_trainer *trainer, const float *images,
+                                                       const int32_t *labels, float *loss_out) {
+  return onTrainer(trainer, [&](sbp::rt::Trainer &t) {
+    t.computeExactGradients(images, labels, loss_out);
+  });
+}
+
 SBP_API sbp_status sbp_trainer_eval(sbp_trainer *trainer, const float *images,
                                     const int32_t *labels, float *loss_out, float *logits_out) {
   return onTrainer(trainer,

@@ -105,7 +105,7 @@ void validateModelDesc(const sbp_model_desc &d, const std::string &path) {
                               d.in_height, d.in_width, d.num_classes));
   if (!d.train_step || !d.eval_step)
     invalid(path, "missing train_step or eval_step");
-  if (d.report.train_arena_bytes < 0 || d.report.eval_arena_bytes < 0)
+  if (d.report.train_arena_bytes < 0 || d.report.eval_arena_bytes < 0 || d.exact_arena_bytes < 0)
     invalid(path, "negative arena size");
   validateParams(d, path);
   validateMaskGroups(d, path);

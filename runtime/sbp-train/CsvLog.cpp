@@ -31,7 +31,7 @@ std::optional<int64_t> rowStep(const std::string &line) {
 
 } // namespace
 
-void dropRowsAfterStep(const std::string &path, int64_t step) {
+void dropRowsAfterStep(const std::string &path, int64_t step, const std::string &header) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return; // no log yet: the run starts one
@@ -47,10 +47,10 @@ void dropRowsAfterStep(const std::string &path, int64_t step) {
       break; // a torn last row: the run was killed while writing it
     std::string line = text.substr(at, newline - at);
     if (number == 1) {
-      if (line != kCsvLogHeader)
-        throw std::runtime_error(fmt::format("log '{}' is not an sbp-train log: its first line "
-                                             "is not '{}'",
-                                             path, kCsvLogHeader));
+      if (line != header)
+        throw std::runtime_error(fmt::format("log '{}' is not an sbp-train log of this run: its "
+                                             "first line is not '{}'",
+                                             path, header));
     } else {
       std::optional<int64_t> row = rowStep(line);
       if (!row)
@@ -67,12 +67,17 @@ void dropRowsAfterStep(const std::string &path, int64_t step) {
         fmt::format("cannot trim log '{}': {}", path, std::strerror(errno)));
 }
 
-CsvLog::CsvLog(const std::string &path, std::optional<int64_t> resume_step) : path_(path) {
+CsvLog::CsvLog(const std::string &path, std::optional<int64_t> resume_step,
+               std::vector<std::string> extra_columns)
+    : path_(path), num_extras_(extra_columns.size()) {
   if (path.empty())
     return;
+  std::string header = kCsvLogHeader;
+  for (const std::string &column : extra_columns)
+    header += "," + column;
   bool has_header = false;
   if (resume_step) {
-    dropRowsAfterStep(path, *resume_step);
+    dropRowsAfterStep(path, *resume_step, header);
     if (std::FILE *old = std::fopen(path.c_str(), "r")) {
       has_header = std::fgetc(old) != EOF;
       std::fclose(old);
@@ -82,7 +87,7 @@ CsvLog::CsvLog(const std::string &path, std::optional<int64_t> resume_step) : pa
   if (!file_)
     throw std::runtime_error(fmt::format("cannot write log '{}': {}", path, std::strerror(errno)));
   if (!has_header) {
-    fmt::print(file_, "{}\n", kCsvLogHeader);
+    fmt::print(file_, "{}\n", header);
     std::fflush(file_);
   }
 }
@@ -93,14 +98,21 @@ CsvLog::~CsvLog() {
 }
 
 void CsvLog::row(int64_t epoch, int64_t step, double train_loss, std::optional<double> test_loss,
-                 std::optional<double> test_acc, double seconds) {
+                 std::optional<double> test_acc, double seconds,
+                 const std::vector<double> &extras) {
   if (!file_)
     return;
+  if (extras.size() != num_extras_)
+    throw std::logic_error(fmt::format("log '{}': {} extra values for {} columns", path_,
+                                       extras.size(), num_extras_));
   std::string loss = test_loss ? fmt::format("{:.6f}", *test_loss) : "";
   std::string acc = test_acc ? fmt::format("{:.4f}", *test_acc) : "";
   // One write of the whole row, so a kill leaves at most one torn line.
-  std::string line = fmt::format("{},{},{:.6f},{},{},{:.3f}\n", epoch, step, train_loss, loss,
+  std::string line = fmt::format("{},{},{:.6f},{},{},{:.3f}", epoch, step, train_loss, loss,
                                  acc, seconds);
+  for (double value : extras)
+    line += fmt::format(",{:.6g}", value);
+  line += '\n';
   if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0)
     throw std::runtime_error(fmt::format("cannot write log '{}': {}", path_, std::strerror(errno)));
 }

@@ -5,6 +5,7 @@
 // Exit status: 0 on success, 1 on any error (message "sbp-train: error: ..."
 // on stderr), 2 for a bad command line. See docs/sbp-train.md.
 #include "CsvLog.h"
+#include "GradFidelity.h"
 #include "KeepIndicesFile.h"
 #include "Paths.h"
 #include "Progress.h"
@@ -53,6 +54,10 @@ struct Options {
   int32_t threads = 0;
   int32_t device = 0;
   bool eval_every_epoch = false, info = false;
+  // Gradient fidelity and norms (docs/fidelity.md).
+  std::optional<int64_t> grad_fidelity;
+  std::string fidelity_csv;
+  bool log_grad_norms = false;
 };
 
 template <typename T> std::optional<T> optionalOf(const po::variables_map &vm, const char *key) {
@@ -86,7 +91,14 @@ po::options_description describeOptions(Options &o) {
       ("keep-indices", po::value(&o.keep_indices), "fix the keep masks (text file of indices)")
       ("batch", po::value(&o.batch), "safetensors batch (images, labels) for --dump-grads")
       ("dump-grads", po::value(&o.dump_grads), "write the gradients of one batch here and exit")
-      ("save-params", po::value(&o.save_params), "save the final parameters here");
+      ("save-params", po::value(&o.save_params), "save the final parameters here")
+      ("grad-fidelity", po::value<int64_t>(),
+       "compare SBP with exact gradients (keep 1.0; trainer built with sbpc --exact-step) on N "
+       "training batches at the same parameters, then exit")
+      ("fidelity-csv", po::value(&o.fidelity_csv),
+       "write --grad-fidelity's per-parameter cosine and norm ratio here (default: stdout)")
+      ("log-grad-norms", po::bool_switch(&o.log_grad_norms),
+       "add each parameter's gradient L2 norm (at the epoch's last step) to the --log CSV");
   po::options_description all;
   all.add(run).add(test);
   return all;
@@ -143,6 +155,15 @@ std::optional<Options> parseCommandLine(int argc, char **argv) {
   o.epochs = optionalOf<int64_t>(vm, "epochs");
   o.steps = optionalOf<int64_t>(vm, "steps");
   o.warmup_steps = optionalOf<int64_t>(vm, "warmup-steps");
+  o.grad_fidelity = optionalOf<int64_t>(vm, "grad-fidelity");
+  if (o.grad_fidelity && *o.grad_fidelity < 1)
+    throw UsageError("--grad-fidelity needs at least 1 batch");
+  if (!o.fidelity_csv.empty() && !o.grad_fidelity)
+    throw UsageError("--fidelity-csv is the output of --grad-fidelity; give --grad-fidelity N too");
+  if (o.grad_fidelity && !o.dump_grads.empty())
+    throw UsageError("give --grad-fidelity or --dump-grads, not both");
+  if (o.log_grad_norms && vm.count("log") == 0)
+    throw UsageError("--log-grad-norms adds columns to the --log CSV; give --log FILE too");
   o.lr = optionalOf<float>(vm, "lr");
   o.weight_decay = optionalOf<float>(vm, "weight-decay");
   if (vm.count("seed"))
@@ -236,6 +257,11 @@ void printInfo(const sbp::Trainer &trainer) {
   fmt::print("runtime        ABI {}, arena {}, parameters+gradients+optimizer {}\n",
              sbp_runtime_abi_version(), humanBytes(double(i.arena_bytes)),
              humanBytes(double(i.state_bytes)));
+  if (*i.sbp_plan)
+    fmt::print("sbp plan       {}\n", i.sbp_plan);
+  if (i.has_exact_step)
+    fmt::print("exact step     yes (sbpc --exact-step), arena {}\n",
+               humanBytes(double(i.exact_arena_bytes)));
 }
 
 // ------------------------------------------------------------ batches ---
@@ -336,6 +362,58 @@ int dumpGradients(sbp::Trainer &trainer, const Options &o) {
   return 0;
 }
 
+// ------------------------------------------------- gradient fidelity ---
+
+// Training batches of epoch 0 in the run's shuffle, as training would see them.
+struct DatasetBatches : FidelityBatches {
+  DatasetBatches(sbp::Dataset &data, int64_t batch, uint64_t seed)
+      : data(data), batch(batch), seed(seed) {}
+  void get(int64_t index, float *images, int32_t *labels) override {
+    const int64_t per_epoch = data.numTrainBatches(batch);
+    data.trainBatch(batch, seed, index / per_epoch, index % per_epoch, images, labels);
+  }
+  sbp::Dataset &data;
+  int64_t batch;
+  uint64_t seed;
+};
+
+int gradFidelity(sbp::Trainer &trainer, const Options &o) {
+  sbp::Dataset data(o.data);
+  sbp_trainer_info info = trainer.info();
+  checkCompatible(info, data.info(), o.data);
+  if (data.numTrainBatches(info.batch) < 1)
+    throw std::runtime_error(fmt::format("dataset '{}' has fewer than {} training images", o.data,
+                                         info.batch));
+  DatasetBatches batches(data, info.batch, info.seed);
+  std::FILE *csv = stdout;
+  if (!o.fidelity_csv.empty() && !(csv = std::fopen(o.fidelity_csv.c_str(), "w")))
+    throw std::runtime_error(fmt::format("cannot write '{}'", o.fidelity_csv));
+  std::vector<double> cosine;
+  try {
+    cosine = measureGradientFidelity(trainer, batches, *o.grad_fidelity, csv);
+  } catch (...) {
+    if (csv != stdout)
+      std::fclose(csv);
+    throw;
+  }
+  if (csv != stdout && std::fclose(csv) != 0)
+    throw std::runtime_error(fmt::format("cannot write '{}'", o.fidelity_csv));
+  // The summary goes where the CSV does not.
+  std::FILE *out = csv == stdout ? stderr : stdout;
+  auto worst = std::min_element(cosine.begin(), cosine.end());
+  double mean = 0.0;
+  for (double c : cosine)
+    mean += c / double(cosine.size());
+  sbp_param_info pi{};
+  pi.struct_size = sizeof(pi);
+  sbp::detail::check(
+      sbp_trainer_get_param_info(trainer.get(), int32_t(worst - cosine.begin()), &pi));
+  fmt::print(out, "grad fidelity over {} batches, {} parameters: mean cosine {:.6f}, lowest "
+                  "{:.6f} ({})\n",
+             *o.grad_fidelity, cosine.size(), mean, *worst, pi.name);
+  return 0;
+}
+
 // ------------------------------------------------------------ training --
 
 struct EvalResult {
@@ -421,7 +499,8 @@ int train(sbp::Trainer &trainer, const Options &o) {
     return 0;
   }
   // Resuming: rows past the checkpoint's step are of work this run redoes.
-  CsvLog log(o.log, o.resume.empty() ? std::nullopt : std::optional<int64_t>(step));
+  CsvLog log(o.log, o.resume.empty() ? std::nullopt : std::optional<int64_t>(step),
+             o.log_grad_norms ? gradientNormColumns(trainer) : std::vector<std::string>{});
   Batch batch(info);
   const bool terminal = ::isatty(STDERR_FILENO) == 1;
   const auto run_start = Clock::now();
@@ -461,7 +540,8 @@ int train(sbp::Trainer &trainer, const Options &o) {
     fmt::print("{}  {:.0f} img/s\n", line, rate);
     std::fflush(stdout);
     log.row(epoch + 1, step, train_loss, test ? std::optional(test->loss) : std::nullopt,
-            test ? std::optional(test->accuracy) : std::nullopt, secondsSince(run_start));
+            test ? std::optional(test->accuracy) : std::nullopt, secondsSince(run_start),
+            o.log_grad_norms ? gradientNorms(trainer) : std::vector<double>{});
     if (!o.save.empty())
       trainer.saveCheckpoint(o.save);
   }
@@ -480,7 +560,8 @@ void checkPaths(const Options &o) {
     return; // writes nothing
   for (const auto &[option, path] :
        {std::pair<const char *, const std::string &>{"--save", o.save},
-        {"--save-params", o.save_params}, {"--dump-grads", o.dump_grads}})
+        {"--save-params", o.save_params}, {"--dump-grads", o.dump_grads},
+        {"--fidelity-csv", o.fidelity_csv}})
     if (!path.empty())
       checkOutputPath(option, path);
   if (!o.log.empty() && o.dump_grads.empty())
@@ -516,6 +597,8 @@ int run(const Options &o) {
     applyKeepIndices(trainer, o.keep_indices);
   if (!o.dump_grads.empty())
     return dumpGradients(trainer, o);
+  if (o.grad_fidelity)
+    return gradFidelity(trainer, o);
   int status = train(trainer, o);
   if (status == 0 && !o.save_params.empty())
     trainer.saveParams(o.save_params);

@@ -56,9 +56,17 @@ bool contains(const std::string &text, const std::string &needle) {
 
 } // namespace
 
-TEST(ModelDesc, AbiVersionTwoKnowsHeadsMasks) {
-  EXPECT_EQ(SBP_ABI_VERSION, 2u); // bumped with SBP_MASK_HEADS
+TEST(ModelDesc, AbiVersionThreeKnowsHeadsMasksAndTheExactStep) {
+  EXPECT_EQ(SBP_ABI_VERSION, 3u); // 2: SBP_MASK_HEADS; 3: exact_train_step, sbp_plan
   EXPECT_EQ(int(SBP_MASK_HEADS), 2);
+}
+
+TEST(ModelDesc, ANegativeExactArenaIsRefused) {
+  Desc desc({{"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 99}});
+  desc.d.exact_arena_bytes = -1;
+  auto [status, message] = validate(desc);
+  EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(message, "negative arena size")) << message;
 }
 
 TEST(ModelDesc, HeadsGroupsAreAccepted) {
@@ -107,5 +115,5 @@ TEST(ModelDesc, AnOlderAbiIsAMismatch) {
   auto [status, message] = validate(desc);
   EXPECT_EQ(status, SBP_ERROR_ABI_MISMATCH);
   EXPECT_TRUE(contains(message, "ABI version 1")) << message;
-  EXPECT_TRUE(contains(message, "ABI version 2")) << message;
+  EXPECT_TRUE(contains(message, "ABI version 3")) << message;
 }

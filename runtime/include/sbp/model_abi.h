@@ -12,6 +12,7 @@
  *
  * History: 1 - grid and random masks. 2 - SBP_MASK_HEADS (a value of
  * sbp_mask_group_desc.kind that a version-1 runtime would not understand).
+ * 3 - sbp_model_desc gains exact_train_step, exact_arena_bytes and sbp_plan.
  */
 #ifndef SBP_MODEL_ABI_H
 #define SBP_MODEL_ABI_H
@@ -23,7 +24,7 @@
 extern "C" {
 #endif
 
-#define SBP_ABI_VERSION 2u
+#define SBP_ABI_VERSION 3u
 #define SBP_TRAINER_ENTRY "sbp_trainer_model"
 #define SBP_MAX_RANK 4
 
@@ -128,6 +129,13 @@ typedef struct sbp_model_desc {
   sbp_model_report report;
   sbp_step_fn train_step;   /* forward + backward: loss and gradients, no update */
   sbp_step_fn eval_step;    /* forward only: loss and logits, no SBP */
+  /* Since ABI version 3. */
+  sbp_step_fn exact_train_step; /* forward + backward with every keep ratio 1.0 (ordinary
+                                   backprop: the gradients SBP estimates), no update; reads no
+                                   keep_idx; NULL unless built with `sbpc --exact-step` */
+  int64_t exact_arena_bytes;    /* arena of exact_train_step (0 without it) */
+  const char *sbp_plan;         /* how the SBP configuration was chosen, e.g. by
+                                   `sbpc --memory-budget`; "" when as written in the model */
 } sbp_model_desc;
 
 /* The one symbol every trainer library exports. Returns NULL, with a message in err,

@@ -113,6 +113,15 @@ SBP_API sbp_status sbp_trainer_step(sbp_trainer *trainer, const float *images,
 SBP_API sbp_status sbp_trainer_compute_gradients(sbp_trainer *trainer, const float *images,
                                                  const int32_t *labels, float *loss_out);
 
+/* Forward + backward with every keep ratio 1.0 (ordinary backprop: the
+ * gradients SBP estimates) on the current parameters, no update; the step does
+ * not advance and the gradients are then readable and savable like those of
+ * compute_gradients. Needs a trainer built with `sbpc --exact-step`
+ * (info.has_exact_step), else SBP_ERROR_UNSUPPORTED. Its arena
+ * (info.exact_arena_bytes) is allocated on the first call. */
+SBP_API sbp_status sbp_trainer_compute_exact_gradients(sbp_trainer *trainer, const float *images,
+                                                       const int32_t *labels, float *loss_out);
+
 /* Forward only, no SBP. logits_out (nullable) receives [batch, num_classes]. */
 SBP_API sbp_status sbp_trainer_eval(sbp_trainer *trainer, const float *images,
                                     const int32_t *labels, float *loss_out, float *logits_out);
@@ -164,6 +173,10 @@ typedef struct sbp_trainer_info {
   /* where the trainer runs */
   int32_t device;          /* CUDA device ordinal; -1 for "cpu" trainers */
   const char *device_name; /* e.g. "NVIDIA H100 80GB HBM3"; "host" for "cpu" trainers */
+  /* since ABI version 3 */
+  int32_t has_exact_step;    /* 1: sbp_trainer_compute_exact_gradients works */
+  int64_t exact_arena_bytes; /* its arena, allocated on first use (0 without it) */
+  const char *sbp_plan;      /* how the SBP configuration was chosen (sbpc --memory-budget); "" */
 } sbp_trainer_info;
 
 SBP_API sbp_status sbp_trainer_get_info(const sbp_trainer *trainer, sbp_trainer_info *info);

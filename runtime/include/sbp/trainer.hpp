@@ -82,6 +82,12 @@ public:
     detail::check(sbp_trainer_compute_gradients(handle_, images, labels, &loss));
     return loss;
   }
+  // Every keep ratio 1.0 (sbpc --exact-step): the gradients SBP estimates.
+  float computeExactGradients(const float *images, const int32_t *labels) {
+    float loss = 0.0f;
+    detail::check(sbp_trainer_compute_exact_gradients(handle_, images, labels, &loss));
+    return loss;
+  }
   // logits (nullable) receives [batch, num_classes].
   float eval(const float *images, const int32_t *labels, float *logits = nullptr) {
     float loss = 0.0f;
