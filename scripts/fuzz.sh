@@ -3,7 +3,10 @@
 # in ./build-fuzz.
 #
 #   scripts/fuzz.sh build                 configure and build the targets
-#   scripts/fuzz.sh run TARGET SECONDS    fuzz one target; new crashes are copied to
+#   scripts/fuzz.sh run TARGET SECONDS [RUNS]
+#                                         fuzz one target for SECONDS (0: no limit) or
+#                                         RUNS executions, whichever ends first; new
+#                                         crashes are copied to
 #                                         test/fuzz/regressions/TARGET/pending/
 #   scripts/fuzz.sh replay                run every kept regression input once
 #   scripts/fuzz.sh ci [SECONDS]          build, replay, then each target SECONDS (20)
@@ -69,9 +72,10 @@ dict_flag() {
   esac
 }
 
-# Fuzzes TARGET for SECONDS on a work corpus kept in build-fuzz/corpus/TARGET.
+# Fuzzes TARGET for SECONDS (or RUNS executions) on a work corpus kept in
+# build-fuzz/corpus/TARGET.
 run() {
-  local target=$1 seconds=$2 bin
+  local target=$1 seconds=$2 runs=${3:-} bin
   bin=$(binary "$target")
   [ -x "$bin" ] || die "no fuzz target '$target' (built? one of: ${TARGETS[*]})"
   local work=$BUILD/corpus/$target artifacts=$BUILD/artifacts/$target/
@@ -80,7 +84,7 @@ run() {
   local status
   # -timeout: an input running over 10 s is a hang; -rss_limit_mb: a blow-up.
   set +e
-  "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+  "$bin" -max_total_time="$seconds" ${runs:+-runs="$runs"} -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
     -artifact_prefix="$artifacts" $(dict_flag "$target") ${FUZZ_FLAGS:-} \
     "$work" "$seed_dir" 2>&1 | tee "$BUILD/$target.log" |
     grep -E "^(#[0-9]+.*DONE|stat::|==[0-9]+==ERROR|SUMMARY|artifact_prefix|Test unit written)"
@@ -126,9 +130,9 @@ ci() {
 
 case ${1:-} in
   build) build ;;
-  run) [ $# -eq 3 ] || die "usage: fuzz.sh run TARGET SECONDS"; run "$2" "$3" ;;
+  run) [ $# -eq 3 ] || [ $# -eq 4 ] || die "usage: fuzz.sh run TARGET SECONDS [RUNS]"; run "$2" "$3" "${4:-}" ;;
   replay) replay ;;
   ci) ci "${2:-20}" ;;
   list) printf '%s\n' "${TARGETS[@]}" ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

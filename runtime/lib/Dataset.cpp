@@ -59,8 +59,14 @@ namespace {
 // Reads no more of the file than its header asks for (and one byte to see
 // there is no more): a small .gz that inflates to gigabytes, a stray huge
 // file, fails after that many bytes instead of filling the memory first.
+// A header that promises more than kMaxDatasetFileBytes fails before any data
+// is read.
 std::vector<int64_t> readIdx(const std::string &path, int rank, std::vector<uint8_t> &data) {
-  return parseIdx(readMaybeGzip(path, idxFileBytes(path, rank) + 1), rank, path, data);
+  const uint64_t bytes = idxFileBytes(path, rank);
+  if (bytes > kMaxDatasetFileBytes)
+    fail(SBP_ERROR_CORRUPT_FILE, "'{}': its IDX header promises more than the {} bytes (4 GiB) "
+         "a dataset file may hold", path, kMaxDatasetFileBytes);
+  return parseIdx(readMaybeGzip(path, bytes + 1), rank, path, data);
 }
 
 ImageSplit readIdxSplit(const std::string &dir, const std::string &prefix,
@@ -99,7 +105,8 @@ std::unique_ptr<Dataset> openIdx(const std::string &dir) {
 constexpr int64_t kCifarImage = 3 * 32 * 32;
 
 // Record by record, checking each label as it arrives: a file that is not a
-// CIFAR batch fails at its first record, not after all of it is in memory.
+// CIFAR batch fails at its first record, not after all of it is in memory, and
+// one that inflates without end after kMaxCifarRecordsPerFile records.
 void appendCifarFile(const std::string &path, ImageSplit &split) {
   GzipReader in(path);
   std::vector<uint8_t> record(kCifarImage + 1);
@@ -108,6 +115,9 @@ void appendCifarFile(const std::string &path, ImageSplit &split) {
     size_t got = in.read(record.data(), record.size());
     if (got == 0)
       break;
+    if (records == kMaxCifarRecordsPerFile)
+      fail(SBP_ERROR_CORRUPT_FILE, "'{}' is not a CIFAR-10 batch: it holds more than {} records "
+           "(all of CIFAR-10)", path, kMaxCifarRecordsPerFile);
     if (got < record.size())
       fail(SBP_ERROR_CORRUPT_FILE,
            "'{}' is not a CIFAR-10 batch: {} bytes is not a multiple of the 3073-byte record",

@@ -97,6 +97,14 @@ private:
 // damaged stream.
 std::vector<uint8_t> readMaybeGzip(const std::string &path, uint64_t max_bytes = UINT64_MAX);
 
+// The most bytes one dataset file may hold once inflated (4 GiB; EMNIST's
+// largest file is 0.55 GB): a hostile header cannot ask for more memory.
+constexpr uint64_t kMaxDatasetFileBytes = uint64_t(1) << 32;
+// The most records a CIFAR-10 batch file may hold: the whole of CIFAR-10
+// (60,000 images; a real batch holds 10,000). The format has no header, so
+// this bounds what a small .gz that inflates without end can fill.
+constexpr int64_t kMaxCifarRecordsPerFile = 60000;
+
 // The bytes an IDX file of `rank` dimensions holds by its header (saturating at
 // UINT64_MAX); the header's size alone when the header is cut off or of another
 // kind. Reading stops there, however large the file or its gzip stream.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace sbp::rt {
 namespace {
@@ -168,7 +169,15 @@ void Trainer::forwardBackward(const float *images, const int32_t *labels, float 
     *loss = value;
 }
 
+void Trainer::checkStepCanAdvance() const {
+  if (step_ == std::numeric_limits<int64_t>::max())
+    fail(SBP_ERROR_INVALID_ARGUMENT,
+         "the trainer is at step {}, the largest its step counter holds: it cannot take another "
+         "step", step_);
+}
+
 void Trainer::step(const float *images, const int32_t *labels, float *loss) {
+  checkStepCanAdvance();
   if (backend_->runsSteps()) {
     float value = backendStep(images, labels, true);
     if (loss)

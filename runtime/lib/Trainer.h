@@ -67,6 +67,9 @@ private:
   // A training step (or, update false, forward + backward only) on a backend
   // that runs whole steps (runsSteps()).
   float backendStep(const float *images, const int32_t *labels, bool update);
+  // Fails when the step counter is at INT64_MAX (a checkpoint can put it there):
+  // before the step changes anything, not as an overflow after it.
+  void checkStepCanAdvance() const;
   std::vector<float> download(const DeviceBuffer &buffer) const;
 
   std::unique_ptr<TrainerLibrary> library_;

@@ -491,6 +491,12 @@ int train(sbp::Trainer &trainer, const Options &o) {
   schedule.base_lr = info.lr;
   schedule.total_steps = total;
   schedule.warmup_steps = o.warmup_steps.value_or(defaultWarmupSteps(schedule.kind, total));
+  // Longer than the run, the warm-up would end it below the base rate and the
+  // cosine decay would never start: a mistake, not a schedule.
+  if (schedule.warmup_steps > total)
+    throw UsageError(fmt::format("--warmup-steps {} is longer than the run's {} steps: the "
+                                 "learning rate would never reach its base value (give at most {})",
+                                 schedule.warmup_steps, total, total));
 
   int64_t step = info.step;
   if (step >= total) {

@@ -190,8 +190,18 @@ TEST(Dataset, TruncatedIdxIsCorrupt) {
   expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE, "truncated");
   writeFile(dir.file("train-images-idx3-ubyte"), bytes.substr(0, 9));
   expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE, "truncated");
+  // A product of dimensions past 2^64: over the size cap before it is read, and
+  // parsed without overflow.
   writeFile(dir.file("train-images-idx3-ubyte"), idx({0xFFFFFFFFu, 0xFFFFFFFFu, 3}, {}));
-  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE, "truncated");
+  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE, "promises more than the 4294967296 bytes");
+  std::string header = idx({0xFFFFFFFFu, 0xFFFFFFFFu, 3}, {1, 2, 3});
+  std::vector<uint8_t> data;
+  try {
+    parseIdx({header.begin(), header.end()}, 3, "x", data);
+    ADD_FAILURE() << "parsed";
+  } catch (const Error &e) {
+    EXPECT_NE(std::string(e.what()).find("'x' is truncated"), std::string::npos) << e.what();
+  }
 }
 
 // An IDX file is read only as far as its header says (and one byte more): a
@@ -235,6 +245,42 @@ TEST(Dataset, CifarRecordsAreCheckedAsTheyAreRead) {
   gz = sbp::test::readFile(dir.file("test_batch.bin"));
   writeFile(dir.file("test_batch.bin"), gz.substr(0, gz.size() - 10));
   expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE, "test_batch.bin' is corrupt or truncated");
+}
+
+// A small .gz inflates ~1000x: what a dataset file may hold once inflated is
+// bounded by its header (IDX) and by an absolute cap, so a hostile file fails
+// with a message naming it instead of filling the memory.
+TEST(Dataset, InflatedSizeIsCappedByTheHeaderAndAnAbsoluteLimit) {
+  TempDir dir;
+  writeTinyIdx(dir);
+  // 65535 x 65536 x 65536 images: 2^48 bytes promised, refused before reading.
+  writeGzip(dir.file("t10k-images-idx3-ubyte.gz"),
+            idx({65535, 65536, 65536}, {}) + std::string(1 << 20, '\0'));
+  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE,
+                  "t10k-images-idx3-ubyte.gz': its IDX header promises more than the "
+                  "4294967296 bytes (4 GiB) a dataset file may hold");
+  // 4 GiB of pixels and the 16-byte header: just over the cap, refused too.
+  writeGzip(dir.file("t10k-images-idx3-ubyte.gz"), idx({65536, 256, 256}, {}));
+  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE, "promises more than the 4294967296 bytes");
+  // Just under 4 GiB is allowed: this header is read on, and the file is short.
+  writeGzip(dir.file("t10k-images-idx3-ubyte.gz"), idx({65536, 256, 256 - 1}, {}) + "\x01");
+  expectOpenFails(dir.path(), SBP_ERROR_CORRUPT_FILE, "is truncated");
+
+  // CIFAR has no header: a batch stops at kMaxCifarRecordsPerFile records. A
+  // 180 KB .gz of zero records (label 0, black images) inflating to 184 MB.
+  TempDir cifar;
+  const std::string record(3073, '\0');
+  for (int k = 1; k <= 5; ++k)
+    writeFile(cifar.file("data_batch_" + std::to_string(k) + ".bin"), record);
+  writeFile(cifar.file("test_batch.bin"), record);
+  gzFile f = gzopen(cifar.file("data_batch_2.bin").c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  for (int64_t r = 0; r <= kMaxCifarRecordsPerFile; ++r)
+    ASSERT_EQ(gzwrite(f, record.data(), unsigned(record.size())), int(record.size()));
+  gzclose(f);
+  EXPECT_LT(sbp::test::readFile(cifar.file("data_batch_2.bin")).size(), 1u << 20);
+  expectOpenFails(cifar.path(), SBP_ERROR_CORRUPT_FILE,
+                  "data_batch_2.bin' is not a CIFAR-10 batch: it holds more than 60000 records");
 }
 
 TEST(Dataset, TruncatedGzipIsCorrupt) {

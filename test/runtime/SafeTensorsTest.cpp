@@ -253,7 +253,14 @@ TEST(SafeTensors, HundredThousandTensorsParseInLinearTime) {
   EXPECT_EQ(r.tensors().size(), size_t(kTensors));
   EXPECT_EQ(r.find("t99999")->begin, 4u * 99999);
   EXPECT_EQ(r.find("t100000"), nullptr);
-  EXPECT_LT(seconds, 5.0);
+  // ~0.5 s in Release. ASan (scripts/sanitize.sh) made it 8.5 s on a loaded
+  // machine; quadratic parsing would take minutes there.
+#ifdef __SANITIZE_ADDRESS__
+  constexpr double kBound = 60.0;
+#else
+  constexpr double kBound = 5.0;
+#endif
+  EXPECT_LT(seconds, kBound);
 }
 
 // open() of a FIFO waits for a writer; reading a directory fails obscurely.

@@ -389,6 +389,27 @@ TEST(SbpTrainCli, EpochsTimesStepsPerEpochMustNotOverflow) {
   EXPECT_FALSE(contains(run.output, "epoch 1/")) << run.output;
 }
 
+// --warmup-steps past the end of the run was accepted silently: the run ended
+// still warming up, never at its base learning rate. As long as the run is fine.
+TEST(SbpTrainCli, WarmupLongerThanTheRunIsAUsageError) {
+  TempDir data;
+  sbp::test::writeIdxDataset(data.path(), 640, 64); // 10 steps per epoch
+  const std::string t = fakeTrainer() + " --data " + data.path() + " --threads 1 ";
+  ToolRun run = sbpTrain(t + "--steps 10 --warmup-steps 11");
+  EXPECT_EQ(run.status, 2) << run.output;
+  EXPECT_TRUE(contains(run.output, "sbp-train: error: --warmup-steps 11 is longer than the run's "
+                                   "10 steps: the learning rate would never reach its base value "
+                                   "(give at most 10)"))
+      << run.output;
+  EXPECT_FALSE(contains(run.output, "epoch 1/")) << run.output;
+  run = sbpTrain(t + "--epochs 2 --warmup-steps 21 --schedule constant");
+  EXPECT_EQ(run.status, 2) << run.output;
+  EXPECT_TRUE(contains(run.output, "--warmup-steps 21 is longer than the run's 20 steps"))
+      << run.output;
+  run = sbpTrain(t + "--epochs 2 --warmup-steps 20");
+  EXPECT_EQ(run.status, 0) << run.output;
+}
+
 // A truncated trainer crashed sbp-train inside dlopen (SIGBUS, no message).
 TEST(SbpTrainCli, TruncatedTrainerIsAnErrorNotASignal) {
   TempDir dir;

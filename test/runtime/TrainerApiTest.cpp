@@ -524,6 +524,64 @@ TEST(TrainerApi, FilesOfAnotherAbiVersionAreRefused) {
   EXPECT_EQ(sbp_trainer_load_params(t, ckpt.c_str()), SBP_OK) << sbp_trainer_last_error(t);
 }
 
+// The checkpoint `bytes` with metadata `key` set to `value`: the JSON header is
+// edited, padded to 8 bytes as the writer pads it, and its length rewritten.
+static std::string withMetadata(const std::string &bytes, const std::string &key,
+                                const std::string &value) {
+  uint64_t length = 0;
+  std::memcpy(&length, bytes.data(), 8);
+  std::string header = bytes.substr(8, size_t(length));
+  const std::string data = bytes.substr(8 + size_t(length));
+  while (!header.empty() && header.back() == ' ')
+    header.pop_back();
+  const std::string field = "\"" + key + "\":\"";
+  size_t at = header.find(field);
+  EXPECT_NE(at, std::string::npos) << header;
+  at += field.size();
+  header.replace(at, header.find('"', at) - at, value);
+  header.append((8 - header.size() % 8) % 8, ' ');
+  length = header.size();
+  std::string out(8, '\0');
+  std::memcpy(out.data(), &length, 8);
+  return out + header + data;
+}
+
+// The step counter stops at INT64_MAX with an error instead of overflowing: a
+// checkpoint (its "step" is text anyone can edit) can put it anywhere.
+TEST(TrainerApi, TheStepCounterCannotOverflow) {
+  TempDir dir;
+  std::string ckpt = dir.file("c.safetensors");
+  Handle t(fakeTrainer());
+  ASSERT_EQ(sbp_trainer_save_checkpoint(t, ckpt.c_str()), SBP_OK);
+  const std::string bytes = sbp::test::readFile(ckpt);
+  Batch batch;
+  sbp::test::writeFile(ckpt, withMetadata(bytes, "step", "9223372036854775806"));
+  ASSERT_EQ(sbp_trainer_load_checkpoint(t, ckpt.c_str()), SBP_OK) << sbp_trainer_last_error(t);
+  EXPECT_EQ(stepOf(t), INT64_MAX - 1);
+  ASSERT_EQ(sbp_trainer_step(t, batch.images.data(), batch.labels.data(), nullptr), SBP_OK)
+      << sbp_trainer_last_error(t);
+  EXPECT_EQ(stepOf(t), INT64_MAX);
+  const std::vector<float> before = allParams(t);
+  EXPECT_EQ(sbp_trainer_step(t, batch.images.data(), batch.labels.data(), nullptr),
+            SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(sbp_trainer_last_error(t),
+                       "the trainer is at step 9223372036854775807, the largest its step counter "
+                       "holds: it cannot take another step"))
+      << sbp_trainer_last_error(t);
+  EXPECT_EQ(stepOf(t), INT64_MAX);
+  EXPECT_EQ(allParams(t), before);
+  // Gradients and evaluation do not advance the counter: they still work.
+  EXPECT_EQ(sbp_trainer_compute_gradients(t, batch.images.data(), batch.labels.data(), nullptr),
+            SBP_OK) << sbp_trainer_last_error(t);
+  // A step past INT64_MAX in the file is not a number of this type.
+  sbp::test::writeFile(ckpt, withMetadata(bytes, "step", "9223372036854775808"));
+  EXPECT_EQ(sbp_trainer_load_checkpoint(t, ckpt.c_str()), SBP_ERROR_CORRUPT_FILE);
+  EXPECT_TRUE(contains(sbp_trainer_last_error(t), "bad or missing \"step\""))
+      << sbp_trainer_last_error(t);
+  sbp::test::writeFile(ckpt, withMetadata(bytes, "step", "-1"));
+  EXPECT_EQ(sbp_trainer_load_checkpoint(t, ckpt.c_str()), SBP_ERROR_CORRUPT_FILE);
+}
+
 TEST(TrainerApi, CorruptCheckpointLeavesTheTrainerAsItWas) {
   TempDir dir;
   std::string ckpt = dir.file("c.safetensors");

@@ -66,8 +66,9 @@ StepScalars stepScalars(const OptimizerConfig &c, uint64_t seed, int64_t step, b
   s.beta1 = c.beta1;
   s.beta2 = c.beta2;
   s.eps = c.eps;
-  // As adamwSpan in Optimizers.cpp, for update number t = step + 1.
-  const double t = double(step + 1);
+  // As adamwSpan in Optimizers.cpp, for update number t = step + 1 (in double:
+  // an evaluation or gradient-only call at step INT64_MAX must not overflow).
+  const double t = double(step) + 1.0;
   const double bias1 = 1.0 - std::pow(double(c.beta1), t);
   const double bias2 = 1.0 - std::pow(double(c.beta2), t);
   s.adam_step_size = float(double(c.lr) / bias1);
