@@ -146,6 +146,31 @@ struct RowMap {
   int64_t keptNumel() const { return batch * kept * n; }
 };
 
+/// Writes zeros to the padded kept rows (the -1 entries past the `valid`
+/// ones, a variable of the generated code) of the results `outputs` of a
+/// group with a row map: a loop on the CPU, a grid-stride loop of 256-thread
+/// blocks on the GPU.
+void emitPaddedRowZeros(llvm::raw_ostream &os, int64_t batch, ArrayRef<std::pair<size_t, Value>> outputs,
+                        bool cuda) {
+  if (outputs.empty())
+    return;
+  if (!cuda) {
+    os << "  for (int64_t b = 0; b < " << batch << "; ++b)\n"
+       << "    for (int64_t j = (b * kK + valid) * kN; j < (b + 1) * kK * kN; ++j) {\n";
+    for (auto [i, v] : outputs)
+      os << "      out" << i << "[j] = 0.0f;\n";
+    os << "    }\n";
+    return;
+  }
+  os << "  const int64_t pad = (kK - valid) * int64_t(kN);\n"
+     << "  for (int64_t j = int64_t(blockIdx.x) * 256 + threadIdx.x; j < " << batch
+     << " * pad; j += int64_t(gridDim.x) * 256) {\n"
+     << "    const int64_t at = (j / pad * kK + valid) * kN + j % pad;\n";
+  for (auto [i, v] : outputs)
+    os << "    out" << i << "[at] = sbp::fused::from_float<" << ctype(v) << ">(0.0f);\n";
+  os << "  }\n";
+}
+
 RowMap rowMapOf(sbpk::FusedOp op) {
   RowMap m;
   for (Operation &inner : op.getBlock().without_terminator()) {
@@ -195,7 +220,11 @@ LogicalResult FusedEmitter::emitElementwise() {
   }
   auto yielded = body.getTerminator()->getOperands();
   auto isData = [&](unsigned i) { return int(i) != map.idxArg; };
-  const bool keptOutputs = llvm::any_of(yielded, kept);
+  SmallVector<std::pair<size_t, Value>> keptResults; // padded kept rows are zeroed
+  for (auto [i, v] : llvm::enumerate(yielded))
+    if (kept(v))
+      keptResults.push_back({i, v});
+  const bool keptOutputs = !keptResults.empty();
   // Only kept rows to write: the rows of dropped tokens need not be read.
   const char *skipDropped = llvm::all_of(yielded, kept) ? "    if (!kept)\n      continue;\n" : "";
 
@@ -224,14 +253,7 @@ LogicalResult FusedEmitter::emitElementwise() {
       os << (kept(v) ? "    if (kept) out" : "    out") << i << (kept(v) ? "[ki] = " : "[i] = ") << expr[v]
          << ";\n";
     os << "  }\n";
-    if (keptOutputs) { // padded kept rows (-1 entries) are zeros
-      os << "  for (int64_t b = 0; b < " << map.batch << "; ++b)\n"
-         << "    for (int64_t j = (b * kK + valid) * kN; j < (b + 1) * kK * kN; ++j) {\n";
-      for (auto [i, v] : llvm::enumerate(yielded))
-        if (kept(v))
-          os << "      out" << i << "[j] = 0.0f;\n";
-      os << "    }\n";
-    }
+    emitPaddedRowZeros(os, map.batch, keptResults, false);
     os << "}\n\n";
     return success();
   }
@@ -287,16 +309,7 @@ LogicalResult FusedEmitter::emitElementwise() {
     else
       os << "    sbp::fused::store<kV>(out" << i << " + i, r[" << i << "]);\n";
   os << "  }\n";
-  if (keptOutputs) { // padded kept rows (-1 entries) are zeros
-    os << "  const int64_t pad = (kK - valid) * int64_t(kN);\n"
-       << "  for (int64_t j = int64_t(blockIdx.x) * " << threads << " + threadIdx.x; j < " << map.batch
-       << " * pad; j += int64_t(gridDim.x) * " << threads << ") {\n"
-       << "    const int64_t at = (j / pad * kK + valid) * kN + j % pad;\n";
-    for (auto [i, v] : llvm::enumerate(yielded))
-      if (kept(v))
-        os << "    out" << i << "[at] = sbp::fused::from_float<" << ctype(v) << ">(0.0f);\n";
-    os << "  }\n";
-  }
+  emitPaddedRowZeros(os, map.batch, keptResults, true);
   os << "}\n\n";
   SmallVector<std::string> args;
   for (size_t i = 0; i < op.getInputs().size(); ++i)
@@ -466,7 +479,11 @@ LogicalResult FusedEmitter::emitRowwise() {
 
   const bool hasSums = sums > 0;
   const RowMap &map = gen.map;
-  const bool keptOutputs = llvm::any_of(yielded, [&](Value v) { return gen.keptRows.contains(v); });
+  SmallVector<std::pair<size_t, Value>> keptResults; // gathers: padded kept rows are zeroed
+  for (auto [i, v] : llvm::enumerate(yielded))
+    if (gen.keptRows.contains(v))
+      keptResults.push_back({i, v});
+  const bool keptOutputs = !keptResults.empty();
   // A row result: the whole row, or (a gather) the row's kept row if kept.
   auto storeRow = [&](unsigned i, Value v) -> std::string {
     std::string val = gen.name[v], out = "out" + std::to_string(i);
@@ -516,14 +533,9 @@ LogicalResult FusedEmitter::emitRowwise() {
              << sumIndex[i] << ") * kN + j]; out" << i << "[j] = float(s); }\n";
       os << "  }\n";
     }
-    if (keptOutputs) { // padded kept rows (-1 entries) are zeros
-      os << "  const int64_t valid = sbp::fused::valid_count(in" << map.idxArg << ", kK, kT);\n"
-         << "  for (int64_t b = 0; b < " << map.batch << "; ++b)\n"
-         << "    for (int64_t j = (b * kK + valid) * kN; j < (b + 1) * kK * kN; ++j) {\n";
-      for (auto [i, v] : llvm::enumerate(yielded))
-        if (gen.keptRows.contains(v))
-          os << "      out" << i << "[j] = 0.0f;\n";
-      os << "    }\n";
+    if (keptOutputs) {
+      os << "  const int64_t valid = sbp::fused::valid_count(in" << map.idxArg << ", kK, kT);\n";
+      emitPaddedRowZeros(os, map.batch, keptResults, false);
     }
     os << "}\n\n";
     return success();
@@ -565,16 +577,7 @@ LogicalResult FusedEmitter::emitRowwise() {
     if (sumIndex[i] < 0)
       os << storeRow(i, v);
   os << "  }\n";
-  if (keptOutputs) { // padded kept rows (-1 entries) are zeros
-    os << "  const int64_t pad = (kK - valid) * int64_t(kN);\n"
-       << "  for (int64_t j = int64_t(blockIdx.x) * 256 + threadIdx.x; j < " << map.batch
-       << " * pad; j += int64_t(gridDim.x) * 256) {\n"
-       << "    const int64_t at = (j / pad * kK + valid) * kN + j % pad;\n";
-    for (auto [i, v] : llvm::enumerate(yielded))
-      if (gen.keptRows.contains(v))
-        os << "    out" << i << "[at] = sbp::fused::from_float<" << ctype(v) << ">(0.0f);\n";
-    os << "  }\n";
-  }
+  emitPaddedRowZeros(os, map.batch, keptResults, true);
   if (hasSums)
     os << "  // The block's column sums: its warps added in order, in double.\n"
        << "  __shared__ double sh[kSums * kN];\n"

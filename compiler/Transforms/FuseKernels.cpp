@@ -282,8 +282,9 @@ SmallVector<Operation *> elementwiseGroup(Operation *seed, const llvm::DenseSet<
             next.insert(user);
       // Siblings reading the same tensor; not through a row map's index
       // list, which every gather of a mask group reads.
+      std::optional<KeptRows> memberRows = keptRowsOf(member);
       for (Value v : member->getOperands())
-        if (!keptRowsOf(member) || v != keptRowsOf(member)->idx)
+        if (!memberRows || v != memberRows->idx)
           for (Operation *user : v.getUsers())
             if (candidate(user))
               next.insert(user);
