@@ -356,6 +356,9 @@ static std::string cString(StringRef text) {
 
 /// The train graph of the keep-1.0 module, renamed exact_train (its step
 /// function and column-sum kernel take the graph's name).
+/// Whether sbp-plan-memory put the graph's images at arena offset 0.
+static bool imagesInArena(sbpk::GraphOp graph) { return graph && graph->hasAttr(sbpk::kImagesInArenaAttr); }
+
 static FailureOr<sbpk::GraphOp> exactTrainGraph(ModuleOp exact) {
   for (sbpk::GraphOp g : exact.getOps<sbpk::GraphOp>())
     if (g.getSymName() == "train" || g.getSymName() == "exact_train") {
@@ -470,7 +473,8 @@ FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &repo
      << *train.getArenaBytes() << ", " << eval.getArenaBytes().value_or(0) << "},\n"
      << "  train_with_zeroed, eval_step,\n"
      << "  " << (exact ? "exact_with_zeroed" : "nullptr") << ", " << (exact ? *exact.getArenaBytes() : 0) << ",\n"
-     << "  \"" << cString(extras.sbpPlan) << "\",\n};\n\n} // namespace\n\n"
+     << "  \"" << cString(extras.sbpPlan) << "\",\n"
+     << "  " << (imagesInArena(train) && imagesInArena(eval) ? 1 : 0) << ",\n};\n\n} // namespace\n\n"
      << "extern \"C\" __attribute__((visibility(\"default\"))) const sbp_model_desc *\n"
      << "sbp_trainer_model(uint32_t runtime_abi, char *err, size_t err_len) {\n"
      << "  if (runtime_abi != SBP_ABI_VERSION) {\n"

@@ -205,10 +205,13 @@ std::vector<VitBlockOp> vitBlocks(ModelOp model) {
   return std::vector<VitBlockOp>(range.begin(), range.end());
 }
 
+/// The batch buffers outside the arena: the labels (the images are planned
+/// into the arena by sbp-plan-memory, see sbp_model_desc.images_in_arena).
 int64_t inputBytes(ModelOp model) {
   int64_t bytes = 0;
   for (InputOp in : model.getBlock().getOps<InputOp>())
-    bytes += cast<RankedTensorType>(in.getType()).getNumElements() * 4; // f32 images, i32 labels
+    if (in.getName() != "images")
+      bytes += cast<RankedTensorType>(in.getType()).getNumElements() * 4; // i32 labels
   return bytes;
 }
 
@@ -352,7 +355,7 @@ void sbp::printBudgetReport(llvm::raw_ostream &os, const BudgetResult &r) {
   os << describeBudgetChoice(r) << "\n";
   os << llvm::formatv("  planned peak {0} B = arena {1} + parameters, "
                       "gradients, optimizer state {2} + "
-                      "input batch {3} + reserve {4}\n",
+                      "labels {3} (the images are in the arena) + reserve {4}\n",
                       c.peakBytes(), std::max(c.trainArenaBytes, c.evalArenaBytes), c.stateBytes, c.inputBytes,
                       c.reserveBytes);
   os << "  budget " << r.budgetBytes << " B; dense plan " << r.densePeakBytes << " B; searched " << r.tried.size()

@@ -1,6 +1,8 @@
 //===- PlanMemory.cpp - static arena placement of kernel-graph values -----===//
 #include "Passes.h"
 
+#include <optional>
+
 namespace sbp {
 #define GEN_PASS_DEF_SBPPLANMEMORY
 #include "Passes.h.inc"
@@ -54,15 +56,43 @@ static std::vector<Buffer> collectBuffers(sbpk::GraphOp graph) {
   return buffers;
 }
 
+/// The batch images as an arena buffer pinned at offset 0, live until their
+/// last reader (the patchify at the start of the forward). The runtime copies
+/// the batch there (`sbp_model_desc.images_in_arena`) instead of into a
+/// buffer of its own: the region is free again for the rest of the step,
+/// where the peak is, so the batch costs no memory of its own.
+static std::optional<Buffer> pinnedImages(sbpk::GraphOp graph) {
+  int64_t index = 0, first = -1, last = -1;
+  Value images;
+  for (Operation &op : graph.getBlock()) {
+    if (auto in = dyn_cast<sbpk::InputOp>(op); in && in.getName() == "images") {
+      images = in.getResult();
+      first = last = index;
+    }
+    if (images && llvm::is_contained(op.getOperands(), images))
+      last = index;
+    ++index;
+  }
+  if (!images)
+    return std::nullopt;
+  int64_t size = (sbpk::byteSize(images.getType()) + kAlignment - 1) / kAlignment * kAlignment;
+  return Buffer{images, images.getDefiningOp(), size, first, last, /*offset=*/0};
+}
+
 /// Largest first, each at the lowest offset clear of every placed buffer
-/// whose interval overlaps its own. Returns the arena size.
-static int64_t place(std::vector<Buffer> &buffers) {
+/// whose interval overlaps its own; `pinned` buffers keep their offsets.
+/// Returns the arena size.
+static int64_t place(std::vector<Buffer> &buffers, std::vector<Buffer> &pinned) {
   std::vector<Buffer *> order;
   for (Buffer &b : buffers)
     order.push_back(&b);
   llvm::stable_sort(order, [](Buffer *a, Buffer *b) { return a->size > b->size; });
   std::vector<Buffer *> placed;
   int64_t arena = 0;
+  for (Buffer &p : pinned) {
+    placed.push_back(&p);
+    arena = std::max(arena, p.offset + p.size);
+  }
   for (Buffer *buf : order) {
     std::vector<Buffer *> live;
     for (Buffer *p : placed)
@@ -86,7 +116,10 @@ struct PlanMemoryPass : sbp::impl::SbpPlanMemoryBase<PlanMemoryPass> {
   void runOnOperation() override {
     for (sbpk::GraphOp graph : getOperation().getOps<sbpk::GraphOp>()) {
       std::vector<Buffer> buffers = collectBuffers(graph);
-      int64_t arena = place(buffers);
+      std::vector<Buffer> pinned;
+      if (std::optional<Buffer> images = pinnedImages(graph))
+        pinned.push_back(*images);
+      int64_t arena = place(buffers, pinned);
       llvm::DenseMap<Value, int64_t> offsetOf;
       Builder builder(&getContext());
       for (const Buffer &b : buffers) {
@@ -104,6 +137,8 @@ struct PlanMemoryPass : sbp::impl::SbpPlanMemoryBase<PlanMemoryPass> {
         op.setAttr(sbpk::kArenaOffsetsAttr, builder.getDenseI64ArrayAttr(offsets));
       }
       graph.setArenaBytesAttr(builder.getI64IntegerAttr(arena));
+      if (!pinned.empty())
+        graph->setAttr(sbpk::kImagesInArenaAttr, builder.getUnitAttr());
     }
   }
 };

@@ -22,6 +22,9 @@ inline constexpr llvm::StringLiteral kArenaOffsetsAttr = "arena_offsets";
 /// its size (set by the pass that needs it) and offset (sbp-plan-memory).
 inline constexpr llvm::StringLiteral kScratchBytesAttr = "scratch_bytes";
 inline constexpr llvm::StringLiteral kScratchOffsetAttr = "scratch_offset";
+/// Unit attribute of a graph (sbp-plan-memory): its `images` input is planned
+/// at arena offset 0, free after its last reader.
+inline constexpr llvm::StringLiteral kImagesInArenaAttr = "images_in_arena";
 
 /// The grad_out op that a value is written to, if any: such a value lives in
 /// the gradient buffer instead of the arena.

@@ -107,6 +107,15 @@ void validateModelDesc(const sbp_model_desc &d, const std::string &path) {
     invalid(path, "missing train_step or eval_step");
   if (d.report.train_arena_bytes < 0 || d.report.eval_arena_bytes < 0 || d.exact_arena_bytes < 0)
     invalid(path, "negative arena size");
+  if (d.images_in_arena != 0 && d.images_in_arena != 1)
+    invalid(path, fmt::format("images_in_arena is {} (0 or 1)", d.images_in_arena));
+  // In double: the sizes come from the library and may be anything.
+  const double image_bytes = double(d.batch) * d.in_channels * d.in_height * d.in_width * sizeof(float);
+  if (d.images_in_arena &&
+      double(std::min(d.report.train_arena_bytes, d.report.eval_arena_bytes)) < image_bytes)
+    invalid(path, fmt::format("images planned in an arena of {} bytes, smaller than the batch ({} bytes)",
+                              std::min(d.report.train_arena_bytes, d.report.eval_arena_bytes),
+                              image_bytes));
   validateParams(d, path);
   validateMaskGroups(d, path);
 }

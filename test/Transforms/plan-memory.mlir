@@ -2,17 +2,19 @@
 // RUN: sbp-opt %s -split-input-file -sbp-insert-masks -sbp-autodiff -sbp-check-gradient-support -sbp-prune-backward -sbp-lower-to-kernels -sbp-plan-memory | FileCheck %s --check-prefix=ALL
 
 // A hand-written graph (the sbp passes leave it alone). Live intervals, in op
-// indices: a [1, 2], b [2, 3], c [3, 7], d [5, 10], e [6, 10], g#0 [7, 10]
-// (the return reads d, e and g#0). Sizes round up to 256 bytes; e (400
-// bytes -> 512) is placed first, then the others at the lowest offset clear
-// of every placed buffer live at the same time: a reuses e's bytes (disjoint
-// intervals), b follows a, c goes above e, d above c, g#0 above d. The
-// gradients g#1 and g#2 go to the gradient buffer (-1), not the arena.
+// indices: images [0, 1], a [1, 2], b [2, 3], c [3, 7], d [5, 10], e [6, 10],
+// g#0 [7, 10] (the return reads d, e and g#0). The images are pinned at
+// offset 0 (the runtime copies the batch there: `images_in_arena`). Sizes
+// round up to 256 bytes; e (400 bytes -> 512) is placed first, then the
+// others at the lowest offset clear of every placed buffer live at the same
+// time: e reuses the images' bytes (disjoint intervals), a goes above the
+// images, b reuses the images' bytes, c goes above e, d above c, g#0 above d.
+// The gradients g#1 and g#2 go to the gradient buffer (-1), not the arena.
 
-// CHECK-LABEL: sbpk.graph @chain attributes {arena_bytes = 1280 : i64} {
+// CHECK-LABEL: sbpk.graph @chain attributes {arena_bytes = 1280 : i64, images_in_arena} {
 // CHECK-NEXT:    sbpk.input "images"
-// CHECK-NEXT:    sbpk.kernel "relu"({{.*}}) {arena_offsets = array<i64: 0>, n = 64 : i64}
 // CHECK-NEXT:    sbpk.kernel "relu"({{.*}}) {arena_offsets = array<i64: 256>, n = 64 : i64}
+// CHECK-NEXT:    sbpk.kernel "relu"({{.*}}) {arena_offsets = array<i64: 0>, n = 64 : i64}
 // CHECK-NEXT:    sbpk.kernel "relu"({{.*}}) {arena_offsets = array<i64: 512>, n = 64 : i64}
 // CHECK-NEXT:    sbpk.param "w" at 0
 // CHECK-NEXT:    sbpk.gemm {{.*}} {alpha = 1.000000e+00 : f64, arena_offsets = array<i64: 768>,
@@ -40,8 +42,10 @@ sbpk.graph @chain {
 // The train and eval graphs of a model: each gets arena_bytes, every kernel
 // and GEMM gets arena_offsets (one per result), parameter gradients get -1.
 
-// CHECK-LABEL: sbpk.graph @train attributes {arena_bytes = {{[1-9][0-9]*}} : i64} {
-// CHECK:         sbpk.kernel "patchify"({{.*}}) {arena_offsets = array<i64: {{[0-9]+}}>,
+// The images are pinned at offset 0, so the patchify that reads them writes
+// elsewhere.
+// CHECK-LABEL: sbpk.graph @train attributes {arena_bytes = {{[1-9][0-9]*}} : i64, images_in_arena} {
+// CHECK:         sbpk.kernel "patchify"({{.*}}) {arena_offsets = array<i64: {{[1-9][0-9]*}}>,
 // CHECK:         sbpk.kernel "gather_rows"({{.*}}) {arena_offsets = array<i64: {{[0-9]+}}>,
 // CHECK:         %[[XENT:[0-9]+]]:2 = sbpk.kernel "softmax_xent_grad"({{.*}}) {arena_offsets = array<i64: {{[0-9]+}}, {{[0-9]+}}>,
 // Weight gradients are written straight into the gradient buffer.
@@ -51,7 +55,7 @@ sbpk.graph @chain {
 // CHECK:         sbpk.gemm {{.*}}arena_offsets = array<i64: -1>, {{.*}}region = "blocks.0", trans_a = true
 // CHECK:         sbpk.grad_out "head.weight" at {{[0-9]+}}, %[[DHW]]
 // CHECK:         sbpk.return
-// CHECK-LABEL: sbpk.graph @eval attributes {arena_bytes = {{[1-9][0-9]*}} : i64} {
+// CHECK-LABEL: sbpk.graph @eval attributes {arena_bytes = {{[1-9][0-9]*}} : i64, images_in_arena} {
 // CHECK:         sbpk.kernel "softmax_xent"({{.*}}) {arena_offsets = array<i64: {{[0-9]+}}>,
 // CHECK:         sbpk.return
 

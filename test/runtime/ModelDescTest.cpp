@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 using namespace sbp::rt;
@@ -56,9 +57,28 @@ bool contains(const std::string &text, const std::string &needle) {
 
 } // namespace
 
-TEST(ModelDesc, AbiVersionThreeKnowsHeadsMasksAndTheExactStep) {
-  EXPECT_EQ(SBP_ABI_VERSION, 3u); // 2: SBP_MASK_HEADS; 3: exact_train_step, sbp_plan
+TEST(ModelDesc, AbiVersionFourKnowsHeadsMasksTheExactStepAndImagesInTheArena) {
+  EXPECT_EQ(SBP_ABI_VERSION, 4u); // 2: SBP_MASK_HEADS; 3: exact_train_step, sbp_plan; 4: images_in_arena
   EXPECT_EQ(int(SBP_MASK_HEADS), 2);
+}
+
+TEST(ModelDesc, ImagesInAnArenaTooSmallForTheBatchAreRefused) {
+  Desc desc({});
+  desc.d.batch = 8;
+  desc.d.in_channels = 3;
+  desc.d.in_height = desc.d.in_width = 4; // 8 * 3 * 4 * 4 floats = 1536 bytes
+  desc.d.report.train_arena_bytes = 4096;
+  desc.d.report.eval_arena_bytes = 1024;
+  desc.d.images_in_arena = 1;
+  auto [status, message] = validate(desc);
+  EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(message, "smaller than the batch (1536 bytes)")) << message;
+  desc.d.report.eval_arena_bytes = 1536;
+  EXPECT_EQ(validate(desc).first, SBP_OK) << validate(desc).second;
+  desc.d.images_in_arena = 2;
+  std::tie(status, message) = validate(desc);
+  EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(message, "images_in_arena is 2")) << message;
 }
 
 TEST(ModelDesc, ANegativeExactArenaIsRefused) {
@@ -115,5 +135,5 @@ TEST(ModelDesc, AnOlderAbiIsAMismatch) {
   auto [status, message] = validate(desc);
   EXPECT_EQ(status, SBP_ERROR_ABI_MISMATCH);
   EXPECT_TRUE(contains(message, "ABI version 1")) << message;
-  EXPECT_TRUE(contains(message, "ABI version 3")) << message;
+  EXPECT_TRUE(contains(message, "ABI version 4")) << message;
 }

@@ -17,7 +17,7 @@ a = p.parse_args()
 text = sys.stdin.read()
 budget = int(re.search(r"^  budget (\d+) B; dense plan (\d+) B", text, re.M).group(1))
 parts = re.search(r"^  planned peak (\d+) B = arena (\d+) \+ parameters, gradients, optimizer state (\d+) \+ "
-                  r"input batch (\d+) \+ reserve (\d+)$", text, re.M)
+                  r"labels (\d+) \(the images are in the arena\) \+ reserve (\d+)$", text, re.M)
 if not parts:
     sys.exit("check_budget: error: no planned peak breakdown")
 peak, *terms = map(int, parts.groups())

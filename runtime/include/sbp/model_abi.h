@@ -13,6 +13,7 @@
  * History: 1 - grid and random masks. 2 - SBP_MASK_HEADS (a value of
  * sbp_mask_group_desc.kind that a version-1 runtime would not understand).
  * 3 - sbp_model_desc gains exact_train_step, exact_arena_bytes and sbp_plan.
+ * 4 - sbp_model_desc gains images_in_arena.
  */
 #ifndef SBP_MODEL_ABI_H
 #define SBP_MODEL_ABI_H
@@ -24,7 +25,7 @@
 extern "C" {
 #endif
 
-#define SBP_ABI_VERSION 3u
+#define SBP_ABI_VERSION 4u
 #define SBP_TRAINER_ENTRY "sbp_trainer_model"
 #define SBP_MAX_RANK 4
 
@@ -136,6 +137,12 @@ typedef struct sbp_model_desc {
   int64_t exact_arena_bytes;    /* arena of exact_train_step (0 without it) */
   const char *sbp_plan;         /* how the SBP configuration was chosen, e.g. by
                                    `sbpc --memory-budget`; "" when as written in the model */
+  /* Since ABI version 4. */
+  int32_t images_in_arena;      /* 1: train_step and eval_step read nothing of the arena's
+                                   first batch*C*H*W floats but the images, and write none of it
+                                   before their last read of them: a runtime may copy the batch
+                                   to `arena` and pass that as `images` (no buffer of its own).
+                                   0: `images` must not overlap the arena. */
 } sbp_model_desc;
 
 /* The one symbol every trainer library exports. Returns NULL, with a message in err,

@@ -232,7 +232,9 @@ public:
     for (size_t k = 0; k < num_state; ++k)
       off_state.push_back(layout.add(param_bytes));
     const size_t off_arena = layout.add(arena_bytes);
-    const size_t off_images = layout.add(image_bytes_);
+    // A trainer that plans the batch into its arena (ABI 4) gets it copied
+    // there: no buffer of the batch's own, which would add to the peak.
+    const size_t off_images = d.images_in_arena ? off_arena : layout.add(image_bytes_);
     const size_t off_labels = layout.add(label_bytes_);
     const size_t off_logits = layout.add(logit_bytes_);
     const size_t off_status = layout.add(sizeof(StepStatus));
