@@ -11,7 +11,8 @@ parameters and the batch are drawn in float32 from a fixed seed and stored as th
 reference math runs in float64 from those values; gradients are rounded to float32 for storage.
 
 The model is timm's ConvNeXt(in_chans=3, num_classes=10, depths=(2, 2), dims=(16, 32),
-patch_size=4, LayerNorm eps 1e-6, no drop_path):
+patch_size=4, LayerNorm eps 1e-6, no drop_path) (timm builds 4 stages: the model is built with two
+extra ones that are then removed, see make_timm_model):
   images [4,3,32,32] -> stem: Conv2d(3, 16, 4, stride 4) + LayerNorm2d -> 8x8 grid
   -> stage 0: 2 ConvNeXtBlocks: x + gamma * fc2(gelu(fc1(norm(conv_dw(x))))) (7x7 depth-wise, pad 3)
   -> stage 1: downsample LayerNorm2d + Conv2d(16, 32, 2, stride 2) -> 4x4 grid; 2 blocks
@@ -110,8 +111,13 @@ def grid_keep(g):
 
 
 def make_timm_model():
-    return ConvNeXt(in_chans=CHANNELS, num_classes=CLASSES, depths=DEPTHS, dims=DIMS, patch_size=PATCH,
-                    kernel_sizes=KERNEL, ls_init_value=1e-6, drop_rate=0.0, drop_path_rate=0.0)
+    """timm's ConvNeXt always builds 4 stages: build it with two more (of the last width, so that the
+    head takes DIMS[-1] features) and keep the first two; forward_features runs self.stages as is."""
+    model = ConvNeXt(in_chans=CHANNELS, num_classes=CLASSES, depths=DEPTHS + (1, 1),
+                     dims=DIMS + (DIMS[-1], DIMS[-1]), patch_size=PATCH, kernel_sizes=KERNEL,
+                     ls_init_value=1e-6, drop_rate=0.0, drop_path_rate=0.0)
+    model.stages = model.stages[:len(DEPTHS)]
+    return model
 
 
 def timm_loss_and_grads(params32, images32, labels):
