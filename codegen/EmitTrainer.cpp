@@ -260,6 +260,7 @@ const char *initName(InitKind k) {
   case InitKind::normal: return "SBP_INIT_NORMAL";
   case InitKind::trunc_normal: return "SBP_INIT_TRUNC_NORMAL";
   case InitKind::uniform: return "SBP_INIT_UNIFORM";
+  case InitKind::constant: return "SBP_INIT_CONSTANT";
   }
   return "SBP_INIT_ZEROS";
 }

@@ -9,6 +9,9 @@
 // The attention branch's ops are tagged with the region "<name>.attn" for
 // reports when its map is an SBP region; the MLP branch is named "<name>.mlp".
 //
+// `sbp.convnext_block` and `sbp.convnext_downsample` become timm's
+// ConvNeXtBlock and stage downsampling the same way (ConvNextBuilder).
+//
 //===----------------------------------------------------------------------===//
 #include "Passes.h"
 
@@ -128,12 +131,115 @@ private:
   llvm::StringMap<Value> params; // by suffix: "norm1.weight", "attn.qkv.bias", ...
 };
 
+/// timm's ConvNeXt pieces, channels-last on [B, H*W, C] token tensors:
+///   block:      x + gamma * fc2(gelu(fc1(norm(conv_dw(x)))))
+///               (norm .. gamma inside sbp.branch @m with mlp_sbp)
+///   downsample: linear_{.1}(space_to_depth(norm_{.0}(x)))  (the linear +
+///               bias inside sbp.branch @m with sbp)
+/// Parameters in timm's state_dict order (a module's own parameters, gamma,
+/// before its children's) with timm's initialisers.
+class ConvNextBuilder {
+public:
+  explicit ConvNextBuilder(Operation *op, StringRef name) : op(op), name(name.str()), b(op), loc(op->getLoc()) {}
+
+  void buildBlock(ConvNextBlockOp block) {
+    Value x = block.getInput();
+    auto type = cast<RankedTensorType>(x.getType());
+    int64_t dim = type.getDimSize(2), k = block.getKernel(), hidden = block.getHidden();
+    param("gamma", {dim}, InitKind::constant, block.getLsInit().convertToDouble());
+    param("conv_dw.weight", {dim, 1, k, k}, InitKind::trunc_normal, 0.02);
+    param("conv_dw.bias", {dim}, InitKind::zeros);
+    norm("norm", dim);
+    linearParams("mlp.fc1", hidden, {dim});
+    linearParams("mlp.fc2", dim, {hidden});
+    Value conv = b.create<DwConvOp>(loc, type, x, params["conv_dw.weight"], params["conv_dw.bias"],
+                                    block.getGridAttr());
+    auto mlp = [&](OpBuilder &at, Value v) {
+      Value n = at.create<LayerNormOp>(loc, type, v, params["norm.weight"], params["norm.bias"], block.getEpsAttr());
+      Value h = linear(at, "mlp.fc1", n, hidden);
+      Value a = at.create<GeluOp>(loc, h.getType(), h);
+      Value y = linear(at, "mlp.fc2", a, dim);
+      return at.create<LayerScaleOp>(loc, type, y, params["gamma"]).getResult();
+    };
+    Value branch = block.getMlpMask() ? inBranch(block.getMlpMaskAttr(), "mlp", conv, type, mlp) : mlp(b, conv);
+    finish(b.create<AddOp>(loc, type, x, branch));
+  }
+
+  void buildDownsample(ConvNextDownsampleOp ds) {
+    Value x = ds.getInput();
+    auto type = cast<RankedTensorType>(x.getType());
+    int64_t dim = type.getDimSize(2), out = ds.getOut();
+    norm("0", dim);
+    linearParams("1", out, {dim, 2, 2});
+    Value n = b.create<LayerNormOp>(loc, type, x, params["0.weight"], params["0.bias"], ds.getEpsAttr());
+    auto s = RankedTensorType::get({type.getDimSize(0), type.getDimSize(1) / 4, 4 * dim}, b.getF32Type());
+    Value cells = b.create<SpaceToDepthOp>(loc, s, n, ds.getGridAttr(), b.getI64IntegerAttr(2));
+    auto reduce = [&](OpBuilder &at, Value v) { return linear(at, "1", v, out); };
+    finish(ds.getMask() ? inBranch(ds.getMaskAttr(), "reduction", cells, ds.getType(), reduce) : reduce(b, cells));
+  }
+
+private:
+  void param(StringRef suffix, ArrayRef<int64_t> shape, InitKind kind, double scale = 0.0) {
+    auto init = InitAttr::get(b.getContext(), kind, llvm::APFloat(scale));
+    auto type = RankedTensorType::get(shape, b.getF32Type());
+    params[suffix] = b.create<ParamOp>(loc, type, b.getStringAttr(name + "." + suffix.str()), init, BoolAttr());
+  }
+  void norm(StringRef prefix, int64_t dim) {
+    param((prefix + ".weight").str(), {dim}, InitKind::ones);
+    param((prefix + ".bias").str(), {dim}, InitKind::zeros);
+  }
+  /// weight [out, in...] (a Conv2d weight for the downsampling), bias [out].
+  void linearParams(StringRef prefix, int64_t out, ArrayRef<int64_t> in) {
+    SmallVector<int64_t> shape = {out};
+    llvm::append_range(shape, in);
+    param((prefix + ".weight").str(), shape, InitKind::trunc_normal, 0.02);
+    param((prefix + ".bias").str(), {out}, InitKind::zeros);
+  }
+  Value linear(OpBuilder &at, StringRef prefix, Value x, int64_t out) {
+    auto s = cast<RankedTensorType>(x.getType()).getShape();
+    auto type = RankedTensorType::get({s[0], s[1], out}, at.getF32Type());
+    Value y = at.create<LinearOp>(loc, type, x, params[(prefix + ".weight").str()]);
+    return at.create<BiasAddOp>(loc, type, y, params[(prefix + ".bias").str()]);
+  }
+  /// `body` inside an sbp.branch of group `mask`, named "<name>.<what>".
+  Value inBranch(FlatSymbolRefAttr mask, StringRef what, Value x, Type result,
+                 function_ref<Value(OpBuilder &, Value)> body) {
+    auto branch = b.create<BranchOp>(loc, TypeRange{result}, mask, ValueRange{x},
+                                     b.getStringAttr(name + "." + what.str()));
+    Block *block = new Block();
+    branch.getBody().push_back(block);
+    OpBuilder inner = OpBuilder::atBlockEnd(block);
+    Value y = body(inner, block->addArgument(x.getType(), loc));
+    inner.create<YieldOp>(loc, ValueRange{y});
+    return branch.getResult(0);
+  }
+  void finish(Value result) {
+    op->getResult(0).replaceAllUsesWith(result);
+    op->erase();
+  }
+
+  Operation *op;
+  std::string name;
+  OpBuilder b;
+  Location loc;
+  llvm::StringMap<Value> params; // by suffix: "conv_dw.weight", "mlp.fc1.bias", ...
+};
+
 struct DecomposePass : sbp::impl::SbpDecomposeBase<DecomposePass> {
   void runOnOperation() override {
-    SmallVector<VitBlockOp> blocks;
-    getOperation().walk([&](VitBlockOp op) { blocks.push_back(op); });
-    for (VitBlockOp block : blocks)
-      BlockBuilder(block).build();
+    SmallVector<Operation *> composites;
+    getOperation().walk([&](Operation *op) {
+      if (isa<VitBlockOp, ConvNextBlockOp, ConvNextDownsampleOp>(op))
+        composites.push_back(op);
+    });
+    for (Operation *op : composites) {
+      if (auto block = dyn_cast<VitBlockOp>(op))
+        BlockBuilder(block).build();
+      else if (auto block = dyn_cast<ConvNextBlockOp>(op))
+        ConvNextBuilder(op, block.getName()).buildBlock(block);
+      else if (auto ds = dyn_cast<ConvNextDownsampleOp>(op))
+        ConvNextBuilder(op, ds.getName()).buildDownsample(ds);
+    }
   }
 };
 } // namespace

@@ -34,6 +34,9 @@ struct InsertMasksPass : sbp::impl::SbpInsertMasksBase<InsertMasksPass> {
 
     if (auto blocks = model.getBlock().getOps<VitBlockOp>(); !blocks.empty())
       return (*blocks.begin()).emitOpError("is a composite op: run sbp-decompose first");
+    for (Operation &op : model.getBlock())
+      if (isa<ConvNextBlockOp, ConvNextDownsampleOp>(op))
+        return op.emitOpError("is a composite op: run sbp-decompose first");
     splitPerBlockHeadGroups(model);
     llvm::DenseMap<Operation *, Value> keepOfGroup;
     for (AttentionOp attn : model.getBlock().getOps<AttentionOp>())

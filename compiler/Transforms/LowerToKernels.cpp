@@ -292,6 +292,40 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
                               s.getType()));
         return success();
       })
+      // ConvNeXt: the grid ops take the channels-last image sizes (of the
+      // input for space_to_depth and its gradient).
+      .Case<DwConvOp, DwConvGradInputOp, DwConvGradWeightOp>([&](Operation *) {
+        auto s = shapeOf(op->getOperand(0));
+        auto grid = op->getAttrOfType<DenseI64ArrayAttr>("grid").asArrayRef();
+        Value w = isa<DwConvGradWeightOp>(op) ? op->getResult(0) : op->getOperand(1);
+        StringRef name = isa<DwConvOp>(op)            ? sbpk::kernel::dwconv
+                         : isa<DwConvGradInputOp>(op) ? sbpk::kernel::dwconv_grad_input
+                                                      : sbpk::kernel::dwconv_grad_weight;
+        mapResults(op, kernel(op, name, op->getOperands(),
+                              {{"batch", s[0]}, {"height", grid[0]}, {"width", grid[1]}, {"channels", s[2]},
+                               {"kernel", shapeOf(w)[2]}},
+                              op->getResultTypes()));
+        return success();
+      })
+      .Case<SpaceToDepthOp, SpaceToDepthGradOp>([&](Operation *) {
+        bool grad = isa<SpaceToDepthGradOp>(op);
+        auto s = shapeOf(grad ? op->getResult(0) : op->getOperand(0));
+        auto grid = op->getAttrOfType<DenseI64ArrayAttr>("grid").asArrayRef();
+        int64_t block = op->getAttrOfType<IntegerAttr>("block").getInt();
+        mapResults(op, kernel(op, grad ? sbpk::kernel::space_to_depth_grad : sbpk::kernel::space_to_depth,
+                              op->getOperands(),
+                              {{"batch", s[0]}, {"height", grid[0]}, {"width", grid[1]}, {"channels", s[2]},
+                               {"block", block}},
+                              op->getResultTypes()));
+        return success();
+      })
+      .Case<LayerScaleOp, LayerScaleGradOp>([&](Operation *) {
+        Value x = isa<LayerScaleOp>(op) ? op->getOperand(0) : op->getOperand(1);
+        mapResults(op, kernel(op, isa<LayerScaleOp>(op) ? sbpk::kernel::layer_scale : sbpk::kernel::layer_scale_grad,
+                              op->getOperands(), {{"rows", rowsOf(x)}, {"n", shapeOf(x).back()}},
+                              op->getResultTypes()));
+        return success();
+      })
       .Case([&](ParamGradOp pg) {
         ParamOp param;
         for (ParamOp p : model.getBlock().getOps<ParamOp>())

@@ -68,7 +68,7 @@ def Sbp_AttentionModeAttr : EnumAttr<Sbp_Dialect, Sbp_AttentionMode, "attention_
 def Sbp_InitKind : I32EnumAttr<"InitKind", "parameter initializer", [
     I32EnumAttrCase<"zeros", 0>, I32EnumAttrCase<"ones", 1>,
     I32EnumAttrCase<"normal", 2>, I32EnumAttrCase<"trunc_normal", 3>,
-    I32EnumAttrCase<"uniform", 4>]> {
+    I32EnumAttrCase<"uniform", 4>, I32EnumAttrCase<"constant", 5>]> {
   let cppNamespace = "::sbp";
   let genSpecializedAttr = 0;
 }
@@ -101,7 +101,8 @@ def Sbp_InitAttr : Sbp_Attr<"Init", "init"> {
   let description = [{
     `#sbp.init<trunc_normal, 0.02>`: `zeros`, `ones`, `normal` (std = scale),
     `trunc_normal` (std = scale, cut at two standard deviations, as timm does),
-    `uniform` (in [-scale, scale]).
+    `uniform` (in [-scale, scale]), `constant` (every element = scale: ConvNeXt's
+    layer scale gamma, 1e-6).
   }];
   let parameters = (ins "InitKind":$kind, Sbp_OptionalF64Param<"scale">:$scale);
   let assemblyFormat = "`<` $kind (`,` $scale^)? `>`";

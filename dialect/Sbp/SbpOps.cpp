@@ -321,7 +321,9 @@ LogicalResult BranchOp::verifyRegions() {
     if (!isa<RowWiseOpInterface, BranchOp>(op))
       return op.emitOpError("is not token-wise, so it cannot be inside an SBP branch")
                  .attachNote(getLoc())
-             << "SBP branch here";
+             << (isa<DwConvOp>(op) ? "SBP on a depth-wise conv is not supported (each output token reads its "
+                                     "neighbours); put the branch after it, as convnext_sbp.py does"
+                                   : "SBP branch here");
   return success();
 }
 
@@ -880,5 +882,201 @@ LogicalResult AttentionOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, Small
                                      modeAttr);
     break;
   }
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// ConvNeXt ops: depth-wise conv, layer scale, space-to-depth, composites
+//===----------------------------------------------------------------------===//
+
+/// Checks a channels-last image [B, H*W, C] against its grid [H, W].
+static LogicalResult verifyGridTokens(Operation *op, StringRef what, Value x, ArrayRef<int64_t> grid) {
+  auto s = shapeOf(x);
+  if (s.size() != 3)
+    return op->emitOpError() << what << " must be a token tensor [B, H*W, C], got " << x.getType();
+  if (grid.size() != 2 || grid[0] <= 0 || grid[1] <= 0)
+    return op->emitOpError("grid must be two positive sizes [H, W], got ") << shapeStr(grid);
+  if (grid[0] * grid[1] != s[1])
+    return op->emitOpError("grid ") << shapeStr(grid) << " has " << grid[0] * grid[1] << " positions, but the "
+                                    << what << " has " << s[1] << " tokens";
+  return success();
+}
+
+/// Checks a depth-wise conv weight [C, 1, K, K] (K odd) for C channels.
+static LogicalResult verifyDwWeight(Operation *op, ArrayRef<int64_t> w, int64_t channels) {
+  if (w.size() != 4 || w[1] != 1 || w[2] != w[3])
+    return op->emitOpError("depth-wise weight must be [C, 1, K, K], got ") << shapeStr(w);
+  if (w[2] <= 0 || w[2] % 2 == 0)
+    return op->emitOpError("kernel size must be odd (padding K/2 keeps the grid), got ") << w[2];
+  if (w[0] != channels)
+    return op->emitOpError("depth-wise weight has ") << w[0] << " channels, the input " << channels;
+  return success();
+}
+
+int64_t DwConvOp::getKernelSize() { return shapeOf(getWeight())[2]; }
+
+LogicalResult DwConvOp::verify() {
+  if (failed(verifyGridTokens(*this, "input", getInput(), getGrid())))
+    return failure();
+  auto x = shapeOf(getInput());
+  if (failed(verifyDwWeight(*this, shapeOf(getWeight()), x[2])) ||
+      failed(expectShape(*this, "bias", shapeOf(getBias()), {x[2]})))
+    return failure();
+  return expectShape(*this, "result", shapeOf(getResult()), x);
+}
+
+LogicalResult DwConvGradInputOp::verify() {
+  if (failed(verifyGridTokens(*this, "gradient", getGrad(), getGrid())))
+    return failure();
+  auto dy = shapeOf(getGrad());
+  if (failed(verifyDwWeight(*this, shapeOf(getWeight()), dy[2])))
+    return failure();
+  return expectShape(*this, "result", shapeOf(getResult()), dy);
+}
+
+LogicalResult DwConvGradWeightOp::verify() {
+  if (failed(verifyGridTokens(*this, "gradient", getGrad(), getGrid())))
+    return failure();
+  auto dy = shapeOf(getGrad());
+  if (failed(expectShape(*this, "input", shapeOf(getInput()), dy)) ||
+      failed(verifyDwWeight(*this, shapeOf(getGradWeight()), dy[2])))
+    return failure();
+  return expectShape(*this, "bias gradient", shapeOf(getGradBias()), {dy[2]});
+}
+
+LogicalResult LayerScaleOp::verify() {
+  if (failed(expectMinRank(*this, "input", getInput(), 1)))
+    return failure();
+  auto x = shapeOf(getInput());
+  if (failed(expectShape(*this, "gamma", shapeOf(getGamma()), {x.back()})))
+    return failure();
+  return expectShape(*this, "result", shapeOf(getResult()), x);
+}
+
+LogicalResult LayerScaleGradOp::verify() {
+  if (failed(expectMinRank(*this, "input", getInput(), 1)))
+    return failure();
+  auto x = shapeOf(getInput());
+  if (failed(expectShape(*this, "gradient", shapeOf(getGrad()), x)) ||
+      failed(expectShape(*this, "gamma", shapeOf(getGamma()), {x.back()})) ||
+      failed(expectShape(*this, "input gradient", shapeOf(getGradInput()), x)))
+    return failure();
+  return expectShape(*this, "gamma gradient", shapeOf(getGradGamma()), {x.back()});
+}
+
+/// Checks the input grid of a space-to-depth and returns the shape of its
+/// output [B, (H/s)(W/s), s*s*C].
+static FailureOr<SmallVector<int64_t>> spaceToDepthShape(Operation *op, Value x, ArrayRef<int64_t> grid,
+                                                          int64_t block) {
+  if (failed(verifyGridTokens(op, "input", x, grid)))
+    return failure();
+  if (block <= 0 || grid[0] % block || grid[1] % block)
+    return op->emitOpError("block ") << block << " must be positive and divide the grid " << shapeStr(grid)
+                                     << " (downsampling needs an even grid)";
+  auto s = shapeOf(x);
+  return SmallVector<int64_t>{s[0], s[1] / (block * block), s[2] * block * block};
+}
+
+LogicalResult SpaceToDepthOp::verify() {
+  auto out = spaceToDepthShape(*this, getInput(), getGrid(), getBlock());
+  if (failed(out))
+    return failure();
+  return expectShape(*this, "result", shapeOf(getResult()), *out);
+}
+
+LogicalResult SpaceToDepthGradOp::verify() {
+  auto out = spaceToDepthShape(*this, getResult(), getGrid(), getBlock());
+  if (failed(out))
+    return failure();
+  return expectShape(*this, "gradient", shapeOf(getGrad()), *out);
+}
+
+LogicalResult ConvNextBlockOp::verify() {
+  if (failed(verifyGridTokens(*this, "input", getInput(), getGrid())))
+    return failure();
+  auto x = shapeOf(getInput());
+  int64_t k = getKernel(), hidden = getHidden();
+  if (k <= 0 || k % 2 == 0)
+    return emitOpError("kernel size must be odd, got ") << k;
+  if (hidden <= 0)
+    return emitOpError("hidden must be positive");
+  if (hidden > kMaxTensorElements / (x[0] * x[1]))
+    return emitOpError("hidden ") << hidden << " gives [B, T, hidden] activations of more than "
+                                  << kMaxTensorElements << " elements";
+  if (!(getEps().convertToDouble() > 0))
+    return emitOpError("eps must be > 0");
+  if (!(getLsInit().convertToDouble() >= 0))
+    return emitOpError("ls_init must be >= 0");
+  if (getName().empty())
+    return emitOpError("needs a parameter name prefix");
+  return success();
+}
+
+/// A token mask group @m over exactly `tokens` tokens (no prefix: a ConvNeXt
+/// has no class token).
+static LogicalResult verifyTokenGroup(Operation *op, SymbolTableCollection &symbols, FlatSymbolRefAttr mask,
+                                      StringRef what, int64_t tokens) {
+  auto group = symbols.lookupNearestSymbolFrom<MaskGroupOp>(op, mask);
+  if (!group)
+    return op->emitOpError("refers to an unknown mask group ") << mask;
+  if (group.getKind() == MaskKind::heads || group.getNumTokens() != tokens)
+    return op->emitOpError() << what << " needs a token mask group over " << tokens << " tokens, " << mask
+                             << " covers " << group.getNumTokens();
+  return success();
+}
+
+LogicalResult ConvNextBlockOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  if (auto m = getMlpMaskAttr())
+    return verifyTokenGroup(*this, symbols, m, "mlp_sbp", shapeOf(getInput())[1]);
+  return success();
+}
+
+LogicalResult ConvNextDownsampleOp::verify() {
+  auto out = spaceToDepthShape(*this, getInput(), getGrid(), 2);
+  if (failed(out))
+    return failure();
+  if (getOut() <= 0)
+    return emitOpError("out must be positive");
+  if (!(getEps().convertToDouble() > 0))
+    return emitOpError("eps must be > 0");
+  if (getName().empty())
+    return emitOpError("needs a parameter name prefix");
+  return expectShape(*this, "result", shapeOf(getResult()), {(*out)[0], (*out)[1], getOut()});
+}
+
+LogicalResult ConvNextDownsampleOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  if (auto m = getMaskAttr())
+    return verifyTokenGroup(*this, symbols, m, "sbp", shapeOf(getResult())[1]);
+  return success();
+}
+
+LogicalResult DwConvOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(3, Value());
+  if (!dy[0])
+    return success();
+  g[0] = b.create<DwConvGradInputOp>(getLoc(), getInput().getType(), dy[0], getWeight(), getGridAttr());
+  // Saves x: the weight gradient correlates dy with the forward input.
+  auto wg = b.create<DwConvGradWeightOp>(getLoc(), getWeight().getType(), getBias().getType(), dy[0], getInput(),
+                                         getGridAttr());
+  g[1] = wg.getGradWeight();
+  g[2] = wg.getGradBias();
+  return success();
+}
+
+LogicalResult LayerScaleOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(2, Value());
+  if (!dy[0])
+    return success();
+  auto op = b.create<LayerScaleGradOp>(getLoc(), getInput().getType(), getGamma().getType(), dy[0], getInput(),
+                                       getGamma());
+  g[0] = op.getGradInput();
+  g[1] = op.getGradGamma();
+  return success();
+}
+
+LogicalResult SpaceToDepthOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(1, Value());
+  if (dy[0])
+    g[0] = b.create<SpaceToDepthGradOp>(getLoc(), getInput().getType(), dy[0], getGridAttr(), getBlockAttr());
   return success();
 }

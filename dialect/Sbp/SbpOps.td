@@ -350,6 +350,117 @@ def Sbp_VitBlockOp : Sbp_Op<"vit_block", [HasParent<"ModelOp">,
   let hasVerifier = 1;
 }
 
+//===--- ConvNeXt ops (channels-last token tensors [B, H*W, C]) ----------===//
+
+def Sbp_DwConvOp : Sbp_ComputeOp<"dwconv"> {
+  let summary = "depth-wise KxK convolution with bias over a token grid (timm's conv_dw)";
+  let description = [{
+    `x` [B, H*W, C] is a channels-last image, row-major over the (h, w) grid
+    `grid` = [H, W]; `weight` [C, 1, K, K] (PyTorch's depth-wise Conv2d
+    weight), K odd, zero padding K/2, stride 1; `bias` [C]. Not token-wise
+    (each output token reads its KxK neighbourhood), so it cannot be inside
+    an SBP branch. Gradient: `sbp.dwconv_grad_input` (dx, from the weight) and
+    `sbp.dwconv_grad_weight` (dweight, dbias; saves x).
+
+    ```mlir
+    %y = sbp.dwconv %x, %w, %b grid [8, 8]
+        : (tensor<2x64x16xf32>, tensor<16x1x7x7xf32>, tensor<16xf32>) -> tensor<2x64x16xf32>
+    ```
+  }];
+  let arguments = (ins Sbp_F32Tensor:$input, Sbp_F32Tensor:$weight, Sbp_F32Tensor:$bias,
+                       DenseI64ArrayAttr:$grid);
+  let results = (outs Sbp_F32Tensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight `,` $bias `grid` $grid attr-dict `:` functional-type(operands, results)
+  }];
+  let extraClassDeclaration = [{ int64_t getKernelSize(); }];
+}
+
+def Sbp_LayerScaleOp : Sbp_RowWiseOp<"layer_scale"> {
+  let summary = "y = x * gamma, gamma [C] broadcast over the rows of x [..., C] (timm's gamma)";
+  let description = [{
+    Token-wise: allowed inside an SBP branch. Gradient: `sbp.layer_scale_grad`
+    (dx = dy * gamma, dgamma = sum over rows of dy * x; saves x).
+  }];
+  let arguments = (ins Sbp_F32Tensor:$input, Sbp_F32Tensor:$gamma);
+  let results = (outs Sbp_F32Tensor:$result);
+}
+
+def Sbp_SpaceToDepthOp : Sbp_ComputeOp<"space_to_depth"> {
+  let summary = "[B, H*W, C] -> [B, (H/s)*(W/s), s*s*C]: s x s cells of the grid become features";
+  let description = [{
+    Output token (i, j) of the (H/s) x (W/s) grid, feature c*s*s + dy*s + dx,
+    is input token (s*i + dy, s*j + dx), channel c: the flatten order of a
+    Conv2d weight [N, C, s, s], so `space_to_depth` + `linear` is a
+    stride-s s x s convolution (ConvNeXt's downsampling). H and W must be
+    multiples of s. Not token-wise. Gradient: `sbp.space_to_depth_grad`
+    (the inverse permutation).
+
+    ```mlir
+    %y = sbp.space_to_depth %x grid [8, 8] block 2 : tensor<2x64x16xf32> -> tensor<2x16x64xf32>
+    ```
+  }];
+  let arguments = (ins Sbp_F32Tensor:$input, DenseI64ArrayAttr:$grid, I64Attr:$block);
+  let results = (outs Sbp_F32Tensor:$result);
+  let assemblyFormat = "$input `grid` $grid `block` $block attr-dict `:` type($input) `->` type($result)";
+}
+
+def Sbp_ConvNextBlockOp : Sbp_Op<"convnext_block", [HasParent<"ModelOp">,
+    AllTypesMatch<["input", "result"]>,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "timm's ConvNeXtBlock (channels-last), expanded by sbp-decompose";
+  let description = [{
+    x + layer_scale(fc2(gelu(fc1(norm(dwconv(x)))))) over the token grid
+    `grid` = [H, W], with timm's parameters under `name`
+    (`stages.0.blocks.0.conv_dw.weight` [C, 1, 7, 7], `.conv_dw.bias`,
+    `.norm.weight/bias`, `.mlp.fc1.weight/bias`, `.mlp.fc2.weight/bias`,
+    `.gamma`) and initialisers (weights trunc-normal 0.02, biases zero, norm
+    one/zero, gamma the constant `ls_init` = 1e-6). `mlp_sbp @m`: everything
+    after the depth-wise conv (norm .. layer scale) is an SBP branch of group
+    @m, which must cover the H*W tokens.
+
+    ```mlir
+    %y = sbp.convnext_block "stages.0.blocks.0" %x grid [56, 56] hidden 384 mlp_sbp @m
+        : tensor<128x3136x96xf32>
+    ```
+  }];
+  let arguments = (ins StrAttr:$name, Sbp_F32Tensor:$input, DenseI64ArrayAttr:$grid, I64Attr:$hidden,
+                       DefaultValuedAttr<I64Attr, "7">:$kernel,
+                       DefaultValuedAttr<F64Attr, "1.0e-6">:$eps,
+                       DefaultValuedAttr<F64Attr, "1.0e-6">:$ls_init,
+                       OptionalAttr<FlatSymbolRefAttr>:$mlp_mask);
+  let results = (outs Sbp_F32Tensor:$result);
+  let assemblyFormat = [{
+    $name $input `grid` $grid `hidden` $hidden (`mlp_sbp` $mlp_mask^)? attr-dict `:` type($input)
+  }];
+  let hasVerifier = 1;
+}
+
+def Sbp_ConvNextDownsampleOp : Sbp_Op<"convnext_downsample", [HasParent<"ModelOp">,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "timm's ConvNeXt downsampling (LayerNorm, 2x2 stride-2 conv), expanded by sbp-decompose";
+  let description = [{
+    layer_norm (`name.0.weight/bias`, eps 1e-6) -> space_to_depth block 2 ->
+    linear (`name.1.weight` [out, C, 2, 2]) + bias (`name.1.bias`).
+    `sbp @m`: the linear + bias is an SBP branch of group @m, a group over the
+    (H/2) x (W/2) output grid (no residual: the gradient reaches the
+    LayerNorm only through the kept output positions).
+
+    ```mlir
+    %y = sbp.convnext_downsample "stages.1.downsample" %x grid [56, 56] out 192
+        : (tensor<128x3136x96xf32>) -> tensor<128x784x192xf32>
+    ```
+  }];
+  let arguments = (ins StrAttr:$name, Sbp_F32Tensor:$input, DenseI64ArrayAttr:$grid, I64Attr:$out,
+                       DefaultValuedAttr<F64Attr, "1.0e-6">:$eps,
+                       OptionalAttr<FlatSymbolRefAttr>:$mask);
+  let results = (outs Sbp_F32Tensor:$result);
+  let assemblyFormat = [{
+    $name $input `grid` $grid `out` $out (`sbp` $mask^)? attr-dict `:` functional-type($input, $result)
+  }];
+  let hasVerifier = 1;
+}
+
 def Sbp_CrossEntropyOp : Sbp_ComputeOp<"cross_entropy"> {
   let summary = "mean softmax cross-entropy of logits [B, C] against labels [B]";
   let description = "Gradient: (softmax(logits) - onehot(labels)) / B (`sbp.cross_entropy_grad`).";
@@ -496,6 +607,33 @@ def Sbp_AttentionGradOp : Sbp_Op<"attention_grad", [Pure]> {
     functional-type(operands, results)
   }];
   let hasVerifier = 1;
+}
+
+def Sbp_DwConvGradInputOp : Sbp_InternalOp<"dwconv_grad_input"> {
+  let summary = "dx of sbp.dwconv: the convolution of dy with the flipped kernel";
+  let arguments = (ins Sbp_F32Tensor:$grad, Sbp_F32Tensor:$weight, DenseI64ArrayAttr:$grid);
+  let results = (outs Sbp_F32Tensor:$result);
+  let assemblyFormat = "$grad `,` $weight `grid` $grid attr-dict `:` functional-type(operands, results)";
+}
+
+def Sbp_DwConvGradWeightOp : Sbp_InternalOp<"dwconv_grad_weight"> {
+  let summary = "(dweight [C, 1, K, K], dbias [C]) of sbp.dwconv from dy and its input x";
+  let arguments = (ins Sbp_F32Tensor:$grad, Sbp_F32Tensor:$input, DenseI64ArrayAttr:$grid);
+  let results = (outs Sbp_F32Tensor:$grad_weight, Sbp_F32Tensor:$grad_bias);
+  let assemblyFormat = "$grad `,` $input `grid` $grid attr-dict `:` functional-type(operands, results)";
+}
+
+def Sbp_LayerScaleGradOp : Sbp_InternalOp<"layer_scale_grad", [Sbp_RowWiseOpInterface]> {
+  let summary = "dx = dy * gamma, dgamma = sum over rows of dy * x";
+  let arguments = (ins Sbp_F32Tensor:$grad, Sbp_F32Tensor:$input, Sbp_F32Tensor:$gamma);
+  let results = (outs Sbp_F32Tensor:$grad_input, Sbp_F32Tensor:$grad_gamma);
+}
+
+def Sbp_SpaceToDepthGradOp : Sbp_InternalOp<"space_to_depth_grad"> {
+  let summary = "dx of sbp.space_to_depth (the inverse permutation); `grid` is the input's";
+  let arguments = (ins Sbp_F32Tensor:$grad, DenseI64ArrayAttr:$grid, I64Attr:$block);
+  let results = (outs Sbp_F32Tensor:$result);
+  let assemblyFormat = "$grad `grid` $grid `block` $block attr-dict `:` type($grad) `->` type($result)";
 }
 
 def Sbp_MeanTokensGradOp : Sbp_InternalOp<"mean_tokens_grad"> {

@@ -36,6 +36,9 @@ void initParam(const sbp_param_desc &param, int32_t index, uint64_t seed, float 
     for (int64_t k = 0; k < n; ++k)
       dst[k] = scale * (2.0f * rng.uniform() - 1.0f);
     return;
+  case SBP_INIT_CONSTANT:
+    std::fill(dst, dst + n, scale);
+    return;
   }
   fail(SBP_ERROR_INVALID_ARGUMENT, "parameter '{}' has unknown init kind {}", param.name,
        param.init);

@@ -43,7 +43,7 @@ void validateParams(const sbp_model_desc &d, const std::string &path) {
       invalid(path, fmt::format("parameter '{}' (numel {}, offset {}) does not fit its shape "
                                 "or the {}-element buffer", name, p.numel, p.offset,
                                 d.param_elements));
-    if (p.init < SBP_INIT_ZEROS || p.init > SBP_INIT_UNIFORM || !std::isfinite(p.init_scale))
+    if (p.init < SBP_INIT_ZEROS || p.init > SBP_INIT_CONSTANT || !std::isfinite(p.init_scale))
       invalid(path, fmt::format("parameter '{}' has init kind {} scale {}", name, p.init,
                                 p.init_scale));
     if (p.weight_decay != 0 && p.weight_decay != 1)

@@ -43,6 +43,12 @@ TEST(ParamInit, ZerosAndOnes) {
     EXPECT_EQ(x, 1.0f);
 }
 
+// ConvNeXt's layer scale gamma: every element the scale (1e-6), whatever the seed.
+TEST(ParamInit, ConstantIsTheScale) {
+  for (float x : init(SBP_INIT_CONSTANT, 1e-6f, 100))
+    EXPECT_EQ(x, 1e-6f);
+}
+
 TEST(ParamInit, NormalHasTheScaleAsStandardDeviation) {
   double mean = 0, sd = 0;
   moments(init(SBP_INIT_NORMAL, 0.02f, 100000), mean, sd);

@@ -35,7 +35,8 @@ typedef enum sbp_init_kind {
   SBP_INIT_ONES = 1,
   SBP_INIT_NORMAL = 2,       /* N(0, scale^2) */
   SBP_INIT_TRUNC_NORMAL = 3, /* N(0, scale^2) truncated to [-2 scale, 2 scale] (timm) */
-  SBP_INIT_UNIFORM = 4       /* U(-scale, scale) */
+  SBP_INIT_UNIFORM = 4,      /* U(-scale, scale) */
+  SBP_INIT_CONSTANT = 5      /* every element = scale (ConvNeXt layer scale) */
 } sbp_init_kind;
 
 typedef enum sbp_mask_kind {
