@@ -422,6 +422,43 @@ template <class X, class Y, detail::EnableBf16<X, Y> = 0>
 void take_token_grad(const Context &ctx, const X *dy, Y *dx, int64_t B,
                      int64_t T, int64_t D, int64_t index);
 
+//===--- ConvNeXt: depth-wise conv, space-to-depth, layer scale (bf16) ---===//
+// The kernel-table rows dwconv* / space_to_depth* / layer_scale* with bf16
+// activations (weight, bias, gamma and their gradients float). Channels-last
+// [B, H*W, C]; dwconv: odd K, padding K/2, weight [C, 1, K, K]; tiled fast
+// path for K = 3, 5, 7 (any C, H, W), a direct kernel for other odd K.
+// dwconv_grad_weight writes dweight and dbias (deterministic two-stage
+// reduction; scratch: 4 * C * (K*K + 1) bytes per partial block, at least
+// one). layer_scale_grad writes dgamma (double, deterministic).
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+void dwconv(const Context &ctx, const X *x, const float *weight,
+            const float *bias, Y *y, int64_t batch, int64_t height,
+            int64_t width, int64_t channels, int64_t kernel);
+template <class G, class D, detail::EnableBf16<G, D> = 0>
+void dwconv_grad_input(const Context &ctx, const G *dy, const float *weight,
+                       D *dx, int64_t batch, int64_t height, int64_t width,
+                       int64_t channels, int64_t kernel);
+template <class G, class X, detail::EnableBf16<G, X> = 0>
+void dwconv_grad_weight(const Context &ctx, const G *dy, const X *x,
+                        float *dweight, float *dbias, int64_t batch,
+                        int64_t height, int64_t width, int64_t channels,
+                        int64_t kernel);
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+void space_to_depth(const Context &ctx, const X *x, Y *y, int64_t batch,
+                    int64_t height, int64_t width, int64_t channels,
+                    int64_t block);
+template <class G, class D, detail::EnableBf16<G, D> = 0>
+void space_to_depth_grad(const Context &ctx, const G *dy, D *dx, int64_t batch,
+                         int64_t height, int64_t width, int64_t channels,
+                         int64_t block);
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+void layer_scale(const Context &ctx, const X *x, const float *gamma, Y *y,
+                 int64_t rows, int64_t n);
+template <class G, class X, class D, detail::EnableBf16<G, X, D> = 0>
+void layer_scale_grad(const Context &ctx, const G *dy, const X *x,
+                      const float *gamma, D *dx, float *dgamma, int64_t rows,
+                      int64_t n);
+
 //===--- GEMM epilogues (sbp-fuse-epilogues, the fusion pass)
 //--------------===//
 

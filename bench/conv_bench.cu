@@ -1,0 +1,148 @@
+//===- conv_bench.cu - times sbp::cuda's depth-wise 7x7 conv on ConvNeXt-T shapes -===//
+//
+// dwconv forward, dwconv_grad_input and dwconv_grad_weight (+ dbias), bf16
+// activations, float weights, channels-last [B, H*W, C], batch 128 (or
+// argv[1]), the four ConvNeXt-T stage shapes. Each kernel: warm-up calls,
+// then N calls each timed with cudaEvents on one stream, the median printed
+// in microseconds with the effective bandwidth (activation bytes read and
+// written once) and the FLOP rate (2 K^2 per output element). Built and run
+// by bench/conv_bench.sh; bench/conv_bench_torch.py times cuDNN on the same
+// shapes.
+//
+//===----------------------------------------------------------------------===//
+#include "detail/common.cuh" // detail::status(), the library's error record
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <random>
+#include <vector>
+
+namespace {
+
+using sbp::cuda::Context;
+using bf16 = __nv_bfloat16;
+
+#define CHECK(call)                                                            \
+  do {                                                                         \
+    const cudaError_t e_ = (call);                                             \
+    if (e_ != cudaSuccess) {                                                   \
+      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__,                  \
+                   cudaGetErrorString(e_));                                    \
+      std::exit(1);                                                            \
+    }                                                                          \
+  } while (0)
+
+void checkLibrary() {
+  const auto &st = sbp::cuda::detail::status();
+  if (st.code != 0) {
+    std::fprintf(stderr, "library error: %s\n", st.message);
+    std::exit(1);
+  }
+}
+
+/// Median microseconds of `iters` timed calls after `warmup` untimed ones.
+float timeUs(cudaStream_t s, int warmup, int iters,
+             const std::function<void()> &f) {
+  for (int i = 0; i < warmup; ++i)
+    f();
+  CHECK(cudaStreamSynchronize(s));
+  checkLibrary();
+  std::vector<cudaEvent_t> ev(size_t(iters) + 1);
+  for (auto &e : ev)
+    CHECK(cudaEventCreate(&e));
+  CHECK(cudaEventRecord(ev[0], s));
+  for (int i = 0; i < iters; ++i) {
+    f();
+    CHECK(cudaEventRecord(ev[size_t(i) + 1], s));
+  }
+  CHECK(cudaStreamSynchronize(s));
+  checkLibrary();
+  std::vector<float> ms(static_cast<size_t>(iters));
+  for (int i = 0; i < iters; ++i)
+    CHECK(cudaEventElapsedTime(&ms[size_t(i)], ev[size_t(i)], ev[size_t(i) + 1]));
+  for (auto &e : ev)
+    cudaEventDestroy(e);
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2] * 1000.0f;
+}
+
+template <class T> T *devRandom(size_t n, unsigned seed, float scale) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(-scale, scale);
+  std::vector<T> h(n);
+  for (auto &v : h)
+    v = T(dist(gen));
+  T *d = nullptr;
+  CHECK(cudaMalloc(&d, n * sizeof(T)));
+  CHECK(cudaMemcpy(d, h.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  const int64_t B = argc > 1 ? std::atoll(argv[1]) : 128;
+  const int iters = argc > 2 ? std::atoi(argv[2]) : 50;
+  const int warmup = 10, K = 7;
+  cudaDeviceProp prop{};
+  CHECK(cudaGetDeviceProperties(&prop, 0));
+  Context ctx;
+  CHECK(cudaStreamCreateWithFlags(&ctx.stream, cudaStreamNonBlocking));
+  ctx.scratch_bytes = sbp::cuda::kDefaultScratchBytes; // what context_init gives
+  CHECK(cudaMalloc(&ctx.scratch, ctx.scratch_bytes));
+  ctx.sm_count = prop.multiProcessorCount;
+  ctx.device = 0;
+  std::printf("sbp::cuda depth-wise %dx%d conv, bf16 activations, batch %lld, "
+              "median of %d, device: %s (%d SMs)\n",
+              K, K, (long long)B, iters, prop.name, prop.multiProcessorCount);
+  std::printf("| shape (HxWxC) | kernel | us | GB/s | TFLOP/s |\n"
+              "|---|---|---:|---:|---:|\n");
+  const int64_t shapes[4][2] = {{56, 96}, {28, 192}, {14, 384}, {7, 768}};
+  float total = 0.0f;
+  for (const auto &sh : shapes) {
+    const int64_t H = sh[0], W = sh[0], C = sh[1];
+    const size_t n = size_t(B * H * W * C);
+    bf16 *x = devRandom<bf16>(n, 1, 1.0f), *dy = devRandom<bf16>(n, 2, 1.0f);
+    bf16 *y = nullptr, *dx = nullptr;
+    CHECK(cudaMalloc(&y, n * sizeof(bf16)));
+    CHECK(cudaMalloc(&dx, n * sizeof(bf16)));
+    float *w = devRandom<float>(size_t(C * K * K), 3, 0.1f);
+    float *b = devRandom<float>(size_t(C), 4, 0.1f);
+    float *dw = nullptr, *db = nullptr;
+    CHECK(cudaMalloc(&dw, size_t(C * K * K) * sizeof(float)));
+    CHECK(cudaMalloc(&db, size_t(C) * sizeof(float)));
+    const double flops = 2.0 * K * K * double(n);
+    const auto row = [&](const char *what, float us, double bytes) {
+      std::printf("| %lldx%lldx%lld | %s | %.1f | %.0f | %.1f |\n",
+                  (long long)H, (long long)W, (long long)C, what, us,
+                  bytes / (us * 1e3), flops / (us * 1e6));
+      total += us;
+    };
+    const double act = double(n) * sizeof(bf16);
+    row("dwconv fwd",
+        timeUs(ctx.stream, warmup, iters,
+               [&] { sbp::cuda::dwconv(ctx, x, w, b, y, B, H, W, C, K); }),
+        2 * act);
+    row("dwconv dgrad",
+        timeUs(ctx.stream, warmup, iters,
+               [&] {
+                 sbp::cuda::dwconv_grad_input(ctx, dy, w, dx, B, H, W, C, K);
+               }),
+        2 * act);
+    row("dwconv wgrad+bgrad",
+        timeUs(ctx.stream, warmup, iters,
+               [&] {
+                 sbp::cuda::dwconv_grad_weight(ctx, dy, x, dw, db, B, H, W, C,
+                                               K);
+               }),
+        2 * act);
+    cudaFree(x), cudaFree(dy), cudaFree(y), cudaFree(dx);
+    cudaFree(w), cudaFree(b), cudaFree(dw), cudaFree(db);
+  }
+  std::printf("total (3 kernels x 4 shapes, one block each): %.1f us\n", total);
+  cudaFree(ctx.scratch);
+  cudaStreamDestroy(ctx.stream);
+  return 0;
+}

@@ -1,0 +1,662 @@
+//===- detail/conv.cuh - Depth-wise convolution, space-to-depth, layer scale -*- CUDA -*-===//
+//
+// The ConvNeXt kernels (kernel_table.def: dwconv*, space_to_depth*,
+// layer_scale*), shared by conv_f32.cu and conv_bf16.cu. Tensors are
+// channels-last [B, H*W, C]; the depth-wise weight is [C, 1, K, K] float.
+//
+// dwconv and dwconv_grad_input are one tiled kernel: the gradient of a
+// depth-wise cross-correlation is the same cross-correlation of dy with the
+// kernel flipped in both directions (w[K-1-ky][K-1-kx] = w[KK-1-t] on the
+// flat tap index). A block owns an 8x8 spatial tile of one image and 32
+// channels: it stages the (8+K-1)^2 halo of the input in shared memory as
+// float (16-byte loads when C allows), the 32 channels' taps beside it, and
+// each thread computes 4 consecutive outputs of one channel pair, sliding a
+// register window over each tap row. The weight gradient is two-stage: a
+// fixed grid of blocks per 32-channel group walks a fixed contiguous range
+// of tiles, summing the K*K taps and the bias of its channels in float
+// (each thread one tap row of one channel pair), and writes its partial sums
+// to scratch; a second kernel adds the partials in block order in double.
+// K = 3, 5, 7 take these paths; any other odd K a direct (slow) kernel.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SBP_CUDA_DETAIL_CONV_CUH
+#define SBP_CUDA_DETAIL_CONV_CUH
+
+#include "detail/common.cuh"
+#include "detail/reductions.cuh" // colsum_finalize_kernel
+
+namespace sbp {
+namespace cuda {
+namespace detail {
+
+constexpr int kConvCG = 32; // channels per block: 16 channel pairs
+constexpr int kConvTH = 8;  // output tile rows
+constexpr int kConvTW = 8;  // output tile columns
+constexpr int kConvR = 4;   // consecutive outputs per thread
+static_assert(kConvTW % kConvR == 0, "tile columns");
+static_assert((kConvCG / 2) * kConvTH * (kConvTW / kConvR) == kThreads,
+              "one output group per thread");
+
+/// Elements of T per 16-byte load.
+template <class T> constexpr int kConvVec = kIsBf16<T> ? 8 : 4;
+
+/// Whether the 16-byte loads / pair stores of a [.., C] tensor are legal.
+template <class T> inline bool conv_vec_ok(const T *p, int64_t C) {
+  return C % kConvVec<T> == 0 && aligned16(p);
+}
+template <class T> inline bool conv_pair_ok(const T *p, int64_t C) {
+  return C % 2 == 0 && (reinterpret_cast<uintptr_t>(p) % (2 * sizeof(T))) == 0;
+}
+
+/// sm[(hh * WW + ww) * kConvCG + c] = src[h0 + hh, w0 + ww, c0 + c] of one
+/// image (HH x WW positions), 0 outside the image or past C.
+template <int HH, int WW, class T>
+__device__ __forceinline__ void conv_stage(const T *src, int H, int W, int C,
+                                           int h0, int w0, int c0, bool vec,
+                                           float *sm) {
+  constexpr int V = kConvVec<T>, NV = kConvCG / V;
+  if (vec) {
+    for (int i = threadIdx.x; i < HH * WW * NV; i += blockDim.x) {
+      const int v = i % NV, pos = i / NV;
+      const int h = h0 + pos / WW, w = w0 + pos % WW, c = c0 + v * V;
+      float q[V];
+      if (h >= 0 && h < H && w >= 0 && w < W && c < C) {
+        ld_vec<V>(src + (int64_t(h) * W + w) * C + c, 0, q);
+      } else {
+#pragma unroll
+        for (int k = 0; k < V; ++k)
+          q[k] = 0.0f;
+      }
+      float4 *d = reinterpret_cast<float4 *>(sm + pos * kConvCG + v * V);
+#pragma unroll
+      for (int k = 0; k < V / 4; ++k)
+        d[k] = make_float4(q[4 * k], q[4 * k + 1], q[4 * k + 2], q[4 * k + 3]);
+    }
+  } else {
+    for (int i = threadIdx.x; i < HH * WW * kConvCG; i += blockDim.x) {
+      const int cc = i % kConvCG, pos = i / kConvCG;
+      const int h = h0 + pos / WW, w = w0 + pos % WW, c = c0 + cc;
+      sm[i] = (h >= 0 && h < H && w >= 0 && w < W && c < C)
+                  ? to_f32(src[(int64_t(h) * W + w) * C + c])
+                  : 0.0f;
+    }
+  }
+}
+
+//===--- Forward and input gradient ---------------------------------------===//
+
+/// y = bias + sum_t wt[t] * x[shifted by t] (kFlip: the flipped taps, no
+/// bias: dx from dy). grid (tiles, channel groups, images).
+template <int K, bool kFlip, class TX, class TY>
+__global__ void __launch_bounds__(kThreads)
+    dwconv_tile_kernel(const TX *x, const float *w, const float *bias, TY *y,
+                       int B, int H, int W, int C, int tiles_w, bool vec,
+                       bool pair) {
+  constexpr int P = K / 2, KK = K * K;
+  constexpr int HH = kConvTH + K - 1, WW = kConvTW + K - 1, NP = kConvCG / 2;
+  __shared__ __align__(16) float sx[HH * WW * kConvCG];
+  __shared__ __align__(16) float sw[KK * kConvCG];
+  __shared__ float sb[kConvCG];
+  const int c0 = blockIdx.y * kConvCG;
+  const int h0 = (blockIdx.x / tiles_w) * kConvTH;
+  const int w0 = (blockIdx.x % tiles_w) * kConvTW;
+  for (int i = threadIdx.x; i < KK * kConvCG; i += blockDim.x) {
+    const int c = i / KK, t = i % KK;
+    sw[(kFlip ? KK - 1 - t : t) * kConvCG + c] =
+        c0 + c < C ? w[int64_t(c0 + c) * KK + t] : 0.0f;
+  }
+  if (threadIdx.x < kConvCG)
+    sb[threadIdx.x] = (bias && c0 + int(threadIdx.x) < C)
+                          ? bias[c0 + threadIdx.x]
+                          : 0.0f;
+  const int pr = threadIdx.x % NP, rest = threadIdx.x / NP;
+  const int row = rest / (kConvTW / kConvR);
+  const int col0 = (rest % (kConvTW / kConvR)) * kConvR;
+  const float2 *sx2 = reinterpret_cast<const float2 *>(sx);
+  const float2 *sw2 = reinterpret_cast<const float2 *>(sw);
+  const int64_t image = int64_t(H) * W * C;
+  for (int b = blockIdx.z; b < B; b += gridDim.z) {
+    __syncthreads(); // the previous image's reads of sx are done
+    conv_stage<HH, WW>(x + b * image, H, W, C, h0 - P, w0 - P, c0, vec, sx);
+    __syncthreads();
+    float2 acc[kConvR];
+#pragma unroll
+    for (int i = 0; i < kConvR; ++i)
+      acc[i] = make_float2(sb[2 * pr], sb[2 * pr + 1]);
+#pragma unroll
+    for (int ky = 0; ky < K; ++ky) {
+      float2 in[kConvR + K - 1];
+#pragma unroll
+      for (int j = 0; j < kConvR + K - 1; ++j)
+        in[j] = sx2[((row + ky) * WW + col0 + j) * NP + pr];
+#pragma unroll
+      for (int kx = 0; kx < K; ++kx) {
+        const float2 wv = sw2[(ky * K + kx) * NP + pr];
+#pragma unroll
+        for (int i = 0; i < kConvR; ++i) {
+          acc[i].x = fmaf(in[i + kx].x, wv.x, acc[i].x);
+          acc[i].y = fmaf(in[i + kx].y, wv.y, acc[i].y);
+        }
+      }
+    }
+    const int h = h0 + row, c = c0 + 2 * pr;
+    if (h < H && c < C) {
+      TY *yrow = y + b * image + int64_t(h) * W * C;
+#pragma unroll
+      for (int i = 0; i < kConvR; ++i) {
+        const int ww = w0 + col0 + i;
+        if (ww >= W)
+          break;
+        TY *p = yrow + int64_t(ww) * C + c;
+        if (pair) {
+          if constexpr (kIsBf16<TY>)
+            *reinterpret_cast<uint32_t *>(p) = f32_to_bf16x2(acc[i].x, acc[i].y);
+          else
+            *reinterpret_cast<float2 *>(p) = acc[i];
+        } else {
+          p[0] = from_f32<TY>(acc[i].x);
+          if (c + 1 < C)
+            p[1] = from_f32<TY>(acc[i].y);
+        }
+      }
+    }
+  }
+}
+
+/// Any odd K: one thread per output element, straight from global memory.
+template <bool kFlip, class TX, class TY>
+__global__ void __launch_bounds__(kThreads)
+    dwconv_direct_kernel(const TX *x, const float *w, const float *bias, TY *y,
+                         int64_t B, int H, int W, int C, int K) {
+  const int P = K / 2, KK = K * K;
+  const int64_t total = B * H * W * C;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int c = int(i % C);
+    const int64_t pos = i / C;
+    const int ww = int(pos % W), h = int((pos / W) % H);
+    const int64_t b = pos / (int64_t(W) * H);
+    float acc = bias ? bias[c] : 0.0f;
+    for (int ky = 0; ky < K; ++ky) {
+      const int hy = h + ky - P;
+      if (hy < 0 || hy >= H)
+        continue;
+      for (int kx = 0; kx < K; ++kx) {
+        const int wx = ww + kx - P;
+        if (wx < 0 || wx >= W)
+          continue;
+        const int t = ky * K + kx;
+        const float wt = w[int64_t(c) * KK + (kFlip ? KK - 1 - t : t)];
+        acc = fmaf(to_f32(x[((b * H + hy) * W + wx) * C + c]), wt, acc);
+      }
+    }
+    y[i] = from_f32<TY>(acc);
+  }
+}
+
+inline bool conv_check(const char *name, int64_t B, int64_t H, int64_t W,
+                       int64_t C, int64_t K) {
+  if (B < 0 || H < 0 || W < 0 || C < 0) {
+    fail_arg(name, "negative size");
+    return false;
+  }
+  if (K < 1 || K % 2 == 0 || K > 63) {
+    fail_arg(name, "kernel size must be odd, 1..63");
+    return false;
+  }
+  if (H * W * C >= kMaxIndex32 || B > 0x7fffffff) {
+    fail_arg(name, "image too large (H*W*C must fit int32)");
+    return false;
+  }
+  return true;
+}
+
+template <bool kFlip, class TX, class TY>
+inline void dwconv_launch(const Context &ctx, const char *name, const TX *x,
+                          const float *w, const float *bias, TY *y, int64_t B,
+                          int64_t H, int64_t W, int64_t C, int64_t K) {
+  if (!conv_check(name, B, H, W, C, K) || B * H * W * C == 0)
+    return;
+  if (K == 3 || K == 5 || K == 7) {
+    const int64_t tiles_w = ceil_div(W, kConvTW);
+    const int64_t tiles = ceil_div(H, kConvTH) * tiles_w;
+    const int64_t groups = ceil_div(C, kConvCG);
+    if (tiles > 0x7fffffff || groups > 65535) {
+      fail_arg(name, "image too large");
+      return;
+    }
+    // A block walks several images (its taps staged once) while the grid
+    // still has >= 16 blocks per multiprocessor.
+    int64_t images = std::max(ceil_div(B, 4),
+                              ceil_div(int64_t(sm_count(ctx)) * 16, tiles * groups));
+    images = std::min<int64_t>(std::min(images, B), 65535);
+    const dim3 grid{unsigned(tiles), unsigned(groups), unsigned(images)};
+    const bool vec = conv_vec_ok(x, C), pair = conv_pair_ok(y, C);
+    const auto go = [&](auto kc) {
+      constexpr int kK = decltype(kc)::value;
+      dwconv_tile_kernel<kK, kFlip><<<grid, kThreads, 0, ctx.stream>>>(
+          x, w, bias, y, int(B), int(H), int(W), int(C), int(tiles_w), vec,
+          pair);
+    };
+    if (K == 3)
+      go(std::integral_constant<int, 3>{});
+    else if (K == 5)
+      go(std::integral_constant<int, 5>{});
+    else
+      go(std::integral_constant<int, 7>{});
+  } else {
+    dwconv_direct_kernel<kFlip><<<grid_for(ctx, B * H * W * C), kThreads, 0,
+                                  ctx.stream>>>(x, w, bias, y, B, int(H),
+                                                int(W), int(C), int(K));
+  }
+  check_launch(name);
+}
+
+//===--- Weight and bias gradient -----------------------------------------===//
+
+/// Threads per (channel pair, tap row) of the weight-gradient tile: row splits.
+template <int K> constexpr int kWgradSplits = kThreads / ((kConvCG / 2) * K);
+
+/// Stage 1. grid (blocks per group, channel groups). Block p of group g sums,
+/// over tiles [p * per, (p+1) * per) of the B * tiles_h * tiles_w tiles,
+/// dy[pos] * x[pos + tap] for its 32 channels and all K*K taps, and dy for
+/// the bias; writes partial[(p * (KK+1) + tap) * C + c], tap KK = bias.
+template <int K, class TG, class TX>
+__global__ void __launch_bounds__(kThreads)
+    dwconv_wgrad_partial_kernel(const TG *dy, const TX *x, int H, int W, int C,
+                                int tiles_h, int tiles_w, int64_t tiles,
+                                int64_t per, bool vec_dy, bool vec_x,
+                                float *partial) {
+  constexpr int P = K / 2, KK = K * K, S = kWgradSplits<K>;
+  constexpr int HH = kConvTH + K - 1, WW = kConvTW + K - 1, NP = kConvCG / 2;
+  static_assert(S >= 1 && S * (KK + 1) * kConvCG <= HH * WW * kConvCG,
+                "the reduction buffer reuses sx");
+  __shared__ __align__(16) float sx[HH * WW * kConvCG];
+  __shared__ __align__(16) float sd[kConvTH * kConvTW * kConvCG];
+  const int c0 = blockIdx.y * kConvCG;
+  const int pr = threadIdx.x % NP, rest = threadIdx.x / NP;
+  const int ky = rest % K, s = rest / K;
+  const bool active = s < S;
+  const float2 *sx2 = reinterpret_cast<const float2 *>(sx);
+  const float2 *sd2 = reinterpret_cast<const float2 *>(sd);
+  float2 acc[K], accb = make_float2(0.0f, 0.0f);
+#pragma unroll
+  for (int kx = 0; kx < K; ++kx)
+    acc[kx] = make_float2(0.0f, 0.0f);
+  const int64_t image = int64_t(H) * W * C;
+  const int64_t t0 = blockIdx.x * per;
+  const int64_t t1 = t0 + per < tiles ? t0 + per : tiles;
+  const int per_image = tiles_h * tiles_w;
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t b = t / per_image;
+    const int tt = int(t % per_image);
+    const int h0 = (tt / tiles_w) * kConvTH, w0 = (tt % tiles_w) * kConvTW;
+    __syncthreads();
+    conv_stage<HH, WW>(x + b * image, H, W, C, h0 - P, w0 - P, c0, vec_x, sx);
+    conv_stage<kConvTH, kConvTW>(dy + b * image, H, W, C, h0, w0, c0, vec_dy,
+                                 sd);
+    __syncthreads();
+    if (!active)
+      continue;
+    for (int r = s; r < kConvTH; r += S) {
+      float2 d[kConvTW], in[kConvTW + K - 1];
+#pragma unroll
+      for (int j = 0; j < kConvTW; ++j)
+        d[j] = sd2[(r * kConvTW + j) * NP + pr];
+#pragma unroll
+      for (int j = 0; j < kConvTW + K - 1; ++j)
+        in[j] = sx2[((r + ky) * WW + j) * NP + pr];
+#pragma unroll
+      for (int kx = 0; kx < K; ++kx)
+#pragma unroll
+        for (int j = 0; j < kConvTW; ++j) {
+          acc[kx].x = fmaf(in[j + kx].x, d[j].x, acc[kx].x);
+          acc[kx].y = fmaf(in[j + kx].y, d[j].y, acc[kx].y);
+        }
+      if (ky == 0)
+#pragma unroll
+        for (int j = 0; j < kConvTW; ++j) {
+          accb.x += d[j].x;
+          accb.y += d[j].y;
+        }
+    }
+  }
+  // The S row splits of each (tap, channel), added in split order.
+  __syncthreads();
+  float *red = sx; // [S][KK + 1][kConvCG]
+  if (active) {
+#pragma unroll
+    for (int kx = 0; kx < K; ++kx) {
+      float *q = red + (s * (KK + 1) + ky * K + kx) * kConvCG + 2 * pr;
+      q[0] = acc[kx].x;
+      q[1] = acc[kx].y;
+    }
+    if (ky == 0) {
+      float *q = red + (s * (KK + 1) + KK) * kConvCG + 2 * pr;
+      q[0] = accb.x;
+      q[1] = accb.y;
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < (KK + 1) * kConvCG; i += blockDim.x) {
+    const int tap = i / kConvCG, c = i % kConvCG;
+    float sum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < S; ++k)
+      sum += red[(k * (KK + 1) + tap) * kConvCG + c];
+    if (c0 + c < C)
+      partial[(int64_t(blockIdx.x) * (KK + 1) + tap) * C + c0 + c] = sum;
+  }
+}
+
+/// Stage 2: dw[c, tap] / db[c] = sum over the blocks' partials in block
+/// order, in double. (A template: headers hold no non-inline definitions.)
+template <class TP>
+__global__ void __launch_bounds__(kThreads)
+    dwconv_wgrad_finish_kernel(const TP *partial, int parts, int C, int KK,
+                               float *dw, float *db) {
+  const int64_t n = int64_t(KK + 1) * C;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    double s = 0.0;
+    for (int p = 0; p < parts; ++p)
+      s += double(partial[int64_t(p) * n + i]);
+    const int tap = int(i / C), c = int(i % C);
+    if (tap < KK)
+      dw[int64_t(c) * KK + tap] = float(s);
+    else
+      db[c] = float(s);
+  }
+}
+
+/// Any odd K: one thread per (tap, channel) over every position, in double.
+template <class TG, class TX>
+__global__ void __launch_bounds__(kThreads)
+    dwconv_wgrad_direct_kernel(const TG *dy, const TX *x, int64_t B, int H,
+                               int W, int C, int K, float *dw, float *db) {
+  const int P = K / 2, KK = K * K;
+  const int64_t n = int64_t(KK + 1) * C;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int tap = int(i / C), c = int(i % C);
+    const int oy = tap < KK ? tap / K - P : 0, ox = tap < KK ? tap % K - P : 0;
+    double s = 0.0;
+    for (int64_t b = 0; b < B; ++b)
+      for (int h = 0; h < H; ++h) {
+        const int hy = h + oy;
+        if (hy < 0 || hy >= H)
+          continue;
+        for (int ww = 0; ww < W; ++ww) {
+          const int wx = ww + ox;
+          if (wx < 0 || wx >= W)
+            continue;
+          const double g = to_f32(dy[((b * H + h) * W + ww) * C + c]);
+          s += tap < KK ? g * to_f32(x[((b * H + hy) * W + wx) * C + c]) : g;
+        }
+      }
+    if (tap < KK)
+      dw[int64_t(c) * KK + tap] = float(s);
+    else
+      db[c] = float(s);
+  }
+}
+
+template <class TG, class TX>
+inline void dwconv_grad_weight_impl(const Context &ctx, const TG *dy,
+                                    const TX *x, float *dw, float *db,
+                                    int64_t B, int64_t H, int64_t W, int64_t C,
+                                    int64_t K) {
+  const char *name = "dwconv_grad_weight";
+  if (!conv_check(name, B, H, W, C, K) || C == 0)
+    return;
+  const int64_t KK = K * K;
+  if (B * H * W == 0) { // no positions: zero gradients
+    cudaMemsetAsync(dw, 0, size_t(C * KK) * sizeof(float), ctx.stream);
+    cudaMemsetAsync(db, 0, size_t(C) * sizeof(float), ctx.stream);
+    check_launch(name);
+    return;
+  }
+  if (K != 3 && K != 5 && K != 7) {
+    dwconv_wgrad_direct_kernel<<<grid_for(ctx, (KK + 1) * C), kThreads, 0,
+                                 ctx.stream>>>(dy, x, B, int(H), int(W),
+                                               int(C), int(K), dw, db);
+    check_launch(name);
+    return;
+  }
+  const int64_t tiles_h = ceil_div(H, kConvTH), tiles_w = ceil_div(W, kConvTW);
+  const int64_t tiles = B * tiles_h * tiles_w;
+  const int64_t groups = ceil_div(C, kConvCG);
+  if (groups > 65535) {
+    fail_arg(name, "too many channels");
+    return;
+  }
+  // Blocks per channel group: ~4 waves of the machine in all, each walking
+  // at least 4 tiles, their partials fitting in scratch. The split depends
+  // only on the sizes and the device: same inputs, same bits.
+  const int64_t slice = C * (KK + 1) * int64_t(sizeof(float));
+  int64_t parts = ceil_div(int64_t(sm_count(ctx)) * 4, groups);
+  parts = std::min(parts, ceil_div(tiles, 4));
+  parts = std::min<int64_t>(parts, 65535);
+  // (take() rounds each piece up to 256 bytes.)
+  const int64_t fit =
+      (int64_t(ctx.scratch ? ctx.scratch_bytes : 0) - 256) / slice;
+  parts = std::min(parts, fit);
+  if (parts < 1) {
+    fail_arg(name, "ctx.scratch too small for the weight-gradient partials "
+                   "(needs 4 * C * (K*K + 1) bytes)");
+    return;
+  }
+  const int64_t per = ceil_div(tiles, parts);
+  parts = ceil_div(tiles, per); // no empty block
+  float *partial = ScratchCursor(ctx).take<float>(size_t(parts * C * (KK + 1)));
+  if (!partial) {
+    fail_arg(name, "ctx.scratch too small for the weight-gradient partials");
+    return;
+  }
+  const bool vec_dy = conv_vec_ok(dy, C), vec_x = conv_vec_ok(x, C);
+  const dim3 grid{unsigned(parts), unsigned(groups)};
+  const auto go = [&](auto kc) {
+    constexpr int kK = decltype(kc)::value;
+    dwconv_wgrad_partial_kernel<kK><<<grid, kThreads, 0, ctx.stream>>>(
+        dy, x, int(H), int(W), int(C), int(tiles_h), int(tiles_w), tiles, per,
+        vec_dy, vec_x, partial);
+  };
+  if (K == 3)
+    go(std::integral_constant<int, 3>{});
+  else if (K == 5)
+    go(std::integral_constant<int, 5>{});
+  else
+    go(std::integral_constant<int, 7>{});
+  check_launch(name);
+  dwconv_wgrad_finish_kernel<<<grid_for(ctx, (KK + 1) * C), kThreads, 0,
+                               ctx.stream>>>(partial, int(parts), int(C),
+                                             int(KK), dw, db);
+  check_launch(name);
+}
+
+//===--- Space to depth ---------------------------------------------------===//
+// One thread per (output token, channel c): the s*s features c*s*s + dy*s + dx
+// of that token, i.e. channel c of the s*s input tokens of its cell. A warp
+// reads / writes consecutive channels of one token.
+
+template <bool kGrad, class I, class TS, class TD>
+__global__ void __launch_bounds__(kThreads)
+    space_to_depth_kernel(const TS *src, TD *dst, I B, I H, I W, I C, I s) {
+  const I Ho = H / s, Wo = W / s, total = B * Ho * Wo * C;
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < total;
+       i += I(gridDim.x) * blockDim.x) {
+    const I c = i % C, tok = i / C;
+    const I j = tok % Wo, io = (tok / Wo) % Ho, b = tok / (Wo * Ho);
+    for (I dy = 0; dy < s; ++dy)
+      for (I dx = 0; dx < s; ++dx) {
+        const I in = ((b * H + io * s + dy) * W + j * s + dx) * C + c;
+        const I out = (tok * C + c) * s * s + dy * s + dx;
+        if constexpr (kGrad)
+          dst[in] = from_f32<TD>(to_f32(src[out]));
+        else
+          dst[out] = from_f32<TD>(to_f32(src[in]));
+      }
+  }
+}
+
+template <bool kGrad, class TS, class TD>
+inline void space_to_depth_impl(const Context &ctx, const char *name,
+                                const TS *src, TD *dst, int64_t B, int64_t H,
+                                int64_t W, int64_t C, int64_t s) {
+  if (B < 0 || H < 0 || W < 0 || C < 0 || s < 1) {
+    fail_arg(name, "negative size or block < 1");
+    return;
+  }
+  if (H % s != 0 || W % s != 0) {
+    fail_arg(name, "height and width must be multiples of the block");
+    return;
+  }
+  const int64_t n = B * H * W * C;
+  if (n == 0)
+    return;
+  const unsigned grid = grid_for(ctx, n / (s * s));
+  if (n < kMaxIndex32)
+    space_to_depth_kernel<kGrad, uint32_t><<<grid, kThreads, 0, ctx.stream>>>(
+        src, dst, uint32_t(B), uint32_t(H), uint32_t(W), uint32_t(C),
+        uint32_t(s));
+  else
+    space_to_depth_kernel<kGrad, int64_t><<<grid, kThreads, 0, ctx.stream>>>(
+        src, dst, B, H, W, C, s);
+  check_launch(name);
+}
+
+//===--- Layer scale ------------------------------------------------------===//
+
+/// y[r, j] = x[r, j] * gamma[j], V elements per thread (n % V == 0).
+template <int V, class TX, class TY>
+__global__ void __launch_bounds__(kThreads)
+    layer_scale_kernel(const TX *x, const float *gamma, TY *y, int64_t nv,
+                       int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < nv;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    float v[V];
+    ld_vec<V>(x, i, v);
+    const int64_t j = (i * V) % n;
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+      v[k] *= gamma[j + k];
+    st_vec<V>(y, i, v);
+  }
+}
+
+template <class TX, class TY>
+inline void layer_scale_impl(const Context &ctx, const TX *x,
+                             const float *gamma, TY *y, int64_t rows,
+                             int64_t n) {
+  if (rows < 0 || n < 0) {
+    fail_arg("layer_scale", "negative size");
+    return;
+  }
+  const int64_t total = rows * n;
+  if (total == 0)
+    return;
+  constexpr bool kWide = kIsBf16<TX> || kIsBf16<TY>;
+  int v = 1;
+  if (kWide && n % 8 == 0 && vec_aligned(x, 8) && vec_aligned(y, 8))
+    v = 8;
+  else if (n % 4 == 0 && vec_aligned(x, 4) && vec_aligned(y, 4))
+    v = 4;
+  with_width<kWide>(v, [&](auto wc) {
+    constexpr int kV = decltype(wc)::value;
+    layer_scale_kernel<kV><<<grid_for(ctx, total / kV), kThreads, 0,
+                             ctx.stream>>>(x, gamma, y, total / kV, n);
+  });
+  check_launch("layer_scale");
+}
+
+/// dx = dy * gamma and the per-split column sums of dy * x (double), one
+/// block per (32 columns, row split), 8 row lanes; the lanes are added in
+/// lane order. splits == 1: dgamma directly.
+constexpr int kLsCols = 32, kLsLanes = kThreads / kLsCols;
+
+template <class TG, class TX, class TD>
+__global__ void __launch_bounds__(kThreads)
+    layer_scale_grad_kernel(const TG *dy, const TX *x, const float *gamma,
+                            TD *dx, int64_t rows, int64_t n,
+                            int64_t rows_per_split, double *partial,
+                            float *dgamma) {
+  __shared__ double sh[kLsLanes][kLsCols];
+  const int cl = threadIdx.x % kLsCols, lane = threadIdx.x / kLsCols;
+  const int64_t j = int64_t(blockIdx.x) * kLsCols + cl;
+  const int64_t r0 = blockIdx.y * rows_per_split;
+  const int64_t r1 = r0 + rows_per_split < rows ? r0 + rows_per_split : rows;
+  double acc = 0.0;
+  if (j < n) {
+    const float g = gamma[j];
+    for (int64_t r = r0 + lane; r < r1; r += kLsLanes) {
+      const float d = to_f32(dy[r * n + j]);
+      dx[r * n + j] = from_f32<TD>(d * g);
+      acc += double(d) * double(to_f32(x[r * n + j]));
+    }
+  }
+  sh[lane][cl] = acc;
+  __syncthreads();
+  if (lane == 0 && j < n) {
+    double s = 0.0;
+    for (int l = 0; l < kLsLanes; ++l)
+      s += sh[l][cl];
+    if (gridDim.y == 1)
+      dgamma[j] = float(s);
+    else
+      partial[int64_t(blockIdx.y) * n + j] = s;
+  }
+}
+
+template <class TG, class TX, class TD>
+inline void layer_scale_grad_impl(const Context &ctx, const TG *dy,
+                                  const TX *x, const float *gamma, TD *dx,
+                                  float *dgamma, int64_t rows, int64_t n) {
+  const char *name = "layer_scale_grad";
+  if (rows < 0 || n < 0) {
+    fail_arg(name, "negative size");
+    return;
+  }
+  if (n == 0)
+    return;
+  if (rows == 0) {
+    cudaMemsetAsync(dgamma, 0, size_t(n) * sizeof(float), ctx.stream);
+    check_launch(name);
+    return;
+  }
+  const int64_t tiles = ceil_div(n, kLsCols);
+  if (tiles > 0x7fffffff) {
+    fail_arg(name, "too many columns");
+    return;
+  }
+  // Split the rows until the grid fills the machine (each lane >= 32 rows),
+  // the partials fitting in scratch; the split depends only on the sizes.
+  int64_t splits = ceil_div(int64_t(sm_count(ctx)) * 8, tiles);
+  splits = std::min(splits, ceil_div(rows, int64_t(kLsLanes) * 32));
+  splits = std::min<int64_t>(splits, 65535);
+  splits = std::min(splits,
+                    int64_t(ctx.scratch ? ctx.scratch_bytes : 0) / (n * 8));
+  double *partial = nullptr;
+  if (splits > 1)
+    partial = ScratchCursor(ctx).take<double>(size_t(splits * n));
+  if (!partial)
+    splits = 1;
+  const int64_t per = ceil_div(rows, splits);
+  splits = ceil_div(rows, per);
+  const dim3 grid{unsigned(tiles), unsigned(splits)};
+  layer_scale_grad_kernel<<<grid, kThreads, 0, ctx.stream>>>(
+      dy, x, gamma, dx, rows, n, per, partial, dgamma);
+  check_launch(name);
+  if (splits > 1) {
+    const dim3 fgrid{unsigned(ceil_div(n, kFinalizeCols)), 1u};
+    colsum_finalize_kernel<<<fgrid, kFinalizeCols * kFinalizeLanes, 0,
+                             ctx.stream>>>(partial, 1, int(splits), n, dgamma,
+                                           1.0);
+    check_launch(name);
+  }
+}
+
+} // namespace detail
+} // namespace cuda
+} // namespace sbp
+
+#endif // SBP_CUDA_DETAIL_CONV_CUH

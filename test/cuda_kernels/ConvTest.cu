@@ -1,0 +1,388 @@
+//===- ConvTest.cu - depth-wise conv, space-to-depth, layer scale vs double -===//
+//
+// The ConvNeXt kernels of codegen/cuda/src/conv_{f32,bf16}.cu (dwconv,
+// dwconv_grad_input, dwconv_grad_weight, space_to_depth(_grad),
+// layer_scale(_grad)) against naive double-precision references written
+// here on NCHW copies of the inputs, straight from the definitions (the
+// input gradient as a sum over the outputs each input feeds, not as the
+// flipped convolution the kernels use). Inputs are rounded to the tested
+// element type first, so a float output is compared at float accuracy and a
+// bf16 output within bf16 rounding. Outputs are NaN-poisoned before each
+// call: a missed element fails. Shapes cover K = 1, 3, 5, 7, 9, H and W
+// that are not multiples of the 8x8 tile (and smaller than K), C not a
+// multiple of the 32-channel group nor of the vector widths (odd C too),
+// misaligned pointers, batch 1, and several weight-gradient partial blocks.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Bf16TestSupport.h"
+
+#include <string>
+
+namespace sbp::cuda::test {
+namespace {
+
+using DVec = std::vector<double>;
+
+struct ConvShape {
+  int64_t B, H, W, C, K;
+  size_t offset = 0; // elements of slack in front of every activation
+};
+
+std::string str(const ConvShape &s) {
+  return "B=" + std::to_string(s.B) + " H=" + std::to_string(s.H) +
+         " W=" + std::to_string(s.W) + " C=" + std::to_string(s.C) +
+         " K=" + std::to_string(s.K) + " offset=" + std::to_string(s.offset);
+}
+
+/// Tokens [B, H*W, C] <-> NCHW.
+DVec toNchw(const Vec &t, int64_t B, int64_t H, int64_t W, int64_t C) {
+  DVec n(t.size());
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t w = 0; w < W; ++w)
+          n[((b * C + c) * H + h) * W + w] = t[((b * H + h) * W + w) * C + c];
+  return n;
+}
+Vec fromNchw(const DVec &n, int64_t B, int64_t H, int64_t W, int64_t C) {
+  Vec t(n.size());
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t w = 0; w < W; ++w)
+          t[((b * H + h) * W + w) * C + c] = float(n[((b * C + c) * H + h) * W + w]);
+  return t;
+}
+
+/// y[b,c,h,w] = bias[c] + sum w[c,ky,kx] x[b,c,h+ky-P,w+kx-P] (zero padding).
+DVec refConv(const DVec &x, const Vec &wt, const Vec &bias, const ConvShape &s) {
+  const int64_t P = s.K / 2;
+  DVec y(x.size());
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t h = 0; h < s.H; ++h)
+        for (int64_t w = 0; w < s.W; ++w) {
+          double acc = bias[c];
+          for (int64_t ky = 0; ky < s.K; ++ky)
+            for (int64_t kx = 0; kx < s.K; ++kx) {
+              const int64_t hy = h + ky - P, wx = w + kx - P;
+              if (hy >= 0 && hy < s.H && wx >= 0 && wx < s.W)
+                acc += double(wt[(c * s.K + ky) * s.K + kx]) *
+                       x[((b * s.C + c) * s.H + hy) * s.W + wx];
+            }
+          y[((b * s.C + c) * s.H + h) * s.W + w] = acc;
+        }
+  return y;
+}
+
+/// dx = sum over the outputs each input feeds: output (h, w) reads input
+/// (h+ky-P, w+kx-P), so dx[that input] += w[ky,kx] dy[h, w].
+DVec refGradInput(const DVec &dy, const Vec &wt, const ConvShape &s) {
+  const int64_t P = s.K / 2;
+  DVec dx(dy.size(), 0.0);
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t h = 0; h < s.H; ++h)
+        for (int64_t w = 0; w < s.W; ++w)
+          for (int64_t ky = 0; ky < s.K; ++ky)
+            for (int64_t kx = 0; kx < s.K; ++kx) {
+              const int64_t hy = h + ky - P, wx = w + kx - P;
+              if (hy >= 0 && hy < s.H && wx >= 0 && wx < s.W)
+                dx[((b * s.C + c) * s.H + hy) * s.W + wx] +=
+                    double(wt[(c * s.K + ky) * s.K + kx]) *
+                    dy[((b * s.C + c) * s.H + h) * s.W + w];
+            }
+  return dx;
+}
+
+/// dw[c,ky,kx] = sum dy[b,c,h,w] x[b,c,h+ky-P,w+kx-P]; db[c] = sum dy.
+void refGradWeight(const DVec &dy, const DVec &x, const ConvShape &s, Vec &dw,
+                   Vec &db) {
+  const int64_t P = s.K / 2;
+  dw.assign(size_t(s.C * s.K * s.K), 0.0f);
+  db.assign(size_t(s.C), 0.0f);
+  for (int64_t c = 0; c < s.C; ++c) {
+    double sb = 0.0;
+    std::vector<double> sw(size_t(s.K * s.K), 0.0);
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t h = 0; h < s.H; ++h)
+        for (int64_t w = 0; w < s.W; ++w) {
+          const double g = dy[((b * s.C + c) * s.H + h) * s.W + w];
+          sb += g;
+          for (int64_t ky = 0; ky < s.K; ++ky)
+            for (int64_t kx = 0; kx < s.K; ++kx) {
+              const int64_t hy = h + ky - P, wx = w + kx - P;
+              if (hy >= 0 && hy < s.H && wx >= 0 && wx < s.W)
+                sw[size_t(ky * s.K + kx)] +=
+                    g * x[((b * s.C + c) * s.H + hy) * s.W + wx];
+            }
+        }
+    db[size_t(c)] = float(sb);
+    for (int64_t t = 0; t < s.K * s.K; ++t)
+      dw[size_t(c * s.K * s.K + t)] = float(sw[size_t(t)]);
+  }
+}
+
+const std::vector<ConvShape> &convShapes() {
+  static const std::vector<ConvShape> shapes = {
+      {2, 9, 11, 40, 7},    // partial tiles, partial channel group, vec path
+      {1, 5, 3, 6, 3},      // batch 1, W < K, C not a multiple of 4
+      {3, 16, 16, 32, 5},   // exact tiles and group
+      {1, 7, 7, 13, 7},     // odd C: no pair stores
+      {2, 10, 9, 64, 7, 1}, // misaligned: scalar loads and stores
+      {2, 6, 5, 8, 9},      // K = 9: direct kernels
+      {1, 4, 4, 3, 1},      // K = 1
+      {4, 28, 28, 96, 7},   // ConvNeXt stage 2 width, several wgrad parts
+      {2, 14, 14, 384, 7},  // stage 3 width
+      {3, 7, 7, 768, 7},    // stage 4: one partial tile per image
+  };
+  return shapes;
+}
+
+class ConvTest : public CudaKernelTest {
+protected:
+  template <class TX, class TY> void checkForward(const ConvShape &s);
+  template <class TG, class TD> void checkGradInput(const ConvShape &s);
+  template <class TG, class TX> void checkGradWeight(const ConvShape &s);
+};
+
+template <class TX, class TY> void ConvTest::checkForward(const ConvShape &s) {
+  SCOPED_TRACE(str(s) + " x " + typeName((TX *)nullptr) + " y " +
+               typeName((TY *)nullptr));
+  const size_t n = size_t(s.B * s.H * s.W * s.C);
+  const Vec x = asStored<TX>(randomVec(n, 11));
+  const Vec wt = randomVec(size_t(s.C * s.K * s.K), 12, -0.5f, 0.5f);
+  const Vec bias = randomVec(size_t(s.C), 13);
+  Tensor<TX> dX(x, s.offset);
+  Tensor<TY> dY(n, s.offset);
+  DeviceArray<float> dW(wt), dB(bias);
+  dwconv(ctx, dX.get(), dW.get(), dB.get(), dY.get(), s.B, s.H, s.W, s.C, s.K);
+  sync();
+  const Vec want =
+      fromNchw(refConv(toNchw(x, s.B, s.H, s.W, s.C), wt, bias, s), s.B, s.H,
+               s.W, s.C);
+  EXPECT_TRUE(maxRelBelow(dY.download(), want, outTol<TY>()));
+}
+
+template <class TG, class TD>
+void ConvTest::checkGradInput(const ConvShape &s) {
+  SCOPED_TRACE(str(s) + " dy " + typeName((TG *)nullptr) + " dx " +
+               typeName((TD *)nullptr));
+  const size_t n = size_t(s.B * s.H * s.W * s.C);
+  const Vec dy = asStored<TG>(randomVec(n, 21));
+  const Vec wt = randomVec(size_t(s.C * s.K * s.K), 22, -0.5f, 0.5f);
+  Tensor<TG> dDy(dy, s.offset);
+  Tensor<TD> dDx(n, s.offset);
+  DeviceArray<float> dW(wt);
+  dwconv_grad_input(ctx, dDy.get(), dW.get(), dDx.get(), s.B, s.H, s.W, s.C,
+                    s.K);
+  sync();
+  const Vec want = fromNchw(
+      refGradInput(toNchw(dy, s.B, s.H, s.W, s.C), wt, s), s.B, s.H, s.W, s.C);
+  EXPECT_TRUE(maxRelBelow(dDx.download(), want, outTol<TD>()));
+}
+
+template <class TG, class TX>
+void ConvTest::checkGradWeight(const ConvShape &s) {
+  SCOPED_TRACE(str(s) + " dy " + typeName((TG *)nullptr) + " x " +
+               typeName((TX *)nullptr));
+  const size_t n = size_t(s.B * s.H * s.W * s.C);
+  const Vec dy = asStored<TG>(randomVec(n, 31));
+  const Vec x = asStored<TX>(randomVec(n, 32));
+  Tensor<TG> dDy(dy, s.offset);
+  Tensor<TX> dX(x, s.offset);
+  FTensor dW(size_t(s.C * s.K * s.K)), dB(size_t(s.C));
+  dwconv_grad_weight(ctx, dDy.get(), dX.get(), dW.get(), dB.get(), s.B, s.H,
+                     s.W, s.C, s.K);
+  sync();
+  Vec wantW, wantB;
+  refGradWeight(toNchw(dy, s.B, s.H, s.W, s.C), toNchw(x, s.B, s.H, s.W, s.C),
+                s, wantW, wantB);
+  // Float sums of up to a few thousand products per thread.
+  EXPECT_TRUE(maxRelBelow(dW.download(), wantW, 2e-5));
+  EXPECT_TRUE(maxRelBelow(dB.download(), wantB, 2e-5));
+  // Deterministic: a second call gives the same bits.
+  const std::vector<uint32_t> first = dW.bits(), firstB = dB.bits();
+  dW.poison();
+  dB.poison();
+  dwconv_grad_weight(ctx, dDy.get(), dX.get(), dW.get(), dB.get(), s.B, s.H,
+                     s.W, s.C, s.K);
+  sync();
+  EXPECT_EQ(dW.bits(), first);
+  EXPECT_EQ(dB.bits(), firstB);
+}
+
+TEST_F(ConvTest, DwconvForward) {
+  for (const ConvShape &s : convShapes()) {
+    checkForward<float, float>(s);
+    checkForward<__nv_bfloat16, __nv_bfloat16>(s);
+  }
+  checkForward<__nv_bfloat16, float>(convShapes()[0]);
+  checkForward<float, __nv_bfloat16>(convShapes()[3]);
+}
+
+TEST_F(ConvTest, DwconvGradInput) {
+  for (const ConvShape &s : convShapes()) {
+    checkGradInput<float, float>(s);
+    checkGradInput<__nv_bfloat16, __nv_bfloat16>(s);
+  }
+  checkGradInput<__nv_bfloat16, float>(convShapes()[1]);
+}
+
+TEST_F(ConvTest, DwconvGradWeight) {
+  for (const ConvShape &s : convShapes()) {
+    checkGradWeight<float, float>(s);
+    checkGradWeight<__nv_bfloat16, __nv_bfloat16>(s);
+  }
+  checkGradWeight<__nv_bfloat16, float>(convShapes()[0]);
+}
+
+TEST_F(ConvTest, DwconvGradWeightEmptyIsZero) {
+  FTensor dW(49 * 5), dB(5);
+  dwconv_grad_weight(ctx, static_cast<const float *>(nullptr),
+                     static_cast<const float *>(nullptr), dW.get(), dB.get(),
+                     0, 4, 4, 5, 7);
+  sync();
+  EXPECT_EQ(dW.download(), Vec(49 * 5, 0.0f));
+  EXPECT_EQ(dB.download(), Vec(5, 0.0f));
+}
+
+TEST_F(ConvTest, DwconvRejectsEvenKernel) {
+  FTensor x(2 * 4 * 4 * 3), y(2 * 4 * 4 * 3);
+  DeviceArray<float> w(3 * 16);
+  dwconv(ctx, x.get(), w.get(), static_cast<const float *>(nullptr), y.get(),
+         2, 4, 4, 3, 4);
+  cudaStreamSynchronize(ctx.stream);
+  char err[256] = {};
+  EXPECT_NE(last_error(err, sizeof(err)), 0);
+  EXPECT_NE(std::string(err).find("dwconv"), std::string::npos) << err;
+}
+
+/// y token (i, j), feature c*s*s + dy*s + dx = x token (s*i+dy, s*j+dx), channel c.
+template <class TX, class TY>
+void checkSpaceToDepth(ConvTest &, const Context &ctx, int64_t B, int64_t H,
+                       int64_t W, int64_t C, int64_t s) {
+  SCOPED_TRACE("B=" + std::to_string(B) + " H=" + std::to_string(H) +
+               " W=" + std::to_string(W) + " C=" + std::to_string(C) +
+               " s=" + std::to_string(s) + " " + typeName((TX *)nullptr) +
+               " -> " + typeName((TY *)nullptr));
+  const size_t n = size_t(B * H * W * C);
+  const Vec x = asStored<TX>(randomVec(n, 41));
+  const DVec xn = toNchw(x, B, H, W, C);
+  const int64_t Ho = H / s, Wo = W / s, D = C * s * s;
+  DVec yn(n);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t dy = 0; dy < s; ++dy)
+        for (int64_t dx = 0; dx < s; ++dx)
+          for (int64_t i = 0; i < Ho; ++i)
+            for (int64_t j = 0; j < Wo; ++j)
+              yn[((b * D + c * s * s + dy * s + dx) * Ho + i) * Wo + j] =
+                  xn[((b * C + c) * H + i * s + dy) * W + j * s + dx];
+  const Vec want = asStored<TY>(fromNchw(yn, B, Ho, Wo, D));
+  Tensor<TX> dX(x);
+  Tensor<TY> dY(n);
+  space_to_depth(ctx, dX.get(), dY.get(), B, H, W, C, s);
+  EXPECT_EQ(cudaStreamSynchronize(ctx.stream), cudaSuccess);
+  EXPECT_EQ(dY.download(), want);
+  // The gradient is the inverse permutation: back to x exactly.
+  Tensor<TX> dBack(n);
+  Tensor<TY> dYs(want);
+  space_to_depth_grad(ctx, dYs.get(), dBack.get(), B, H, W, C, s);
+  EXPECT_EQ(cudaStreamSynchronize(ctx.stream), cudaSuccess);
+  EXPECT_EQ(dBack.download(), asStored<TX>(asStored<TY>(x)));
+}
+
+TEST_F(ConvTest, SpaceToDepth) {
+  checkSpaceToDepth<float, float>(*this, ctx, 2, 8, 8, 24, 2);
+  checkSpaceToDepth<float, float>(*this, ctx, 1, 6, 9, 3, 3);
+  checkSpaceToDepth<float, float>(*this, ctx, 1, 4, 2, 5, 1);
+  checkSpaceToDepth<__nv_bfloat16, __nv_bfloat16>(*this, ctx, 2, 56, 56, 96, 2);
+  checkSpaceToDepth<__nv_bfloat16, __nv_bfloat16>(*this, ctx, 3, 2, 4, 7, 2);
+  checkSpaceToDepth<float, __nv_bfloat16>(*this, ctx, 1, 4, 6, 9, 2);
+  sync();
+}
+
+TEST_F(ConvTest, SpaceToDepthRejectsOddGrid) {
+  FTensor x(2 * 5 * 4 * 3), y(2 * 5 * 4 * 3);
+  space_to_depth(ctx, x.get(), y.get(), 2, 5, 4, 3, 2);
+  cudaStreamSynchronize(ctx.stream);
+  char err[256] = {};
+  EXPECT_NE(last_error(err, sizeof(err)), 0);
+  EXPECT_NE(std::string(err).find("space_to_depth"), std::string::npos) << err;
+}
+
+template <class TX, class TY>
+void checkLayerScale(const Context &ctx, int64_t rows, int64_t n,
+                     size_t offset) {
+  SCOPED_TRACE("rows=" + std::to_string(rows) + " n=" + std::to_string(n) +
+               " offset=" + std::to_string(offset) + " " +
+               typeName((TX *)nullptr) + " -> " + typeName((TY *)nullptr));
+  const Vec x = asStored<TX>(randomVec(size_t(rows * n), 51));
+  const Vec g = randomVec(size_t(n), 52);
+  Vec want(x.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j)
+      want[size_t(r * n + j)] = float(double(x[size_t(r * n + j)]) * g[size_t(j)]);
+  Tensor<TX> dX(x, offset);
+  Tensor<TY> dY(x.size(), offset);
+  DeviceArray<float> dG(g);
+  layer_scale(ctx, dX.get(), dG.get(), dY.get(), rows, n);
+  EXPECT_EQ(cudaStreamSynchronize(ctx.stream), cudaSuccess);
+  EXPECT_TRUE(maxRelBelow(dY.download(), want, outTol<TY>(1e-6)));
+}
+
+template <class TG, class TX, class TD>
+void checkLayerScaleGrad(const Context &ctx, int64_t rows, int64_t n) {
+  SCOPED_TRACE("rows=" + std::to_string(rows) + " n=" + std::to_string(n) +
+               " dy " + typeName((TG *)nullptr) + " x " +
+               typeName((TX *)nullptr) + " dx " + typeName((TD *)nullptr));
+  const Vec dy = asStored<TG>(randomVec(size_t(rows * n), 61));
+  const Vec x = asStored<TX>(randomVec(size_t(rows * n), 62));
+  const Vec g = randomVec(size_t(n), 63);
+  Vec wantDx(dy.size()), wantDg(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) {
+    double s = 0.0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const size_t i = size_t(r * n + j);
+      wantDx[i] = float(double(dy[i]) * g[size_t(j)]);
+      s += double(dy[i]) * x[i];
+    }
+    wantDg[size_t(j)] = float(s);
+  }
+  Tensor<TG> dDy(dy);
+  Tensor<TX> dX(x);
+  Tensor<TD> dDx(dy.size());
+  DeviceArray<float> dG(g);
+  FTensor dDg(static_cast<size_t>(n));
+  layer_scale_grad(ctx, dDy.get(), dX.get(), dG.get(), dDx.get(), dDg.get(),
+                   rows, n);
+  EXPECT_EQ(cudaStreamSynchronize(ctx.stream), cudaSuccess);
+  EXPECT_TRUE(maxRelBelow(dDx.download(), wantDx, outTol<TD>(1e-6)));
+  EXPECT_TRUE(maxRelBelow(dDg.download(), wantDg, 1e-6));
+}
+
+TEST_F(ConvTest, LayerScale) {
+  checkLayerScale<float, float>(ctx, 37, 96, 0);
+  checkLayerScale<float, float>(ctx, 37, 13, 0);
+  checkLayerScale<float, float>(ctx, 5, 8, 1);
+  checkLayerScale<__nv_bfloat16, __nv_bfloat16>(ctx, 37, 96, 0);
+  checkLayerScale<__nv_bfloat16, __nv_bfloat16>(ctx, 9, 12, 0);
+  checkLayerScale<__nv_bfloat16, __nv_bfloat16>(ctx, 9, 7, 1);
+  checkLayerScale<__nv_bfloat16, float>(ctx, 3, 16, 0);
+  sync();
+}
+
+TEST_F(ConvTest, LayerScaleGrad) {
+  checkLayerScaleGrad<float, float, float>(ctx, 1, 5);
+  checkLayerScaleGrad<float, float, float>(ctx, 1000, 96);  // several splits
+  checkLayerScaleGrad<float, float, float>(ctx, 5000, 7);
+  checkLayerScaleGrad<__nv_bfloat16, __nv_bfloat16, __nv_bfloat16>(ctx, 3136, 96);
+  checkLayerScaleGrad<__nv_bfloat16, float, __nv_bfloat16>(ctx, 77, 40);
+  checkLayerScaleGrad<float, __nv_bfloat16, float>(ctx, 77, 33);
+  sync();
+}
+
+} // namespace
+} // namespace sbp::cuda::test
