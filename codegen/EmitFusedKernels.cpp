@@ -22,6 +22,8 @@
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/FormatVariadic.h"
 
+#include <limits>
+
 using namespace mlir;
 
 namespace {
@@ -515,11 +517,22 @@ public:
         rowInputs.push_back(i);
       else if (numel(a) == n)
         colInputs.push_back(i);
+      else if (isSideInput(a))
+        ; // read in column slices by its bias_grad
       else
-        return op.emitOpError("rowwise operand ") << i << " is neither [rows, n] nor [n]";
+        return op.emitOpError("rowwise operand ") << i
+               << " is neither [rows, n], [n] nor [rows, m n] read by a bias_grad";
       name[a] = (numel(a) == n ? "p" : "a") + std::to_string(i);
     }
     return success();
+  }
+
+  /// A [rows, m n] operand (m > 1) whose only reader is a bias_grad: the dy
+  /// of an earlier layer (sbp-fuse-kernels' upstream bias gradient).
+  bool isSideInput(Value a) const {
+    return numel(a) % (rows * n) == 0 && numel(a) > rows * n && llvm::all_of(a.getUsers(), [](Operation *u) {
+             return cast<sbpk::KernelOp>(u).getCallee() == sbpk::kernel::bias_grad;
+           });
   }
 
   int64_t rows = 0, n = 0;
@@ -566,6 +579,20 @@ public:
         out += "    " + sums + "x = " + rowSum(sums + "x") + " * (1.0f / " + std::to_string(n) + ".0f);\n";
         out += loop("const float xh = " + xhat + "; " + at(id) + " = " + s + "_rstd * (" + at(dy) + " * " + at(g) +
                     " - " + sums + "g - xh * " + sums + "x);");
+        continue;
+      }
+      if (callee == sbpk::kernel::bias_grad && isSideInput(k->getOperand(0))) {
+        // An m n wide operand: m column slices of n, each an accumulator.
+        const int64_t m = numel(k->getOperand(0)) / (rows * n);
+        const std::string src = "in" + std::to_string(cast<BlockArgument>(k->getOperand(0)).getArgNumber());
+        for (int64_t q = 0; q < m; ++q) {
+          std::string acc = "cs" + std::to_string(colSums.size());
+          colSums.push_back({k->getResult(0), acc});
+          std::string elem = src + "[r * " + std::to_string(m * n) + " + " + std::to_string(q * n) + " + ";
+          out += cuda ? loop("const int j = lane + 32 * c; if (j < kN) " + acc + "[c] += sbp::fused::to_float(" +
+                             elem + "j]);")
+                      : loop(acc + "[j] += " + elem + "j];");
+        }
         continue;
       }
       if (callee == sbpk::kernel::bias_grad) { // a column sum of a row value
@@ -644,7 +671,7 @@ LogicalResult FusedEmitter::emitRowwise() {
   SmallVector<int> sumIndex(yielded.size(), -1);
   for (auto [i, v] : llvm::enumerate(yielded))
     for (auto [s, cs] : llvm::enumerate(gen.colSums))
-      if (cs.first == v)
+      if (cs.first == v && sumIndex[i] < 0) // its first column slice
         sumIndex[i] = s;
 
   const bool hasSums = sums > 0;
@@ -698,9 +725,9 @@ LogicalResult FusedEmitter::emitRowwise() {
     if (hasSums) { // chunk partials added in chunk order
       os << "  for (int64_t j = 0; j < kN; ++j) {\n";
       for (auto [i, v] : llvm::enumerate(yielded))
-        if (sumIndex[i] >= 0)
+        for (int64_t q = 0; sumIndex[i] >= 0 && q < numel(v) / n; ++q)
           os << "    { double s = 0.0; for (int64_t c = 0; c < kChunks; ++c) s += scratch[(c * " << sums << " + "
-             << sumIndex[i] << ") * kN + j]; out" << i << "[j] = float(s); }\n";
+             << sumIndex[i] + q << ") * kN + j]; out" << i << "[" << q * n << " + j] = float(s); }\n";
       os << "  }\n";
     }
     if (keptOutputs) {
@@ -785,7 +812,8 @@ void FusedEmitter::emitSumsKernel(int64_t sums, int64_t n, int64_t chunks) {
   SmallVector<std::string> sparams = {"const double *__restrict__ partial"}, outs;
   for (unsigned i : sumResults) {
     sparams.push_back("float *__restrict__ out" + std::to_string(i));
-    outs.push_back("out" + std::to_string(i));
+    for (int64_t q = 0; q < numel(op.getResult(i)) / n; ++q) // column slices of n
+      outs.push_back("out" + std::to_string(i) + (q ? " + " + std::to_string(q * n) : ""));
   }
   os << "__global__ void __launch_bounds__(256) " << name << "_sums(" << llvm::join(sparams, ", ") << ") {\n"
      << "  float *const outs[" << sums << "] = {" << llvm::join(outs, ", ") << "};\n"
@@ -859,9 +887,25 @@ SmallVector<unsigned> sbp::columnSumResults(sbpk::FusedOp op) {
 
 LogicalResult sbp::emitDeferredColumnSums(llvm::raw_ostream &os, StringRef name, ArrayRef<sbpk::FusedOp> groups) {
   SmallVector<std::string> params = {"const sbp::cuda::Context &ctx"};
-  size_t most = 1; // sums of a group, at most
+  // A group's sums in column slices of its n (the narrowest sum; a wider
+  // bias gradient is several slices).
+  auto widthOf = [](sbpk::FusedOp op) {
+    int64_t n = std::numeric_limits<int64_t>::max();
+    for (unsigned i : columnSumResults(op))
+      n = std::min(n, cast<RankedTensorType>(op.getResult(i).getType()).getNumElements());
+    return n;
+  };
+  auto slotsOf = [&](sbpk::FusedOp op) {
+    SmallVector<std::pair<unsigned, int64_t>> slots; // (sum number, column offset)
+    const int64_t n = widthOf(op);
+    for (auto [s, i] : llvm::enumerate(columnSumResults(op)))
+      for (int64_t q = 0; q < cast<RankedTensorType>(op.getResult(i).getType()).getNumElements() / n; ++q)
+        slots.push_back({unsigned(s), q * n});
+    return slots;
+  };
+  size_t most = 1; // column slices of a group, at most
   for (sbpk::FusedOp op : groups)
-    most = std::max(most, columnSumResults(op).size());
+    most = std::max(most, slotsOf(op).size());
   os << "// " << name << ": the column sums (dgamma, dbeta, bias gradients) of " << groups.size()
      << " groups, one grid row each, after the backward.\n"
      << "struct " << name << "_args {\n  const double *partial[" << groups.size() << "];\n  float *out["
@@ -875,20 +919,23 @@ LogicalResult sbp::emitDeferredColumnSums(llvm::raw_ostream &os, StringRef name,
     SmallVector<unsigned> sums = columnSumResults(op);
     if (sums.empty())
       return op.emitOpError("deferred column sums without a layer_norm_grad or bias_grad");
-    int64_t n = cast<RankedTensorType>(op.getResult(sums[0]).getType()).getNumElements();
-    int64_t cols = int64_t(sums.size()) * n, chunks = op->getAttrOfType<IntegerAttr>("chunks").getInt();
+    const int64_t n = widthOf(op);
+    SmallVector<std::pair<unsigned, int64_t>> slots = slotsOf(op);
+    int64_t cols = int64_t(slots.size()) * n, chunks = op->getAttrOfType<IntegerAttr>("chunks").getInt();
     widest = std::max(widest, (cols + 31) / 32);
     os << "  case " << g << ":\n    if (blockIdx.x < " << (cols + 31) / 32 << ")\n"
        << "      sbp::fused::column_sums_block(a.partial[" << g << "], " << chunks << ", " << cols << ", " << n
        << ", a.out[" << g << "], blockIdx.x);\n    break;\n";
     params.push_back("const double *partial" + std::to_string(g));
     fill += "  a.partial[" + std::to_string(g) + "] = partial" + std::to_string(g) + ";\n";
-    for (unsigned s = 0; s < most; ++s) {
-      std::string out = "out" + std::to_string(g) + "_" + std::to_string(s);
-      if (s < sums.size())
-        params.push_back("float *" + out);
-      fill += "  a.out[" + std::to_string(g) + "][" + std::to_string(s) + "] = " +
-              (s < sums.size() ? out : std::string("nullptr")) + ";\n";
+    for (unsigned s = 0; s < sums.size(); ++s)
+      params.push_back("float *out" + std::to_string(g) + "_" + std::to_string(s));
+    for (unsigned q = 0; q < most; ++q) {
+      std::string out = "nullptr";
+      if (q < slots.size())
+        out = "out" + std::to_string(g) + "_" + std::to_string(slots[q].first) +
+              (slots[q].second ? " + " + std::to_string(slots[q].second) : "");
+      fill += "  a.out[" + std::to_string(g) + "][" + std::to_string(q) + "] = " + out + ";\n";
     }
   }
   os << "  }\n}\n\n"

@@ -208,6 +208,29 @@ sbpk::KernelOp castUser(Value v) {
   return {};
 }
 
+/// The bias gradient of the layer whose input gradient flows into `grad`:
+/// dy' -> gemm(dy', W) -> layer_norm_grad (qkv's dy', from the attention
+/// backward, before norm1's backward). No generated group reads dy', so its
+/// column sum joins this group (same rows; a width of whole multiples of the
+/// group's n, added up as that many column slices): no launch of its own,
+/// where a GEMM's BGRADB epilogue costs one.
+sbpk::KernelOp upstreamBiasGrad(sbpk::KernelOp grad, const llvm::DenseSet<Operation *> &taken) {
+  auto gemm = dyn_cast_or_null<sbpk::GemmOp>(grad->getOperand(2).getDefiningOp());
+  // dy' of an elementwise kernel (fc1's, the GELU gradient) is summed by
+  // that kernel's group, where it is in registers.
+  if (!gemm || gemm.getTransA())
+    return {};
+  if (Operation *def = gemm.getA().getDefiningOp(); def && isElementwise(def))
+    return {};
+  const int64_t rows = intAttr(grad, "rows"), n = intAttr(grad, "n");
+  for (Operation *user : gemm.getA().getUsers())
+    if (auto k = kernelNamed(user, sbpk::kernel::bias_grad);
+        k && !taken.contains(k) && intAttr(k, "rows") == rows && intAttr(k, "n") % n == 0 &&
+        k->hasAttr("bwd") == grad->hasAttr("bwd"))
+      return k;
+  return {};
+}
+
 SmallVector<Operation *> rowwiseGroup(sbpk::KernelOp grad, const llvm::DenseSet<Operation *> &taken) {
   Value x = grad->getOperand(0), gamma = grad->getOperand(1);
   SmallVector<Operation *> group = {grad};
@@ -242,6 +265,11 @@ SmallVector<Operation *> rowwiseGroup(sbpk::KernelOp grad, const llvm::DenseSet<
       group.push_back(bg);
       break;
     }
+  if (auto bg = upstreamBiasGrad(grad, taken)) {
+    group.push_back(bg);
+    if (formsCycle(group))
+      group.pop_back();
+  }
   return group;
 }
 
@@ -434,7 +462,9 @@ void planColumnSums(sbpk::FusedOp fused) {
     if (k.getCallee() == sbpk::kernel::bias_grad)
       sumValues.push_back(k->getResult(0));
   }
-  sums = int64_t(sumValues.size());
+  // In column slices of n (a wider bias gradient takes several).
+  for (Value v : sumValues)
+    sums += numel(v) / std::max<int64_t>(n, 1);
   Builder b(fused);
   // Without column sums the CPU loop still runs over fixed row chunks.
   const int64_t chunks = std::min<int64_t>((rows + 63) / 64, 512);
