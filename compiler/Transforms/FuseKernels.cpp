@@ -413,11 +413,12 @@ sbpk::FusedOp outline(SmallVector<Operation *> ops, StringRef kind, StringRef na
     resultTypes.push_back(v.getType());
   auto fused = b.create<sbpk::FusedOp>(ops.front()->getLoc(), resultTypes, b.getStringAttr(name),
                                        b.getStringAttr(kind), inputs.getArrayRef());
-  // The group is backward if its members are; its region is the first's.
+  // The group is backward if its members are; its region is the first's,
+  // not a bias gradient's (of the layer before: another region).
   if (llvm::all_of(ops, [](Operation *op) { return op->hasAttr("bwd"); }))
     fused->setAttr("bwd", b.getUnitAttr());
   for (Operation *op : ops)
-    if (Attribute r = op->getAttr("region")) {
+    if (Attribute r = op->getAttr("region"); r && !kernelNamed(op, sbpk::kernel::bias_grad)) {
       fused->setAttr("region", r);
       break;
     }
@@ -531,6 +532,9 @@ void fuseGraph(sbpk::GraphOp graph) {
   for (Operation *bg : biasGrads)
     if (!taken.contains(bg))
       fuseBiasGrad(cast<sbpk::KernelOp>(bg));
+  // gemm_bgrad stands at the GEMM; a reader of the bias gradient may come
+  // before it.
+  sortTopologically(&block);
 }
 
 struct FuseKernelsPass : sbp::impl::SbpFuseKernelsBase<FuseKernelsPass> {
