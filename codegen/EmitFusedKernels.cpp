@@ -4,11 +4,14 @@
 //
 //  - elementwise: a grid-stride loop over the element count, V elements per
 //    thread with 16-byte loads where every pointer allows, each fused op one
-//    float expression in registers;
+//    float expression in registers; with a bias gradient (column sums), one
+//    block per fixed row chunk whose threads own fixed column vectors;
 //  - rowwise: one warp per row of n features (lane l holds columns l + 32c),
-//    row statistics by warp sums, the column sums (dgamma, dbeta) kept per
-//    lane, added over the block's warps in order and written per block to
-//    arena scratch; a second kernel adds the blocks in order (deterministic);
+//    row statistics by warp sums, the column sums (dgamma, dbeta, bias
+//    gradients; a wider one as slices of n) kept per lane, added over the
+//    block's warps in order and written per block to arena scratch; a second
+//    kernel (or the step's one deferred launch) adds the blocks in order
+//    (deterministic, no floating-point atomics);
 //  - multi_cast: the parameter copies, one grid row per tensor.
 //
 // The CPU versions are the same computations as OpenMP loops (rows split in
