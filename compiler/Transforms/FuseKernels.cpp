@@ -182,6 +182,12 @@ bool formsCycle(ArrayRef<Operation *> group) {
 
 //===--- 1. row-wise groups -----------------------------------------------===//
 
+/// A CUDA block adds its column sums in shared memory, one double per
+/// column slice: a group keeps them under the 48 KiB of static shared memory
+/// (with room for the row map's inverse).
+constexpr int64_t kMaxSumBytes = 40 * 1024;
+bool sumsFit(int64_t slices, int64_t n) { return slices * n * int64_t(sizeof(double)) <= kMaxSumBytes; }
+
 /// The `bias_grad` kernel reading v over `rows` rows of `n` columns that no
 /// group has taken, if any: a column sum a group producing v can add up.
 sbpk::KernelOp biasGradOf(Value v, int64_t rows, int64_t n, bool bwd, const llvm::DenseSet<Operation *> &taken) {
@@ -260,12 +266,15 @@ SmallVector<Operation *> rowwiseGroup(sbpk::KernelOp grad, const llvm::DenseSet<
     if (kernelNamed(m, sbpk::kernel::add))
       dys.push_back(m->getResult(0));
   dys.push_back(grad->getResult(0));
+  const int64_t n = intAttr(grad, "n");
+  int64_t slices = 2; // dgamma, dbeta
   for (Value v : dys)
-    if (auto bg = biasGradOf(v, intAttr(grad, "rows"), intAttr(grad, "n"), grad->hasAttr("bwd"), taken)) {
+    if (auto bg = biasGradOf(v, intAttr(grad, "rows"), n, grad->hasAttr("bwd"), taken); bg && sumsFit(slices + 1, n)) {
       group.push_back(bg);
+      ++slices;
       break;
     }
-  if (auto bg = upstreamBiasGrad(grad, taken)) {
+  if (auto bg = upstreamBiasGrad(grad, taken); bg && sumsFit(slices + intAttr(bg, "n") / n, n)) {
     group.push_back(bg);
     if (formsCycle(group))
       group.pop_back();
@@ -335,6 +344,8 @@ SmallVector<Operation *> elementwiseGroup(Operation *seed, const llvm::DenseSet<
     // and of one column count per group (the sums share one layout).
     if (auto bg = kernelNamed(op, sbpk::kernel::bias_grad))
       return !rows && intAttr(bg, "rows") * intAttr(bg, "n") == n &&
+             sumsFit(1 + llvm::count_if(group, [](Operation *m) { return kernelNamed(m, sbpk::kernel::bias_grad); }),
+                     intAttr(bg, "n")) &&
              llvm::is_contained(group, bg->getOperand(0).getDefiningOp()) &&
              llvm::all_of(group, [&](Operation *m) {
                auto other = kernelNamed(m, sbpk::kernel::bias_grad);

@@ -356,3 +356,23 @@ sbpk.graph @bias_grad_row_map {
   sbpk.grad_out "p.bias" at 0, %db : tensor<4xf32>
   sbpk.return %sc : tensor<2x8x4xbf16>
 }
+
+// -----
+
+// A CUDA block adds a group's column sums in shared memory (a double per
+// column): a bias gradient whose sums would pass 40 KiB (6144 columns: 48
+// KiB) stays out of the group.
+// CHECK-LABEL: sbpk.graph @bias_grad_too_wide
+// CHECK:         sbpk.fused "fused_gelu_gelu_grad" "elementwise"
+// CHECK-NOT:       bias_grad
+// CHECK:           sbpk.yield
+// CHECK:         sbpk.kernel "bias_grad"
+sbpk.graph @bias_grad_too_wide {
+  %h = sbpk.input "images" : tensor<2x6144xf32>
+  %dg = sbpk.input "labels" : tensor<2x6144xf32>
+  %r = sbpk.kernel "gelu"(%h) {bwd, n = 12288 : i64} : (tensor<2x6144xf32>) -> tensor<2x6144xf32>
+  %d = sbpk.kernel "gelu_grad"(%h, %dg) {bwd, n = 12288 : i64} : (tensor<2x6144xf32>, tensor<2x6144xf32>) -> tensor<2x6144xf32>
+  %db = sbpk.kernel "bias_grad"(%d) {bwd, n = 6144 : i64, rows = 2 : i64} : (tensor<2x6144xf32>) -> tensor<6144xf32>
+  sbpk.grad_out "fc1.bias" at 0, %db : tensor<6144xf32>
+  sbpk.return %r, %d : tensor<2x6144xf32>, tensor<2x6144xf32>
+}
