@@ -4,11 +4,14 @@
 //
 //  - elementwise: a grid-stride loop over the element count, V elements per
 //    thread with 16-byte loads where every pointer allows, each fused op one
-//    float expression in registers;
+//    float expression in registers; with a bias gradient (column sums), one
+//    block per fixed row chunk whose threads own fixed column vectors;
 //  - rowwise: one warp per row of n features (lane l holds columns l + 32c),
-//    row statistics by warp sums, the column sums (dgamma, dbeta) kept per
-//    lane, added over the block's warps in order and written per block to
-//    arena scratch; a second kernel adds the blocks in order (deterministic);
+//    row statistics by warp sums, the column sums (dgamma, dbeta, bias
+//    gradients; a wider one as slices of n) kept per lane, added over the
+//    block's warps in order and written per block to arena scratch; a second
+//    kernel (or the step's one deferred launch) adds the blocks in order
+//    (deterministic, no floating-point atomics);
 //  - multi_cast: the parameter copies, one grid row per tensor.
 //
 // The CPU versions are the same computations as OpenMP loops (rows split in
@@ -21,6 +24,8 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/FormatVariadic.h"
+
+#include <limits>
 
 using namespace mlir;
 
@@ -120,8 +125,11 @@ private:
   }
 
   LogicalResult emitElementwise();
+  LogicalResult emitColumnSumElementwise();
   LogicalResult emitRowwise();
   LogicalResult emitMultiCast();
+  void emitSumsKernel(int64_t sums, int64_t n, int64_t chunks);
+  void emitSumsLaunch(int64_t sums, int64_t n);
 
   llvm::raw_ostream &os;
   sbpk::FusedOp op;
@@ -188,6 +196,9 @@ RowMap rowMapOf(sbpk::FusedOp op) {
 
 LogicalResult FusedEmitter::emitElementwise() {
   Block &body = op.getBlock();
+  if (llvm::any_of(body.without_terminator(),
+                   [](Operation &o) { return cast<sbpk::KernelOp>(o).getCallee() == sbpk::kernel::bias_grad; }))
+    return emitColumnSumElementwise();
   const RowMap map = rowMapOf(op);
   const int64_t total = map.present() ? map.fullNumel() : numel(op.getResult(0));
   if (map.present() && map.keptNumel() >= total)
@@ -322,6 +333,164 @@ LogicalResult FusedEmitter::emitElementwise() {
   return success();
 }
 
+/// An elementwise group with column sums (`bias_grad` members: the bias
+/// gradient of fc1 from the GELU gradient). The elements are rows x n; the
+/// rows are split into `chunks` fixed ranges, one GPU block or CPU task
+/// each. On the GPU a block's threads own fixed column vectors (kV columns)
+/// of kSub rows at a time, sum their columns in registers, then the block
+/// adds its row slices in order in shared memory (double) and writes one
+/// partial row per chunk to scratch; the chunks are added in order by the
+/// `_sums` kernel or the deferred launch. No atomics: same bits every run.
+LogicalResult FusedEmitter::emitColumnSumElementwise() {
+  Block &body = op.getBlock();
+  if (rowMapOf(op).present())
+    return op.emitOpError("column sums in an elementwise group with a row map");
+  int64_t rows = 0, n = 0;
+  SmallVector<std::pair<Value, std::string>> sums; // bias_grad result, summed expression
+  llvm::DenseMap<Value, std::string> expr;
+  for (auto [i, a] : llvm::enumerate(body.getArguments()))
+    expr[a] = "a" + std::to_string(i) + (cuda ? "[v]" : "[i]");
+  std::string stmts, indent = cuda ? "        " : "      ";
+  int t = 0;
+  for (Operation &inner : body.without_terminator()) {
+    auto k = cast<sbpk::KernelOp>(inner);
+    if (k.getCallee() == sbpk::kernel::bias_grad) {
+      if (sums.empty()) {
+        rows = intAttr(k, "rows");
+        n = intAttr(k, "n");
+      } else if (intAttr(k, "n") != n || intAttr(k, "rows") != rows) {
+        return k.emitOpError("sums columns of another shape than the group's other bias_grad");
+      }
+      sums.push_back({k->getResult(0), expr[k->getOperand(0)]});
+      continue;
+    }
+    SmallVector<std::string> args;
+    for (Value v : inner.getOperands())
+      args.push_back(expr[v]);
+    FailureOr<std::string> e = scalarExpr(k, args);
+    if (failed(e))
+      return inner.emitOpError("is not an elementwise kernel");
+    std::string id = "t" + std::to_string(t++);
+    stmts += indent + "const float " + id + " = " + *e + ";\n";
+    expr[inner.getResult(0)] = id;
+  }
+  const int64_t chunks = intAttr(op, "chunks"), nsums = int64_t(sums.size());
+  auto yielded = body.getTerminator()->getOperands();
+  SmallVector<int> sumIndex(yielded.size(), -1);
+  for (auto [i, v] : llvm::enumerate(yielded))
+    for (auto [s, sum] : llvm::enumerate(sums))
+      if (sum.first == v)
+        sumIndex[i] = int(s);
+  for (auto [i, a] : llvm::enumerate(body.getArguments()))
+    if (numel(a) != rows * n)
+      return op.emitOpError("operand ") << i << " is not of the " << rows << " x " << n << " elements of its column sums";
+
+  if (!cuda) {
+    os << "void " << name << "(" << hostParams(true) << ") {\n"
+       << "  constexpr int64_t kRows = " << rows << ", kN = " << n << ", kChunks = " << chunks
+       << ", kSums = " << nsums << ", kPer = (kRows + kChunks - 1) / kChunks;\n";
+    for (auto [i, v] : llvm::enumerate(op.getInputs()))
+      os << "  const float *a" << i << " = in" << i << ";\n";
+    os << "#pragma omp parallel for schedule(static)\n"
+       << "  for (int64_t chunk = 0; chunk < kChunks; ++chunk) {\n"
+       << "    double *acc = scratch + chunk * kSums * kN;\n"
+       << "    for (int64_t j = 0; j < kSums * kN; ++j) acc[j] = 0.0;\n"
+       << "    for (int64_t r = chunk * kPer; r < std::min(kRows, (chunk + 1) * kPer); ++r)\n"
+       << "    for (int64_t j = 0; j < kN; ++j) {\n      const int64_t i = r * kN + j;\n"
+       << stmts;
+    for (auto [i, v] : llvm::enumerate(yielded))
+      if (sumIndex[i] < 0)
+        os << "      out" << i << "[i] = " << expr[v] << ";\n";
+    for (auto [s, sum] : llvm::enumerate(sums))
+      os << "      acc[" << s << " * kN + j] += " << sum.second << ";\n";
+    os << "    }\n  }\n  for (int64_t j = 0; j < kN; ++j) {\n";
+    for (auto [i, v] : llvm::enumerate(yielded))
+      if (sumIndex[i] >= 0)
+        os << "    { double s = 0.0; for (int64_t c = 0; c < kChunks; ++c) s += scratch[(c * kSums + " << sumIndex[i]
+           << ") * kN + j]; out" << i << "[j] = float(s); }\n";
+    os << "  }\n}\n\n";
+    return success();
+  }
+
+  // Vector width: within a row, every pointer an arena buffer.
+  bool aligned = true;
+  for (auto [i, v] : llvm::enumerate(op.getResults()))
+    aligned &= sumIndex[i] >= 0 || inArena(v);
+  aligned &= llvm::all_of(op.getInputs(), inArena);
+  int vec = 1;
+  for (int v : {8, 4, 2})
+    if (aligned && n % v == 0) {
+      vec = v;
+      break;
+    }
+  // kLanes threads per row (one column vector each, kCV of them when a row
+  // has more than 256 vectors), kSub rows at a time.
+  const int64_t nv = n / vec, lanes = std::min<int64_t>(nv, 256), sub = std::max<int64_t>(1, 256 / nv);
+  const int64_t threads = lanes * sub;
+  SmallVector<std::string> kparams, largs;
+  for (auto [i, v] : llvm::enumerate(op.getInputs())) {
+    kparams.push_back(std::string("const ") + ctype(v) + " *__restrict__ in" + std::to_string(i));
+    largs.push_back("in" + std::to_string(i));
+  }
+  for (auto [i, v] : llvm::enumerate(op.getResults()))
+    if (sumIndex[i] < 0) {
+      kparams.push_back(std::string(ctype(v)) + " *__restrict__ out" + std::to_string(i));
+      largs.push_back("out" + std::to_string(i));
+    }
+  kparams.push_back("double *__restrict__ partial");
+  largs.push_back("scratch");
+  SmallVector<std::string> rowResults;
+  for (auto [i, v] : llvm::enumerate(yielded))
+    if (sumIndex[i] < 0)
+      rowResults.push_back(std::to_string(i));
+  os << "__global__ void __launch_bounds__(" << threads << ") " << name << "_kernel(" << llvm::join(kparams, ", ")
+     << ") {\n"
+     << "  constexpr int64_t kRows = " << rows << ", kPer = (kRows + " << chunks << " - 1) / " << chunks << ";\n"
+     << "  constexpr int kN = " << n << ", kV = " << vec << ", kNV = kN / kV, kLanes = " << lanes
+     << ", kSub = " << sub << ", kCV = (kNV + kLanes - 1) / kLanes, kSums = " << nsums << ";\n"
+     << "  const int lane = threadIdx.x % kLanes, sub = threadIdx.x / kLanes;\n"
+     << "  const int64_t r0 = int64_t(blockIdx.x) * kPer, r1 = r0 + kPer < kRows ? r0 + kPer : kRows;\n"
+     << "  float acc[kSums][kCV][kV] = {};\n"
+     << "  for (int64_t r = r0 + sub; r < r1; r += kSub) {\n"
+     << "#pragma unroll\n    for (int cv = 0; cv < kCV; ++cv) {\n"
+     << "      const int col = lane + cv * kLanes;\n      if (col >= kNV)\n        break;\n"
+     << "      const int64_t i = r * kN + int64_t(col) * kV;\n";
+  for (auto [i, a] : llvm::enumerate(body.getArguments()))
+    os << "      float a" << i << "[kV];\n      sbp::fused::load<kV>(in" << i << " + i, a" << i << ");\n";
+  if (!rowResults.empty())
+    os << "      float res[" << yielded.size() << "][kV];\n";
+  os << "#pragma unroll\n      for (int v = 0; v < kV; ++v) {\n" << stmts;
+  for (auto [i, v] : llvm::enumerate(yielded))
+    if (sumIndex[i] < 0)
+      os << "        res[" << i << "][v] = " << expr[v] << ";\n";
+  for (auto [s, sum] : llvm::enumerate(sums))
+    os << "        acc[" << s << "][cv][v] += " << sum.second << ";\n";
+  os << "      }\n";
+  for (auto [i, v] : llvm::enumerate(yielded))
+    if (sumIndex[i] < 0)
+      os << "      sbp::fused::store<kV>(out" << i << " + i, res[" << i << "]);\n";
+  os << "    }\n  }\n"
+     << "  // The block's column sums: its row slices added in order, in double.\n"
+     << "  __shared__ double sh[kSums * kN];\n"
+     << "  for (int w = 0; w < kSub; ++w) {\n    if (sub == w) {\n"
+     << "#pragma unroll\n      for (int cv = 0; cv < kCV; ++cv) {\n"
+     << "        const int col = lane + cv * kLanes;\n        if (col >= kNV)\n          break;\n"
+     << "#pragma unroll\n        for (int s = 0; s < kSums; ++s) {\n"
+     << "#pragma unroll\n          for (int v = 0; v < kV; ++v) {\n"
+     << "            double &d = sh[s * kN + col * kV + v];\n"
+     << "            d = (w ? d : 0.0) + double(acc[s][cv][v]);\n          }\n        }\n      }\n    }\n"
+     << "    __syncthreads();\n  }\n"
+     << "  for (int j = threadIdx.x; j < kSums * kN; j += " << threads << ")\n"
+     << "    partial[int64_t(blockIdx.x) * kSums * kN + j] = sh[j];\n}\n\n";
+  emitSumsKernel(nsums, n, chunks);
+  os << "void " << name << "(" << hostParams(true) << ") {\n"
+     << "  " << name << "_kernel<<<" << chunks << ", " << threads << ", 0, ctx.stream>>>(" << llvm::join(largs, ", ")
+     << ");\n";
+  emitSumsLaunch(nsums, n);
+  os << "}\n\n";
+  return success();
+}
+
 //===--- rowwise ----------------------------------------------------------===//
 
 /// The row code of a rowwise group, written once for both targets: values
@@ -351,11 +520,22 @@ public:
         rowInputs.push_back(i);
       else if (numel(a) == n)
         colInputs.push_back(i);
+      else if (isSideInput(a))
+        ; // read in column slices by its bias_grad
       else
-        return op.emitOpError("rowwise operand ") << i << " is neither [rows, n] nor [n]";
+        return op.emitOpError("rowwise operand ") << i
+               << " is neither [rows, n], [n] nor [rows, m n] read by a bias_grad";
       name[a] = (numel(a) == n ? "p" : "a") + std::to_string(i);
     }
     return success();
+  }
+
+  /// A [rows, m n] operand (m > 1) whose only reader is a bias_grad: the dy
+  /// of an earlier layer (sbp-fuse-kernels' upstream bias gradient).
+  bool isSideInput(Value a) const {
+    return numel(a) % (rows * n) == 0 && numel(a) > rows * n && llvm::all_of(a.getUsers(), [](Operation *u) {
+             return cast<sbpk::KernelOp>(u).getCallee() == sbpk::kernel::bias_grad;
+           });
   }
 
   int64_t rows = 0, n = 0;
@@ -402,6 +582,26 @@ public:
         out += "    " + sums + "x = " + rowSum(sums + "x") + " * (1.0f / " + std::to_string(n) + ".0f);\n";
         out += loop("const float xh = " + xhat + "; " + at(id) + " = " + s + "_rstd * (" + at(dy) + " * " + at(g) +
                     " - " + sums + "g - xh * " + sums + "x);");
+        continue;
+      }
+      if (callee == sbpk::kernel::bias_grad && isSideInput(k->getOperand(0))) {
+        // An m n wide operand: m column slices of n, each an accumulator.
+        const int64_t m = numel(k->getOperand(0)) / (rows * n);
+        const std::string src = "in" + std::to_string(cast<BlockArgument>(k->getOperand(0)).getArgNumber());
+        for (int64_t q = 0; q < m; ++q) {
+          std::string acc = "cs" + std::to_string(colSums.size());
+          colSums.push_back({k->getResult(0), acc});
+          std::string elem = src + "[r * " + std::to_string(m * n) + " + " + std::to_string(q * n) + " + ";
+          out += cuda ? loop("const int j = lane + 32 * c; if (j < kN) " + acc + "[c] += sbp::fused::to_float(" +
+                             elem + "j]);")
+                      : loop(acc + "[j] += " + elem + "j];");
+        }
+        continue;
+      }
+      if (callee == sbpk::kernel::bias_grad) { // a column sum of a row value
+        std::string acc = "cs" + std::to_string(colSums.size());
+        colSums.push_back({k->getResult(0), acc});
+        out += loop(at(acc) + " += " + at(in(0)) + ";");
         continue;
       }
       SmallVector<std::string> args;
@@ -474,7 +674,7 @@ LogicalResult FusedEmitter::emitRowwise() {
   SmallVector<int> sumIndex(yielded.size(), -1);
   for (auto [i, v] : llvm::enumerate(yielded))
     for (auto [s, cs] : llvm::enumerate(gen.colSums))
-      if (cs.first == v)
+      if (cs.first == v && sumIndex[i] < 0) // its first column slice
         sumIndex[i] = s;
 
   const bool hasSums = sums > 0;
@@ -528,9 +728,9 @@ LogicalResult FusedEmitter::emitRowwise() {
     if (hasSums) { // chunk partials added in chunk order
       os << "  for (int64_t j = 0; j < kN; ++j) {\n";
       for (auto [i, v] : llvm::enumerate(yielded))
-        if (sumIndex[i] >= 0)
+        for (int64_t q = 0; sumIndex[i] >= 0 && q < numel(v) / n; ++q)
           os << "    { double s = 0.0; for (int64_t c = 0; c < kChunks; ++c) s += scratch[(c * " << sums << " + "
-             << sumIndex[i] << ") * kN + j]; out" << i << "[j] = float(s); }\n";
+             << sumIndex[i] + q << ") * kN + j]; out" << i << "[" << q * n << " + j] = float(s); }\n";
       os << "  }\n";
     }
     if (keptOutputs) {
@@ -597,31 +797,41 @@ LogicalResult FusedEmitter::emitRowwise() {
        << "  " << name << "_rows<<<" << chunks << ", 256, 0, ctx.stream>>>(" << llvm::join(largs, ", ") << ");\n}\n\n";
     return success();
   }
-  // Finalize: 32 columns x 8 slices of the blocks per block of threads;
-  // deferred to one launch for all groups at the end of the step when the
-  // sums are only parameter gradients (sbp-fuse-kernels' `deferred_sums`).
-  SmallVector<unsigned> sumResults = sbp::columnSumResults(op);
-  std::string outs = "{";
-  for (unsigned i = 0; i < 2; ++i)
-    outs += (i ? ", " : "") + (i < sumResults.size() ? "out" + std::to_string(sumResults[i]) : std::string("nullptr"));
-  outs += "}";
-  SmallVector<std::string> sparams = {"const double *__restrict__ partial"}, sargs = {"scratch"};
-  for (unsigned i : sumResults) {
-    sparams.push_back("float *__restrict__ out" + std::to_string(i));
-    sargs.push_back("out" + std::to_string(i));
-  }
-  if (!op->hasAttr("deferred_sums"))
-    os << "__global__ void __launch_bounds__(256) " << name << "_sums(" << llvm::join(sparams, ", ") << ") {\n"
-     << "  float *const outs[2] = " << outs << ";\n"
-     << "  sbp::fused::column_sums_block(partial, " << chunks << ", " << sums * n << ", " << n
-     << ", outs, blockIdx.x);\n}\n\n";
+  emitSumsKernel(sums, n, chunks);
   os << "void " << name << "(" << hostParams(true) << ") {\n"
      << "  " << name << "_rows<<<" << chunks << ", 256, 0, ctx.stream>>>(" << llvm::join(largs, ", ") << ");\n";
-  if (!op->hasAttr("deferred_sums"))
-    os << "  " << name << "_sums<<<" << (sums * n + 31) / 32 << ", 256, 0, ctx.stream>>>(" << llvm::join(sargs, ", ")
-       << ");\n";
+  emitSumsLaunch(sums, n);
   os << "}\n\n";
   return success();
+}
+
+// Finalize: 32 columns x 8 slices of the blocks per block of threads;
+// deferred to one launch for all groups at the end of the step when the
+// sums are only parameter gradients (sbp-fuse-kernels' `deferred_sums`).
+void FusedEmitter::emitSumsKernel(int64_t sums, int64_t n, int64_t chunks) {
+  if (op->hasAttr("deferred_sums"))
+    return;
+  SmallVector<unsigned> sumResults = sbp::columnSumResults(op);
+  SmallVector<std::string> sparams = {"const double *__restrict__ partial"}, outs;
+  for (unsigned i : sumResults) {
+    sparams.push_back("float *__restrict__ out" + std::to_string(i));
+    for (int64_t q = 0; q < numel(op.getResult(i)) / n; ++q) // column slices of n
+      outs.push_back("out" + std::to_string(i) + (q ? " + " + std::to_string(q * n) : ""));
+  }
+  os << "__global__ void __launch_bounds__(256) " << name << "_sums(" << llvm::join(sparams, ", ") << ") {\n"
+     << "  float *const outs[" << sums << "] = {" << llvm::join(outs, ", ") << "};\n"
+     << "  sbp::fused::column_sums_block(partial, " << chunks << ", " << sums * n << ", " << n
+     << ", outs, blockIdx.x);\n}\n\n";
+}
+
+void FusedEmitter::emitSumsLaunch(int64_t sums, int64_t n) {
+  if (op->hasAttr("deferred_sums"))
+    return;
+  SmallVector<std::string> sargs = {"scratch"};
+  for (unsigned i : sbp::columnSumResults(op))
+    sargs.push_back("out" + std::to_string(i));
+  os << "  " << name << "_sums<<<" << (sums * n + 31) / 32 << ", 256, 0, ctx.stream>>>(" << llvm::join(sargs, ", ")
+     << ");\n";
 }
 
 //===--- multi_cast -------------------------------------------------------===//
@@ -657,14 +867,18 @@ LogicalResult FusedEmitter::emitMultiCast() {
 } // namespace
 
 SmallVector<unsigned> sbp::columnSumResults(sbpk::FusedOp op) {
-  // In body order of the layer_norm_grad ops: dgamma, then dbeta (as
-  // RowwiseGenerator numbers its accumulators).
+  // In body order: dgamma, then dbeta of a layer_norm_grad, the sum of a
+  // bias_grad (as the generators number their accumulators).
   SmallVector<Value> sums;
-  for (Operation &inner : op.getBlock().without_terminator())
-    if (cast<sbpk::KernelOp>(inner).getCallee() == sbpk::kernel::layer_norm_grad) {
+  for (Operation &inner : op.getBlock().without_terminator()) {
+    StringRef callee = cast<sbpk::KernelOp>(inner).getCallee();
+    if (callee == sbpk::kernel::layer_norm_grad) {
       sums.push_back(inner.getResult(1));
       sums.push_back(inner.getResult(2));
     }
+    if (callee == sbpk::kernel::bias_grad)
+      sums.push_back(inner.getResult(0));
+  }
   SmallVector<unsigned> results;
   auto yielded = op.getBlock().getTerminator()->getOperands();
   for (Value s : sums)
@@ -676,10 +890,29 @@ SmallVector<unsigned> sbp::columnSumResults(sbpk::FusedOp op) {
 
 LogicalResult sbp::emitDeferredColumnSums(llvm::raw_ostream &os, StringRef name, ArrayRef<sbpk::FusedOp> groups) {
   SmallVector<std::string> params = {"const sbp::cuda::Context &ctx"};
-  os << "// " << name << ": the column sums (dgamma, dbeta) of " << groups.size()
-     << " rowwise groups, one grid row each, after the backward.\n"
+  // A group's sums in column slices of its n (the narrowest sum; a wider
+  // bias gradient is several slices).
+  auto widthOf = [](sbpk::FusedOp op) {
+    int64_t n = std::numeric_limits<int64_t>::max();
+    for (unsigned i : columnSumResults(op))
+      n = std::min(n, cast<RankedTensorType>(op.getResult(i).getType()).getNumElements());
+    return n;
+  };
+  auto slotsOf = [&](sbpk::FusedOp op) {
+    SmallVector<std::pair<unsigned, int64_t>> slots; // (sum number, column offset)
+    const int64_t n = widthOf(op);
+    for (auto [s, i] : llvm::enumerate(columnSumResults(op)))
+      for (int64_t q = 0; q < cast<RankedTensorType>(op.getResult(i).getType()).getNumElements() / n; ++q)
+        slots.push_back({unsigned(s), q * n});
+    return slots;
+  };
+  size_t most = 1; // column slices of a group, at most
+  for (sbpk::FusedOp op : groups)
+    most = std::max(most, slotsOf(op).size());
+  os << "// " << name << ": the column sums (dgamma, dbeta, bias gradients) of " << groups.size()
+     << " groups, one grid row each, after the backward.\n"
      << "struct " << name << "_args {\n  const double *partial[" << groups.size() << "];\n  float *out["
-     << groups.size() << "][2];\n};\n\n"
+     << groups.size() << "][" << most << "];\n};\n\n"
      << "__global__ void __launch_bounds__(256) " << name << "_kernel(" << name << "_args a) {\n"
      << "  switch (blockIdx.y) {\n";
   int64_t widest = 0;
@@ -687,22 +920,25 @@ LogicalResult sbp::emitDeferredColumnSums(llvm::raw_ostream &os, StringRef name,
   for (auto [g, constOp] : llvm::enumerate(groups)) {
     sbpk::FusedOp op = constOp;
     SmallVector<unsigned> sums = columnSumResults(op);
-    if (sums.empty() || sums.size() > 2)
-      return op.emitOpError("deferred column sums need one layer_norm_grad");
-    int64_t n = cast<RankedTensorType>(op.getResult(sums[0]).getType()).getNumElements();
-    int64_t cols = int64_t(sums.size()) * n, chunks = op->getAttrOfType<IntegerAttr>("chunks").getInt();
+    if (sums.empty())
+      return op.emitOpError("deferred column sums without a layer_norm_grad or bias_grad");
+    const int64_t n = widthOf(op);
+    SmallVector<std::pair<unsigned, int64_t>> slots = slotsOf(op);
+    int64_t cols = int64_t(slots.size()) * n, chunks = op->getAttrOfType<IntegerAttr>("chunks").getInt();
     widest = std::max(widest, (cols + 31) / 32);
     os << "  case " << g << ":\n    if (blockIdx.x < " << (cols + 31) / 32 << ")\n"
        << "      sbp::fused::column_sums_block(a.partial[" << g << "], " << chunks << ", " << cols << ", " << n
        << ", a.out[" << g << "], blockIdx.x);\n    break;\n";
     params.push_back("const double *partial" + std::to_string(g));
     fill += "  a.partial[" + std::to_string(g) + "] = partial" + std::to_string(g) + ";\n";
-    for (unsigned s = 0; s < 2; ++s) {
-      std::string out = "out" + std::to_string(g) + "_" + std::to_string(s);
-      if (s < sums.size())
-        params.push_back("float *" + out);
-      fill += "  a.out[" + std::to_string(g) + "][" + std::to_string(s) + "] = " +
-              (s < sums.size() ? out : std::string("nullptr")) + ";\n";
+    for (unsigned s = 0; s < sums.size(); ++s)
+      params.push_back("float *out" + std::to_string(g) + "_" + std::to_string(s));
+    for (unsigned q = 0; q < most; ++q) {
+      std::string out = "nullptr";
+      if (q < slots.size())
+        out = "out" + std::to_string(g) + "_" + std::to_string(slots[q].first) +
+              (slots[q].second ? " + " + std::to_string(slots[q].second) : "");
+      fill += "  a.out[" + std::to_string(g) + "][" + std::to_string(q) + "] = " + out + ";\n";
     }
   }
   os << "  }\n}\n\n"

@@ -7,18 +7,17 @@
 // ops, each of which the emitters generate as one kernel (one pass over
 // memory, the intermediates in registers):
 //
-//  1. Bias gradients into GEMM epilogues: `bias_grad(dy)` beside the weight
-//     gradient `gemm(dy^T, x)` (or `gemm(cast(dy)^T, x)` in bf16 trainers)
-//     becomes one `gemm_bgrad` kernel that writes dW and the column sums of
-//     dy (cuBLASLt's bias-gradient epilogue on the GPU).
-//  2. Row-wise groups: a `layer_norm_grad` with the `layer_norm` that
+//  1. Row-wise groups: a `layer_norm_grad` with the `layer_norm` that
 //     recomputes the same rows (sbp-recompute) and the elementwise ops on its
-//     dx (the residual add, the bf16 copy); in the forward, a `layer_norm`
-//     with the gathers of its input's kept rows (saved by an SBP branch).
-//     Kind `rowwise`.
-//  3. Elementwise groups: connected `add`/`cast`/`gelu`/`gelu_grad`/`relu`/
+//     dx (the residual add, the bf16 copy), and the `bias_grad` of the dx or
+//     the sum (the dy of the projection before: fc2, attn.proj); in the
+//     forward, a `layer_norm` with the gathers of its input's kept rows
+//     (saved by an SBP branch). Kind `rowwise`.
+//  2. Elementwise groups: connected `add`/`cast`/`gelu`/`gelu_grad`/`relu`/
 //     `relu_grad` kernels over one element count, producer to consumer and
-//     siblings reading the same tensor (GELU recompute + GELU gradient).
+//     siblings reading the same tensor (GELU recompute + GELU gradient), and
+//     the `bias_grad` of a member's result (fc1's dy from the GELU gradient;
+//     not in groups with a row map).
 //     SBP's row maps join them: `gather_rows` (the kept rows of a
 //     [batch, tokens, n] value) and `scatter_add_rows` (kept rows added back),
 //     all of one index list; the kernel then runs over the full rows and
@@ -26,7 +25,18 @@
 //     the scatter of a branch's gradient into the residual stream, the
 //     gather of the next branch's rows and both bf16 copies in one pass.
 //     Kind `elementwise`.
-//  4. The float32 -> bf16 copies of the parameters: one `multi_cast` group.
+//  3. The float32 -> bf16 copies of the parameters: one `multi_cast` group.
+//  4. Bias gradients no group took (their dy comes from a library kernel:
+//     qkv from the attention backward, the head from the loss gradient, the
+//     patch embedding from cls_concat_grad) go into GEMM epilogues:
+//     `bias_grad(dy)` beside the weight gradient `gemm(dy^T, x)` (or
+//     `gemm(cast(dy)^T, x)` in bf16 trainers) becomes one `gemm_bgrad` kernel
+//     that writes dW and the column sums of dy (cuBLASLt's BGRADB epilogue,
+//     which runs as a second kernel on the H100: a group's column sum costs
+//     no launch when the group's sums are deferred).
+//
+// Column sums in a group (dgamma, dbeta, bias gradients) are deterministic:
+// per fixed row chunk partial sums in arena scratch, added in chunk order.
 //
 // A group is formed only if it creates no cycle (no op outside the group both
 // depends on a member and feeds a member); single kernels stay library calls.
@@ -101,7 +111,7 @@ std::optional<KeptRows> keptRowsOf(Operation *op) {
   return r;
 }
 
-//===--- 1. bias gradients into weight-gradient GEMMs ---------------------===//
+//===--- 4. bias gradients into weight-gradient GEMMs ---------------------===//
 
 /// The weight-gradient GEMM dW = op(a)^T b whose `a` is dy, or a cast of dy,
 /// and whose m is dy's feature count: its reduction runs over dy's rows.
@@ -170,7 +180,23 @@ bool formsCycle(ArrayRef<Operation *> group) {
   return false;
 }
 
-//===--- 2. row-wise groups -----------------------------------------------===//
+//===--- 1. row-wise groups -----------------------------------------------===//
+
+/// A CUDA block adds its column sums in shared memory, one double per
+/// column slice: a group keeps them under the 48 KiB of static shared memory
+/// (with room for the row map's inverse).
+constexpr int64_t kMaxSumBytes = 40 * 1024;
+bool sumsFit(int64_t slices, int64_t n) { return slices * n * int64_t(sizeof(double)) <= kMaxSumBytes; }
+
+/// The `bias_grad` kernel reading v over `rows` rows of `n` columns that no
+/// group has taken, if any: a column sum a group producing v can add up.
+sbpk::KernelOp biasGradOf(Value v, int64_t rows, int64_t n, bool bwd, const llvm::DenseSet<Operation *> &taken) {
+  for (Operation *user : v.getUsers())
+    if (auto k = kernelNamed(user, sbpk::kernel::bias_grad);
+        k && !taken.contains(k) && intAttr(k, "rows") == rows && intAttr(k, "n") == n && k->hasAttr("bwd") == bwd)
+      return k;
+  return {};
+}
 
 /// The sole user of v if it is one of `callees`, else null.
 sbpk::KernelOp soleUser(Value v, ArrayRef<StringRef> callees) {
@@ -185,6 +211,29 @@ sbpk::KernelOp castUser(Value v) {
   for (Operation *user : v.getUsers())
     if (auto c = kernelNamed(user, sbpk::kernel::cast))
       return c;
+  return {};
+}
+
+/// The bias gradient of the layer whose input gradient flows into `grad`:
+/// dy' -> gemm(dy', W) -> layer_norm_grad (qkv's dy', from the attention
+/// backward, before norm1's backward). No generated group reads dy', so its
+/// column sum joins this group (same rows; a width of whole multiples of the
+/// group's n, added up as that many column slices): no launch of its own,
+/// where a GEMM's BGRADB epilogue costs one.
+sbpk::KernelOp upstreamBiasGrad(sbpk::KernelOp grad, const llvm::DenseSet<Operation *> &taken) {
+  auto gemm = dyn_cast_or_null<sbpk::GemmOp>(grad->getOperand(2).getDefiningOp());
+  // dy' of an elementwise kernel (fc1's, the GELU gradient) is summed by
+  // that kernel's group, where it is in registers.
+  if (!gemm || gemm.getTransA())
+    return {};
+  if (Operation *def = gemm.getA().getDefiningOp(); def && isElementwise(def))
+    return {};
+  const int64_t rows = intAttr(grad, "rows"), n = intAttr(grad, "n");
+  for (Operation *user : gemm.getA().getUsers())
+    if (auto k = kernelNamed(user, sbpk::kernel::bias_grad);
+        k && !taken.contains(k) && intAttr(k, "rows") == rows && intAttr(k, "n") % n == 0 &&
+        k->hasAttr("bwd") == grad->hasAttr("bwd"))
+      return k;
   return {};
 }
 
@@ -210,6 +259,26 @@ SmallVector<Operation *> rowwiseGroup(sbpk::KernelOp grad, const llvm::DenseSet<
   // Drop from the end until legal (the epilogue first, then the recompute).
   while (group.size() > 1 && formsCycle(group))
     group.pop_back();
+  // The bias gradient of the sum, else of dx: the dy of the projection
+  // before. It only reads a member, so it never makes the group illegal.
+  SmallVector<Value> dys;
+  for (Operation *m : group)
+    if (kernelNamed(m, sbpk::kernel::add))
+      dys.push_back(m->getResult(0));
+  dys.push_back(grad->getResult(0));
+  const int64_t n = intAttr(grad, "n");
+  int64_t slices = 2; // dgamma, dbeta
+  for (Value v : dys)
+    if (auto bg = biasGradOf(v, intAttr(grad, "rows"), n, grad->hasAttr("bwd"), taken); bg && sumsFit(slices + 1, n)) {
+      group.push_back(bg);
+      ++slices;
+      break;
+    }
+  if (auto bg = upstreamBiasGrad(grad, taken); bg && sumsFit(slices + intAttr(bg, "n") / n, n)) {
+    group.push_back(bg);
+    if (formsCycle(group))
+      group.pop_back();
+  }
   return group;
 }
 
@@ -233,7 +302,11 @@ SmallVector<Operation *> forwardRowwiseGroup(sbpk::KernelOp ln, const llvm::Dens
   return group;
 }
 
-//===--- 3. elementwise groups --------------------------------------------===//
+//===--- 2. elementwise groups --------------------------------------------===//
+
+bool hasColumnSum(ArrayRef<Operation *> group) {
+  return llvm::any_of(group, [](Operation *op) { return kernelNamed(op, sbpk::kernel::bias_grad); });
+}
 
 /// The one row map of a group's gather/scatter members, if any.
 std::optional<KeptRows> groupRows(ArrayRef<Operation *> group) {
@@ -265,7 +338,19 @@ SmallVector<Operation *> elementwiseGroup(Operation *seed, const llvm::DenseSet<
         op->hasAttr("bwd") != seed->hasAttr("bwd"))
       return false;
     if (std::optional<KeptRows> r = keptRowsOf(op))
-      return r->fullNumel() == n && (!rows || *rows == *r);
+      return r->fullNumel() == n && (!rows || *rows == *r) && !hasColumnSum(group);
+    // A bias gradient of a member's result: rows x n = the group's elements.
+    // Not with a row map (the kernel's rows are then tokens, not dy's rows),
+    // and of one column count per group (the sums share one layout).
+    if (auto bg = kernelNamed(op, sbpk::kernel::bias_grad))
+      return !rows && intAttr(bg, "rows") * intAttr(bg, "n") == n &&
+             sumsFit(1 + llvm::count_if(group, [](Operation *m) { return kernelNamed(m, sbpk::kernel::bias_grad); }),
+                     intAttr(bg, "n")) &&
+             llvm::is_contained(group, bg->getOperand(0).getDefiningOp()) &&
+             llvm::all_of(group, [&](Operation *m) {
+               auto other = kernelNamed(m, sbpk::kernel::bias_grad);
+               return !other || intAttr(other, "n") == intAttr(bg, "n");
+             });
     if (!isElementwise(op))
       return false;
     int64_t m = numel(op->getResult(0));
@@ -339,11 +424,12 @@ sbpk::FusedOp outline(SmallVector<Operation *> ops, StringRef kind, StringRef na
     resultTypes.push_back(v.getType());
   auto fused = b.create<sbpk::FusedOp>(ops.front()->getLoc(), resultTypes, b.getStringAttr(name),
                                        b.getStringAttr(kind), inputs.getArrayRef());
-  // The group is backward if its members are; its region is the first's.
+  // The group is backward if its members are; its region is the first's,
+  // not a bias gradient's (of the layer before: another region).
   if (llvm::all_of(ops, [](Operation *op) { return op->hasAttr("bwd"); }))
     fused->setAttr("bwd", b.getUnitAttr());
   for (Operation *op : ops)
-    if (Attribute r = op->getAttr("region")) {
+    if (Attribute r = op->getAttr("region"); r && !kernelNamed(op, sbpk::kernel::bias_grad)) {
       fused->setAttr("region", r);
       break;
     }
@@ -365,36 +451,49 @@ sbpk::FusedOp outline(SmallVector<Operation *> ops, StringRef kind, StringRef na
   return fused;
 }
 
-/// A row-wise group reduces dgamma and dbeta over its rows in `chunks`
-/// fixed row ranges (a GPU block or a CPU task each), whose partial sums
-/// (double) live in arena scratch planned by sbp-plan-memory; a second pass
-/// adds them in chunk order, so the result never depends on timing.
+/// The column sums of a group (dgamma, dbeta of a `layer_norm_grad`, a
+/// `bias_grad`) are reduced over its rows in `chunks` fixed row ranges (a GPU
+/// block or a CPU task each), whose partial sums (double) live in arena
+/// scratch planned by sbp-plan-memory; a second pass adds them in chunk
+/// order, so the result never depends on timing. Rows and columns are the
+/// group's LayerNorm's, else its bias gradient's.
 void planColumnSums(sbpk::FusedOp fused) {
-  if (llvm::none_of(fused.getBlock(), [](Operation &op) { return kernelNamed(&op, sbpk::kernel::layer_norm_grad); })) {
-    // No column sums: the CPU loop still runs over fixed row chunks.
-    int64_t rows = 0;
-    for (Operation &op : fused.getBlock())
-      if (auto ln = kernelNamed(&op, sbpk::kernel::layer_norm))
-        rows = intAttr(ln, "rows");
-    fused->setAttr("chunks", Builder(fused).getI64IntegerAttr(std::min<int64_t>((rows + 63) / 64, 512)));
-    return;
-  }
-  for (Operation &op : fused.getBlock())
-    if (auto grad = kernelNamed(&op, sbpk::kernel::layer_norm_grad)) {
-      int64_t rows = intAttr(grad, "rows"), n = intAttr(grad, "n");
-      int64_t chunks = std::min<int64_t>((rows + 63) / 64, 512);
-      Builder b(fused);
-      fused->setAttr("chunks", b.getI64IntegerAttr(chunks));
-      fused->setAttr(sbpk::kScratchBytesAttr, b.getI64IntegerAttr(chunks * 2 * n * int64_t(sizeof(double))));
-      // Sums that only become parameter gradients can be finished after the
-      // backward, all groups in one launch (the partials stay planned).
-      bool onlyGradients = true;
-      for (Value r : fused.getResults())
-        if (numel(r) == n)
-          onlyGradients &= llvm::all_of(r.getUsers(), [](Operation *u) { return isa<sbpk::GradOutOp>(u); });
-      if (onlyGradients)
-        fused->setAttr("deferred_sums", b.getUnitAttr());
+  int64_t rows = 0, n = 0, sums = 0;
+  SmallVector<Value> sumValues; // inside the body
+  for (Operation &op : fused.getBlock()) {
+    auto k = dyn_cast<sbpk::KernelOp>(op);
+    if (!k)
+      continue;
+    if (k.getCallee() == sbpk::kernel::layer_norm || k.getCallee() == sbpk::kernel::layer_norm_grad ||
+        (k.getCallee() == sbpk::kernel::bias_grad && rows == 0)) {
+      rows = intAttr(k, "rows");
+      n = intAttr(k, "n");
     }
+    if (k.getCallee() == sbpk::kernel::layer_norm_grad)
+      sumValues.append({k->getResult(1), k->getResult(2)});
+    if (k.getCallee() == sbpk::kernel::bias_grad)
+      sumValues.push_back(k->getResult(0));
+  }
+  // In column slices of n (a wider bias gradient takes several).
+  for (Value v : sumValues)
+    sums += numel(v) / std::max<int64_t>(n, 1);
+  Builder b(fused);
+  // Without column sums the CPU loop still runs over fixed row chunks.
+  const int64_t chunks = std::min<int64_t>((rows + 63) / 64, 512);
+  fused->setAttr("chunks", b.getI64IntegerAttr(std::max<int64_t>(chunks, 1)));
+  if (sums == 0)
+    return;
+  fused->setAttr(sbpk::kScratchBytesAttr, b.getI64IntegerAttr(chunks * sums * n * int64_t(sizeof(double))));
+  // Sums that only become parameter gradients can be finished after the
+  // backward, all groups in one launch (the partials stay planned).
+  Operation *yield = fused.getBlock().getTerminator();
+  bool onlyGradients = true;
+  for (OpOperand &use : yield->getOpOperands())
+    if (llvm::is_contained(sumValues, use.get()))
+      onlyGradients &= llvm::all_of(fused.getResult(use.getOperandNumber()).getUsers(),
+                                    [](Operation *u) { return isa<sbpk::GradOutOp>(u); });
+  if (onlyGradients)
+    fused->setAttr("deferred_sums", b.getUnitAttr());
 }
 
 /// Outlines one group and restores the topological order, so that the
@@ -404,23 +503,22 @@ void outlineAndSort(Block &block, SmallVector<Operation *> ops, StringRef kind, 
   taken.insert(ops.begin(), ops.end());
   sbpk::FusedOp fused =
       outline(ops, kind, kind == "multi_cast" ? std::string("fused_cast_params") : groupName(ops));
-  if (kind == "rowwise")
+  if (kind == "rowwise" || hasColumnSum(ops))
     planColumnSums(fused);
   sortTopologically(&block);
 }
 
 void fuseGraph(sbpk::GraphOp graph) {
   Block &block = graph.getBlock();
-  for (auto k : llvm::make_early_inc_range(block.getOps<sbpk::KernelOp>()))
-    if (k.getCallee() == sbpk::kernel::bias_grad)
-      fuseBiasGrad(k);
 
   // `taken` holds the members of outlined groups (erased ops: never
   // dereferenced once in it).
   llvm::DenseSet<Operation *> taken;
   SmallVector<Operation *> anchors, elementwise, casts;
-  SmallVector<Operation *> forwardNorms;
+  SmallVector<Operation *> forwardNorms, biasGrads;
   for (auto k : block.getOps<sbpk::KernelOp>()) {
+    if (k.getCallee() == sbpk::kernel::bias_grad)
+      biasGrads.push_back(k);
     if (k.getCallee() == sbpk::kernel::layer_norm_grad)
       anchors.push_back(k);
     if (k.getCallee() == sbpk::kernel::layer_norm && !k->hasAttr("bwd"))
@@ -442,6 +540,12 @@ void fuseGraph(sbpk::GraphOp graph) {
         outlineAndSort(block, g, "elementwise", taken);
   if (casts.size() > 1)
     outlineAndSort(block, casts, "multi_cast", taken);
+  for (Operation *bg : biasGrads)
+    if (!taken.contains(bg))
+      fuseBiasGrad(cast<sbpk::KernelOp>(bg));
+  // gemm_bgrad stands at the GEMM; a reader of the bias gradient may come
+  // before it.
+  sortTopologically(&block);
 }
 
 struct FuseKernelsPass : sbp::impl::SbpFuseKernelsBase<FuseKernelsPass> {

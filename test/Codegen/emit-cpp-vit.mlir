@@ -46,8 +46,10 @@
 // ROWS-NEXT:   sbp::cpu::gemm_bgrad(true, false, 24, 24, 68, {{.*}});  // backward, blocks.1.attn
 // ROWS:        sbp::cpu::attention_bwd(v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr);  // backward, blocks.1.attn
 // ROWS:        sbp::cpu::gemm(false, false, 36, 24, 72, {{.*}});  // backward, blocks.1.attn
-// ROWS:        fused_layer_norm_layer_norm_grad_{{[0-9]+}}({{.*}});  // backward, blocks.1.attn
-// ROWS:        sbp::cpu::gemm_bgrad(true, false, 72, 24, 36, {{.*}});  // backward, blocks.1.attn
+// qkv's bias gradient (dqkv from the attention backward, on the kept rows)
+// is summed by norm1's backward group, as 3 column slices of 24.
+// ROWS:        fused_bias_grad_layer_norm_layer_norm_grad_{{[0-9]+}}({{.*}});  // backward, blocks.1.attn
+// ROWS:        sbp::cpu::gemm(true, false, 72, 24, 36, {{.*}});  // backward, blocks.1.attn
 // ROWS:        fused_scatter_add_rows_gather_rows_{{[0-9]+}}(v{{[0-9]+}}, v{{[0-9]+}}, [[K]], v{{[0-9]+}}, v{{[0-9]+}});  // backward, blocks.1.attn
 // blocks.0 reads the qkv and lse rows saved in the forward.
 // ROWS:        sbp::cpu::attention_bwd([[QKV0K]], v{{[0-9]+}}, [[LSE0K]], v{{[0-9]+}}, v{{[0-9]+}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr);  // backward, blocks.0.attn
@@ -81,7 +83,7 @@
 // QUERY:        sbp::cpu::gemm(false, false, 36, 24, 24, {{.*}});  // backward, blocks.1.attn
 // QUERY:        sbp::cpu::attention_bwd_queries(v{{[0-9]+}}, [[K]], 9, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f);  // backward, blocks.1.attn
 // QUERY:        sbp::cpu::gemm(false, false, 68, 24, 72, {{.*}});  // backward, blocks.1.attn
-// QUERY:        sbp::cpu::gemm_bgrad(true, false, 72, 24, 68, {{.*}});  // backward, blocks.1.attn
+// QUERY:        sbp::cpu::gemm(true, false, 72, 24, 68, {{.*}});  // backward, blocks.1.attn
 // QUERY:        sbp::cpu::attention_bwd_queries([[QKV]], [[K]], 9, v{{[0-9]+}}, [[LSEK]], v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f);  // backward, blocks.0.attn
 // QUERY-NOT:    attention_bwd(
 // QUERY-LABEL: int eval_step(

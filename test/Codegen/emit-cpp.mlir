@@ -17,15 +17,22 @@
 // FUSED:          if (kept) out0[ki] = t0;
 // FUSED-NEXT:     out1[i] = t1;
 // FUSED:            out0[j] = 0.0f;
-// The ReLU recompute beside its gradient, the LayerNorm recompute beside its
-// gradient with the column sums reduced over fixed row chunks.
-// FUSED:      // fused_relu_relu_grad_{{[0-9]+}} (elementwise): generated for
+// The ReLU recompute beside its gradient and the column sum of the gradient
+// (fc1's bias gradient) over fixed row chunks, added in chunk order; the
+// LayerNorm recompute beside its gradient with the column sums likewise.
+// FUSED:      // fused_relu_relu_grad_bias_grad_{{[0-9]+}} (elementwise): generated for
 // FUSED-NEXT: //   t0 = relu(in0)  -> tensor<8x8x32xf32>
 // FUSED-NEXT: //   t1 = relu_grad(in0, in1)  -> tensor<8x8x32xf32>
-// FUSED:      void fused_relu_relu_grad_{{[0-9]+}}(const float *in0, const float *in1, float *out0, float *out1) {
-// FUSED:        for (int64_t i = 0; i < 2048; ++i) {
-// FUSED-NEXT:     const float t0 = sbp::fused::relu(a0[i]);
-// FUSED-NEXT:     const float t1 = sbp::fused::relu_grad(a0[i], a1[i]);
+// FUSED-NEXT: //   t2 = bias_grad(t1)  -> tensor<32xf32>
+// FUSED:      void fused_relu_relu_grad_bias_grad_{{[0-9]+}}(const float *in0, const float *in1, float *out0, float *out1, float *out2, double *scratch) {
+// FUSED:          for (int64_t j = 0; j < kN; ++j) {
+// FUSED-NEXT:       const int64_t i = r * kN + j;
+// FUSED-NEXT:       const float t0 = sbp::fused::relu(a0[i]);
+// FUSED-NEXT:       const float t1 = sbp::fused::relu_grad(a0[i], a1[i]);
+// FUSED-NEXT:       out0[i] = t0;
+// FUSED-NEXT:       out1[i] = t1;
+// FUSED-NEXT:       acc[0 * kN + j] += t1;
+// FUSED:          { double s = 0.0; for (int64_t c = 0; c < kChunks; ++c) s += scratch[(c * kSums + 0) * kN + j]; out2[j] = float(s); }
 // FUSED:      void fused_layer_norm_layer_norm_grad_{{[0-9]+}}({{.*}}, double *scratch) {
 // FUSED-NEXT:   constexpr int64_t kRows = 64, kN = 16, kChunks = 1,
 // The branch gradient (kept rows) added into the residual gradient and the
@@ -85,8 +92,11 @@
 // input (sbp-recompute), in the same loop as the ReLU gradient.
 // CHECK-NEXT:   float *[[A1:v[0-9]+]] = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x32xf32>
 // CHECK-NEXT:   float *[[DH1:v[0-9]+]] = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x32xf32>
-// CHECK-NEXT:   fused_relu_relu_grad_{{[0-9]+}}([[H1:v[0-9]+]], [[DA1]], [[A1]], [[DH1]]);  // backward, blocks.1.mlp
-// The bias gradient comes with the weight gradient (gemm_bgrad).
+// fc1's bias gradient is the column sum of the ReLU gradient, in its loop.
+// CHECK-NEXT:   float *[[DB0:v[0-9]+]] = a->grads + 2704;  // gradient of blocks.1.mlp.fc1.bias
+// CHECK-NEXT:   fused_relu_relu_grad_bias_grad_{{[0-9]+}}([[H1:v[0-9]+]], [[DA1]], [[A1]], [[DH1]], [[DB0]], reinterpret_cast<double *>(arena + {{[0-9]+}}));  // backward, blocks.1.mlp
+// fc2's dy is the gathered kept rows (a library gather, no group): its bias
+// gradient comes with the weight gradient (gemm_bgrad).
 // CHECK-NEXT:   float *[[DW1:v[0-9]+]] = a->grads + 2736;  // gradient of blocks.1.mlp.fc2.weight
 // CHECK-NEXT:   float *[[DB1:v[0-9]+]] = a->grads + 3248;  // gradient of blocks.1.mlp.fc2.bias
 // CHECK-NEXT:   sbp::cpu::gemm_bgrad(true, false, 16, 32, 64, [[G1]], 16, [[A1]], 32, [[DW1]], 32, [[DB1]]);  // backward, blocks.1.mlp
@@ -98,17 +108,17 @@
 // CHECK-NEXT:   float *{{v[0-9]+}} = a->grads + 2160;  // gradient of blocks.1.norm.weight
 // CHECK-NEXT:   float *{{v[0-9]+}} = a->grads + 2176;  // gradient of blocks.1.norm.bias
 // CHECK-NEXT:   fused_layer_norm_layer_norm_grad_{{[0-9]+}}({{.*}}, [[N1]], [[DX1]], {{.*}}, reinterpret_cast<double *>(arena + {{[0-9]+}}));  // backward, blocks.1.mlp
-// CHECK:        sbp::cpu::gemm_bgrad(true, false, 32, 16, 64, [[DH1]], 32, [[N1]], 16, {{.*}});  // backward, blocks.1.mlp
+// CHECK:        sbp::cpu::gemm(true, false, 32, 16, 64, 1.000000e+00f, [[DH1]], 32, [[N1]], 16, {{.*}});  // backward, blocks.1.mlp
 // The branch gradient added back into the residual stream's rows and the
 // kept rows of the sum for blocks.0.mlp, in one pass (a row-map group).
 // CHECK:        fused_scatter_add_rows_gather_rows_{{[0-9]+}}({{v[0-9]+}}, [[DX1]], [[KEEP]], {{v[0-9]+}}, {{v[0-9]+}});  // backward, blocks.1.mlp
 //
 // blocks.0.mlp, the same with GELU.
 // CHECK:        sbp::cpu::gemm(false, false, 64, 32, 16, {{.*}});  // backward, blocks.0.mlp
-// CHECK:        fused_gelu_gelu_grad_{{[0-9]+}}(
+// CHECK:        fused_gelu_gelu_grad_bias_grad_{{[0-9]+}}(
 // CHECK:        sbp::cpu::gemm_bgrad(true, false, 16, 32, 64, {{.*}});  // backward, blocks.0.mlp
 // CHECK:        fused_layer_norm_layer_norm_grad_{{[0-9]+}}(
-// CHECK:        sbp::cpu::gemm_bgrad(true, false, 32, 16, 64, {{.*}});  // backward, blocks.0.mlp
+// CHECK:        sbp::cpu::gemm(true, false, 32, 16, 64, {{.*}});  // backward, blocks.0.mlp
 //
 // The patch embedding's weight gradient is outside the regions: 128 rows.
 // CHECK:        float *[[DPE:v[0-9]+]] = a->grads + 0;  // gradient of patch_embed.weight
@@ -150,9 +160,18 @@
 // DENSE:       int train_step(
 // DENSE-NOT:     gather_rows
 // DENSE:         sbp::cpu::gemm(false, false, 128, 32, 16, {{.*}});  // backward, blocks.1.mlp
-// DENSE:         fused_relu_relu_grad_0({{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}});  // backward, blocks.1.mlp
+// Dense, every bias gradient of a block comes from the group that makes its
+// dy: fc1's from the ReLU gradient's loop, fc2's from the final LayerNorm's
+// backward (dx), blocks.0's fc2 from blocks.1's LayerNorm backward (the sum);
+// the weight gradients are plain GEMMs.
+// DENSE-NOT:     gemm_bgrad
+// DENSE:         fused_relu_relu_grad_bias_grad_1({{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, reinterpret_cast<double *>(arena + {{[0-9]+}}));  // backward, blocks.1.mlp
 // DENSE-NEXT:    float *{{v[0-9]+}} = a->grads + 2736;  // gradient of blocks.1.mlp.fc2.weight
-// DENSE:         sbp::cpu::gemm_bgrad(true, false, 16, 32, 128, {{.*}});  // backward, blocks.1.mlp
+// DENSE-NEXT:    sbp::cpu::gemm(true, false, 16, 32, 128, {{.*}});  // backward, blocks.1.mlp
+// DENSE:         fused_layer_norm_layer_norm_grad_add_bias_grad_2(
+// The patch embedding's bias too (its dy is blocks.0's residual sum): no
+// gemm_bgrad at all.
+// DENSE-NOT:     gemm_bgrad
 // DENSE:       int eval_step(
 
 sbp.model @patch_mlp_small attributes {optimizer = #sbp.adamw<lr = 1.0e-3, beta1 = 0.9, beta2 = 0.999, eps = 1.0e-8, weight_decay = 0.05>} {

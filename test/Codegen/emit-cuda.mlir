@@ -28,7 +28,8 @@
 // generated kernel over the full rows, its inverse keep map in shared memory.
 // CHECK:        fused_scatter_add_rows_gather_rows_{{[0-9]+}}(ctx, {{.*}}, v0, {{.*}});  // backward, blocks.1.mlp
 // CHECK:        sbp::cuda::copy(ctx, v{{[0-9]+}}, a->loss, 1);
-// The LayerNorm column sums of every rowwise group, in one launch.
+// The column sums (LayerNorm dgamma/dbeta, bias gradients) of every group, in
+// one launch.
 // CHECK-NEXT:   train_column_sums(ctx, reinterpret_cast<const double *>(arena + {{[0-9]+}}), {{.*}});  // backward
 // CHECK-NEXT:   return sbp::cuda::last_error(err, err_len);
 // CHECK:      SBP_ABI_VERSION, sizeof(sbp_model_desc), "patch_mlp_small", "cuda"
@@ -36,4 +37,10 @@
 // DENSE-LABEL: int train_step(
 // DENSE-NOT:    gather_rows
 // DENSE:        sbp::cuda::gemm(ctx, false, false, 128, 32, 16, {{.*}});  // backward, blocks.1.mlp
-// DENSE:        sbp::cuda::gemm_bgrad(ctx, true, false, 16, 32, 128, {{.*}});  // backward, blocks.1.mlp
+// Dense, the bias gradients come from the groups (deferred sums): no
+// gemm_bgrad, and the weight gradients are plain GEMMs.
+// DENSE-NOT:    gemm_bgrad
+// DENSE:        fused_relu_relu_grad_bias_grad_{{[0-9]+}}(ctx, {{.*}});  // backward, blocks.1.mlp
+// DENSE:        sbp::cuda::gemm(ctx, true, false, 16, 32, 128, {{.*}});  // backward, blocks.1.mlp
+// DENSE-NOT:    gemm_bgrad
+// DENSE:        train_column_sums(ctx, {{.*}});  // backward

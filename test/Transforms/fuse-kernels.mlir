@@ -225,3 +225,154 @@ sbpk.graph @forward_rowwise {
   %s = sbpk.kernel "gather_rows"(%x, %k) {batch = 2 : i64, kept = 3 : i64, n = 4 : i64, tokens = 8 : i64} : (tensor<2x8x4xf32>, tensor<3xi32>) -> tensor<2x3x4xf32>
   sbpk.return %y, %s : tensor<2x8x4xbf16>, tensor<2x3x4xf32>
 }
+
+// -----
+
+// Bias gradients from the group that produces dy, not the GEMM epilogue:
+// the sum of the residual add is the dy of the projection before (fc2,
+// attn.proj); its column sum joins the LayerNorm backward group. The bias
+// gradient of the layer whose input gradient flows into the group (qkv: dy'
+// -> gemm(dy', W) -> layer_norm_grad; dy' from a library kernel that no group
+// reads) joins too, as 32 / 16 = 2 column slices. Scratch: 2 chunks x
+// (dgamma, dbeta, the fc2 bias, 2 qkv slices) x 16 doubles; all sums are only
+// parameter gradients: deferred. The weight-gradient GEMMs become plain GEMMs.
+// CHECK-LABEL: sbpk.graph @bias_grad_rowwise
+// CHECK:         %[[F:.*]]:6 = sbpk.fused "fused_layer_norm_layer_norm_grad_add_bias_grad_cast" "rowwise"({{.*}}) {bwd, chunks = 2 : i64, deferred_sums, scratch_bytes = 1280 : i64}
+// CHECK:           sbpk.kernel "layer_norm_grad"
+// CHECK:           %[[S:.*]] = sbpk.kernel "add"
+// CHECK:           sbpk.kernel "bias_grad"(%[[S]]) {bwd, n = 16 : i64, rows = 128 : i64}
+// CHECK:           sbpk.kernel "bias_grad"(%arg{{.*}}) {bwd, n = 32 : i64, rows = 128 : i64}
+// CHECK:           sbpk.yield
+// CHECK-NOT:     gemm_bgrad
+// CHECK:         sbpk.gemm %[[F]]#4, %{{.*}} {{.*}}trans_a = true
+// CHECK-NOT:     gemm_bgrad
+// CHECK:         sbpk.grad_out "fc2.bias" at 32, %[[F]]#3
+// CHECK:         sbpk.grad_out "qkv.bias" at 48, %[[F]]#5
+sbpk.graph @bias_grad_rowwise {
+  %x = sbpk.input "images" : tensor<2x64x16xf32>
+  %g = sbpk.param "g" at 0 : tensor<16xf32>
+  %b = sbpk.param "b" at 16 : tensor<16xf32>
+  %dqkv = sbpk.input "labels" : tensor<2x64x32xbf16>
+  %w = sbpk.input "labels" : tensor<32x16xbf16>
+  %res = sbpk.input "images" : tensor<2x64x16xf32>
+  %act = sbpk.input "labels" : tensor<2x64x8xbf16>
+  %dy = sbpk.gemm %dqkv, %w {alpha = 1.0 : f64, beta = 0.0 : f64, bwd, k = 32 : i64, m = 128 : i64, n = 16 : i64, trans_a = false, trans_b = false} : (tensor<2x64x32xbf16>, tensor<32x16xbf16>) -> tensor<2x64x16xbf16>
+  %y = sbpk.kernel "layer_norm"(%x, %g, %b) {bwd, eps = 1.0e-6 : f64, n = 16 : i64, rows = 128 : i64} : (tensor<2x64x16xf32>, tensor<16xf32>, tensor<16xf32>) -> tensor<2x64x16xbf16>
+  %d:3 = sbpk.kernel "layer_norm_grad"(%x, %g, %dy) {bwd, eps = 1.0e-6 : f64, n = 16 : i64, rows = 128 : i64} : (tensor<2x64x16xf32>, tensor<16xf32>, tensor<2x64x16xbf16>) -> (tensor<2x64x16xf32>, tensor<16xf32>, tensor<16xf32>)
+  %s = sbpk.kernel "add"(%res, %d#0) {bwd, n = 2048 : i64} : (tensor<2x64x16xf32>, tensor<2x64x16xf32>) -> tensor<2x64x16xf32>
+  %db = sbpk.kernel "bias_grad"(%s) {bwd, n = 16 : i64, rows = 128 : i64} : (tensor<2x64x16xf32>) -> tensor<16xf32>
+  %c = sbpk.kernel "cast"(%s) {bwd, n = 2048 : i64} : (tensor<2x64x16xf32>) -> tensor<2x64x16xbf16>
+  %dw = sbpk.gemm %c, %act {alpha = 1.0 : f64, beta = 0.0 : f64, bwd, k = 128 : i64, m = 16 : i64, n = 8 : i64, trans_a = true, trans_b = false} : (tensor<2x64x16xbf16>, tensor<2x64x8xbf16>) -> tensor<16x8xf32>
+  %dbq = sbpk.kernel "bias_grad"(%dqkv) {bwd, n = 32 : i64, rows = 128 : i64} : (tensor<2x64x32xbf16>) -> tensor<32xf32>
+  sbpk.grad_out "g" at 0, %d#1 : tensor<16xf32>
+  sbpk.grad_out "b" at 16, %d#2 : tensor<16xf32>
+  sbpk.grad_out "fc2.bias" at 32, %db : tensor<16xf32>
+  sbpk.grad_out "qkv.bias" at 48, %dbq : tensor<32xf32>
+  sbpk.return %y, %dw : tensor<2x64x16xbf16>, tensor<16x8xf32>
+}
+
+// -----
+
+// fc1's bias gradient: the column sum of the GELU gradient, in the
+// elementwise group that computes it (dy in registers, never re-read). One
+// chunk of 8 rows, 8 doubles of scratch; deferred (only a parameter gradient).
+// CHECK-LABEL: sbpk.graph @bias_grad_elementwise
+// CHECK:         %[[F:.*]]:3 = sbpk.fused "fused_gelu_gelu_grad_bias_grad" "elementwise"({{.*}}) {bwd, chunks = 1 : i64, deferred_sums, scratch_bytes = 64 : i64}
+// CHECK:           %[[D:.*]] = sbpk.kernel "gelu_grad"
+// CHECK:           sbpk.kernel "bias_grad"(%[[D]])
+// CHECK:           sbpk.yield
+// CHECK:         sbpk.gemm %[[F]]#1, %{{.*}} {{.*}}trans_a = true
+// CHECK:         sbpk.grad_out "fc1.bias" at 0, %[[F]]#2
+sbpk.graph @bias_grad_elementwise {
+  %h = sbpk.input "images" : tensor<8x8xbf16>
+  %dg = sbpk.input "labels" : tensor<8x8xbf16>
+  %x = sbpk.input "labels" : tensor<8x4xbf16>
+  %r = sbpk.kernel "gelu"(%h) {bwd, n = 64 : i64} : (tensor<8x8xbf16>) -> tensor<8x8xbf16>
+  %d = sbpk.kernel "gelu_grad"(%h, %dg) {bwd, n = 64 : i64} : (tensor<8x8xbf16>, tensor<8x8xbf16>) -> tensor<8x8xbf16>
+  %db = sbpk.kernel "bias_grad"(%d) {bwd, n = 8 : i64, rows = 8 : i64} : (tensor<8x8xbf16>) -> tensor<8xf32>
+  %dw = sbpk.gemm %d, %x {alpha = 1.0 : f64, beta = 0.0 : f64, bwd, k = 8 : i64, m = 8 : i64, n = 4 : i64, trans_a = true, trans_b = false} : (tensor<8x8xbf16>, tensor<8x4xbf16>) -> tensor<8x4xf32>
+  sbpk.grad_out "fc1.bias" at 0, %db : tensor<8xf32>
+  sbpk.return %r, %dw : tensor<8x8xbf16>, tensor<8x4xf32>
+}
+
+// -----
+
+// What does not join. The upstream dy' (12 columns) is not a whole number of
+// the group's 8-column slices: its bias gradient goes to the GEMM epilogue
+// (gemm_bgrad). A bias gradient read inside the step (returned) joins, but
+// the group's sums are then finished by its own launch: no deferred_sums. The
+// dy' of an elementwise kernel (a GELU gradient) is summed in that kernel's
+// group, not in the LayerNorm backward its GEMM feeds.
+// CHECK-LABEL: sbpk.graph @bias_grad_not_joined
+// CHECK:         sbpk.fused "fused_layer_norm_grad_add_bias_grad" "rowwise"({{.*}}) {bwd, chunks = 1 : i64, scratch_bytes = 192 : i64}
+// CHECK:         sbpk.kernel "gemm_bgrad"(%{{.*}}, %{{.*}}) {bwd, k = 4 : i64, m = 12 : i64, n = 6 : i64
+// CHECK:         sbpk.fused "fused_gelu_grad_bias_grad" "elementwise"
+// CHECK:         sbpk.fused "fused_layer_norm_grad_add" "rowwise"({{.*}}) {bwd, chunks = 1 : i64, deferred_sums, scratch_bytes = 128 : i64}
+sbpk.graph @bias_grad_not_joined {
+  %x = sbpk.input "images" : tensor<4x8xf32>
+  %g = sbpk.param "g" at 0 : tensor<8xf32>
+  %up = sbpk.input "labels" : tensor<4x12xf32>
+  %w = sbpk.input "images" : tensor<12x8xf32>
+  %act = sbpk.input "labels" : tensor<4x6xf32>
+  %res = sbpk.input "images" : tensor<4x8xf32>
+  %dy = sbpk.gemm %up, %w {alpha = 1.0 : f64, beta = 0.0 : f64, bwd, k = 12 : i64, m = 4 : i64, n = 8 : i64, trans_a = false, trans_b = false} : (tensor<4x12xf32>, tensor<12x8xf32>) -> tensor<4x8xf32>
+  %d:3 = sbpk.kernel "layer_norm_grad"(%x, %g, %dy) {bwd, eps = 1.0e-6 : f64, n = 8 : i64, rows = 4 : i64} : (tensor<4x8xf32>, tensor<8xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<8xf32>, tensor<8xf32>)
+  %s = sbpk.kernel "add"(%res, %d#0) {bwd, n = 32 : i64} : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  %db = sbpk.kernel "bias_grad"(%s) {bwd, n = 8 : i64, rows = 4 : i64} : (tensor<4x8xf32>) -> tensor<8xf32>
+  %dbu = sbpk.kernel "bias_grad"(%up) {bwd, n = 12 : i64, rows = 4 : i64} : (tensor<4x12xf32>) -> tensor<12xf32>
+  %dwu = sbpk.gemm %up, %act {alpha = 1.0 : f64, beta = 0.0 : f64, bwd, k = 4 : i64, m = 12 : i64, n = 6 : i64, trans_a = true, trans_b = false} : (tensor<4x12xf32>, tensor<4x6xf32>) -> tensor<12x6xf32>
+  %h = sbpk.input "images" : tensor<4x16xf32>
+  %dh = sbpk.input "labels" : tensor<4x16xf32>
+  %w2 = sbpk.input "images" : tensor<16x8xf32>
+  %dgl = sbpk.kernel "gelu_grad"(%h, %dh) {bwd, n = 64 : i64} : (tensor<4x16xf32>, tensor<4x16xf32>) -> tensor<4x16xf32>
+  %dbg = sbpk.kernel "bias_grad"(%dgl) {bwd, n = 16 : i64, rows = 4 : i64} : (tensor<4x16xf32>) -> tensor<16xf32>
+  %dy2 = sbpk.gemm %dgl, %w2 {alpha = 1.0 : f64, beta = 0.0 : f64, bwd, k = 16 : i64, m = 4 : i64, n = 8 : i64, trans_a = false, trans_b = false} : (tensor<4x16xf32>, tensor<16x8xf32>) -> tensor<4x8xf32>
+  %e:3 = sbpk.kernel "layer_norm_grad"(%x, %g, %dy2) {bwd, eps = 1.0e-6 : f64, n = 8 : i64, rows = 4 : i64} : (tensor<4x8xf32>, tensor<8xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<8xf32>, tensor<8xf32>)
+  %s2 = sbpk.kernel "add"(%res, %e#0) {bwd, n = 32 : i64} : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  sbpk.grad_out "g" at 0, %e#1 : tensor<8xf32>
+  sbpk.grad_out "b" at 8, %e#2 : tensor<8xf32>
+  sbpk.grad_out "u.bias" at 16, %dbu : tensor<12xf32>
+  sbpk.grad_out "u.weight" at 28, %dwu : tensor<12x6xf32>
+  sbpk.grad_out "f.bias" at 100, %dbg : tensor<16xf32>
+  sbpk.return %s, %db, %d#1, %d#2, %s2 : tensor<4x8xf32>, tensor<8xf32>, tensor<8xf32>, tensor<8xf32>, tensor<4x8xf32>
+}
+
+// -----
+
+// An elementwise group with a row map (SBP's kept rows) takes no bias
+// gradient: its kernel runs over tokens, not over dy's rows.
+// CHECK-LABEL: sbpk.graph @bias_grad_row_map
+// CHECK:         sbpk.fused "fused_scatter_add_rows_cast" "elementwise"
+// CHECK-NOT:       bias_grad
+// CHECK:           sbpk.yield
+// CHECK:         sbpk.kernel "bias_grad"
+sbpk.graph @bias_grad_row_map {
+  %k = sbpk.keep_indices @m group 0 : tensor<3xi32>
+  %full = sbpk.input "images" : tensor<2x8x4xf32>
+  %kept = sbpk.input "labels" : tensor<2x3x4xf32>
+  %s = sbpk.kernel "scatter_add_rows"(%full, %kept, %k) {batch = 2 : i64, bwd, kept = 3 : i64, n = 4 : i64, tokens = 8 : i64} : (tensor<2x8x4xf32>, tensor<2x3x4xf32>, tensor<3xi32>) -> tensor<2x8x4xf32>
+  %sc = sbpk.kernel "cast"(%s) {bwd, n = 64 : i64} : (tensor<2x8x4xf32>) -> tensor<2x8x4xbf16>
+  %db = sbpk.kernel "bias_grad"(%s) {bwd, n = 4 : i64, rows = 16 : i64} : (tensor<2x8x4xf32>) -> tensor<4xf32>
+  sbpk.grad_out "p.bias" at 0, %db : tensor<4xf32>
+  sbpk.return %sc : tensor<2x8x4xbf16>
+}
+
+// -----
+
+// A CUDA block adds a group's column sums in shared memory (a double per
+// column): a bias gradient whose sums would pass 40 KiB (6144 columns: 48
+// KiB) stays out of the group.
+// CHECK-LABEL: sbpk.graph @bias_grad_too_wide
+// CHECK:         sbpk.fused "fused_gelu_gelu_grad" "elementwise"
+// CHECK-NOT:       bias_grad
+// CHECK:           sbpk.yield
+// CHECK:         sbpk.kernel "bias_grad"
+sbpk.graph @bias_grad_too_wide {
+  %h = sbpk.input "images" : tensor<2x6144xf32>
+  %dg = sbpk.input "labels" : tensor<2x6144xf32>
+  %r = sbpk.kernel "gelu"(%h) {bwd, n = 12288 : i64} : (tensor<2x6144xf32>) -> tensor<2x6144xf32>
+  %d = sbpk.kernel "gelu_grad"(%h, %dg) {bwd, n = 12288 : i64} : (tensor<2x6144xf32>, tensor<2x6144xf32>) -> tensor<2x6144xf32>
+  %db = sbpk.kernel "bias_grad"(%d) {bwd, n = 6144 : i64, rows = 2 : i64} : (tensor<2x6144xf32>) -> tensor<6144xf32>
+  sbpk.grad_out "fc1.bias" at 0, %db : tensor<6144xf32>
+  sbpk.return %r, %d : tensor<2x6144xf32>, tensor<2x6144xf32>
+}

@@ -161,14 +161,15 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
-//===--- column sums of rowwise groups ------------------------------------===//
+//===--- column sums of rowwise and elementwise groups --------------------===//
 
-/// Block `block` of the final column sums of a rowwise group: `partial` holds
-/// `chunks` rows of `cols` = sums * n doubles (one row per block of the rows
-/// kernel); 32 columns a block, 8 slices of the chunks added in order, then
-/// the slices in order: deterministic. Column c goes to outs[c / n][c % n].
+/// Block `block` of the final column sums of a group: `partial` holds
+/// `chunks` rows of `cols` = sums * n doubles (one row per block of the
+/// group's kernel); 32 columns a block, 8 slices of the chunks added in order,
+/// then the slices in order: deterministic. Column c goes to outs[c / n][c % n].
+template <int S>
 __device__ __forceinline__ void column_sums_block(const double *__restrict__ partial, int chunks, int cols, int n,
-                                                  float *const (&outs)[2], int block) {
+                                                  float *const (&outs)[S], int block) {
   __shared__ double sh[8][32];
   const int col = block * 32 + (threadIdx.x & 31), slice = threadIdx.x >> 5;
   double s = 0.0;

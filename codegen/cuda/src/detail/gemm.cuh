@@ -81,6 +81,14 @@ inline uint32_t log2u(uint32_t v) {
   return r;
 }
 
+/// The reduction schemes a weight-gradient GEMM (op(A) = A^T: dW = dy^T x,
+/// K = the batch's rows, M x N = a weight) may use. For these shapes the
+/// heuristic picks split-K, whose partial products a second kernel
+/// (`splitKreduce`) adds up: one more launch per GEMM. NONE excludes split-K
+/// (the sums stay in one kernel's registers); the other GEMMs (K = a feature
+/// count) keep the heuristic's full choice.
+constexpr uint32_t weight_grad_reduction_schemes = CUBLASLT_REDUCTION_SCHEME_NONE;
+
 /// Makes the plan of `key`; false (with the failure recorded) if cuBLASLt
 /// refuses the shape or finds no algorithm.
 inline bool make_plan(const Context &ctx, const GemmKey &key, GemmPlan &plan) {
@@ -143,6 +151,12 @@ inline bool make_plan(const Context &ctx, const GemmKey &key, GemmPlan &plan) {
   if (st == CUBLAS_STATUS_SUCCESS)
     st = cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alC, sizeof(alC));
+  if (st == CUBLAS_STATUS_SUCCESS && ta) {
+    const uint32_t scheme = weight_grad_reduction_schemes;
+    st = cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &scheme,
+        sizeof(scheme));
+  }
   check_cublas(st, "gemm", "cublasLtMatmulPreferenceSetAttribute");
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
