@@ -70,6 +70,22 @@ for fixdir in vit_small vit_small_bf16; do
   cpu_grads ${fixdir}_grads_sbp_head_perblock_cpu $vin/vit_small_head.mlir $vfix/keep_head_perblock.txt $vfix
 done
 
+# ConvNeXt: the small fixture model (timm's ConvNeXt, 2 stages; dense and a fixed SBP mask on the
+# MLP branches and the downsampling) fp32 and bf16, the CPU trainer's gradients of both; the
+# Fashion-MNIST ConvNeXt (sbp-zoo convnext --preset fmnist), full and SBP 0.5.
+if [ "${CONVNEXT:-1}" != 0 ]; then
+  cfix=test/numerics/fixtures/convnext_small
+  for prec in fp32 bf16; do
+    cuda cnx_small_full_${prec}_cuda $vin/convnext_small.mlir --keep=1.0 --precision=$prec
+    cuda cnx_small_sbp_${prec}_cuda $vin/convnext_small.mlir --precision=$prec
+  done
+  cpu_grads cnx_small_grads_full_cpu $vin/convnext_small.mlir "" $cfix --keep=1.0
+  cpu_grads cnx_small_grads_sbp_cpu $vin/convnext_small.mlir $cfix/keep.txt $cfix
+  frontends/sbp-zoo convnext --preset fmnist --sbp 0,1 --keep 0.5 -o $pkg/cnx_fmnist.mlir
+  cuda cnx_fmnist_full_bf16_cuda $pkg/cnx_fmnist.mlir --keep=1.0 --precision=bf16
+  cuda cnx_fmnist_sbp_bf16_cuda $pkg/cnx_fmnist.mlir --precision=bf16
+fi
+
 # Shape classes of the generated kernels (codegen/EmitFusedKernels.cpp): small ViTs whose sizes
 # put every generator on each of its code paths, CUDA trainers (fp32 and bf16, dense and each SBP
 # attention mode) checked against the fp32 CPU trainer's gradients on random parameters.
