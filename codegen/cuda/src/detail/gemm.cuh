@@ -8,6 +8,8 @@
 #ifndef SBP_CUDA_DETAIL_GEMM_CUH
 #define SBP_CUDA_DETAIL_GEMM_CUH
 
+#include <cstdlib>
+#include <cstring>
 #include "detail/pointwise.cuh"
 
 namespace sbp {
@@ -83,11 +85,25 @@ inline uint32_t log2u(uint32_t v) {
 
 /// The reduction schemes a weight-gradient GEMM (op(A) = A^T: dW = dy^T x,
 /// K = the batch's rows, M x N = a weight) may use. For these shapes the
-/// heuristic picks split-K, whose partial products a second kernel
-/// (`splitKreduce`) adds up: one more launch per GEMM. NONE excludes split-K
-/// (the sums stay in one kernel's registers); the other GEMMs (K = a feature
-/// count) keep the heuristic's full choice.
-constexpr uint32_t weight_grad_reduction_schemes = CUBLASLT_REDUCTION_SCHEME_NONE;
+/// heuristic picks split-K; its default reductions add the partial products
+/// in a second kernel (`splitKreduce`): one more launch per GEMM. INPLACE
+/// split-K adds them in the output itself, in a fixed order (counters in the
+/// workspace: deterministic), so it keeps split-K's parallelism without the
+/// extra launch; NONE alone is far slower (a 192 x 192 weight is a handful of
+/// tiles over K = 50k rows: 4x the step time on the H100). The other GEMMs
+/// (K = a feature count) keep the heuristic's full choice.
+/// SBP_GEMM_REDUCTION = none | inplace | any overrides it (for benchmarks).
+inline uint32_t weight_grad_reduction_schemes() {
+  static const uint32_t schemes = [] {
+    const char *v = std::getenv("SBP_GEMM_REDUCTION");
+    if (v && std::strcmp(v, "none") == 0)
+      return uint32_t(CUBLASLT_REDUCTION_SCHEME_NONE);
+    if (v && std::strcmp(v, "any") == 0)
+      return uint32_t(CUBLASLT_REDUCTION_SCHEME_MASK);
+    return uint32_t(CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_INPLACE);
+  }();
+  return schemes;
+}
 
 /// Makes the plan of `key`; false (with the failure recorded) if cuBLASLt
 /// refuses the shape or finds no algorithm.
@@ -152,7 +168,7 @@ inline bool make_plan(const Context &ctx, const GemmKey &key, GemmPlan &plan) {
     st = cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alC, sizeof(alC));
   if (st == CUBLAS_STATUS_SUCCESS && ta) {
-    const uint32_t scheme = weight_grad_reduction_schemes;
+    const uint32_t scheme = weight_grad_reduction_schemes();
     st = cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &scheme,
         sizeof(scheme));

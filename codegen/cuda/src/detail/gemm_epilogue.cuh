@@ -128,7 +128,7 @@ inline EpiloguePlan make_epilogue_plan(const Context &ctx, const EpilogueKey &ke
   // A bias gradient's GEMM is a weight gradient (long K): no split-K and its
   // extra reduction kernel, as sbp::cuda::gemm's weight gradients.
   if (st == CUBLAS_STATUS_SUCCESS && epilogue != CUBLASLT_EPILOGUE_BIAS) {
-    const uint32_t scheme = weight_grad_reduction_schemes;
+    const uint32_t scheme = weight_grad_reduction_schemes();
     st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &scheme, sizeof(scheme));
   }
   cublasLtMatmulHeuristicResult_t result{};
