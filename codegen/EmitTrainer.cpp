@@ -280,7 +280,11 @@ void emitHeaderComment(llvm::raw_ostream &os, ModelOp model, ModuleOp module, co
   os << "//\n// Memory plan:\n";
   for (sbpk::GraphOp g : module.getOps<sbpk::GraphOp>()) {
     os << "//   @" << g.getSymName() << ": arena " << g.getArenaBytes().value_or(0) << " bytes\n";
-    for (Operation &op : g.getBlock())
+    for (Operation &op : g.getBlock()) {
+      // The batch images, pinned at offset 0 by sbp-plan-memory.
+      if (auto in = dyn_cast<sbpk::InputOp>(op); in && in.getName() == "images" && g->hasAttr(sbpk::kImagesInArenaAttr))
+        os << "//     " << llvm::formatv("{0,-18}", "input:images") << " "
+           << llvm::formatv("{0,-22}", typeStr(in.getType())) << " [0, " << sbpk::byteSize(in.getType()) << ")\n";
       if (auto offsets = op.getAttrOfType<DenseI64ArrayAttr>(sbpk::kArenaOffsetsAttr))
         for (auto [i, r] : llvm::enumerate(op.getResults()))
           if (offsets[i] >= 0)
@@ -290,6 +294,7 @@ void emitHeaderComment(llvm::raw_ostream &os, ModelOp model, ModuleOp module, co
                                                                  : ""))
                << " " << llvm::formatv("{0,-22}", typeStr(r.getType())) << " [" << offsets[i] << ", "
                << offsets[i] + sbpk::byteSize(r.getType()) << ")\n";
+    }
   }
   os << "\n";
 }
@@ -355,10 +360,11 @@ static std::string cString(StringRef text) {
   return out;
 }
 
-/// The train graph of the keep-1.0 module, renamed exact_train (its step
-/// function and column-sum kernel take the graph's name).
 /// Whether sbp-plan-memory put the graph's images at arena offset 0.
 static bool imagesInArena(sbpk::GraphOp graph) { return graph && graph->hasAttr(sbpk::kImagesInArenaAttr); }
+
+/// The train graph of the keep-1.0 module, renamed exact_train (its step
+/// function and column-sum kernel take the graph's name).
 
 static FailureOr<sbpk::GraphOp> exactTrainGraph(ModuleOp exact) {
   for (sbpk::GraphOp g : exact.getOps<sbpk::GraphOp>())

@@ -9,13 +9,18 @@
 include "mlir/Pass/PassBase.td"
 
 def SbpDecompose : Pass<"sbp-decompose", "::mlir::ModuleOp"> {
-  let summary = "Expand composite ops (sbp.vit_block) into parameters and primitive ops";
+  let summary = "Expand composite ops (ViT and ConvNeXt blocks) into parameters and primitive ops";
   let description = [{
     Each `sbp.vit_block` becomes timm's pre-norm Block: its parameters under
     timm's names and initialisers, LayerNorm, the qkv projection, an
     `sbp.attention` (an SBP map when the block has `attn_sbp`), the output
     projection and the residual add, then the MLP branch (inside an
     `sbp.branch` when the block has `mlp_sbp`) and its residual add.
+    Each `sbp.convnext_block` becomes timm's ConvNeXtBlock (depth-wise 7x7
+    convolution, then the MLP branch: LayerNorm, pw-conv1, GELU, pw-conv2,
+    layer scale, inside an `sbp.branch` with `mlp_sbp`, and the residual
+    add); each `sbp.convnext_downsample` its LayerNorm, 2x2 space-to-depth
+    and linear reduction (an `sbp.branch` with `sbp`).
   }];
   let dependentDialects = ["::sbp::SbpDialect"];
 }

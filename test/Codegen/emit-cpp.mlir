@@ -61,7 +61,9 @@
 // CHECK:      //   head.bias {{ *}}tensor<10xf32> @ 3456
 // CHECK:      // Memory plan:
 // CHECK-NEXT: //   @train: arena [[TRAIN_ARENA:[0-9]+]] bytes
-// CHECK-NEXT: //     kernel:patchify    tensor<8x16x49xf32>    [0, 25088)
+// The batch (8 x 1 x 28 x 28 floats) is pinned at offset 0; the patches follow it.
+// CHECK-NEXT: //     input:images       tensor<8x1x28x28xf32>  [0, 25088)
+// CHECK-NEXT: //     kernel:patchify    tensor<8x16x49xf32>    [25088, 50176)
 // CHECK:      //     fused              tensor<8x8x16xf32>     [{{[0-9]+}}, {{[0-9]+}})
 // CHECK:      //     kernel:softmax_xent_grad tensor<8x10xf32> {{ *}}[{{[0-9]+}}, {{[0-9]+}})
 // CHECK:      //     kernel:gather_rows tensor<8x8x16xf32>     [{{[0-9]+}}, {{[0-9]+}})
