@@ -65,7 +65,41 @@ FailureOr<std::string> scalarExpr(sbpk::KernelOp k, ArrayRef<std::string> a) {
     return "sbp::fused::" + c.str() + "(" + a[0] + ")";
   if (c == sbpk::kernel::gelu_grad || c == sbpk::kernel::relu_grad)
     return "sbp::fused::" + c.str() + "(" + a[0] + ", " + a[1] + ")";
+  if (c == sbpk::kernel::layer_scale) // x * gamma
+    return "(" + a[0] + " * " + a[1] + ")";
+  if (c == sbpk::kernel::layer_scale_grad) // dx = gamma * dy (dgamma is a column sum)
+    return "(" + a[2] + " * " + a[0] + ")";
   return failure();
+}
+
+/// Members that add column sums: a bias gradient, a layer scale's gradient.
+bool addsColumnSums(Operation &inner) {
+  StringRef c = cast<sbpk::KernelOp>(inner).getCallee();
+  return c == sbpk::kernel::bias_grad || c == sbpk::kernel::layer_scale_grad;
+}
+
+/// A body argument read only as a per-column operand (layer scale's gamma):
+/// the value at the element's column, not at the element.
+bool isColumnArg(BlockArgument a) {
+  return !a.use_empty() && llvm::all_of(a.getUses(), [](OpOperand &use) {
+    auto k = dyn_cast<sbpk::KernelOp>(use.getOwner());
+    if (!k)
+      return false;
+    StringRef c = k.getCallee();
+    return (c == sbpk::kernel::layer_scale && use.getOperandNumber() == 1) ||
+           (c == sbpk::kernel::layer_scale_grad && use.getOperandNumber() == 2);
+  });
+}
+
+/// The column count of an elementwise group whose members have per-column
+/// operands (sbp-fuse-kernels gives them one), 0 if none has.
+int64_t columnCount(sbpk::FusedOp op) {
+  for (Operation &inner : op.getBlock().without_terminator()) {
+    StringRef c = cast<sbpk::KernelOp>(inner).getCallee();
+    if (c == sbpk::kernel::layer_scale || c == sbpk::kernel::layer_scale_grad)
+      return intAttr(&inner, "n");
+  }
+  return 0;
 }
 
 /// Shared by the generators: the group's signature and its comment.
@@ -196,8 +230,7 @@ RowMap rowMapOf(sbpk::FusedOp op) {
 
 LogicalResult FusedEmitter::emitElementwise() {
   Block &body = op.getBlock();
-  if (llvm::any_of(body.without_terminator(),
-                   [](Operation &o) { return cast<sbpk::KernelOp>(o).getCallee() == sbpk::kernel::bias_grad; }))
+  if (llvm::any_of(body.without_terminator(), addsColumnSums))
     return emitColumnSumElementwise();
   const RowMap map = rowMapOf(op);
   const int64_t total = map.present() ? map.fullNumel() : numel(op.getResult(0));
@@ -206,9 +239,12 @@ LogicalResult FusedEmitter::emitElementwise() {
   // Values of the kept domain: read at the kept row `ki`, when the token is kept.
   auto kept = [&](Value v) { return map.present() && numel(v) == map.keptNumel(); };
   // Per-element expressions: block arguments a<i>[v], op results t<k>.
+  // Per-column operands are read at the element's column (i % kCols).
+  const int64_t cols = columnCount(op);
   llvm::DenseMap<Value, std::string> expr;
   for (auto [i, a] : llvm::enumerate(body.getArguments()))
-    expr[a] = "a" + std::to_string(i) + (cuda ? "[v]" : (kept(a) ? "k_" : "[i]"));
+    expr[a] = "a" + std::to_string(i) +
+              (cuda ? "[v]" : isColumnArg(a) ? "[i % kCols]" : (kept(a) ? "k_" : "[i]"));
   std::string stmts;
   int t = 0;
   for (Operation &inner : body.without_terminator()) {
@@ -241,6 +277,8 @@ LogicalResult FusedEmitter::emitElementwise() {
 
   if (!cuda) {
     os << "void " << name << "(" << hostParams(false) << ") {\n";
+    if (cols)
+      os << "  constexpr int64_t kCols = " << cols << ";\n";
     for (auto [i, v] : llvm::enumerate(op.getInputs()))
       if (isData(i))
         os << "  const float *a" << i << " = in" << i << ";\n";
@@ -271,9 +309,10 @@ LogicalResult FusedEmitter::emitElementwise() {
 
   // Vector width: 8 elements when every pointer is an arena buffer; within
   // one row when a row map needs the row of each vector.
+  // (Per-column operands are read element by element: they are parameters.)
   bool aligned = llvm::all_of(op.getResults(), inArena);
   for (auto [i, v] : llvm::enumerate(op.getInputs()))
-    aligned &= !isData(i) || inArena(v);
+    aligned &= !isData(i) || isColumnArg(body.getArgument(i)) || inArena(v);
   int vec = 1;
   for (int v : {8, 4, 2})
     if (aligned && total % v == 0 && (!map.present() || map.n % v == 0)) {
@@ -291,6 +330,8 @@ LogicalResult FusedEmitter::emitElementwise() {
   os << "__global__ void __launch_bounds__(" << threads << ") " << name << "_kernel(" << llvm::join(kparams, ", ")
      << ") {\n"
      << "  constexpr int64_t kTotal = " << total << ";\n  constexpr int kV = " << vec << ";\n";
+  if (cols)
+    os << "  constexpr int64_t kCols = " << cols << ";\n";
   if (map.present())
     os << "  constexpr int kT = " << map.tokens << ", kK = " << map.kept << ", kN = " << map.n << ";\n"
        << "  __shared__ int inv[kT];\n"
@@ -305,7 +346,10 @@ LogicalResult FusedEmitter::emitElementwise() {
     if (!isData(i))
       continue;
     os << "    float a" << i << "[kV];\n";
-    if (kept(a))
+    if (isColumnArg(a))
+      os << "#pragma unroll\n    for (int v = 0; v < kV; ++v)\n      a" << i << "[v] = in" << i
+         << "[(i + v) % kCols];\n";
+    else if (kept(a))
       os << "    sbp::fused::load_if<kV>(kept, in" << i << " + (kept ? ki : 0), a" << i << ");\n";
     else
       os << "    sbp::fused::load<kV>(in" << i << " + i, a" << i << ");\n";
@@ -349,21 +393,25 @@ LogicalResult FusedEmitter::emitColumnSumElementwise() {
   SmallVector<std::pair<Value, std::string>> sums; // bias_grad result, summed expression
   llvm::DenseMap<Value, std::string> expr;
   for (auto [i, a] : llvm::enumerate(body.getArguments()))
-    expr[a] = "a" + std::to_string(i) + (cuda ? "[v]" : "[i]");
+    expr[a] = "a" + std::to_string(i) + (cuda ? "[v]" : isColumnArg(a) ? "[j]" : "[i]");
   std::string stmts, indent = cuda ? "        " : "      ";
   int t = 0;
   for (Operation &inner : body.without_terminator()) {
     auto k = cast<sbpk::KernelOp>(inner);
-    if (k.getCallee() == sbpk::kernel::bias_grad) {
+    if (addsColumnSums(inner)) {
       if (sums.empty()) {
         rows = intAttr(k, "rows");
         n = intAttr(k, "n");
       } else if (intAttr(k, "n") != n || intAttr(k, "rows") != rows) {
-        return k.emitOpError("sums columns of another shape than the group's other bias_grad");
+        return k.emitOpError("sums columns of another shape than the group's other column sums");
       }
+    }
+    if (k.getCallee() == sbpk::kernel::bias_grad) {
       sums.push_back({k->getResult(0), expr[k->getOperand(0)]});
       continue;
     }
+    if (k.getCallee() == sbpk::kernel::layer_scale_grad) // dgamma: the column sums of dy * x
+      sums.push_back({k->getResult(1), "(" + expr[k->getOperand(0)] + " * " + expr[k->getOperand(1)] + ")"});
     SmallVector<std::string> args;
     for (Value v : inner.getOperands())
       args.push_back(expr[v]);
@@ -382,7 +430,7 @@ LogicalResult FusedEmitter::emitColumnSumElementwise() {
       if (sum.first == v)
         sumIndex[i] = int(s);
   for (auto [i, a] : llvm::enumerate(body.getArguments()))
-    if (numel(a) != rows * n)
+    if (isColumnArg(a) ? numel(a) != n : numel(a) != rows * n)
       return op.emitOpError("operand ") << i << " is not of the " << rows << " x " << n << " elements of its column sums";
 
   if (!cuda) {
@@ -416,7 +464,8 @@ LogicalResult FusedEmitter::emitColumnSumElementwise() {
   bool aligned = true;
   for (auto [i, v] : llvm::enumerate(op.getResults()))
     aligned &= sumIndex[i] >= 0 || inArena(v);
-  aligned &= llvm::all_of(op.getInputs(), inArena);
+  for (auto [i, v] : llvm::enumerate(op.getInputs()))
+    aligned &= isColumnArg(body.getArgument(i)) || inArena(v);
   int vec = 1;
   for (int v : {8, 4, 2})
     if (aligned && n % v == 0) {
@@ -456,7 +505,11 @@ LogicalResult FusedEmitter::emitColumnSumElementwise() {
      << "      const int col = lane + cv * kLanes;\n      if (col >= kNV)\n        break;\n"
      << "      const int64_t i = r * kN + int64_t(col) * kV;\n";
   for (auto [i, a] : llvm::enumerate(body.getArguments()))
-    os << "      float a" << i << "[kV];\n      sbp::fused::load<kV>(in" << i << " + i, a" << i << ");\n";
+    if (isColumnArg(a)) // a parameter: element by element
+      os << "      float a" << i << "[kV];\n#pragma unroll\n      for (int v = 0; v < kV; ++v)\n        a" << i
+         << "[v] = in" << i << "[col * kV + v];\n";
+    else
+      os << "      float a" << i << "[kV];\n      sbp::fused::load<kV>(in" << i << " + i, a" << i << ");\n";
   if (!rowResults.empty())
     os << "      float res[" << yielded.size() << "][kV];\n";
   os << "#pragma unroll\n      for (int v = 0; v < kV; ++v) {\n" << stmts;
@@ -868,7 +921,8 @@ LogicalResult FusedEmitter::emitMultiCast() {
 
 SmallVector<unsigned> sbp::columnSumResults(sbpk::FusedOp op) {
   // In body order: dgamma, then dbeta of a layer_norm_grad, the sum of a
-  // bias_grad (as the generators number their accumulators).
+  // bias_grad, dgamma of a layer_scale_grad (as the generators number their
+  // accumulators).
   SmallVector<Value> sums;
   for (Operation &inner : op.getBlock().without_terminator()) {
     StringRef callee = cast<sbpk::KernelOp>(inner).getCallee();
@@ -878,6 +932,8 @@ SmallVector<unsigned> sbp::columnSumResults(sbpk::FusedOp op) {
     }
     if (callee == sbpk::kernel::bias_grad)
       sums.push_back(inner.getResult(0));
+    if (callee == sbpk::kernel::layer_scale_grad)
+      sums.push_back(inner.getResult(1));
   }
   SmallVector<unsigned> results;
   auto yielded = op.getBlock().getTerminator()->getOperands();
@@ -921,7 +977,7 @@ LogicalResult sbp::emitDeferredColumnSums(llvm::raw_ostream &os, StringRef name,
     sbpk::FusedOp op = constOp;
     SmallVector<unsigned> sums = columnSumResults(op);
     if (sums.empty())
-      return op.emitOpError("deferred column sums without a layer_norm_grad or bias_grad");
+      return op.emitOpError("deferred column sums without a layer_norm_grad, bias_grad or layer_scale_grad");
     const int64_t n = widthOf(op);
     SmallVector<std::pair<unsigned, int64_t>> slots = slotsOf(op);
     int64_t cols = int64_t(slots.size()) * n, chunks = op->getAttrOfType<IntegerAttr>("chunks").getInt();

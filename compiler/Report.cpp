@@ -60,6 +60,16 @@ static std::string regionOf(Operation *op) {
   return r ? r.str() : "";
 }
 
+/// The region of result `i` of `op`: of a fusion group, the region of the
+/// member that computes it (a group may hold a region's last op and the
+/// residual add after it, which belongs to no region).
+static std::string regionOfResult(Operation *op, unsigned i) {
+  if (auto fused = dyn_cast<sbpk::FusedOp>(op))
+    if (Operation *def = fused.getBlock().getTerminator()->getOperand(i).getDefiningOp())
+      return regionOf(def);
+  return regionOf(op);
+}
+
 ModelReport sbp::computeReport(ModuleOp module) {
   ModelReport report;
   for (ModelOp model : module.getOps<ModelOp>()) {
@@ -82,13 +92,19 @@ ModelReport sbp::computeReport(ModuleOp module) {
     for (Operation &op : graph.getBlock()) {
       bool backward = op.hasAttr("bwd");
       double flops = flopsOf(&op);
-      Cost &region = report.regions[regionOf(&op)];
       (backward ? report.total.backwardFlops : report.total.forwardFlops) += flops;
-      (backward ? region.backwardFlops : region.forwardFlops) += flops;
+      // A fusion group's FLOPs go to its members' regions.
+      SmallVector<Operation *> members = {&op};
+      if (auto fused = dyn_cast<sbpk::FusedOp>(op))
+        members = llvm::to_vector(llvm::map_range(fused.getBlock().without_terminator(), [](Operation &m) { return &m; }));
+      for (Operation *m : members) {
+        Cost &region = report.regions[regionOf(m)];
+        (backward ? region.backwardFlops : region.forwardFlops) += m == &op ? flops : flopsOf(m);
+      }
       if (backward || !isa<sbpk::KernelOp, sbpk::GemmOp, sbpk::FusedOp>(op))
         continue;
       // A forward value read by the backward is a saved activation.
-      for (Value r : op.getResults()) {
+      for (auto [i, r] : llvm::enumerate(op.getResults())) {
         Operation *reader = nullptr;
         for (Operation *user : r.getUsers())
           if (user->hasAttr("bwd"))
@@ -97,7 +113,9 @@ ModelReport sbp::computeReport(ModuleOp module) {
           continue;
         int64_t bytes = sbpk::byteSize(r.getType());
         report.total.savedBytes += bytes;
-        std::string name = regionOf(&op).empty() ? regionOf(reader) : regionOf(&op);
+        std::string name = regionOfResult(&op, unsigned(i));
+        if (name.empty())
+          name = regionOf(reader);
         report.regions[name].savedBytes += bytes;
       }
     }

@@ -17,7 +17,11 @@
 //     `relu_grad` kernels over one element count, producer to consumer and
 //     siblings reading the same tensor (GELU recompute + GELU gradient), and
 //     the `bias_grad` of a member's result (fc1's dy from the GELU gradient;
-//     not in groups with a row map).
+//     not in groups with a row map). ConvNeXt's layer scale joins them too:
+//     `layer_scale` (x * gamma, gamma a per-column operand: the forward's
+//     scale and residual add in one pass) and `layer_scale_grad` (dx = gamma
+//     * dy, with dgamma = the column sums of dy * x, and fc2's bias gradient,
+//     the column sums of dx, beside it instead of a GEMM epilogue).
 //     SBP's row maps join them: `gather_rows` (the kept rows of a
 //     [batch, tokens, n] value) and `scatter_add_rows` (kept rows added back),
 //     all of one index list; the kernel then runs over the full rows and
@@ -72,17 +76,47 @@ bool isParamCast(sbpk::KernelOp k) {
   return k.getCallee() == sbpk::kernel::cast && isa_and_nonnull<sbpk::ParamOp>(k->getOperand(0).getDefiningOp());
 }
 
-/// Kernels whose every result element depends only on the same element of
-/// each operand (all operands of one element count).
+/// The operand of a layer scale kernel that holds one value per column
+/// (gamma), if `k` is one: -1 otherwise.
+int columnOperand(sbpk::KernelOp k) {
+  if (k.getCallee() == sbpk::kernel::layer_scale)
+    return 1;
+  if (k.getCallee() == sbpk::kernel::layer_scale_grad)
+    return 2;
+  return -1;
+}
+
+/// Kernels whose every (first) result element depends only on the same
+/// element of each operand (all operands of one element count), and on its
+/// column's value of a per-column operand (layer scale's gamma).
 bool isElementwise(Operation *op) {
   auto k = dyn_cast<sbpk::KernelOp>(op);
   if (!k || isParamCast(k))
     return false;
-  static const StringRef kNames[] = {sbpk::kernel::add, sbpk::kernel::cast, sbpk::kernel::gelu, sbpk::kernel::gelu_grad, sbpk::kernel::relu, sbpk::kernel::relu_grad};
+  static const StringRef kNames[] = {sbpk::kernel::add,       sbpk::kernel::cast,        sbpk::kernel::gelu,
+                                     sbpk::kernel::gelu_grad, sbpk::kernel::relu,        sbpk::kernel::relu_grad,
+                                     sbpk::kernel::layer_scale, sbpk::kernel::layer_scale_grad};
   if (!llvm::is_contained(kNames, k.getCallee()))
     return false;
   int64_t n = numel(k->getResult(0));
-  return llvm::all_of(k->getOperands(), [&](Value v) { return numel(v) == n; });
+  const int column = columnOperand(k);
+  for (auto [i, v] : llvm::enumerate(k->getOperands()))
+    if (int(i) == column ? numel(v) != intAttr(k, "n") || n % numel(v) != 0 : numel(v) != n)
+      return false;
+  return true;
+}
+
+/// Kernels that add column sums in a group: a bias gradient, a layer scale's
+/// gradient (dgamma).
+bool isColumnSum(Operation *op) {
+  return kernelNamed(op, sbpk::kernel::bias_grad) || kernelNamed(op, sbpk::kernel::layer_scale_grad);
+}
+
+/// The column count of a member with a column structure (column sums, a
+/// per-column operand), else 0.
+int64_t columnsOf(Operation *op) {
+  auto k = dyn_cast<sbpk::KernelOp>(op);
+  return k && (kernelNamed(op, sbpk::kernel::bias_grad) || columnOperand(k) >= 0) ? intAttr(k, "n") : 0;
 }
 
 /// The row map of a `gather_rows` / `scatter_add_rows` kernel: the full
@@ -304,8 +338,15 @@ SmallVector<Operation *> forwardRowwiseGroup(sbpk::KernelOp ln, const llvm::Dens
 
 //===--- 2. elementwise groups --------------------------------------------===//
 
-bool hasColumnSum(ArrayRef<Operation *> group) {
-  return llvm::any_of(group, [](Operation *op) { return kernelNamed(op, sbpk::kernel::bias_grad); });
+bool hasColumnSum(ArrayRef<Operation *> group) { return llvm::any_of(group, isColumnSum); }
+
+/// The one column count of a group's members with a column structure (they
+/// share the sums' layout and the column index), 0 if none has one.
+int64_t groupColumns(ArrayRef<Operation *> group) {
+  for (Operation *op : group)
+    if (int64_t c = columnsOf(op))
+      return c;
+  return 0;
 }
 
 /// The one row map of a group's gather/scatter members, if any.
@@ -338,19 +379,22 @@ SmallVector<Operation *> elementwiseGroup(Operation *seed, const llvm::DenseSet<
         op->hasAttr("bwd") != seed->hasAttr("bwd"))
       return false;
     if (std::optional<KeptRows> r = keptRowsOf(op))
-      return r->fullNumel() == n && (!rows || *rows == *r) && !hasColumnSum(group);
-    // A bias gradient of a member's result: rows x n = the group's elements.
-    // Not with a row map (the kernel's rows are then tokens, not dy's rows),
-    // and of one column count per group (the sums share one layout).
-    if (auto bg = kernelNamed(op, sbpk::kernel::bias_grad))
-      return !rows && intAttr(bg, "rows") * intAttr(bg, "n") == n &&
-             sumsFit(1 + llvm::count_if(group, [](Operation *m) { return kernelNamed(m, sbpk::kernel::bias_grad); }),
-                     intAttr(bg, "n")) &&
-             llvm::is_contained(group, bg->getOperand(0).getDefiningOp()) &&
-             llvm::all_of(group, [&](Operation *m) {
-               auto other = kernelNamed(m, sbpk::kernel::bias_grad);
-               return !other || intAttr(other, "n") == intAttr(bg, "n");
-             });
+      return r->fullNumel() == n && (!rows || *rows == *r) && !hasColumnSum(group) &&
+             (!groupColumns(group) || groupColumns(group) == r->n);
+    // Members with a column structure share one column count (the sums'
+    // layout, the column of an element); with a row map, the map's.
+    if (int64_t c = columnsOf(op); c && ((groupColumns(group) && groupColumns(group) != c) || (rows && rows->n != c)))
+      return false;
+    // Column sums (a bias gradient of a member's result, a layer scale's
+    // gradient): rows x n = the group's elements, not with a row map (the
+    // kernel's rows are then tokens, not dy's rows).
+    if (isColumnSum(op)) {
+      auto k = cast<sbpk::KernelOp>(op);
+      if (rows || intAttr(k, "rows") * intAttr(k, "n") != n || !sumsFit(1 + llvm::count_if(group, isColumnSum), intAttr(k, "n")))
+        return false;
+      if (kernelNamed(op, sbpk::kernel::bias_grad))
+        return llvm::is_contained(group, k->getOperand(0).getDefiningOp());
+    }
     if (!isElementwise(op))
       return false;
     int64_t m = numel(op->getResult(0));
@@ -456,7 +500,7 @@ sbpk::FusedOp outline(SmallVector<Operation *> ops, StringRef kind, StringRef na
 /// block or a CPU task each), whose partial sums (double) live in arena
 /// scratch planned by sbp-plan-memory; a second pass adds them in chunk
 /// order, so the result never depends on timing. Rows and columns are the
-/// group's LayerNorm's, else its bias gradient's.
+/// group's LayerNorm's, else its first column sum's.
 void planColumnSums(sbpk::FusedOp fused) {
   int64_t rows = 0, n = 0, sums = 0;
   SmallVector<Value> sumValues; // inside the body
@@ -465,7 +509,7 @@ void planColumnSums(sbpk::FusedOp fused) {
     if (!k)
       continue;
     if (k.getCallee() == sbpk::kernel::layer_norm || k.getCallee() == sbpk::kernel::layer_norm_grad ||
-        (k.getCallee() == sbpk::kernel::bias_grad && rows == 0)) {
+        (isColumnSum(k) && rows == 0)) {
       rows = intAttr(k, "rows");
       n = intAttr(k, "n");
     }
@@ -473,6 +517,8 @@ void planColumnSums(sbpk::FusedOp fused) {
       sumValues.append({k->getResult(1), k->getResult(2)});
     if (k.getCallee() == sbpk::kernel::bias_grad)
       sumValues.push_back(k->getResult(0));
+    if (k.getCallee() == sbpk::kernel::layer_scale_grad)
+      sumValues.push_back(k->getResult(1));
   }
   // In column slices of n (a wider bias gradient takes several).
   for (Value v : sumValues)

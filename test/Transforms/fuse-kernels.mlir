@@ -376,3 +376,86 @@ sbpk.graph @bias_grad_too_wide {
   sbpk.grad_out "fc1.bias" at 0, %db : tensor<6144xf32>
   sbpk.return %r, %d : tensor<2x6144xf32>, tensor<2x6144xf32>
 }
+
+// -----
+
+// ConvNeXt's layer scale in the forward: x * gamma (gamma one value per
+// column, a parameter) and the residual add after it form one elementwise
+// group; the kept rows of the scale's input (saved by an SBP branch) join it
+// through the row map, whose rows have the scale's column count.
+// CHECK-LABEL: sbpk.graph @layer_scale_forward
+// CHECK:         %[[K:.*]] = sbpk.keep_indices @m group 0
+// CHECK:         %[[F:.*]]:2 = sbpk.fused "fused_gather_rows_layer_scale_add" "elementwise"(%[[X:.*]], %[[K]], %[[G:.*]], %[[R:.*]]) {region = "b.mlp"}
+// CHECK:           sbpk.kernel "gather_rows"
+// CHECK:           sbpk.kernel "layer_scale"
+// CHECK:           sbpk.kernel "add"
+// CHECK:           sbpk.yield
+// CHECK-SAME:        tensor<2x3x4xbf16>, tensor<2x8x4xf32>
+// CHECK-NOT:     sbpk.kernel
+sbpk.graph @layer_scale_forward {
+  %k = sbpk.keep_indices @m group 0 : tensor<3xi32>
+  %x = sbpk.input "images" : tensor<2x8x4xbf16>
+  %g = sbpk.param "gamma" at 0 : tensor<4xf32>
+  %r = sbpk.input "images" : tensor<2x8x4xf32>
+  %saved = sbpk.kernel "gather_rows"(%x, %k) {batch = 2 : i64, kept = 3 : i64, n = 4 : i64, region = "b.mlp", tokens = 8 : i64} : (tensor<2x8x4xbf16>, tensor<3xi32>) -> tensor<2x3x4xbf16>
+  %y = sbpk.kernel "layer_scale"(%x, %g) {n = 4 : i64, region = "b.mlp", rows = 16 : i64} : (tensor<2x8x4xbf16>, tensor<4xf32>) -> tensor<2x8x4xbf16>
+  %s = sbpk.kernel "add"(%r, %y) {n = 64 : i64} : (tensor<2x8x4xf32>, tensor<2x8x4xbf16>) -> tensor<2x8x4xf32>
+  sbpk.return %saved, %s : tensor<2x3x4xbf16>, tensor<2x8x4xf32>
+}
+
+// -----
+
+// ConvNeXt's layer scale in the backward: dx = gamma * dy with dgamma, the
+// column sums of dy * x, and the bias gradient of the layer before (fc2:
+// the column sums of dx) in one elementwise group, instead of a library
+// kernel and a GEMM's bias-gradient epilogue. The residual add that makes dy
+// joins as its producer. Both sums only become parameter gradients: deferred.
+// CHECK-LABEL: sbpk.graph @layer_scale_backward
+// CHECK:         %[[F:.*]]:4 = sbpk.fused "fused_add_layer_scale_grad_bias_grad" "elementwise"({{.*}}) {bwd, chunks = 1 : i64, deferred_sums, region = "b.mlp", scratch_bytes = 64 : i64}
+// CHECK:           sbpk.kernel "add"
+// CHECK:           sbpk.kernel "layer_scale_grad"
+// CHECK:           sbpk.kernel "bias_grad"
+// CHECK:           sbpk.yield
+// CHECK:         sbpk.gemm %[[F]]#1, %{{.*}} {alpha
+// CHECK:         sbpk.grad_out "gamma" at 0, %[[F]]#2
+// CHECK:         sbpk.grad_out "fc2.bias" at 4, %[[F]]#3
+sbpk.graph @layer_scale_backward {
+  %dr = sbpk.input "images" : tensor<2x8x4xf32>
+  %dc = sbpk.input "images" : tensor<2x8x4xbf16>
+  %x = sbpk.input "labels" : tensor<2x8x4xbf16>
+  %g = sbpk.param "gamma" at 0 : tensor<4xf32>
+  %w = sbpk.param "fc2.weight" at 8 : tensor<4x6xbf16>
+  %dy = sbpk.kernel "add"(%dr, %dc) {bwd, n = 64 : i64} : (tensor<2x8x4xf32>, tensor<2x8x4xbf16>) -> tensor<2x8x4xf32>
+  %d:2 = sbpk.kernel "layer_scale_grad"(%dy, %x, %g) {bwd, n = 4 : i64, region = "b.mlp", rows = 16 : i64} : (tensor<2x8x4xf32>, tensor<2x8x4xbf16>, tensor<4xf32>) -> (tensor<2x8x4xbf16>, tensor<4xf32>)
+  %db = sbpk.kernel "bias_grad"(%d#0) {bwd, n = 4 : i64, region = "b.mlp", rows = 16 : i64} : (tensor<2x8x4xbf16>) -> tensor<4xf32>
+  %dh = sbpk.gemm %d#0, %w {alpha = 1.0 : f64, beta = 0.0 : f64, bwd, k = 4 : i64, m = 16 : i64, n = 6 : i64, trans_a = false, trans_b = false} : (tensor<2x8x4xbf16>, tensor<4x6xbf16>) -> tensor<2x8x6xbf16>
+  sbpk.grad_out "gamma" at 0, %d#1 : tensor<4xf32>
+  sbpk.grad_out "fc2.bias" at 4, %db : tensor<4xf32>
+  sbpk.return %dy, %dh : tensor<2x8x4xf32>, tensor<2x8x6xbf16>
+}
+
+// -----
+
+// With SBP the layer scale's gradient runs on the kept rows that a gather
+// takes from the residual gradient. Its column sums cannot join the gather's
+// group (that kernel runs over tokens, not over dy's rows): it starts a group
+// of its own with the bias gradient.
+// CHECK-LABEL: sbpk.graph @layer_scale_backward_row_map
+// CHECK:         sbpk.fused "fused_add_gather_rows" "elementwise"
+// CHECK-NOT:       layer_scale_grad
+// CHECK:           sbpk.yield
+// CHECK:         sbpk.fused "fused_layer_scale_grad_bias_grad" "elementwise"({{.*}}) {bwd, chunks = 1 : i64, deferred_sums
+sbpk.graph @layer_scale_backward_row_map {
+  %k = sbpk.keep_indices @m group 0 : tensor<3xi32>
+  %dr = sbpk.input "images" : tensor<2x8x4xf32>
+  %dc = sbpk.input "images" : tensor<2x8x4xbf16>
+  %x = sbpk.input "labels" : tensor<2x3x4xbf16>
+  %g = sbpk.param "gamma" at 0 : tensor<4xf32>
+  %dy = sbpk.kernel "add"(%dr, %dc) {bwd, n = 64 : i64} : (tensor<2x8x4xf32>, tensor<2x8x4xbf16>) -> tensor<2x8x4xf32>
+  %dyk = sbpk.kernel "gather_rows"(%dy, %k) {batch = 2 : i64, bwd, kept = 3 : i64, n = 4 : i64, region = "b.mlp", tokens = 8 : i64} : (tensor<2x8x4xf32>, tensor<3xi32>) -> tensor<2x3x4xf32>
+  %d:2 = sbpk.kernel "layer_scale_grad"(%dyk, %x, %g) {bwd, n = 4 : i64, region = "b.mlp", rows = 6 : i64} : (tensor<2x3x4xf32>, tensor<2x3x4xbf16>, tensor<4xf32>) -> (tensor<2x3x4xbf16>, tensor<4xf32>)
+  %db = sbpk.kernel "bias_grad"(%d#0) {bwd, n = 4 : i64, region = "b.mlp", rows = 6 : i64} : (tensor<2x3x4xbf16>) -> tensor<4xf32>
+  sbpk.grad_out "gamma" at 0, %d#1 : tensor<4xf32>
+  sbpk.grad_out "fc2.bias" at 4, %db : tensor<4xf32>
+  sbpk.return %dy, %d#0 : tensor<2x8x4xf32>, tensor<2x3x4xbf16>
+}
