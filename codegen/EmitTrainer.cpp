@@ -304,6 +304,7 @@ const char *maskKindName(MaskKind k) {
   case MaskKind::grid: return "SBP_MASK_GRID";
   case MaskKind::random: return "SBP_MASK_RANDOM";
   case MaskKind::heads: return "SBP_MASK_HEADS";
+  case MaskKind::samples: return "SBP_MASK_SAMPLES";
   }
   return "SBP_MASK_GRID";
 }

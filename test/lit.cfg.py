@@ -11,7 +11,8 @@ config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.sbp_obj_root, "test")
 config.excludes = ["Inputs", "fixtures", "CMakeLists.txt", "README.md", "lit.cfg.py", "lit.site.cfg.py",
                    "check_accuracy.py", "compare_safetensors.py", "make_patch_mlp_fixtures.py",
-                   "check_fidelity.py", "check_budget.py", "check_png.py",
+                   "check_fidelity.py", "check_budget.py", "check_png.py", "make_droppath_fixtures.py",
+                   "tensor_arith.py",
                    "runtime", "cpu_kernels"]
 
 # Tests that need a GPU say `REQUIRES: cuda`; CI has none. Tests that only
@@ -23,6 +24,12 @@ if config.enable_cuda or (shutil.which("nvidia-smi") and
     config.available_features.add("cuda")
 if shutil.which("nvcc") or os.path.exists("/usr/local/cuda/bin/nvcc"):
     config.available_features.add("nvcc")
+
+# Reference gradients made with torch + timm elsewhere (make_droppath_fixtures.py), committed
+# separately: the test that reads them runs once they are there.
+if os.path.exists(os.path.join(config.test_source_root, "numerics", "fixtures", "convnext_droppath",
+                               "grads_droppath.safetensors")):
+    config.available_features.add("convnext-droppath-fixture")
 
 # The real dataset, from Debian's dataset-fashion-mnist package.
 fashion = "/usr/share/datasets/fashion-mnist"

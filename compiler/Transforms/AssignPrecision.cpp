@@ -13,7 +13,7 @@
 // GEMMs read bfloat16 only: a float32 operand gets a `cast` kernel (one per
 // parameter and graph: the bf16 weight copy of the step); so does the bias of
 // a bias epilogue with a bf16 output (cuBLASLt wants the output's type). Row gathers and
-// scatters keep their input's type. Kernels compute in float32 whatever they
+// scatters, and drop paths, keep their input's type. Kernels compute in float32 whatever they
 // store; the CUDA kernel library has an overload for each combination.
 //
 //===----------------------------------------------------------------------===//
@@ -45,7 +45,7 @@ const llvm::StringSet<> kFloatKernels = {k::add,       k::gemm_bias_residual, k:
                                          k::bias_grad,  k::pos_grad,           k::softmax_xent,
                                          k::fill};
 /// Kernels whose result has the type of their first operand.
-const llvm::StringSet<> kTypeFollowing = {k::gather_rows, k::scatter_rows, k::mask_rows};
+const llvm::StringSet<> kTypeFollowing = {k::gather_rows, k::scatter_rows, k::mask_rows, k::drop_path};
 
 class GraphPrecision {
 public:

@@ -133,7 +133,8 @@ private:
 
 /// timm's ConvNeXt pieces, channels-last on [B, H*W, C] token tensors:
 ///   block:      x + gamma * fc2(gelu(fc1(norm(conv_dw(x)))))
-///               (norm .. gamma inside sbp.branch @m with mlp_sbp)
+///               (norm .. gamma inside sbp.branch @m with mlp_sbp; the
+///               product through sbp.drop_path with drop_path)
 ///   downsample: linear_{.1}(space_to_depth(norm_{.0}(x)))  (the linear +
 ///               bias inside sbp.branch @m with sbp)
 /// Parameters in timm's state_dict order (a module's own parameters, gamma,
@@ -162,6 +163,9 @@ public:
       return at.create<LayerScaleOp>(loc, type, y, params["gamma"]).getResult();
     };
     Value branch = block.getMlpMask() ? inBranch(block.getMlpMaskAttr(), "mlp", conv, type, mlp) : mlp(b, conv);
+    // timm: x = shortcut + drop_path(gamma * mlp(...)).
+    if (auto group = block.getDropPathAttr())
+      branch = b.create<DropPathOp>(loc, type, branch, Value(), group, block.getDropPathRateAttr());
     finish(b.create<AddOp>(loc, type, x, branch));
   }
 

@@ -28,9 +28,12 @@ struct InsertMasksPass : sbp::impl::SbpInsertMasksBase<InsertMasksPass> {
   }
 
   LogicalResult runOnModel(ModelOp model) {
+    // The override is the SBP keep ratio: drop-path rates (samples groups)
+    // are the model's regularisation and stay.
     if (keepOverride > 0.0)
       for (MaskGroupOp group : model.getBlock().getOps<MaskGroupOp>())
-        group.setKeepAttr(FloatAttr::get(Float64Type::get(&getContext()), keepOverride));
+        if (group.getKind() != MaskKind::samples)
+          group.setKeepAttr(FloatAttr::get(Float64Type::get(&getContext()), keepOverride));
 
     if (auto blocks = model.getBlock().getOps<VitBlockOp>(); !blocks.empty())
       return (*blocks.begin()).emitOpError("is a composite op: run sbp-decompose first");
@@ -38,10 +41,14 @@ struct InsertMasksPass : sbp::impl::SbpInsertMasksBase<InsertMasksPass> {
       if (isa<ConvNextBlockOp, ConvNextDownsampleOp>(op))
         return op.emitOpError("is a composite op: run sbp-decompose first");
     splitPerBlockHeadGroups(model);
+    splitPerOpSampleGroups(model);
     llvm::DenseMap<Operation *, Value> keepOfGroup;
     for (AttentionOp attn : model.getBlock().getOps<AttentionOp>())
       if (attn.getMask() && !attn.getKeep())
         annotateAttention(attn, keepOfGroup);
+    for (DropPathOp dp : llvm::make_early_inc_range(model.getBlock().getOps<DropPathOp>()))
+      if (!dp.getKeep())
+        annotateDropPath(dp, keepOfGroup);
 
     // Inner branches first, so that an outer body holds no branch when inlined.
     SmallVector<BranchOp> branches;
@@ -70,23 +77,54 @@ struct InsertMasksPass : sbp::impl::SbpInsertMasksBase<InsertMasksPass> {
           group.getKeep().convertToDouble() < 1.0)
         users[group].push_back(attn);
     }
+    splitGroups(model, users);
+  }
+
+  /// A samples group used by several sbp.drop_path ops becomes one group per
+  /// op: timm draws every block's samples anew.
+  void splitPerOpSampleGroups(ModelOp model) {
+    llvm::MapVector<Operation *, SmallVector<DropPathOp>> users;
+    for (DropPathOp dp : model.getBlock().getOps<DropPathOp>()) {
+      auto group = SymbolTable::lookupNearestSymbolFrom<MaskGroupOp>(dp, dp.getMaskAttr());
+      if (!dp.getKeep() && group && group.getKind() == MaskKind::samples)
+        users[group].push_back(dp);
+    }
+    splitGroups(model, users);
+  }
+
+  /// Gives each user of a group with several users a copy of the group, in
+  /// the group's place and in user order, named `<group>.<region>`
+  /// (`<group>.<k>` for a user without a region).
+  template <typename OpT>
+  void splitGroups(ModelOp model, llvm::MapVector<Operation *, SmallVector<OpT>> &users) {
     SymbolTable symbols(model);
-    for (auto &[op, attns] : users) {
-      if (attns.size() < 2)
+    for (auto &[op, ops] : users) {
+      if (ops.size() < 2)
         continue;
       auto group = cast<MaskGroupOp>(op);
       OpBuilder b(group);
-      for (auto [k, attn] : llvm::enumerate(attns)) {
-        auto region = attn->getAttrOfType<StringAttr>(kRegionAttr);
+      for (auto [k, user] : llvm::enumerate(ops)) {
+        auto region = user->template getAttrOfType<StringAttr>(kRegionAttr);
         std::string name = group.getSymName().str() + "." +
                            (region ? region.getValue().str() : std::to_string(k));
         auto copy = cast<MaskGroupOp>(b.clone(*group));
         copy.setSymName(name);
         symbols.insert(copy); // renames on a clash, so read the name back
-        attn.setMaskAttr(FlatSymbolRefAttr::get(copy.getSymNameAttr()));
+        user.setMaskAttr(FlatSymbolRefAttr::get(copy.getSymNameAttr()));
       }
       symbols.erase(group);
     }
+  }
+
+  /// A drop path reads its group's kept samples; at rate 0 it is the identity.
+  void annotateDropPath(DropPathOp dp, llvm::DenseMap<Operation *, Value> &keepOfGroup) {
+    auto group = SymbolTable::lookupNearestSymbolFrom<MaskGroupOp>(dp, dp.getMaskAttr());
+    if (dp.getRate().convertToDouble() > 0.0 && group.getKeep().convertToDouble() < 1.0) {
+      dp.getKeepMutable().assign(getKeepIndices(group, keepOfGroup));
+      return;
+    }
+    dp.getResult().replaceAllUsesWith(dp.getInput());
+    dp.erase();
   }
 
   /// An SBP attention map reads its group's keep indices; at keep 1.0 it is

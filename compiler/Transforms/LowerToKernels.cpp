@@ -326,6 +326,20 @@ LogicalResult GraphLowering::lowerOp(Operation *op) {
                               op->getResultTypes()));
         return success();
       })
+      .Case([&](DropPathOp dp) {
+        // Stochastic depth is training-only: eval (no backward) is the identity.
+        if (!includesBackward || !dp.getKeep()) {
+          map.map(dp.getResult(), map.lookup(dp.getInput()));
+          return success();
+        }
+        auto s = shapeOf(dp.getInput());
+        Operation *k = kernel(op, sbpk::kernel::drop_path, op->getOperands(),
+                              {{"batch", s[0]}, {"kept", shapeOf(dp.getKeep())[0]}, {"n", numel(dp.getInput()) / s[0]}},
+                              dp.getType());
+        k->setAttr("scale", b.getF64FloatAttr(dp.getScale()));
+        mapResults(op, k);
+        return success();
+      })
       .Case([&](ParamGradOp pg) {
         ParamOp param;
         for (ParamOp p : model.getBlock().getOps<ParamOp>())

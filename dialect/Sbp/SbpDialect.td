@@ -50,7 +50,7 @@ class Sbp_Op<string mnemonic, list<Trait> traits = []>
 
 def Sbp_MaskKind : I32EnumAttr<"MaskKind", "how a keep mask is sampled", [
     I32EnumAttrCase<"grid", 0>, I32EnumAttrCase<"random", 1>,
-    I32EnumAttrCase<"heads", 2>]> {
+    I32EnumAttrCase<"heads", 2>, I32EnumAttrCase<"samples", 3>]> {
   let cppNamespace = "::sbp";
   let genSpecializedAttr = 0;
 }

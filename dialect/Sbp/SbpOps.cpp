@@ -92,6 +92,11 @@ static LogicalResult expectMinRank(Operation *op, StringRef what, Value v, size_
   return op->emitOpError() << what << " must have rank >= " << minRank << ", got " << v.getType();
 }
 
+/// Whether a group masks token positions (grid, random), not heads or samples.
+static bool masksTokens(MaskGroupOp group) {
+  return group.getKind() == MaskKind::grid || group.getKind() == MaskKind::random;
+}
+
 static LogicalResult verifyKeep(Operation *op, Value keep) {
   if (shapeOf(keep).size() != 1)
     return op->emitOpError("keep indices must be [K]");
@@ -227,6 +232,9 @@ LogicalResult MaskGroupOp::verify() {
   if (getKind() == MaskKind::heads && (grid[0] != 1 || getPrefix() != 0))
     return emitOpError("a heads mask needs grid [1, heads] and no prefix, got ")
            << shapeStr(grid) << " prefix " << getPrefix();
+  if (getKind() == MaskKind::samples && (grid[0] != 1 || getPrefix() != 0))
+    return emitOpError("a samples mask needs grid [1, batch] and no prefix, got ")
+           << shapeStr(grid) << " prefix " << getPrefix();
   if (getKind() == MaskKind::random &&
       sbp_random_drop_count(static_cast<float>(r), grid[0] * grid[1]) == grid[0] * grid[1])
     return emitOpError("keep ratio ") << r << " keeps no token of the " << shapeStr(grid) << " grid";
@@ -254,8 +262,8 @@ static std::pair<int64_t, int64_t> keptRange(MaskGroupOp group) {
   int64_t h = group.getGrid()[0], w = group.getGrid()[1], n = h * w;
   if (r >= 1.0f)
     return {n, n};
-  if (group.getKind() == MaskKind::heads)
-    return {0, n}; // each head independently: anything from none to all
+  if (group.getKind() == MaskKind::heads || group.getKind() == MaskKind::samples)
+    return {0, n}; // each head (sample) independently: anything from none to all
   if (group.getKind() == MaskKind::random) {
     int64_t kept = n - sbp_random_drop_count(r, static_cast<int32_t>(n));
     return {kept, kept};
@@ -331,8 +339,10 @@ LogicalResult BranchOp::verifySymbolUses(SymbolTableCollection &symbols) {
   auto group = symbols.lookupNearestSymbolFrom<MaskGroupOp>(*this, getMaskAttr());
   if (!group)
     return emitOpError("refers to an unknown mask group ") << getMaskAttr();
-  if (group.getKind() == MaskKind::heads)
-    return emitOpError("mask group ") << getMaskAttr() << " masks attention heads, not tokens";
+  if (!masksTokens(group))
+    return emitOpError("mask group ") << getMaskAttr() << " masks "
+                                      << (group.getKind() == MaskKind::heads ? "attention heads" : "samples")
+                                      << ", not tokens";
   int64_t tokens = group.getNumTokens();
   SmallVector<Type> types(getInputs().getTypes());
   llvm::append_range(types, getResultTypes());
@@ -497,9 +507,9 @@ static LogicalResult verifyAttentionGroup(Operation *op, SymbolTableCollection &
              << heads << " heads (sbp.mask_group " << mask << " keep r heads [1, " << heads << "])";
     return success();
   }
-  if (headGroup)
+  if (!masksTokens(group))
     return op->emitOpError("mode ") << stringifyAttentionMode(mode) << " needs a token mask group, "
-                                    << mask << " masks heads";
+                                    << mask << " masks " << stringifyMaskKind(group.getKind());
   if (group.getNumTokens() != tokens)
     return op->emitOpError("has ") << tokens << " tokens, but mask group " << mask << " covers "
                                    << group.getNumTokens() << " (prefix " << group.getPrefix() << " + grid "
@@ -548,7 +558,7 @@ LogicalResult VitBlockOp::verifySymbolUses(SymbolTableCollection &symbols) {
     auto group = symbols.lookupNearestSymbolFrom<MaskGroupOp>(*this, mlp);
     if (!group)
       return emitOpError("refers to an unknown mask group ") << mlp;
-    if (group.getKind() == MaskKind::heads || group.getNumTokens() != tokens)
+    if (!masksTokens(group) || group.getNumTokens() != tokens)
       return emitOpError("mlp_sbp needs a token mask group over ") << tokens << " tokens, " << mlp
                                                                    << " is not one";
   }
@@ -991,6 +1001,67 @@ LogicalResult SpaceToDepthGradOp::verify() {
   return expectShape(*this, "gradient", shapeOf(getGrad()), *out);
 }
 
+//===--- Stochastic depth ---===//
+
+/// A drop rate p in [0, 1): p = 1 would drop every sample and scale by 1/0.
+static LogicalResult verifyDropRate(Operation *op, double rate) {
+  if (rate >= 0.0 && rate < 1.0)
+    return success();
+  return op->emitOpError("drop-path rate must be in [0, 1), got ") << rate;
+}
+
+/// @g must be a `samples` group over the batch whose keep ratio is 1 - rate.
+static LogicalResult verifySamplesGroup(Operation *op, SymbolTableCollection &symbols, FlatSymbolRefAttr mask,
+                                        double rate, int64_t batch) {
+  auto group = symbols.lookupNearestSymbolFrom<MaskGroupOp>(op, mask);
+  if (!group)
+    return op->emitOpError("refers to an unknown mask group ") << mask;
+  if (group.getKind() != MaskKind::samples)
+    return op->emitOpError("drop path needs a samples mask group, ")
+           << mask << " masks " << stringifyMaskKind(group.getKind());
+  if (group.getGrid()[1] != batch)
+    return op->emitOpError("has batch ") << batch << ", but samples group " << mask << " covers "
+                                         << group.getGrid()[1] << " samples";
+  // The runtime draws with the group's ratio, the kernel scales by the rate.
+  double keep = group.getKeep().convertToDouble();
+  if (std::abs(keep - (1.0 - rate)) > 1e-6)
+    return op->emitOpError("drop-path rate ") << rate << " needs keep " << 1.0 - rate << " in group " << mask
+                                              << ", which keeps " << keep;
+  return success();
+}
+
+double DropPathOp::getScale() { return 1.0 / (1.0 - getRate().convertToDouble()); }
+
+LogicalResult DropPathOp::verify() {
+  if (failed(expectMinRank(*this, "input", getInput(), 1)) ||
+      failed(verifyDropRate(*this, getRate().convertToDouble())))
+    return failure();
+  if (getKeep() && failed(verifyKeep(*this, getKeep())))
+    return failure();
+  return expectShape(*this, "result", shapeOf(getResult()), shapeOf(getInput()));
+}
+
+LogicalResult DropPathOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  if (failed(verifySamplesGroup(*this, symbols, getMaskAttr(), getRate().convertToDouble(),
+                                shapeOf(getInput())[0])))
+    return failure();
+  if (!getKeep())
+    return success();
+  auto group = symbols.lookupNearestSymbolFrom<MaskGroupOp>(*this, getMaskAttr());
+  return expectShape(*this, "keep indices", shapeOf(getKeep()), {group.getCapacity()});
+}
+
+/// dx = drop_path(dy) with the same kept samples: the scaling is linear.
+LogicalResult DropPathOp::buildGradient(OpBuilder &b, ArrayRef<Value> dy, SmallVectorImpl<Value> &g) {
+  g.assign(2, Value());
+  if (!dy[0])
+    return success();
+  if (!getKeep())
+    return emitOpError("has no keep indices: run sbp-insert-masks before sbp-autodiff");
+  g[0] = b.create<DropPathOp>(getLoc(), getInput().getType(), dy[0], getKeep(), getMaskAttr(), getRateAttr());
+  return success();
+}
+
 LogicalResult ConvNextBlockOp::verify() {
   if (failed(verifyGridTokens(*this, "input", getInput(), getGrid())))
     return failure();
@@ -1009,6 +1080,10 @@ LogicalResult ConvNextBlockOp::verify() {
     return emitOpError("ls_init must be >= 0");
   if (getName().empty())
     return emitOpError("needs a parameter name prefix");
+  if (getDropPath().has_value() != getDropPathRate().has_value())
+    return emitOpError("drop_path needs both a samples group and a rate");
+  if (auto rate = getDropPathRate())
+    return verifyDropRate(*this, rate->convertToDouble());
   return success();
 }
 
@@ -1019,7 +1094,7 @@ static LogicalResult verifyTokenGroup(Operation *op, SymbolTableCollection &symb
   auto group = symbols.lookupNearestSymbolFrom<MaskGroupOp>(op, mask);
   if (!group)
     return op->emitOpError("refers to an unknown mask group ") << mask;
-  if (group.getKind() == MaskKind::heads || group.getNumTokens() != tokens)
+  if (!masksTokens(group) || group.getNumTokens() != tokens)
     return op->emitOpError() << what << " needs a token mask group over " << tokens << " tokens, " << mask
                              << " covers " << group.getNumTokens();
   return success();
@@ -1027,7 +1102,10 @@ static LogicalResult verifyTokenGroup(Operation *op, SymbolTableCollection &symb
 
 LogicalResult ConvNextBlockOp::verifySymbolUses(SymbolTableCollection &symbols) {
   if (auto m = getMlpMaskAttr())
-    return verifyTokenGroup(*this, symbols, m, "mlp_sbp", shapeOf(getInput())[1]);
+    if (failed(verifyTokenGroup(*this, symbols, m, "mlp_sbp", shapeOf(getInput())[1])))
+      return failure();
+  if (auto g = getDropPathAttr())
+    return verifySamplesGroup(*this, symbols, g, getDropPathRate()->convertToDouble(), shapeOf(getInput())[0]);
   return success();
 }
 

@@ -79,12 +79,19 @@ def Sbp_MaskGroupOp : Sbp_Op<"mask_group", [Symbol, HasParent<"ModelOp">]> {
     each block anew: `sbp-insert-masks` gives each attention op that uses the
     group a group of its own (`@h.<region>`, e.g. `@h.blocks.1.attn`). With
     `shared`, every block using the group drops the same heads in a step.
+    `kind = samples`: the positions are the samples of the batch (`grid` =
+    [1, B], no prefix), each kept independently with probability r, drawn
+    like heads (a step may keep none): the per-sample draw of
+    `sbp.drop_path` (stochastic depth), not SBP. Each drop_path op draws
+    its own (`sbp-insert-masks` splits a group used by several), and
+    `sbpc --keep` does not override it.
 
     ```mlir
     sbp.mask_group @m keep 0.5 grid [7, 7]
     sbp.mask_group @m keep 0.5 random [14, 14] prefix 1
     sbp.mask_group @h keep 0.5 heads [1, 3]
     sbp.mask_group @hs keep 0.5 heads [1, 3] shared
+    sbp.mask_group @dp keep 0.9 samples [1, 128]
     ```
   }];
   let arguments = (ins SymbolNameAttr:$sym_name, F64Attr:$keep,
@@ -386,6 +393,39 @@ def Sbp_LayerScaleOp : Sbp_RowWiseOp<"layer_scale"> {
   let results = (outs Sbp_F32Tensor:$result);
 }
 
+def Sbp_DropPathOp : Sbp_Op<"drop_path", [Pure, Sbp_RowWiseOpInterface,
+    DeclareOpInterfaceMethods<Sbp_GradientOpInterface>,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "stochastic depth (timm's drop_path): whole samples of a residual branch dropped";
+  let description = [{
+    In the train step, sample b of `input` [B, ...] is multiplied by
+    1 / (1 - `rate`) when the `samples` mask group @g keeps b, else by 0
+    (timm's DropPath with scale_by_keep; each sample kept with probability
+    1 - rate, the group's keep ratio). The eval step is the identity. Put it
+    on a residual branch's output, before the add: x + drop_path(branch(x)).
+    Gradient: the same scaling of dy (another `sbp.drop_path` with the same
+    keep indices). `sbp-insert-masks` adds the group's keep indices (the kept
+    samples, ascending, padded with -1) as the `keep` operand, or removes
+    the op when the rate is 0. Token-wise, so it may run on compact rows.
+
+    ```mlir
+    sbp.mask_group @dp keep 0.9 samples [1, 8]
+    %y = sbp.drop_path %x group @dp rate 0.1 : (tensor<8x64x16xf32>) -> tensor<8x64x16xf32>
+    ```
+  }];
+  let arguments = (ins Sbp_F32Tensor:$input, Optional<Sbp_I32Tensor>:$keep,
+                       FlatSymbolRefAttr:$mask, F64Attr:$rate);
+  let results = (outs Sbp_F32Tensor:$result);
+  let assemblyFormat = [{
+    $input (`,` $keep^)? `group` $mask `rate` $rate attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// 1 / (1 - rate): the factor of a kept sample.
+    double getScale();
+  }];
+}
+
 def Sbp_SpaceToDepthOp : Sbp_ComputeOp<"space_to_depth"> {
   let summary = "[B, H*W, C] -> [B, (H/s)*(W/s), s*s*C]: s x s cells of the grid become features";
   let description = [{
@@ -417,10 +457,14 @@ def Sbp_ConvNextBlockOp : Sbp_Op<"convnext_block", [HasParent<"ModelOp">,
     `.gamma`) and initialisers (weights trunc-normal 0.02, biases zero, norm
     one/zero, gamma the constant `ls_init` = 1e-6). `mlp_sbp @m`: everything
     after the depth-wise conv (norm .. layer scale) is an SBP branch of group
-    @m, which must cover the H*W tokens.
+    @m, which must cover the H*W tokens. `drop_path @g rate p`: stochastic
+    depth on the branch output after the layer scale, before the residual
+    add (`sbp.drop_path`, @g a `samples` group of keep 1 - p).
 
     ```mlir
     %y = sbp.convnext_block "stages.0.blocks.0" %x grid [56, 56] hidden 384 mlp_sbp @m
+        : tensor<128x3136x96xf32>
+    %z = sbp.convnext_block "stages.0.blocks.1" %y grid [56, 56] hidden 384 drop_path @dp1 rate 0.1
         : tensor<128x3136x96xf32>
     ```
   }];
@@ -428,10 +472,13 @@ def Sbp_ConvNextBlockOp : Sbp_Op<"convnext_block", [HasParent<"ModelOp">,
                        DefaultValuedAttr<I64Attr, "7">:$kernel,
                        DefaultValuedAttr<F64Attr, "1.0e-6">:$eps,
                        DefaultValuedAttr<F64Attr, "1.0e-6">:$ls_init,
-                       OptionalAttr<FlatSymbolRefAttr>:$mlp_mask);
+                       OptionalAttr<FlatSymbolRefAttr>:$mlp_mask,
+                       OptionalAttr<FlatSymbolRefAttr>:$drop_path,
+                       OptionalAttr<F64Attr>:$drop_path_rate);
   let results = (outs Sbp_F32Tensor:$result);
   let assemblyFormat = [{
-    $name $input `grid` $grid `hidden` $hidden (`mlp_sbp` $mlp_mask^)? attr-dict `:` type($input)
+    $name $input `grid` $grid `hidden` $hidden (`mlp_sbp` $mlp_mask^)?
+    (`drop_path` $drop_path^ `rate` $drop_path_rate)? attr-dict `:` type($input)
   }];
   let hasVerifier = 1;
 }

@@ -25,14 +25,16 @@ MaskSpec MaskSpec::from(const sbp_mask_group_desc &group) {
 bool MaskSpec::sharesDrawWith(const MaskSpec &other) const {
   // A heads group is one block's draw (vit_sbp.py draws the heads of each
   // block anew); blocks that share a draw share the group.
-  if (kind == SBP_MASK_HEADS || other.kind == SBP_MASK_HEADS)
+  if (kind == SBP_MASK_HEADS || other.kind == SBP_MASK_HEADS || kind == SBP_MASK_SAMPLES ||
+      other.kind == SBP_MASK_SAMPLES)
     return false;
   return kind == other.kind && keep_ratio == other.keep_ratio && grid_h == other.grid_h &&
          grid_w == other.grid_w;
 }
 
 bool isKnownMaskKind(int32_t kind) {
-  return kind == SBP_MASK_GRID || kind == SBP_MASK_RANDOM || kind == SBP_MASK_HEADS;
+  return kind == SBP_MASK_GRID || kind == SBP_MASK_RANDOM || kind == SBP_MASK_HEADS ||
+         kind == SBP_MASK_SAMPLES;
 }
 
 const char *maskKindName(int32_t kind) {
@@ -43,6 +45,8 @@ const char *maskKindName(int32_t kind) {
     return "random";
   case SBP_MASK_HEADS:
     return "heads";
+  case SBP_MASK_SAMPLES:
+    return "samples";
   default:
     return "unknown";
   }
@@ -104,7 +108,8 @@ std::vector<int32_t> headsKeptPositions(const MaskSpec &spec, PhiloxStream &rng)
 
 [[noreturn]] void unknownKind(const MaskSpec &spec) {
   fail(SBP_ERROR_INVALID_ARGUMENT, "unknown mask kind {} (this runtime draws grid {}, random {}, "
-       "heads {})", spec.kind, int(SBP_MASK_GRID), int(SBP_MASK_RANDOM), int(SBP_MASK_HEADS));
+       "heads {}, samples {})", spec.kind, int(SBP_MASK_GRID), int(SBP_MASK_RANDOM), int(SBP_MASK_HEADS),
+       int(SBP_MASK_SAMPLES));
 }
 
 } // namespace
@@ -116,6 +121,7 @@ std::vector<int32_t> sampleKeptPositions(const MaskSpec &spec, uint64_t seed, in
   case SBP_MASK_RANDOM:
     return randomKeptPositions(spec, rng);
   case SBP_MASK_HEADS:
+  case SBP_MASK_SAMPLES: // the same independent draw per position
     return headsKeptPositions(spec, rng);
   case SBP_MASK_GRID: {
     int32_t stride = gridStride(spec.keep_ratio);
@@ -131,8 +137,8 @@ int32_t maxKeptTokens(const MaskSpec &spec) {
   size_t most = 0;
   if (!isKnownMaskKind(spec.kind))
     unknownKind(spec);
-  if (spec.kind == SBP_MASK_HEADS) {
-    most = size_t(sbp_heads_capacity(spec.gridSize())); // every head may be kept
+  if (spec.kind == SBP_MASK_HEADS || spec.kind == SBP_MASK_SAMPLES) {
+    most = size_t(sbp_heads_capacity(spec.gridSize())); // every head (sample) may be kept
   } else if (spec.kind == SBP_MASK_RANDOM) {
     most = size_t(spec.gridSize() - randomDropCount(spec.keep_ratio, spec.gridSize()));
   } else {
@@ -148,7 +154,8 @@ void writeKeepIndices(const MaskSpec &spec, const std::vector<int32_t> &position
   if (tokens > spec.capacity)
     fail(SBP_ERROR_INTERNAL,
          "{} mask keeps {} {} but its capacity is {} (keep ratio {}, grid {}x{})",
-         maskKindName(spec.kind), tokens, spec.kind == SBP_MASK_HEADS ? "heads" : "tokens",
+         maskKindName(spec.kind), tokens,
+         spec.kind == SBP_MASK_HEADS ? "heads" : spec.kind == SBP_MASK_SAMPLES ? "samples" : "tokens",
          spec.capacity, spec.keep_ratio, spec.grid_h, spec.grid_w);
   int32_t n = 0;
   for (int32_t t = 0; t < spec.prefix_tokens; ++t)
@@ -162,7 +169,7 @@ std::vector<int32_t> checkedFixedIndices(const MaskSpec &spec, const char *group
                                          const int32_t *idx, int32_t count) {
   const char *name = group_name ? group_name : "(unnamed)";
   // Heads groups keep head indices, in [0, H) (their prefix is 0).
-  const char *what = spec.kind == SBP_MASK_HEADS ? "head" : "keep";
+  const char *what = spec.kind == SBP_MASK_HEADS ? "head" : spec.kind == SBP_MASK_SAMPLES ? "sample" : "keep";
   if (count < 0 || count > spec.capacity)
     fail(SBP_ERROR_INVALID_ARGUMENT, "mask group '{}': {} {} indices given, capacity is {}",
          name, count, what, spec.capacity);

@@ -3,7 +3,9 @@
 // Tokens lie on a grid_h x grid_w grid; position (i, j) is token
 // prefix_tokens + i * grid_w + j, and the prefix tokens (ViT class token) are
 // always kept. A heads mask (SBP_MASK_HEADS) has attention heads for positions:
-// grid 1 x H, no prefix, each head kept independently with probability r.
+// grid 1 x H, no prefix, each head kept independently with probability r; a
+// samples mask (SBP_MASK_SAMPLES, drop path) is drawn the same way over the
+// batch's samples (grid 1 x B).
 // A mask is a pure function of (seed, step, draw): no history.
 #ifndef SBP_RUNTIME_MASKS_H
 #define SBP_RUNTIME_MASKS_H
@@ -37,9 +39,9 @@ int32_t gridStride(float keep_ratio);
 // like 0.9 of N = 10 drop exactly 1 despite float rounding.
 int32_t randomDropCount(float keep_ratio, int32_t grid_size);
 
-// Whether `kind` is a mask kind this runtime draws (grid, random, heads).
+// Whether `kind` is a mask kind this runtime draws (grid, random, heads, samples).
 bool isKnownMaskKind(int32_t kind);
-// "grid", "random", "heads", or "unknown".
+// "grid", "random", "heads", "samples", or "unknown".
 const char *maskKindName(int32_t kind);
 
 // Kept grid positions (ascending, in [0, N)) of a grid mask with this start.

@@ -69,9 +69,9 @@ void validateMaskGroups(const sbp_model_desc &d, const std::string &path) {
     // A kind from a later ABI must never reach the samplers (host or device).
     if (!isKnownMaskKind(m.kind))
       invalid(path, fmt::format("mask group '{}' has unknown kind {} (this runtime, ABI version "
-                                "{}, knows grid {}, random {} and heads {})",
+                                "{}, knows grid {}, random {}, heads {} and samples {})",
                                 name, m.kind, SBP_ABI_VERSION, int(SBP_MASK_GRID),
-                                int(SBP_MASK_RANDOM), int(SBP_MASK_HEADS)));
+                                int(SBP_MASK_RANDOM), int(SBP_MASK_HEADS), int(SBP_MASK_SAMPLES)));
     if (m.grid_h < 1 || m.grid_w < 1 || m.grid_h > 65536 / m.grid_w || m.prefix_tokens < 0 ||
         m.capacity < 1)
       invalid(path, fmt::format("mask group '{}' has grid {}x{}, prefix {}, capacity {}", name,
@@ -80,6 +80,10 @@ void validateMaskGroups(const sbp_model_desc &d, const std::string &path) {
       invalid(path, fmt::format("heads mask group '{}' has grid {}x{} and prefix {}; a heads "
                                 "group has grid 1 x heads and no prefix",
                                 name, m.grid_h, m.grid_w, m.prefix_tokens));
+    if (m.kind == SBP_MASK_SAMPLES && (m.grid_h != 1 || m.prefix_tokens != 0 || m.grid_w != d.batch))
+      invalid(path, fmt::format("samples mask group '{}' has grid {}x{} and prefix {}; a samples "
+                                "group has grid 1 x batch ({}) and no prefix",
+                                name, m.grid_h, m.grid_w, m.prefix_tokens, d.batch));
     int32_t most = maxKeptTokens(MaskSpec::from(m));
     if (most > m.capacity)
       invalid(path, fmt::format("mask group '{}' keeps up to {} tokens but its capacity is {}",

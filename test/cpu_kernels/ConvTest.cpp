@@ -9,6 +9,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "TestSupport.h"
+
+#include <algorithm>
 #include "sbp/cpu_kernels.h"
 
 using namespace sbp::cpu;
@@ -125,6 +127,30 @@ TEST(LayerScaleTest, ForwardAndGradients) {
     EXPECT_TRUE(gradClose(dx, gx, 1e-6));
     EXPECT_TRUE(gradClose(dg, gg, 1e-5));
   });
+}
+
+// drop_path: sample b scaled by `scale` when listed in keep (ascending, -1
+// padded), zeroed otherwise; the same call in place; lists keeping none or all.
+TEST(DropPathTest, ScalesKeptSamplesAndZeroesTheOthers) {
+  const int64_t B = 5, n = 3 * 7 * 4; // a [5, 21, 4] tensor: 84 elements per sample
+  const float scale = 1.0f / 0.7f;
+  Vec x = randomVec(size_t(B * n), 12);
+  for (const std::vector<int32_t> &keep :
+       {std::vector<int32_t>{0, 2, 3, -1, -1}, {4, -1, -1, -1, -1}, {-1, -1, -1, -1, -1}, {0, 1, 2, 3, 4}}) {
+    DVec want(x.size());
+    for (int64_t b = 0; b < B; ++b) {
+      bool kept = std::find(keep.begin(), keep.end(), int32_t(b)) != keep.end();
+      for (int64_t j = 0; j < n; ++j)
+        want[size_t(b * n + j)] = kept ? double(x[size_t(b * n + j)] * scale) : 0.0;
+    }
+    forEachTeamSize([&] {
+      Vec y(x.size(), NAN), inPlace = x;
+      drop_path(x.data(), keep.data(), y.data(), B, B, n, scale);
+      EXPECT_TRUE(allClose(y, want, 0.0, 0.0)) << "keep " << keep[0] << " " << keep[1];
+      drop_path(inPlace.data(), keep.data(), inPlace.data(), B, B, n, scale);
+      EXPECT_TRUE(allClose(inPlace, want, 0.0, 0.0)) << "in place";
+    });
+  }
 }
 
 } // namespace

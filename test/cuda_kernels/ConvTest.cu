@@ -18,6 +18,7 @@
 #include "Bf16TestSupport.h"
 
 #include <string>
+#include <type_traits>
 
 namespace sbp::cuda::test {
 namespace {
@@ -381,6 +382,57 @@ TEST_F(ConvTest, LayerScaleGrad) {
   checkLayerScaleGrad<__nv_bfloat16, __nv_bfloat16, __nv_bfloat16>(ctx, 3136, 96);
   checkLayerScaleGrad<__nv_bfloat16, float, __nv_bfloat16>(ctx, 77, 40);
   checkLayerScaleGrad<float, __nv_bfloat16, float>(ctx, 77, 33);
+  sync();
+}
+
+// drop_path: kept samples scaled, the others zero, against a direct
+// reference; vector widths 8/4/1 (n and the offset), in place, keep lists
+// keeping none or all, and more samples than gridDim.y holds.
+template <class TX, class TY>
+void checkDropPath(const Context &ctx, int64_t B, int64_t n, size_t offset,
+                   const std::vector<int32_t> &keep) {
+  SCOPED_TRACE("B=" + std::to_string(B) + " n=" + std::to_string(n) +
+               " offset=" + std::to_string(offset) + " kept " +
+               std::to_string(keep.size()) + " " + typeName((TX *)nullptr) +
+               " -> " + typeName((TY *)nullptr));
+  const float scale = 1.0f / 0.8f;
+  const Vec x = asStored<TX>(randomVec(size_t(B * n), 71));
+  std::vector<char> kept(size_t(B), 0);
+  for (int32_t b : keep)
+    if (b >= 0)
+      kept[size_t(b)] = 1;
+  Vec want(x.size());
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < n; ++j)
+      want[size_t(b * n + j)] = kept[size_t(b)] ? x[size_t(b * n + j)] * scale : 0.0f;
+  Tensor<TX> dX(x, offset);
+  Tensor<TY> dY(x.size(), offset);
+  DeviceArray<int32_t> dK(keep);
+  drop_path(ctx, dX.get(), dK.get(), dY.get(), B, int64_t(keep.size()), n, scale);
+  EXPECT_EQ(cudaStreamSynchronize(ctx.stream), cudaSuccess);
+  EXPECT_TRUE(maxRelBelow(dY.download(), want, outTol<TY>(1e-6)));
+  if constexpr (std::is_same_v<TX, TY>) {
+    drop_path(ctx, dX.get(), dK.get(), dX.get(), B, int64_t(keep.size()), n, scale);
+    EXPECT_EQ(cudaStreamSynchronize(ctx.stream), cudaSuccess);
+    EXPECT_TRUE(maxRelBelow(dX.download(), want, outTol<TY>(1e-6))) << "in place";
+  }
+}
+
+TEST_F(ConvTest, DropPath) {
+  const std::vector<int32_t> some = {0, 2, 3, -1, -1}, none(5, -1), all = {0, 1, 2, 3, 4};
+  for (const auto *keep : {&some, &none, &all}) {
+    checkDropPath<float, float>(ctx, 5, 96, 0, *keep);
+    checkDropPath<float, float>(ctx, 5, 13, 0, *keep);
+    checkDropPath<float, float>(ctx, 5, 8, 1, *keep);
+    checkDropPath<__nv_bfloat16, __nv_bfloat16>(ctx, 5, 96, 0, *keep);
+    checkDropPath<__nv_bfloat16, __nv_bfloat16>(ctx, 5, 7, 1, *keep);
+    checkDropPath<float, __nv_bfloat16>(ctx, 5, 16, 0, *keep);
+  }
+  std::vector<int32_t> many;
+  for (int32_t b = 0; b < 70000; b += 3)
+    many.push_back(b);
+  many.resize(70000, -1);
+  checkDropPath<float, float>(ctx, 70000, 4, 0, many);
   sync();
 }
 

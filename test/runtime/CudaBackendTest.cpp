@@ -63,6 +63,11 @@ TEST(CudaBackend, DeviceMasksEqualHostMasks) {
     for (int32_t heads : {1, 3, 6, 12, 16, 300}) // 300: more than one tile
       specs.push_back(spec(SBP_MASK_HEADS, keep, 1, heads, 0));
   specs.push_back(spec(SBP_MASK_HEADS, 0.5f, 1, 12, 0)); // same settings, its own draw
+  // Samples (drop path): grid 1 x batch, drawn as heads, one draw per group;
+  // 0.9 of 8 (ConvNeXt-T's late blocks), large batches over several tiles.
+  for (float keep : {0.9f, 0.7f, 0.95f, 0.5f})
+    for (int32_t batch : {1, 8, 128, 1024})
+      specs.push_back(spec(SBP_MASK_SAMPLES, keep, 1, batch, 0));
   // drop_head per block: a 12-block ViT-Tiny's heads groups (3 heads, the
   // reference's keep probability 99/197), one draw each; and ratios whose grid
   // stride is a tie (0.4, 0.6: 2.5 rounds to 2).

@@ -554,8 +554,63 @@ TEST(MasksHeads, FixedHeadIndicesAreValidatedAndPadded) {
             std::string::npos);
 }
 
+// ---- samples (SBP_MASK_SAMPLES, drop path): drawn as heads, never shared.
+
+MaskSpec samplesSpec(float keep, int32_t batch) { return spec(SBP_MASK_SAMPLES, keep, 1, batch, 0, batch); }
+
+TEST(MasksSamples, TheBthUniformOfTheMaskStreamDecidesSampleB) {
+  for (float keep : {0.9f, 0.7f, 0.5f})
+    for (int64_t step : {int64_t(0), int64_t(3), int64_t(1) << 33}) {
+      PhiloxStream rng(11, Purpose::Mask, uint64_t(step), 2);
+      std::vector<int32_t> expected;
+      for (int32_t b = 0; b < 64; ++b)
+        if (rng.uniform() < keep)
+          expected.push_back(b);
+      EXPECT_EQ(sampleKeptPositions(samplesSpec(keep, 64), 11, step, 2), expected) << keep << " " << step;
+      // The same draw as a heads group of the same size.
+      EXPECT_EQ(sampleKeptPositions(headsSpec(keep, 64), 11, step, 2), expected);
+    }
+}
+
+TEST(MasksSamples, EveryGroupDrawsItsOwnAndMayKeepNone) {
+  MaskSampler sampler({samplesSpec(0.9f, 8), samplesSpec(0.9f, 8), headsSpec(0.9f, 8), samplesSpec(0.9f, 8)});
+  for (int32_t g = 0; g < 4; ++g)
+    EXPECT_EQ(sampler.drawOf(g), uint32_t(g));
+  EXPECT_FALSE(samplesSpec(0.5f, 8).sharesDrawWith(samplesSpec(0.5f, 8)));
+  EXPECT_EQ(maxKeptTokens(samplesSpec(0.1f, 8)), 8);
+  std::vector<std::vector<int32_t>> out;
+  int differ = 0, none = 0, kept = 0;
+  for (int64_t step = 0; step < 400; ++step) {
+    sampler.sample(9, step, out);
+    differ += out[0] != out[1];
+    kept += int(std::count_if(out[0].begin(), out[0].end(), [](int32_t b) { return b >= 0; }));
+    none += std::all_of(out[3].begin(), out[3].end(), [](int32_t b) { return b < 0; });
+  }
+  // Two draws of 8 samples at 0.9 agree with probability 0.82^8 = 0.2.
+  EXPECT_GT(differ, 250);
+  EXPECT_NEAR(kept / 400.0, 7.2, 0.25);
+  EXPECT_EQ(none, 0); // 0.1^8 per step
+  std::vector<int32_t> empty(4, 5);
+  writeKeepIndices(samplesSpec(0.5f, 4), {}, empty.data());
+  EXPECT_EQ(empty, (std::vector<int32_t>{-1, -1, -1, -1}));
+}
+
+TEST(MasksSamples, FixedSampleIndicesAreValidated) {
+  MaskSpec s = samplesSpec(0.5f, 4);
+  int32_t good[] = {0, 3};
+  EXPECT_EQ(checkedFixedIndices(s, "dp", good, 2), (std::vector<int32_t>{0, 3, -1, -1}));
+  int32_t bad[] = {4};
+  try {
+    checkedFixedIndices(s, "dp", bad, 1);
+    FAIL() << "sample 4 of 4 accepted";
+  } catch (const Error &e) {
+    EXPECT_NE(std::string(e.what()).find("sample index 4 (entry 0) is outside [0, 4)"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(MasksHeads, UnknownKindsAreRefusedNotDrawn) {
-  for (int32_t kind : {3, 7, -1}) {
+  for (int32_t kind : {4, 7, -1}) {
     MaskSpec s = spec(kind, 0.5f, 1, 8);
     for (int which = 0; which < 2; ++which) {
       try {
@@ -573,6 +628,7 @@ TEST(MasksHeads, UnknownKindsAreRefusedNotDrawn) {
     }
   }
   EXPECT_STREQ(maskKindName(SBP_MASK_HEADS), "heads");
-  EXPECT_STREQ(maskKindName(3), "unknown");
-  EXPECT_FALSE(isKnownMaskKind(3));
+  EXPECT_STREQ(maskKindName(SBP_MASK_SAMPLES), "samples");
+  EXPECT_STREQ(maskKindName(4), "unknown");
+  EXPECT_FALSE(isKnownMaskKind(4));
 }

@@ -57,9 +57,31 @@ bool contains(const std::string &text, const std::string &needle) {
 
 } // namespace
 
-TEST(ModelDesc, AbiVersionFourKnowsHeadsMasksTheExactStepAndImagesInTheArena) {
-  EXPECT_EQ(SBP_ABI_VERSION, 4u); // 2: SBP_MASK_HEADS; 3: exact_train_step, sbp_plan; 4: images_in_arena
+TEST(ModelDesc, AbiVersionFiveKnowsHeadsAndSamplesMasksTheExactStepAndImagesInTheArena) {
+  // 2: SBP_MASK_HEADS; 3: exact_train_step, sbp_plan; 4: images_in_arena; 5: SBP_MASK_SAMPLES
+  EXPECT_EQ(SBP_ABI_VERSION, 5u);
   EXPECT_EQ(int(SBP_MASK_HEADS), 2);
+  EXPECT_EQ(int(SBP_MASK_SAMPLES), 3);
+}
+
+TEST(ModelDesc, SamplesGroupsCoverTheBatchInOneRowWithoutPrefix) {
+  Desc ok({{"dp", 0.9f, SBP_MASK_SAMPLES, 1, 8, 0, 8}});
+  ok.d.batch = 8;
+  EXPECT_EQ(validate(ok).first, SBP_OK) << validate(ok).second;
+  for (sbp_mask_group_desc g : {sbp_mask_group_desc{"dp", 0.9f, SBP_MASK_SAMPLES, 1, 4, 0, 4},
+                                sbp_mask_group_desc{"dp", 0.9f, SBP_MASK_SAMPLES, 2, 4, 0, 8},
+                                sbp_mask_group_desc{"dp", 0.9f, SBP_MASK_SAMPLES, 1, 8, 1, 9}}) {
+    Desc bad({g});
+    bad.d.batch = 8;
+    auto [status, message] = validate(bad);
+    EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT) << g.grid_h << "x" << g.grid_w;
+    EXPECT_TRUE(contains(message, "samples mask group 'dp' has grid")) << message;
+  }
+  Desc small({{"dp", 0.9f, SBP_MASK_SAMPLES, 1, 8, 0, 7}}); // every sample may be kept
+  small.d.batch = 8;
+  auto [status, message] = validate(small);
+  EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(message, "keeps up to 8 tokens but its capacity is 7")) << message;
 }
 
 TEST(ModelDesc, ImagesInAnArenaTooSmallForTheBatchAreRefused) {
@@ -119,7 +141,7 @@ TEST(ModelDesc, HeadsGroupsNeedOneRowNoPrefixAndEveryHeadsCapacity) {
 }
 
 TEST(ModelDesc, UnknownMaskKindsAreRefusedWithTheGroupAndKnownKinds) {
-  for (int32_t kind : {3, 42, -1}) {
+  for (int32_t kind : {4, 42, -1}) {
     auto [status, message] = validate(Desc({{"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 99},
                                             {"future", 0.5f, kind, 1, 12, 0, 12}}));
     EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT);
@@ -135,5 +157,5 @@ TEST(ModelDesc, AnOlderAbiIsAMismatch) {
   auto [status, message] = validate(desc);
   EXPECT_EQ(status, SBP_ERROR_ABI_MISMATCH);
   EXPECT_TRUE(contains(message, "ABI version 1")) << message;
-  EXPECT_TRUE(contains(message, "ABI version 4")) << message;
+  EXPECT_TRUE(contains(message, "ABI version 5")) << message;
 }

@@ -240,7 +240,7 @@ TEST(SbpTrainCli, InfoPrintsHeadsGroupsAndRefusesUnknownKinds) {
   ToolRun unknown = sbpTrain(fakeTrainer("fake_trainer_unknown_mask") + " --info");
   EXPECT_EQ(unknown.status, 1) << unknown.output;
   EXPECT_TRUE(contains(unknown.output, "sbp-train: error: ")) << unknown.output;
-  EXPECT_TRUE(contains(unknown.output, "mask group 'm1' has unknown kind 3")) << unknown.output;
+  EXPECT_TRUE(contains(unknown.output, "mask group 'm1' has unknown kind 4")) << unknown.output;
 }
 
 TEST(SbpTrainCli, KeepIndicesFixHeadsGroupsToo) {

@@ -996,6 +996,6 @@ TEST(TrainerApi, UnknownMaskKindIsRefusedAtCreation) {
             SBP_ERROR_INVALID_ARGUMENT);
   EXPECT_EQ(t, nullptr);
   std::string message = sbp_last_error();
-  EXPECT_TRUE(contains(message, "mask group 'm1' has unknown kind 3")) << message;
+  EXPECT_TRUE(contains(message, "mask group 'm1' has unknown kind 4")) << message;
   EXPECT_TRUE(contains(message, "fake_trainer_unknown_mask")) << message;
 }

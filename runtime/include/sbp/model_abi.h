@@ -14,6 +14,7 @@
  * sbp_mask_group_desc.kind that a version-1 runtime would not understand).
  * 3 - sbp_model_desc gains exact_train_step, exact_arena_bytes and sbp_plan.
  * 4 - sbp_model_desc gains images_in_arena.
+ * 5 - SBP_MASK_SAMPLES (drop-path draws of whole samples).
  */
 #ifndef SBP_MODEL_ABI_H
 #define SBP_MODEL_ABI_H
@@ -25,7 +26,7 @@
 extern "C" {
 #endif
 
-#define SBP_ABI_VERSION 4u
+#define SBP_ABI_VERSION 5u
 #define SBP_TRAINER_ENTRY "sbp_trainer_model"
 #define SBP_MAX_RANK 4
 
@@ -42,9 +43,12 @@ typedef enum sbp_init_kind {
 typedef enum sbp_mask_kind {
   SBP_MASK_GRID = 0,   /* structured grid, see ARCHITECTURE.md "Masks" */
   SBP_MASK_RANDOM = 1, /* uniform random subset of kept tokens */
-  SBP_MASK_HEADS = 2   /* attention heads, each kept independently with probability
+  SBP_MASK_HEADS = 2,  /* attention heads, each kept independently with probability
                           keep_ratio (ViT drop_head); grid_h = 1, grid_w = heads,
                           prefix_tokens = 0, capacity = heads. Since ABI version 2. */
+  SBP_MASK_SAMPLES = 3 /* samples of the batch, drawn as heads (each kept with probability
+                          keep_ratio): stochastic depth; grid 1 x batch, no prefix,
+                          capacity = batch. Since ABI version 5. */
 } sbp_mask_kind;
 
 typedef enum sbp_optimizer_kind {

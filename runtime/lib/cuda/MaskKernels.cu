@@ -27,7 +27,8 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t step = scalars->step;
   const int32_t n = g.grid_h * g.grid_w;
   const bool random = g.kind == SBP_MASK_RANDOM;
-  const bool heads = g.kind == SBP_MASK_HEADS; // the host validated the kind
+  // Samples are drawn as heads are; the host validated the kind.
+  const bool heads = g.kind == SBP_MASK_HEADS || g.kind == SBP_MASK_SAMPLES;
 
   if (random) {
     for (int32_t p = threadIdx.x; p < n; p += kThreads) {

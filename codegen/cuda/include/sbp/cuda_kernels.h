@@ -459,6 +459,13 @@ void layer_scale_grad(const Context &ctx, const G *dy, const X *x,
                       const float *gamma, D *dx, float *dgamma, int64_t rows,
                       int64_t n);
 
+//===--- Stochastic depth (bf16) ------------------------------------------===//
+// The kernel-table row drop_path with bf16 tensors: y[b] = x[b] * scale for
+// samples b in keep (ascending, -1 padded), 0 otherwise; may run in place.
+template <class X, class Y, detail::EnableBf16<X, Y> = 0>
+void drop_path(const Context &ctx, const X *x, const int32_t *keep, Y *y,
+               int64_t batch, int64_t kept, int64_t n, float scale);
+
 //===--- GEMM epilogues (sbp-fuse-epilogues, the fusion pass)
 //--------------===//
 
