@@ -326,9 +326,9 @@ void emitTables(llvm::raw_ostream &os, ModelOp model) {
   for (MaskGroupOp g : groups)
     os << "  {\"" << g.getSymName() << "\", " << llvm::formatv("{0:e}f", g.getKeep().convertToDouble()) << ", "
        << maskKindName(g.getKind()) << ", " << g.getGrid()[0] << ", "
-       << g.getGrid()[1] << ", " << g.getPrefix() << ", " << g.getCapacity() << "},\n";
+       << g.getGrid()[1] << ", " << g.getPrefix() << ", " << g.getCapacity() << ", " << g.getCell() << "},\n";
   if (groups.empty())
-    os << "  {\"none\", 1.0f, SBP_MASK_GRID, 1, 1, 0, 1},  // placeholder: the model has no mask group\n";
+    os << "  {\"none\", 1.0f, SBP_MASK_GRID, 1, 1, 0, 1, 1},  // placeholder: the model has no mask group\n";
   os << "};\n\n";
 }
 

@@ -65,19 +65,18 @@ GradientSupport::GradientSupport(ModelOp model) {
 }
 
 bool GradientSupport::canVanish(const Support &s) {
-  // Masks of identical settings are one draw (the runtime shares it), so they
+  // Masks that share a draw (same kind, ratio and drawn grid: the runtime
+  // draws once) keep the same positions of the rows they meet on, so they
   // count once. A prefix token (class token) is in every kept set.
-  std::vector<std::tuple<uint32_t, double, int64_t, int64_t>> distinct;
+  std::vector<MaskGroupOp> distinct;
   int64_t dropped = 0, positions = 0;
   for (Value k : s.keeps) {
     MaskGroupOp g = getMaskGroup(k);
     if (g.getPrefix() != 0)
       return false;
-    auto key = std::make_tuple(static_cast<uint32_t>(g.getKind()), g.getKeep().convertToDouble(),
-                               g.getGrid()[0], g.getGrid()[1]);
-    if (llvm::is_contained(distinct, key))
+    if (llvm::any_of(distinct, [&](MaskGroupOp d) { return d.sharesDrawWith(g); }))
       continue;
-    distinct.push_back(key);
+    distinct.push_back(g);
     positions = g.getGrid()[0] * g.getGrid()[1];
     // The fewest positions any step keeps: small grids can keep fewer than r * n.
     dropped += positions - g.getMinKept();

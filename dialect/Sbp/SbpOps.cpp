@@ -235,31 +235,74 @@ LogicalResult MaskGroupOp::verify() {
   if (getKind() == MaskKind::samples && (grid[0] != 1 || getPrefix() != 0))
     return emitOpError("a samples mask needs grid [1, batch] and no prefix, got ")
            << shapeStr(grid) << " prefix " << getPrefix();
+  if (failed(verifyCell()))
+    return failure();
+  // The ratio's rules apply on the grid the mask is drawn on.
+  std::array<int64_t, 2> drawn = getDrawnGrid();
+  std::string drawnText = shapeStr(drawn) + (getCell() != 1 ? " drawn" : "");
   if (getKind() == MaskKind::random &&
-      sbp_random_drop_count(static_cast<float>(r), grid[0] * grid[1]) == grid[0] * grid[1])
-    return emitOpError("keep ratio ") << r << " keeps no token of the " << shapeStr(grid) << " grid";
+      sbp_random_drop_count(static_cast<float>(r), drawn[0] * drawn[1]) == drawn[0] * drawn[1])
+    return emitOpError("keep ratio ") << r << " keeps no token of the " << drawnText << " grid";
   // A grid mask keeps the positions of one residue of (i + j) mod s; the
   // residues that occur are 0 .. H + W - 2, so a larger stride keeps nothing
   // on some steps.
   if (getKind() == MaskKind::grid && r < 1.0 && sbp_grid_keeps_matching(static_cast<float>(r)) &&
-      sbp_grid_stride(static_cast<float>(r)) > grid[0] + grid[1] - 1)
+      sbp_grid_stride(static_cast<float>(r)) > drawn[0] + drawn[1] - 1)
     return emitOpError("keep ratio ") << r << " gives a grid stride of " << sbp_grid_stride(static_cast<float>(r))
-           << ", larger than the " << shapeStr(grid) << " grid's " << grid[0] + grid[1] - 1
+           << ", larger than the " << drawnText << " grid's " << drawn[0] + drawn[1] - 1
            << " diagonals: some steps would keep no token";
   return success();
+}
+
+/// A derived group (cell N > 1) is drawn on [H/N, W/N] and repeated over N x N
+/// cells of its grid.
+LogicalResult MaskGroupOp::verifyCell() {
+  int64_t cell = static_cast<int64_t>(getCell());
+  ArrayRef<int64_t> grid = getGrid();
+  if (cell < 1)
+    return emitOpError("cell must be >= 1, got ") << cell;
+  if (cell == 1)
+    return success();
+  if (getKind() == MaskKind::heads)
+    return emitOpError("a heads mask has no cell: its positions are attention heads, not a token grid");
+  if (getKind() == MaskKind::samples)
+    return emitOpError("a samples mask has no cell: its positions are the batch's samples, not a token grid");
+  if (grid[0] % cell || grid[1] % cell)
+    return emitOpError("cell ") << cell << " must divide the grid " << shapeStr(grid);
+  if (getPrefix() != 0)
+    return emitOpError("a derived group (cell ")
+           << cell << ") has no prefix: prefix tokens have no position on the drawn grid to repeat, got prefix "
+           << getPrefix();
+  return success();
+}
+
+std::array<int64_t, 2> MaskGroupOp::getDrawnGrid() {
+  int64_t cell = std::max<int64_t>(static_cast<int64_t>(getCell()), 1);
+  return {getGrid()[0] / cell, getGrid()[1] / cell};
+}
+
+bool MaskGroupOp::sharesDrawWith(MaskGroupOp other) {
+  // As MaskSpec::sharesDrawWith in the runtime (Masks.cpp): heads and
+  // samples groups are each their own draw.
+  auto ownDraw = [](MaskKind k) { return k == MaskKind::heads || k == MaskKind::samples; };
+  if (ownDraw(getKind()) || ownDraw(other.getKind()))
+    return false;
+  return getKind() == other.getKind() && static_cast<float>(getKeep().convertToDouble()) ==
+                                             static_cast<float>(other.getKeep().convertToDouble()) &&
+         getDrawnGrid() == other.getDrawnGrid();
 }
 
 int64_t MaskGroupOp::getNumTokens() {
   return static_cast<int64_t>(getPrefix()) + getGrid()[0] * getGrid()[1];
 }
 
-/// The most and the fewest grid positions (prefix excluded) any mask of this
+/// The fewest and the most positions of the drawn grid any mask of this
 /// group keeps, with the runtime's rules (sbp/mask_rules.h) from the keep
 /// ratio as a float, the form the trainer descriptor carries. O(1): grid
 /// masks count their kept diagonals in closed form.
-static std::pair<int64_t, int64_t> keptRange(MaskGroupOp group) {
+static std::pair<int64_t, int64_t> drawnKeptRange(MaskGroupOp group) {
   float r = static_cast<float>(group.getKeep().convertToDouble());
-  int64_t h = group.getGrid()[0], w = group.getGrid()[1], n = h * w;
+  int64_t h = group.getDrawnGrid()[0], w = group.getDrawnGrid()[1], n = h * w;
   if (r >= 1.0f)
     return {n, n};
   if (group.getKind() == MaskKind::heads || group.getKind() == MaskKind::samples)
@@ -275,6 +318,15 @@ static std::pair<int64_t, int64_t> keptRange(MaskGroupOp group) {
   if (sbp_grid_keeps_matching(r))
     return {fewest, most};
   return {n - most, n - fewest};
+}
+
+/// The fewest and the most grid positions (prefix excluded) any mask of this
+/// group keeps: a derived group keeps each kept drawn position's whole cell.
+static std::pair<int64_t, int64_t> keptRange(MaskGroupOp group) {
+  std::pair<int64_t, int64_t> drawn = drawnKeptRange(group);
+  int64_t cell = static_cast<int64_t>(group.getCell());
+  int64_t area = cell * cell;
+  return {drawn.first * area, drawn.second * area};
 }
 
 int64_t MaskGroupOp::getCapacity() { return static_cast<int64_t>(getPrefix()) + keptRange(*this).second; }

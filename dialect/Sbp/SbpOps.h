@@ -4,6 +4,8 @@
 
 #include "Sbp/SbpDialect.h"
 
+#include <array>
+
 #define GET_OP_CLASSES
 #include "Sbp/SbpOps.h.inc"
 

@@ -73,8 +73,18 @@ def Sbp_MaskGroupOp : Sbp_Op<"mask_group", [Symbol, HasParent<"ModelOp">]> {
     `kind = heads`: the positions are the heads of an attention op (`grid` =
     [1, heads], no prefix); each head is kept independently with probability
     r (the `drop_head` mode of `sbp.attention`; a step may keep no head).
+    With `cell` N (default 1) the group is derived: the mask is drawn on the
+    coarser [H/N, W/N] grid and each drawn position covers an N x N cell of
+    the group's [H, W] grid, so position (i, j) is kept iff drawn position
+    (i / N, j / N) is. ConvNeXt draws on the coarsest SBP stage's grid this
+    way and repeats it over the finer stages (same locations at every
+    resolution). N divides H and W; a derived group has no prefix (a prefix
+    token has no place on the coarse grid) and is not a heads group. Kept
+    counts and the capacity are those of the drawn grid times N * N.
     Every token group is drawn once per step and shared by all its regions;
-    groups with the same kind, ratio and grid share that draw.
+    groups with the same kind, ratio and drawn grid ([H/N, W/N]) share that
+    draw, so `@s0 [56, 56] cell 4`, `@s1 [28, 28] cell 2` and `@s2 [14, 14]`
+    keep the same locations.
     A heads group is drawn per attention op, as vit_sbp.py draws the heads of
     each block anew: `sbp-insert-masks` gives each attention op that uses the
     group a group of its own (`@h.<region>`, e.g. `@h.blocks.1.attn`). With
@@ -92,13 +102,16 @@ def Sbp_MaskGroupOp : Sbp_Op<"mask_group", [Symbol, HasParent<"ModelOp">]> {
     sbp.mask_group @h keep 0.5 heads [1, 3]
     sbp.mask_group @hs keep 0.5 heads [1, 3] shared
     sbp.mask_group @dp keep 0.9 samples [1, 128]
+    sbp.mask_group @s0 keep 0.5 grid [56, 56] cell 4
     ```
   }];
   let arguments = (ins SymbolNameAttr:$sym_name, F64Attr:$keep,
                        Sbp_MaskKindAttr:$kind, DenseI64ArrayAttr:$grid,
                        DefaultValuedAttr<I64Attr, "0">:$prefix,
-                       UnitAttr:$shared);
-  let assemblyFormat = "$sym_name `keep` $keep $kind $grid (`prefix` $prefix^)? (`shared` $shared^)? attr-dict";
+                       UnitAttr:$shared,
+                       DefaultValuedAttr<I64Attr, "1">:$cell);
+  let assemblyFormat = "$sym_name `keep` $keep $kind $grid (`prefix` $prefix^)? (`shared` $shared^)? "
+                       "(`cell` $cell^)? attr-dict";
   let hasVerifier = 1;
   let extraClassDeclaration = [{
     /// Tokens a branch under this group must have: prefix + H * W.
@@ -107,6 +120,13 @@ def Sbp_MaskGroupOp : Sbp_Op<"mask_group", [Symbol, HasParent<"ModelOp">]> {
     int64_t getCapacity();
     /// The fewest grid positions any mask of this group keeps (prefix excluded).
     int64_t getMinKept();
+    /// The grid the mask is drawn on: [H / cell, W / cell].
+    std::array<int64_t, 2> getDrawnGrid();
+    /// Whether the runtime gives this group and `other` one draw per step
+    /// (same kind, keep ratio and drawn grid; heads groups never share).
+    bool sharesDrawWith(MaskGroupOp other);
+    /// The verifier's checks of `cell`.
+    ::mlir::LogicalResult verifyCell();
   }];
 }
 

@@ -19,7 +19,20 @@ MaskSpec MaskSpec::from(const sbp_mask_group_desc &group) {
   spec.grid_w = group.grid_w;
   spec.prefix_tokens = group.prefix_tokens;
   spec.capacity = group.capacity;
+  spec.cell = group.cell;
   return spec;
+}
+
+MaskSpec MaskSpec::drawnSpec() const {
+  if (cell == 1)
+    return *this;
+  MaskSpec drawn = *this;
+  drawn.grid_h = grid_h / cell;
+  drawn.grid_w = grid_w / cell;
+  drawn.cell = 1;
+  drawn.prefix_tokens = 0; // a derived group has none (TrainerLibrary.cpp checks)
+  drawn.capacity = drawn.gridSize();
+  return drawn;
 }
 
 bool MaskSpec::sharesDrawWith(const MaskSpec &other) const {
@@ -28,8 +41,9 @@ bool MaskSpec::sharesDrawWith(const MaskSpec &other) const {
   if (kind == SBP_MASK_HEADS || other.kind == SBP_MASK_HEADS || kind == SBP_MASK_SAMPLES ||
       other.kind == SBP_MASK_SAMPLES)
     return false;
-  return kind == other.kind && keep_ratio == other.keep_ratio && grid_h == other.grid_h &&
-         grid_w == other.grid_w;
+  MaskSpec mine = drawnSpec(), theirs = other.drawnSpec();
+  return kind == other.kind && keep_ratio == other.keep_ratio && mine.grid_h == theirs.grid_h &&
+         mine.grid_w == theirs.grid_w;
 }
 
 bool isKnownMaskKind(int32_t kind) {
@@ -112,10 +126,9 @@ std::vector<int32_t> headsKeptPositions(const MaskSpec &spec, PhiloxStream &rng)
        int(SBP_MASK_SAMPLES));
 }
 
-} // namespace
-
-std::vector<int32_t> sampleKeptPositions(const MaskSpec &spec, uint64_t seed, int64_t step,
-                                         uint32_t draw) {
+// The draw on `spec`'s own grid (cell 1).
+std::vector<int32_t> drawKeptPositions(const MaskSpec &spec, uint64_t seed, int64_t step,
+                                       uint32_t draw) {
   PhiloxStream rng(seed, Purpose::Mask, uint64_t(step), draw);
   switch (spec.kind) {
   case SBP_MASK_RANDOM:
@@ -133,20 +146,51 @@ std::vector<int32_t> sampleKeptPositions(const MaskSpec &spec, uint64_t seed, in
   }
 }
 
+} // namespace
+
+std::vector<int32_t> expandDrawnPositions(const MaskSpec &spec, const std::vector<int32_t> &drawn) {
+  if (spec.cell == 1)
+    return drawn;
+  const int32_t n = spec.cell, drawn_w = spec.grid_w / n;
+  std::vector<char> kept(size_t(spec.drawnSpec().gridSize()), 0);
+  for (int32_t q : drawn)
+    kept[size_t(q)] = 1;
+  // Row-major over the fine grid, so the positions come out ascending.
+  std::vector<int32_t> fine;
+  fine.reserve(drawn.size() * size_t(n) * size_t(n));
+  for (int32_t i = 0; i < spec.grid_h; ++i)
+    for (int32_t j = 0; j < spec.grid_w; ++j)
+      if (kept[size_t((i / n) * drawn_w + j / n)])
+        fine.push_back(i * spec.grid_w + j);
+  return fine;
+}
+
+std::vector<int32_t> sampleDrawnPositions(const MaskSpec &spec, uint64_t seed, int64_t step,
+                                          uint32_t draw) {
+  return drawKeptPositions(spec.drawnSpec(), seed, step, draw);
+}
+
+std::vector<int32_t> sampleKeptPositions(const MaskSpec &spec, uint64_t seed, int64_t step,
+                                         uint32_t draw) {
+  return expandDrawnPositions(spec, sampleDrawnPositions(spec, seed, step, draw));
+}
+
 int32_t maxKeptTokens(const MaskSpec &spec) {
   size_t most = 0;
   if (!isKnownMaskKind(spec.kind))
     unknownKind(spec);
+  const MaskSpec drawn = spec.drawnSpec();
   if (spec.kind == SBP_MASK_HEADS || spec.kind == SBP_MASK_SAMPLES) {
     most = size_t(sbp_heads_capacity(spec.gridSize())); // every head (sample) may be kept
   } else if (spec.kind == SBP_MASK_RANDOM) {
-    most = size_t(spec.gridSize() - randomDropCount(spec.keep_ratio, spec.gridSize()));
+    most = size_t(drawn.gridSize() - randomDropCount(spec.keep_ratio, drawn.gridSize()));
   } else {
     int32_t starts = std::max(gridStride(spec.keep_ratio), 1);
     for (int32_t start = 0; start < starts; ++start)
-      most = std::max(most, gridKeptPositions(spec, start).size());
+      most = std::max(most, gridKeptPositions(drawn, start).size());
   }
-  return spec.prefix_tokens + int32_t(most);
+  // Each kept drawn position keeps its whole cell.
+  return spec.prefix_tokens + int32_t(most) * spec.cell * spec.cell;
 }
 
 void writeKeepIndices(const MaskSpec &spec, const std::vector<int32_t> &positions, int32_t *out) {
@@ -222,9 +266,10 @@ void MaskSampler::sample(uint64_t seed, int64_t step,
   for (size_t g = 0; g < specs_.size(); ++g) {
     uint32_t draw = draw_of_[g];
     if (draw == g) // the first group with these settings draws for all of them
-      draws[g] = sampleKeptPositions(specs_[g], seed, step, draw);
+      draws[g] = sampleDrawnPositions(specs_[g], seed, step, draw);
     out[g].resize(size_t(specs_[g].capacity));
-    writeKeepIndices(specs_[g], draws[draw], out[g].data());
+    // Each group repeats the shared draw over its own cells.
+    writeKeepIndices(specs_[g], expandDrawnPositions(specs_[g], draws[draw]), out[g].data());
   }
 }
 

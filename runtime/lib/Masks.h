@@ -6,6 +6,9 @@
 // grid 1 x H, no prefix, each head kept independently with probability r; a
 // samples mask (SBP_MASK_SAMPLES, drop path) is drawn the same way over the
 // batch's samples (grid 1 x B).
+// A derived group (cell N > 1, ConvNeXt's finer stages) is drawn on the
+// grid_h/N x grid_w/N grid and each drawn position covers an N x N cell:
+// (i, j) is kept iff drawn position (i / N, j / N) is.
 // A mask is a pure function of (seed, step, draw): no history.
 #ifndef SBP_RUNTIME_MASKS_H
 #define SBP_RUNTIME_MASKS_H
@@ -23,12 +26,16 @@ struct MaskSpec {
   int32_t grid_h = 1, grid_w = 1;
   int32_t prefix_tokens = 0;
   int32_t capacity = 1;
+  int32_t cell = 1; // N: drawn on grid_h/N x grid_w/N, each position an N x N cell
 
   static MaskSpec from(const sbp_mask_group_desc &group);
   int32_t gridSize() const { return grid_h * grid_w; }
   int32_t tokenCount() const { return prefix_tokens + gridSize(); }
-  // Groups with the same kind, keep ratio and grid (heads: the same number of
-  // heads) share one draw per step.
+  // The spec the draw is made on: grid_h/N x grid_w/N, cell 1 (itself when N
+  // is 1), capacity unbounded by this group's.
+  MaskSpec drawnSpec() const;
+  // Groups with the same kind, keep ratio and drawn grid share one draw per
+  // step (heads groups never do).
   bool sharesDrawWith(const MaskSpec &other) const;
 };
 
@@ -46,8 +53,15 @@ const char *maskKindName(int32_t kind);
 
 // Kept grid positions (ascending, in [0, N)) of a grid mask with this start.
 std::vector<int32_t> gridKeptPositions(const MaskSpec &spec, int32_t start);
-// The step's draw: ascending kept grid positions (heads: kept head indices,
-// possibly none). Throws SBP_ERROR_INVALID_ARGUMENT for an unknown kind.
+// The positions of the group's grid covered by the kept positions of its
+// drawn grid (`drawn`, ascending): ascending; `drawn` itself when cell is 1.
+std::vector<int32_t> expandDrawnPositions(const MaskSpec &spec, const std::vector<int32_t> &drawn);
+// The step's draw on the drawn grid (spec.drawnSpec()): its ascending kept
+// positions (heads: kept head indices, possibly none); groups that share the
+// draw share these. Throws SBP_ERROR_INVALID_ARGUMENT for an unknown kind.
+std::vector<int32_t> sampleDrawnPositions(const MaskSpec &spec, uint64_t seed, int64_t step,
+                                          uint32_t draw);
+// The step's ascending kept positions of the group's grid: the draw expanded.
 std::vector<int32_t> sampleKeptPositions(const MaskSpec &spec, uint64_t seed, int64_t step,
                                          uint32_t draw);
 // Most tokens (prefix included) any draw of this spec keeps.

@@ -169,6 +169,7 @@ SBP_API sbp_status sbp_trainer_get_mask_group_info(const sbp_trainer *trainer, i
     full.prefix_tokens = m.prefix_tokens;
     full.capacity = m.capacity;
     full.fixed = t.isFixed(group) ? 1 : 0;
+    full.cell = m.cell;
     sbp::rt::fillSized(info, full, "info");
   });
 }

@@ -57,6 +57,24 @@ void validateParams(const sbp_model_desc &d, const std::string &path) {
       invalid(path, "two parameters overlap in the parameter buffer");
 }
 
+// A derived group (cell > 1) is drawn on the grid divided by cell (Masks.h).
+void validateCell(const sbp_mask_group_desc &m, const std::string &name, const std::string &path) {
+  if (m.cell < 1)
+    invalid(path, fmt::format("mask group '{}' has cell {} (1 or more)", name, m.cell));
+  if (m.cell == 1)
+    return;
+  if (m.kind == SBP_MASK_HEADS || m.kind == SBP_MASK_SAMPLES)
+    invalid(path, fmt::format("{} mask group '{}' has cell {}; {} groups have cell 1",
+                              maskKindName(m.kind), name, m.cell, maskKindName(m.kind)));
+  if (m.grid_h % m.cell || m.grid_w % m.cell)
+    invalid(path, fmt::format("mask group '{}' has cell {}, which does not divide its grid {}x{}",
+                              name, m.cell, m.grid_h, m.grid_w));
+  if (m.prefix_tokens != 0)
+    invalid(path, fmt::format("mask group '{}' has cell {} and prefix {}; a group with cell above "
+                              "1 has no prefix tokens",
+                              name, m.cell, m.prefix_tokens));
+}
+
 void validateMaskGroups(const sbp_model_desc &d, const std::string &path) {
   if (d.num_mask_groups < 0 || (d.num_mask_groups > 0 && !d.mask_groups))
     invalid(path, "bad mask group table");
@@ -84,6 +102,7 @@ void validateMaskGroups(const sbp_model_desc &d, const std::string &path) {
       invalid(path, fmt::format("samples mask group '{}' has grid {}x{} and prefix {}; a samples "
                                 "group has grid 1 x batch ({}) and no prefix",
                                 name, m.grid_h, m.grid_w, m.prefix_tokens, d.batch));
+    validateCell(m, name, path);
     int32_t most = maxKeptTokens(MaskSpec::from(m));
     if (most > m.capacity)
       invalid(path, fmt::format("mask group '{}' keeps up to {} tokens but its capacity is {}",

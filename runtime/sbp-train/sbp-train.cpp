@@ -245,6 +245,10 @@ void printInfo(const sbp::Trainer &trainer) {
     if (std::string(m.kind) == "heads") // grid 1 x heads, no prefix
       fmt::print("  {:<12} heads keep {}  {} heads  capacity {}\n", m.name, m.keep_ratio,
                  m.grid_w, m.capacity);
+    else if (m.cell > 1) // a derived group: drawn on the coarse grid
+      fmt::print("  {:<12} {} keep {}  grid {}x{} cell {} (drawn {}x{})  prefix {}  capacity {}\n",
+                 m.name, m.kind, m.keep_ratio, m.grid_h, m.grid_w, m.cell, m.grid_h / m.cell,
+                 m.grid_w / m.cell, m.prefix_tokens, m.capacity);
     else
       fmt::print("  {:<12} {} keep {}  grid {}x{}  prefix {}  capacity {}\n", m.name, m.kind,
                  m.keep_ratio, m.grid_h, m.grid_w, m.prefix_tokens, m.capacity);

@@ -24,7 +24,7 @@
 // ROWS-NEXT:   {"pos_embed", 3, {1, 17, 24, 1}, 408, 1216, SBP_INIT_TRUNC_NORMAL, 2.000000e-02f, 0},
 // ROWS:        {"blocks.0.attn.qkv.weight", 2, {72, 24, 1, 1}, 1728, 2016, SBP_INIT_TRUNC_NORMAL, 2.000000e-02f, 1},
 // ROWS:      const sbp_mask_group_desc kMaskGroups[] = {
-// ROWS-NEXT:   {"m", 5.000000e-01f, SBP_MASK_GRID, 4, 4, 1, 9},
+// ROWS-NEXT:   {"m", 5.000000e-01f, SBP_MASK_GRID, 4, 4, 1, 9, 1},
 // ROWS-NEXT: };
 // ROWS-LABEL: int train_step(
 // ROWS:        const int32_t *[[K:v[0-9]+]] = a->keep_idx[0];  // @m
@@ -94,9 +94,9 @@
 // heads, kept with probability 9/17 as sbp-zoo wrote it), the exact forward,
 // and each block's backward with its own kept heads.
 // HEAD:      const sbp_mask_group_desc kMaskGroups[] = {
-// HEAD-NEXT:   {"m", 5.000000e-01f, SBP_MASK_GRID, 4, 4, 1, 9},
-// HEAD-NEXT:   {"h.blocks.0.attn", 5.294120e-01f, SBP_MASK_HEADS, 1, 3, 0, 3},
-// HEAD-NEXT:   {"h.blocks.1.attn", 5.294120e-01f, SBP_MASK_HEADS, 1, 3, 0, 3},
+// HEAD-NEXT:   {"m", 5.000000e-01f, SBP_MASK_GRID, 4, 4, 1, 9, 1},
+// HEAD-NEXT:   {"h.blocks.0.attn", 5.294120e-01f, SBP_MASK_HEADS, 1, 3, 0, 3, 1},
+// HEAD-NEXT:   {"h.blocks.1.attn", 5.294120e-01f, SBP_MASK_HEADS, 1, 3, 0, 3, 1},
 // HEAD-NEXT: };
 // HEAD-LABEL: int train_step(
 // HEAD-DAG:    const int32_t *[[KM:v[0-9]+]] = a->keep_idx[0];  // @m

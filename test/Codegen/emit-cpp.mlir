@@ -73,7 +73,7 @@
 // CHECK:      #include <sbp/cpu_kernels.h>
 
 // CHECK:      const sbp_mask_group_desc kMaskGroups[] = {
-// CHECK-NEXT:   {"m", 5.000000e-01f, SBP_MASK_GRID, 4, 4, 0, 8},
+// CHECK-NEXT:   {"m", 5.000000e-01f, SBP_MASK_GRID, 4, 4, 0, 8, 1},
 // CHECK-NEXT: };
 
 // CHECK:      // train step: arena [[TRAIN_ARENA]] bytes
@@ -158,7 +158,7 @@
 
 // With --keep=1.0 the same GEMMs have all 128 rows, and there is no mask.
 // DENSE:       const sbp_mask_group_desc kMaskGroups[] = {
-// DENSE-NEXT:    {"m", 1.000000e+00f, SBP_MASK_GRID, 4, 4, 0, 16},
+// DENSE-NEXT:    {"m", 1.000000e+00f, SBP_MASK_GRID, 4, 4, 0, 16, 1},
 // DENSE:       int train_step(
 // DENSE-NOT:     gather_rows
 // DENSE:         sbp::cpu::gemm(false, false, 128, 32, 16, {{.*}});  // backward, blocks.1.mlp

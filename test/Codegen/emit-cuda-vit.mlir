@@ -7,7 +7,7 @@
 // step's context first. K = 9 kept rows of 17; 3 heads of 8.
 
 // ROWS:       #include <sbp/cuda_kernels.h>
-// ROWS:       {"m", 5.000000e-01f, SBP_MASK_GRID, 4, 4, 1, 9},
+// ROWS:       {"m", 5.000000e-01f, SBP_MASK_GRID, 4, 4, 1, 9, 1},
 // ROWS-LABEL: int train_step(
 // ROWS:         const int32_t *[[K:v[0-9]+]] = a->keep_idx[0];  // @m
 // ROWS:         sbp::cuda::cls_concat(ctx, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 16, 24);
@@ -42,8 +42,8 @@
 
 // drop_head: one heads group per block (sbpc splits @h), each block's
 // backward reads its own.
-// HEAD:        {"h.blocks.0.attn", 5.294120e-01f, SBP_MASK_HEADS, 1, 3, 0, 3},
-// HEAD-NEXT:   {"h.blocks.1.attn", 5.294120e-01f, SBP_MASK_HEADS, 1, 3, 0, 3},
+// HEAD:        {"h.blocks.0.attn", 5.294120e-01f, SBP_MASK_HEADS, 1, 3, 0, 3, 1},
+// HEAD-NEXT:   {"h.blocks.1.attn", 5.294120e-01f, SBP_MASK_HEADS, 1, 3, 0, 3, 1},
 // HEAD-LABEL: int train_step(
 // HEAD-DAG:      const int32_t *[[KH0:v[0-9]+]] = a->keep_idx[1];  // @h.blocks.0.attn
 // HEAD-DAG:      const int32_t *[[KH1:v[0-9]+]] = a->keep_idx[2];  // @h.blocks.1.attn

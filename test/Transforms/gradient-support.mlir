@@ -308,3 +308,69 @@ sbp.model @union_of_supports attributes {optimizer = #sbp.sgd<lr = 0.1, momentum
   %loss = sbp.cross_entropy %logits, %labels : (tensor<2x10xf32>, tensor<2xi32>) -> tensor<f32>
   sbp.output %loss, %logits : tensor<f32>, tensor<2x10xf32>
 }
+
+// -----
+
+// A derived group (cell 2: drawn on 2x2, repeated over 2x2 cells of 4x4) and
+// a group drawn on the 4x4 grid itself are distinct draws although their
+// grids match: at keep 0.5 + 0.5 their kept sets can be disjoint.
+
+sbp.model @series_cell_and_fine attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0.0, weight_decay = 0.0>} {
+  // expected-note @+1 {{mask group here}}
+  sbp.mask_group @a keep 0.5 grid [4, 4] cell 2
+  // expected-note @+1 {{mask group here}}
+  sbp.mask_group @b keep 0.5 grid [4, 4]
+  %images = sbp.input "images" : tensor<2x1x8x8xf32>
+  %labels = sbp.input "labels" : tensor<2xi32>
+  // expected-error @+1 {{gradient of parameter 'a.weight' vanishes: it only flows through the kept rows of @b & @a}}
+  %wa = sbp.param "a.weight" : tensor<4x4xf32> init<normal, 0.02>
+  %hw = sbp.param "head.weight" : tensor<10x4xf32> init<zeros>
+  %tok = sbp.patchify %images patch 2 : tensor<2x1x8x8xf32> -> tensor<2x16x4xf32>
+  %ya = sbp.branch @a (%tok) {name = "a"} : (tensor<2x16x4xf32>) -> tensor<2x16x4xf32> {
+  ^bb0(%x: tensor<2x16x4xf32>):
+    %h = sbp.linear %x, %wa : (tensor<2x16x4xf32>, tensor<4x4xf32>) -> tensor<2x16x4xf32>
+    sbp.yield %h : tensor<2x16x4xf32>
+  }
+  %yb = sbp.branch @b (%ya) {name = "b"} : (tensor<2x16x4xf32>) -> tensor<2x16x4xf32> {
+  ^bb0(%x: tensor<2x16x4xf32>):
+    %r = sbp.relu %x : (tensor<2x16x4xf32>) -> tensor<2x16x4xf32>
+    sbp.yield %r : tensor<2x16x4xf32>
+  }
+  %pool = sbp.mean_tokens %yb : (tensor<2x16x4xf32>) -> tensor<2x4xf32>
+  %logits = sbp.linear %pool, %hw : (tensor<2x4xf32>, tensor<10x4xf32>) -> tensor<2x10xf32>
+  %loss = sbp.cross_entropy %logits, %labels : (tensor<2x10xf32>, tensor<2xi32>) -> tensor<f32>
+  sbp.output %loss, %logits : tensor<f32>, tensor<2x10xf32>
+}
+
+// -----
+
+// Two derived groups with the same kind, ratio and drawn grid share the draw:
+// no error.
+
+// CHECK-LABEL: sbp.model @series_same_cells
+// CHECK:         sbp.linear_grad_weight {{.*}}sbp.support = "@b & @a"
+// CHECK:         sbp.param_grad "a.weight"
+
+sbp.model @series_same_cells attributes {optimizer = #sbp.sgd<lr = 0.1, momentum = 0.0, weight_decay = 0.0>} {
+  sbp.mask_group @a keep 0.5 grid [4, 4] cell 2
+  sbp.mask_group @b keep 0.5 grid [4, 4] cell 2
+  %images = sbp.input "images" : tensor<2x1x8x8xf32>
+  %labels = sbp.input "labels" : tensor<2xi32>
+  %wa = sbp.param "a.weight" : tensor<4x4xf32> init<normal, 0.02>
+  %hw = sbp.param "head.weight" : tensor<10x4xf32> init<zeros>
+  %tok = sbp.patchify %images patch 2 : tensor<2x1x8x8xf32> -> tensor<2x16x4xf32>
+  %ya = sbp.branch @a (%tok) {name = "a"} : (tensor<2x16x4xf32>) -> tensor<2x16x4xf32> {
+  ^bb0(%x: tensor<2x16x4xf32>):
+    %h = sbp.linear %x, %wa : (tensor<2x16x4xf32>, tensor<4x4xf32>) -> tensor<2x16x4xf32>
+    sbp.yield %h : tensor<2x16x4xf32>
+  }
+  %yb = sbp.branch @b (%ya) {name = "b"} : (tensor<2x16x4xf32>) -> tensor<2x16x4xf32> {
+  ^bb0(%x: tensor<2x16x4xf32>):
+    %r = sbp.relu %x : (tensor<2x16x4xf32>) -> tensor<2x16x4xf32>
+    sbp.yield %r : tensor<2x16x4xf32>
+  }
+  %pool = sbp.mean_tokens %yb : (tensor<2x16x4xf32>) -> tensor<2x4xf32>
+  %logits = sbp.linear %pool, %hw : (tensor<2x4xf32>, tensor<10x4xf32>) -> tensor<2x10xf32>
+  %loss = sbp.cross_entropy %logits, %labels : (tensor<2x10xf32>, tensor<2xi32>) -> tensor<f32>
+  sbp.output %loss, %logits : tensor<f32>, tensor<2x10xf32>
+}

@@ -1,6 +1,6 @@
 // CudaBackendTest.cpp - the CUDA backend's kernels against the host code, on
 // a GPU (ctest label "cuda"; skipped without a device): masks sampled on the
-// device (grid, random, heads) equal MaskSampler's bit for bit, the fused
+// device (grid, random, heads; derived groups) equal MaskSampler's bit for bit, the fused
 // optimizer equals Optimizers.cpp.
 #include "cuda/CudaBackend.h"
 #include "Backend.h"
@@ -23,13 +23,15 @@ namespace {
       GTEST_SKIP() << "no CUDA device";                                                            \
   } while (0)
 
-MaskSpec spec(int32_t kind, float keep, int32_t h, int32_t w, int32_t prefix, int32_t slack = 0) {
+MaskSpec spec(int32_t kind, float keep, int32_t h, int32_t w, int32_t prefix, int32_t slack = 0,
+              int32_t cell = 1) {
   MaskSpec s;
   s.kind = kind;
   s.keep_ratio = keep;
   s.grid_h = h;
   s.grid_w = w;
   s.prefix_tokens = prefix;
+  s.cell = cell;
   s.capacity = prefix + h * w;
   s.capacity = maxKeptTokens(s) + slack;
   return s;
@@ -58,6 +60,17 @@ TEST(CudaBackend, DeviceMasksEqualHostMasks) {
     }
   specs.push_back(spec(SBP_MASK_RANDOM, 0.3f, 64, 64, 1)); // 4096 positions
   specs.push_back(spec(SBP_MASK_GRID, 0.5f, 14, 14, 0));   // shares the first group's draw
+  // Derived groups: ConvNeXt-T's stages (56/4, 28/2, 14/1: one draw per kind),
+  // an odd cell on a non-square grid, and a fine grid of more than one tile
+  // over a drawn grid of more than one tile.
+  for (float keep : {0.5f, 0.25f, 0.75f, 1.0f / 3.0f, 0.9f})
+    for (int32_t kind : {int32_t(SBP_MASK_GRID), int32_t(SBP_MASK_RANDOM)}) {
+      specs.push_back(spec(kind, keep, 56, 56, 0, 0, 4));
+      specs.push_back(spec(kind, keep, 28, 28, 0, 5, 2)); // slack: -1 padding
+      specs.push_back(spec(kind, keep, 14, 14, 0, 0, 1));
+      specs.push_back(spec(kind, keep, 15, 21, 0, 0, 3));
+      specs.push_back(spec(kind, keep, 40, 400, 0, 0, 2));
+    }
   // Heads: grid 1 x H, no prefix, capacity H; some draws keep no head at all.
   for (float keep : {0.5f, 0.25f, 0.75f, 0.9f, 1.0f, 0.1f, 1.0f / 3.0f, 0.05f})
     for (int32_t heads : {1, 3, 6, 12, 16, 300}) // 300: more than one tile
@@ -96,7 +109,7 @@ TEST(CudaBackend, DeviceMasksEqualHostMasks) {
         ASSERT_EQ(device[s][g], host[g])
             << "seed " << seed << " step " << steps[s] << " group " << g << " (kind "
             << specs[g].kind << ", keep " << specs[g].keep_ratio << ", grid " << specs[g].grid_h
-            << "x" << specs[g].grid_w << ")";
+            << "x" << specs[g].grid_w << ", cell " << specs[g].cell << ")";
       for (size_t g = first_block + 1; g < first_block + 12; ++g)
         blocks_differ += device[s][g] != device[s][first_block];
     }

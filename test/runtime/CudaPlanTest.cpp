@@ -19,13 +19,14 @@ using namespace sbp::rt::cuda;
 
 namespace {
 
-MaskSpec spec(int32_t kind, float keep, int32_t h, int32_t w, int32_t prefix = 0) {
+MaskSpec spec(int32_t kind, float keep, int32_t h, int32_t w, int32_t prefix = 0, int32_t cell = 1) {
   MaskSpec s;
   s.kind = kind;
   s.keep_ratio = keep;
   s.grid_h = h;
   s.grid_w = w;
   s.prefix_tokens = prefix;
+  s.cell = cell;
   s.capacity = prefix + h * w;
   s.capacity = maxKeptTokens(s);
   return s;
@@ -33,13 +34,15 @@ MaskSpec spec(int32_t kind, float keep, int32_t h, int32_t w, int32_t prefix = 0
 
 // The kernel's result for one group, computed serially from MaskDraw.h: what
 // sampleMasksKernel writes into the group's keep array.
+// The draw is made on the drawn grid (the group's grid divided by its cell);
+// the compaction walks the group's grid and asks each position's drawn one.
 std::vector<int32_t> emulateKernel(const DeviceMaskGroup &g, uint64_t seed, int64_t step) {
-  const int32_t n = g.grid_h * g.grid_w;
-  std::vector<uint8_t> kept(size_t(n), 1);
+  const int32_t n = g.grid_h * g.grid_w, drawn_n = g.drawnSize(), drawn_w = g.grid_w / g.cell;
+  std::vector<uint8_t> kept(size_t(drawn_n), 1);
   if (g.kind == SBP_MASK_RANDOM) {
-    std::vector<int32_t> order(static_cast<size_t>(n));
+    std::vector<int32_t> order(static_cast<size_t>(drawn_n));
     std::iota(order.begin(), order.end(), 0);
-    randomDropOrder(order.data(), n, g.drop, seed, step, g.draw);
+    randomDropOrder(order.data(), drawn_n, g.drop, seed, step, g.draw);
     for (int32_t k = 0; k < g.drop; ++k)
       kept[size_t(order[size_t(k)])] = 0;
   } else if (g.kind == SBP_MASK_HEADS) {
@@ -47,15 +50,15 @@ std::vector<int32_t> emulateKernel(const DeviceMaskGroup &g, uint64_t seed, int6
       kept[size_t(p)] = headKeeps(p, g.head_threshold, seed, step, g.draw);
   } else {
     int32_t start = gridStart(g.stride, seed, step, g.draw);
-    for (int32_t p = 0; p < n; ++p)
-      kept[size_t(p)] = gridKeeps(p, g.grid_w, g.stride, g.keep_matching, start);
+    for (int32_t q = 0; q < drawn_n; ++q)
+      kept[size_t(q)] = gridKeeps(q, drawn_w, g.stride, g.keep_matching, start);
   }
   std::vector<int32_t> out(size_t(g.capacity), -1);
   int32_t slot = 0;
   for (int32_t t = 0; t < g.prefix_tokens; ++t)
     out[size_t(slot++)] = t;
   for (int32_t p = 0; p < n; ++p)
-    if (kept[size_t(p)])
+    if (kept[size_t(drawnPosition(p, g.grid_w, g.cell))])
       out[size_t(slot++)] = g.prefix_tokens + p;
   return out;
 }
@@ -128,6 +131,16 @@ TEST(CudaPlan, MaskTableAndDrawsMatchTheHostSampler) {
       specs.push_back(spec(kind, keep, 4, 6, 0));
     }
   specs.push_back(spec(SBP_MASK_GRID, 0.5f, 14, 14, 2)); // shares m0's draw, other prefix
+  // Derived groups (ConvNeXt's stages): drawn on the coarse grid, one draw for
+  // the three grid groups 56/4, 28/2, 14/1 of a kind.
+  const size_t first_derived = specs.size();
+  for (float keep : {0.5f, 0.25f, 0.75f, 1.0f / 3.0f})
+    for (int32_t kind : {int32_t(SBP_MASK_GRID), int32_t(SBP_MASK_RANDOM)}) {
+      specs.push_back(spec(kind, keep, 56, 56, 0, 4));
+      specs.push_back(spec(kind, keep, 28, 28, 0, 2));
+      specs.push_back(spec(kind, keep, 14, 14, 0, 1));
+      specs.push_back(spec(kind, keep, 12, 18, 0, 3)); // 4x6 drawn, odd cell
+    }
   const size_t first_heads = specs.size();
   for (float keep : {0.5f, 0.25f, 0.75f, 0.9f, 1.0f, 0.1f, 1.0f / 3.0f})
     for (int32_t heads : {1, 6, 12, 16, 300}) // 300: more than one tile of the kernel
@@ -139,7 +152,12 @@ TEST(CudaPlan, MaskTableAndDrawsMatchTheHostSampler) {
   MaskSampler sampler(specs);
   std::vector<DeviceMaskGroup> table = maskGroupTable(sampler);
   ASSERT_EQ(table.size(), specs.size());
-  EXPECT_EQ(table[first_heads - 1].draw, 0u);
+  EXPECT_EQ(table[first_derived - 1].draw, 0u);
+  EXPECT_EQ(table[first_derived].cell, 4);
+  EXPECT_EQ(table[first_derived + 1].draw, table[first_derived].draw);
+  EXPECT_EQ(table[first_derived + 2].draw, table[first_derived].draw);
+  EXPECT_EQ(table[first_derived + 4 + 3].drop, 12); // random 0.5 on 4x6 drawn: 12 of 24
+  EXPECT_EQ(table[first_derived + 4 + 3].drawnSize(), 24);
   for (size_t g = first_heads; g < table.size(); ++g)
     EXPECT_EQ(table[g].draw, uint32_t(g)); // heads groups never share a draw
   // A 14x14 grid at 0.6 keeps half, as the reference's stride 2 (round half to even).

@@ -27,6 +27,15 @@ MaskSpec spec(int32_t kind, float keep, int32_t h, int32_t w, int32_t prefix = 0
   return s;
 }
 
+// A derived group: drawn on (h / cell) x (w / cell), each drawn position an
+// N x N cell of the h x w grid; capacity from maxKeptTokens.
+MaskSpec derived(int32_t kind, float keep, int32_t h, int32_t w, int32_t cell) {
+  MaskSpec s = spec(kind, keep, h, w);
+  s.cell = cell;
+  s.capacity = maxKeptTokens(s);
+  return s;
+}
+
 // A heads group: grid 1 x heads, no prefix, capacity = heads.
 MaskSpec headsSpec(float keep, int32_t heads) {
   return spec(SBP_MASK_HEADS, keep, 1, heads, 0, sbp_heads_capacity(heads));
@@ -329,6 +338,109 @@ TEST(Masks, GridAndRandomDrawsArePinned) {
   EXPECT_EQ(sampleKeptPositions(random, 7, 0, 1), (V{0, 1, 2, 5, 6, 8, 12, 15}));
   EXPECT_EQ(sampleKeptPositions(random, 7, 1, 1), (V{1, 2, 4, 7, 10, 11, 13, 15}));
   EXPECT_EQ(sampleKeptPositions(random, 7, 2, 1), (V{1, 5, 7, 8, 9, 12, 14, 15}));
+}
+
+// ---- derived groups (cell N > 1): drawn on the coarse grid, repeated over N x N cells.
+
+// Position (i, j) of the group is kept iff drawn position (i / N, j / N) is,
+// the draw being the one a cell-1 group of the coarse grid makes.
+TEST(MasksCell, KeptIffTheDrawnCellIsKept) {
+  const int32_t dh = 5, dw = 7; // not square, odd: rows and columns must not mix
+  for (int32_t kind : {int32_t(SBP_MASK_GRID), int32_t(SBP_MASK_RANDOM)})
+    for (float keep : {0.5f, 0.25f, 0.75f, 1.0f})
+      for (int32_t n : {2, 3, 4}) {
+        MaskSpec fine = derived(kind, keep, dh * n, dw * n, n);
+        MaskSpec coarse = spec(kind, keep, dh, dw);
+        for (int64_t step = 0; step < 20; ++step) {
+          std::vector<int32_t> kept = sampleKeptPositions(fine, 11, step, 3);
+          std::vector<int32_t> drawn = sampleKeptPositions(coarse, 11, step, 3);
+          ASSERT_TRUE(std::is_sorted(kept.begin(), kept.end()));
+          std::set<int32_t> keptSet(kept.begin(), kept.end()), drawnSet(drawn.begin(), drawn.end());
+          ASSERT_EQ(keptSet.size(), kept.size()); // unique
+          for (int32_t i = 0; i < dh * n; ++i)
+            for (int32_t j = 0; j < dw * n; ++j)
+              ASSERT_EQ(keptSet.count(i * dw * n + j), drawnSet.count((i / n) * dw + j / n))
+                  << "kind " << kind << " keep " << keep << " cell " << n << " step " << step
+                  << " at (" << i << ", " << j << ")";
+          EXPECT_EQ(kept.size(), drawn.size() * size_t(n * n));
+        }
+      }
+}
+
+// ConvNeXt-T's SBP stages: 56x56 cell 4, 28x28 cell 2 and 14x14 share one
+// draw, and keep the same locations of the image at every resolution.
+TEST(MasksCell, ConvNeXtStagesShareOneDrawAtTheSameLocations) {
+  for (int32_t kind : {int32_t(SBP_MASK_GRID), int32_t(SBP_MASK_RANDOM)}) {
+    MaskSampler sampler({derived(kind, 0.5f, 56, 56, 4), derived(kind, 0.5f, 28, 28, 2),
+                         derived(kind, 0.5f, 14, 14, 1), derived(kind, 0.5f, 28, 28, 1),
+                         derived(kind, 0.25f, 28, 28, 2)});
+    EXPECT_EQ(sampler.drawOf(1), 0u);
+    EXPECT_EQ(sampler.drawOf(2), 0u);
+    EXPECT_EQ(sampler.drawOf(3), 3u); // 28x28 drawn: its own draw
+    EXPECT_EQ(sampler.drawOf(4), 4u); // another ratio
+    std::vector<std::vector<int32_t>> out;
+    for (int64_t step = 0; step < 10; ++step) {
+      sampler.sample(9, step, out);
+      // Each kept token as the 14x14 cell it lies in.
+      auto cells = [&](int32_t g, int32_t size) {
+        std::set<int32_t> at14;
+        int32_t scale = size / 14;
+        for (int32_t t : out[size_t(g)])
+          if (t >= 0)
+            at14.insert((t / size / scale) * 14 + (t % size) / scale);
+        return at14;
+      };
+      std::set<int32_t> s2 = cells(2, 14);
+      EXPECT_EQ(cells(0, 56), s2) << "step " << step;
+      EXPECT_EQ(cells(1, 28), s2) << "step " << step;
+      EXPECT_EQ(std::count(out[0].begin(), out[0].end(), -1), 0); // 98 cells of 16: full
+    }
+  }
+}
+
+// The capacity counts whole cells of the drawn grid's most kept positions.
+TEST(MasksCell, CapacityIsTheDrawnGridsTimesTheCellArea) {
+  EXPECT_EQ(maxKeptTokens(derived(SBP_MASK_GRID, 0.5f, 56, 56, 4)), 98 * 16);
+  EXPECT_EQ(maxKeptTokens(derived(SBP_MASK_GRID, 0.5f, 28, 28, 2)), 98 * 4);
+  // 3x3 drawn at 0.5: 5 of one parity; the 6x6 grid itself keeps at most 18.
+  EXPECT_EQ(maxKeptTokens(derived(SBP_MASK_GRID, 0.5f, 6, 6, 2)), 5 * 4);
+  EXPECT_EQ(maxKeptTokens(spec(SBP_MASK_GRID, 0.5f, 6, 6)), 18);
+  // 2x2 drawn at 0.3: int(0.7 * 4) = 2 dropped, 2 kept cells of 9.
+  EXPECT_EQ(maxKeptTokens(derived(SBP_MASK_RANDOM, 0.3f, 6, 6, 3)), 2 * 9);
+  EXPECT_EQ(maxKeptTokens(spec(SBP_MASK_RANDOM, 0.3f, 6, 6)), 36 - 25);
+  // Every draw fits the capacity (writeKeepIndices throws otherwise).
+  MaskSampler sampler({derived(SBP_MASK_GRID, 0.5f, 6, 6, 2), derived(SBP_MASK_RANDOM, 0.3f, 6, 6, 3),
+                       derived(SBP_MASK_GRID, 0.75f, 12, 8, 4)});
+  std::vector<std::vector<int32_t>> out;
+  for (int64_t step = 0; step < 50; ++step)
+    EXPECT_NO_THROW(sampler.sample(1, step, out));
+}
+
+// Cell 1 is the group's own grid: the same draw as before cells existed (the
+// pinned hashes above also hold), and the spec it draws on is itself.
+TEST(MasksCell, CellOneDrawsOnItsOwnGrid) {
+  MaskSpec s = spec(SBP_MASK_GRID, 0.25f, 4, 4);
+  ASSERT_EQ(s.cell, 1);
+  EXPECT_EQ(s.drawnSpec().grid_h, 4);
+  EXPECT_EQ(s.drawnSpec().capacity, s.capacity);
+  EXPECT_EQ(sampleKeptPositions(s, 7, 0, 1), (std::vector<int32_t>{1, 4, 11, 14}));
+  EXPECT_TRUE(s.sharesDrawWith(spec(SBP_MASK_GRID, 0.25f, 4, 4, 1)));   // the prefix aside
+  EXPECT_FALSE(s.sharesDrawWith(spec(SBP_MASK_GRID, 0.25f, 8, 8)));      // drawn on 8x8
+  EXPECT_TRUE(s.sharesDrawWith(derived(SBP_MASK_GRID, 0.25f, 8, 8, 2))); // drawn on 4x4
+}
+
+// Fixed keep indices stay per group: any valid indices of the group's own
+// grid, whether or not they repeat over cells.
+TEST(MasksCell, FixedIndicesAreAnyPositionsOfTheGroupsGrid) {
+  MaskSpec s = derived(SBP_MASK_GRID, 0.5f, 8, 8, 2); // capacity 8 cells of 4
+  ASSERT_EQ(s.capacity, 32);
+  std::vector<int32_t> checkerboard; // of the 8x8 grid: no 2x2 cell is whole
+  for (int32_t p = 0; p < 64; ++p)
+    if ((p / 8 + p % 8) % 2 == 1)
+      checkerboard.push_back(p);
+  EXPECT_EQ(checkedFixedIndices(s, "s0", checkerboard.data(), 32), checkerboard);
+  const int32_t beyond[] = {64};
+  EXPECT_THROW(checkedFixedIndices(s, "s0", beyond, 1), Error);
 }
 
 // ---- heads (SBP_MASK_HEADS): each head kept independently with probability r.

@@ -57,31 +57,37 @@ bool contains(const std::string &text, const std::string &needle) {
 
 } // namespace
 
-TEST(ModelDesc, AbiVersionFiveKnowsHeadsAndSamplesMasksTheExactStepAndImagesInTheArena) {
-  // 2: SBP_MASK_HEADS; 3: exact_train_step, sbp_plan; 4: images_in_arena; 5: SBP_MASK_SAMPLES
+TEST(ModelDesc, AbiVersionFiveKnowsHeadsAndSamplesMasksTheExactStepImagesInTheArenaAndCells) {
+  // 2: SBP_MASK_HEADS; 3: exact_train_step, sbp_plan; 4: images_in_arena;
+  // 5: SBP_MASK_SAMPLES, mask group cell
   EXPECT_EQ(SBP_ABI_VERSION, 5u);
   EXPECT_EQ(int(SBP_MASK_HEADS), 2);
   EXPECT_EQ(int(SBP_MASK_SAMPLES), 3);
 }
 
 TEST(ModelDesc, SamplesGroupsCoverTheBatchInOneRowWithoutPrefix) {
-  Desc ok({{"dp", 0.9f, SBP_MASK_SAMPLES, 1, 8, 0, 8}});
+  Desc ok({{"dp", 0.9f, SBP_MASK_SAMPLES, 1, 8, 0, 8, 1}});
   ok.d.batch = 8;
   EXPECT_EQ(validate(ok).first, SBP_OK) << validate(ok).second;
-  for (sbp_mask_group_desc g : {sbp_mask_group_desc{"dp", 0.9f, SBP_MASK_SAMPLES, 1, 4, 0, 4},
-                                sbp_mask_group_desc{"dp", 0.9f, SBP_MASK_SAMPLES, 2, 4, 0, 8},
-                                sbp_mask_group_desc{"dp", 0.9f, SBP_MASK_SAMPLES, 1, 8, 1, 9}}) {
+  for (sbp_mask_group_desc g : {sbp_mask_group_desc{"dp", 0.9f, SBP_MASK_SAMPLES, 1, 4, 0, 4, 1},
+                                sbp_mask_group_desc{"dp", 0.9f, SBP_MASK_SAMPLES, 2, 4, 0, 8, 1},
+                                sbp_mask_group_desc{"dp", 0.9f, SBP_MASK_SAMPLES, 1, 8, 1, 9, 1}}) {
     Desc bad({g});
     bad.d.batch = 8;
     auto [status, message] = validate(bad);
     EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT) << g.grid_h << "x" << g.grid_w;
     EXPECT_TRUE(contains(message, "samples mask group 'dp' has grid")) << message;
   }
-  Desc small({{"dp", 0.9f, SBP_MASK_SAMPLES, 1, 8, 0, 7}}); // every sample may be kept
+  Desc small({{"dp", 0.9f, SBP_MASK_SAMPLES, 1, 8, 0, 7, 1}}); // every sample may be kept
   small.d.batch = 8;
   auto [status, message] = validate(small);
   EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT);
   EXPECT_TRUE(contains(message, "keeps up to 8 tokens but its capacity is 7")) << message;
+  Desc celled({{"dp", 0.9f, SBP_MASK_SAMPLES, 1, 8, 0, 8, 2}});
+  celled.d.batch = 8;
+  auto [cstatus, cmessage] = validate(celled);
+  EXPECT_EQ(cstatus, SBP_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(cmessage, "samples groups have cell 1")) << cmessage;
 }
 
 TEST(ModelDesc, ImagesInAnArenaTooSmallForTheBatchAreRefused) {
@@ -104,7 +110,7 @@ TEST(ModelDesc, ImagesInAnArenaTooSmallForTheBatchAreRefused) {
 }
 
 TEST(ModelDesc, ANegativeExactArenaIsRefused) {
-  Desc desc({{"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 99}});
+  Desc desc({{"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 99, 1}});
   desc.d.exact_arena_bytes = -1;
   auto [status, message] = validate(desc);
   EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT);
@@ -112,10 +118,10 @@ TEST(ModelDesc, ANegativeExactArenaIsRefused) {
 }
 
 TEST(ModelDesc, HeadsGroupsAreAccepted) {
-  Desc desc({{"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 99},
-             {"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 12},
-             {"h1", 1.0f, SBP_MASK_HEADS, 1, 1, 0, 1},
-             {"h2", 0.25f, SBP_MASK_HEADS, 1, 6, 0, 8}}); // spare capacity is allowed
+  Desc desc({{"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 99, 1},
+             {"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 12, 1},
+             {"h1", 1.0f, SBP_MASK_HEADS, 1, 1, 0, 1, 1},
+             {"h2", 0.25f, SBP_MASK_HEADS, 1, 6, 0, 8, 1}}); // spare capacity is allowed
   auto [status, message] = validate(desc);
   EXPECT_EQ(status, SBP_OK) << message;
 }
@@ -126,12 +132,12 @@ TEST(ModelDesc, HeadsGroupsNeedOneRowNoPrefixAndEveryHeadsCapacity) {
     const char *needle;
   };
   for (const Case &c : {
-           Case{{"h0", 0.5f, SBP_MASK_HEADS, 2, 6, 0, 12}, "heads mask group 'h0' has grid 2x6"},
-           Case{{"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 1, 13}, "and prefix 1"},
-           Case{{"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 11},
+           Case{{"h0", 0.5f, SBP_MASK_HEADS, 2, 6, 0, 12, 1}, "heads mask group 'h0' has grid 2x6"},
+           Case{{"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 1, 13, 1}, "and prefix 1"},
+           Case{{"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 11, 1},
                 "keeps up to 12 tokens but its capacity is 11"},
-           Case{{"h0", 0.5f, SBP_MASK_HEADS, 1, 0, 0, 1}, "has grid 1x0"},
-           Case{{"h0", 0.0f, SBP_MASK_HEADS, 1, 12, 0, 12}, "keep ratio 0 outside (0, 1]"},
+           Case{{"h0", 0.5f, SBP_MASK_HEADS, 1, 0, 0, 1, 1}, "has grid 1x0"},
+           Case{{"h0", 0.0f, SBP_MASK_HEADS, 1, 12, 0, 12, 1}, "keep ratio 0 outside (0, 1]"},
        }) {
     auto [status, message] = validate(Desc({c.group}));
     EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT) << c.needle;
@@ -142,8 +148,8 @@ TEST(ModelDesc, HeadsGroupsNeedOneRowNoPrefixAndEveryHeadsCapacity) {
 
 TEST(ModelDesc, UnknownMaskKindsAreRefusedWithTheGroupAndKnownKinds) {
   for (int32_t kind : {4, 42, -1}) {
-    auto [status, message] = validate(Desc({{"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 99},
-                                            {"future", 0.5f, kind, 1, 12, 0, 12}}));
+    auto [status, message] = validate(Desc({{"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 99, 1},
+                                            {"future", 0.5f, kind, 1, 12, 0, 12, 1}}));
     EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT);
     EXPECT_TRUE(contains(message, "mask group 'future' has unknown kind " + std::to_string(kind)))
         << message;
@@ -152,10 +158,45 @@ TEST(ModelDesc, UnknownMaskKindsAreRefusedWithTheGroupAndKnownKinds) {
 }
 
 TEST(ModelDesc, AnOlderAbiIsAMismatch) {
-  Desc desc({{"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 12}});
+  Desc desc({{"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 12, 1}});
   desc.d.abi_version = 1;
   auto [status, message] = validate(desc);
   EXPECT_EQ(status, SBP_ERROR_ABI_MISMATCH);
   EXPECT_TRUE(contains(message, "ABI version 1")) << message;
   EXPECT_TRUE(contains(message, "ABI version 5")) << message;
+}
+
+// Derived groups (ConvNeXt's finer stages): drawn on the grid divided by cell.
+TEST(ModelDesc, DerivedGroupsAreAccepted) {
+  Desc desc({{"s0", 0.5f, SBP_MASK_GRID, 56, 56, 0, 98 * 16, 4},
+             {"s1", 0.5f, SBP_MASK_GRID, 28, 28, 0, 98 * 4, 2},
+             {"s2", 0.5f, SBP_MASK_GRID, 14, 14, 0, 98, 1},
+             {"r0", 0.25f, SBP_MASK_RANDOM, 8, 12, 0, 6 * 4, 2}}); // 4x6 drawn, 6 kept
+  auto [status, message] = validate(desc);
+  EXPECT_EQ(status, SBP_OK) << message;
+}
+
+TEST(ModelDesc, CellsMustBePositiveDivideTheGridAndSkipHeadsAndPrefixes) {
+  struct Case {
+    sbp_mask_group_desc group;
+    const char *needle;
+  };
+  for (const Case &c : {
+           Case{{"s0", 0.5f, SBP_MASK_GRID, 56, 56, 0, 3136, 0}, "mask group 's0' has cell 0"},
+           Case{{"s0", 0.5f, SBP_MASK_GRID, 56, 56, 0, 3136, -2}, "has cell -2 (1 or more)"},
+           Case{{"s0", 0.5f, SBP_MASK_GRID, 56, 56, 0, 3136, 3},
+                "mask group 's0' has cell 3, which does not divide its grid 56x56"},
+           Case{{"s0", 0.5f, SBP_MASK_RANDOM, 8, 6, 0, 48, 4}, "does not divide its grid 8x6"},
+           Case{{"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 12, 2},
+                "heads mask group 'h0' has cell 2; heads groups have cell 1"},
+           Case{{"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 1 + 98, 2},
+                "mask group 'm0' has cell 2 and prefix 1"},
+           // The capacity counts whole cells: 98 drawn positions of 4 fine ones each.
+           Case{{"s1", 0.5f, SBP_MASK_GRID, 28, 28, 0, 391, 2},
+                "mask group 's1' keeps up to 392 tokens but its capacity is 391"},
+       }) {
+    auto [status, message] = validate(Desc({c.group}));
+    EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT) << c.needle;
+    EXPECT_TRUE(contains(message, c.needle)) << message;
+  }
 }

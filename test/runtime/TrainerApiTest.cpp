@@ -147,6 +147,7 @@ TEST(TrainerApi, CreateReportsTheModel) {
   EXPECT_STREQ(m.kind, "random");
   EXPECT_EQ(m.capacity, 13);
   EXPECT_EQ(m.fixed, 0);
+  EXPECT_EQ(m.cell, 1); // drawn on its own grid
 }
 
 TEST(TrainerApi, OlderCallersGetTheFieldsTheyKnow) {

@@ -43,11 +43,11 @@ static const sbp_param_desc params[] = {
 
 /* m0 and m2 share settings (so one draw), m1 draws on its own. */
 static const sbp_mask_group_desc masks[] = {
-    {"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 1 + 98},
-    {"m1", 0.25f, FAKE_MASK_KIND, 7, 7, 0, 13},
-    {"m2", 0.5f, SBP_MASK_GRID, 14, 14, 1, 1 + 98},
+    {"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 1 + 98, 1},
+    {"m1", 0.25f, FAKE_MASK_KIND, 7, 7, 0, 13, 1},
+    {"m2", 0.5f, SBP_MASK_GRID, 14, 14, 1, 1 + 98, 1},
 #ifdef FAKE_HEADS
-    {"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 12},
+    {"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 12, 1},
 #endif
 };
 #ifdef FAKE_HEADS

@@ -6,10 +6,11 @@
 //
 // A small ConvNeXt trains on Fashion-MNIST on the CPU: stem patch 2 (28x28 -> 14x14 grid), one
 // block of width 16, 2x2 downsampling (14x14 -> 7x7) with an SBP reduction, one block of width 32,
-// SBP keep 0.5 on both MLP branches (grid masks on each stage's grid). The loss stays finite and
-// falls.
+// SBP keep 0.5 on both MLP branches: one grid mask drawn on the 7x7 grid per step, repeated over
+// 2x2 cells of the 14x14 grid (@s0 cell 2), as sbp-zoo writes a ConvNeXt. The loss stays finite
+// and falls.
 sbp.model @convnext_fmnist attributes {optimizer = #sbp.adamw<lr = 0.002, beta1 = 0.9, beta2 = 0.999, eps = 1.0e-8, weight_decay = 0.05>} {
-  sbp.mask_group @s0 keep 0.5 grid [14, 14]
+  sbp.mask_group @s0 keep 0.5 grid [14, 14] cell 2
   sbp.mask_group @s1 keep 0.5 grid [7, 7]
   %images = sbp.input "images" : tensor<32x1x28x28xf32>
   %labels = sbp.input "labels" : tensor<32xi32>

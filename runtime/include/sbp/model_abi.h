@@ -14,7 +14,8 @@
  * sbp_mask_group_desc.kind that a version-1 runtime would not understand).
  * 3 - sbp_model_desc gains exact_train_step, exact_arena_bytes and sbp_plan.
  * 4 - sbp_model_desc gains images_in_arena.
- * 5 - SBP_MASK_SAMPLES (drop-path draws of whole samples).
+ * 5 - sbp_mask_group_desc gains cell (derived mask groups); SBP_MASK_SAMPLES
+ *     (drop-path draws of whole samples).
  */
 #ifndef SBP_MODEL_ABI_H
 #define SBP_MODEL_ABI_H
@@ -71,11 +72,17 @@ typedef struct sbp_mask_group_desc {
   const char *name;        /* the mask group's symbol in the .mlir, e.g. "m0" */
   float keep_ratio;        /* in (0, 1] */
   int32_t kind;            /* sbp_mask_kind */
-  int32_t grid_h, grid_w;  /* token grid the mask is drawn on (heads: 1 x number of heads) */
+  int32_t grid_h, grid_w;  /* token grid of the group's tensors (heads: 1 x number of heads);
+                              the mask is drawn on it when cell is 1 */
   int32_t prefix_tokens;   /* tokens before the grid that are always kept (ViT class token);
                               0 for heads */
   int32_t capacity;        /* entries in the keep-index array: the most tokens ever kept
                               (heads: the number of heads) */
+  /* Since ABI version 5. */
+  int32_t cell;            /* >= 1: the mask is drawn on the (grid_h/cell) x (grid_w/cell)
+                              grid and each drawn position covers a cell x cell block of this
+                              grid ((i, j) kept iff (i/cell, j/cell) is); cell divides the
+                              grid, 1 for heads groups, prefix_tokens 0 when above 1 */
 } sbp_mask_group_desc;
 
 typedef struct sbp_optimizer_desc {

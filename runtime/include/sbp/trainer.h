@@ -197,6 +197,9 @@ typedef struct sbp_mask_group_info {
   const char *kind; /* "grid", "random" or "heads" (grid 1 x heads, no prefix) */
   int32_t grid_h, grid_w, prefix_tokens, capacity;
   int32_t fixed; /* 1 when set_keep_indices fixed this group's mask */
+  int32_t cell;  /* the mask is drawn on grid_h/cell x grid_w/cell, each drawn position a
+                    cell x cell block of the grid (1: drawn on the grid itself); added at the
+                    end, so a caller's smaller struct_size stops before it */
 } sbp_mask_group_info;
 
 SBP_API sbp_status sbp_trainer_get_param_info(const sbp_trainer *trainer, int32_t index,

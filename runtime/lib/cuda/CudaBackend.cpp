@@ -245,7 +245,7 @@ public:
     for (const DeviceMaskGroup &g : groups_) {
       off_keep.push_back(layout.add(size_t(g.capacity) * sizeof(int32_t)));
       const bool random = g.kind == SBP_MASK_RANDOM;
-      const size_t n = size_t(g.grid_h) * size_t(g.grid_w);
+      const size_t n = size_t(g.drawnSize()); // the shuffle runs on the drawn grid
       off_order.push_back(random ? layout.add(n * sizeof(int32_t)) : 0);
       off_dropped.push_back(random ? layout.add(n) : 0);
     }
@@ -592,7 +592,7 @@ sampleMasksOnDevice(const MaskSampler &sampler, uint64_t seed, const std::vector
   const size_t off_status = layout.add(sizeof(StepStatus));
   std::vector<size_t> off_keep, off_order, off_dropped;
   for (const DeviceMaskGroup &g : groups) {
-    const size_t n = size_t(g.grid_h) * size_t(g.grid_w);
+    const size_t n = size_t(g.drawnSize());
     off_keep.push_back(layout.add(size_t(g.capacity) * sizeof(int32_t)));
     off_order.push_back(layout.add(n * sizeof(int32_t)));
     off_dropped.push_back(layout.add(n));

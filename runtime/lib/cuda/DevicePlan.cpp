@@ -28,9 +28,10 @@ std::vector<DeviceMaskGroup> maskGroupTable(const MaskSampler &sampler) {
     d.grid_w = spec.grid_w;
     d.prefix_tokens = spec.prefix_tokens;
     d.capacity = spec.capacity;
+    d.cell = spec.cell;
     d.stride = sbp_grid_stride(spec.keep_ratio);
     d.keep_matching = sbp_grid_keeps_matching(spec.keep_ratio);
-    d.drop = sbp_random_drop_count(spec.keep_ratio, spec.gridSize());
+    d.drop = sbp_random_drop_count(spec.keep_ratio, spec.drawnSpec().gridSize());
     d.head_threshold = sbp_heads_keep_threshold(spec.keep_ratio);
     d.draw = sampler.drawOf(g);
     table.push_back(d);

@@ -13,18 +13,23 @@ namespace sbp::rt::cuda {
 // sbp/mask_rules.h, so the device only does Philox and integer work.
 struct DeviceMaskGroup {
   int32_t *keep = nullptr;    // `capacity` entries: the keep-index array train_step reads
-  int32_t *order = nullptr;   // random groups: grid_size entries of scratch
-  uint8_t *dropped = nullptr; // random groups: grid_size flags of scratch
+  int32_t *order = nullptr;   // random groups: drawnSize() entries of scratch
+  uint8_t *dropped = nullptr; // random groups: drawnSize() flags of scratch
   int32_t kind = 0;           // sbp_mask_kind
   int32_t grid_h = 1, grid_w = 1;
   int32_t prefix_tokens = 0;
   int32_t capacity = 1;
+  int32_t cell = 1;            // drawn on grid_h/cell x grid_w/cell, each position a cell x cell block
   int32_t stride = 0;          // grid: sbp_grid_stride(keep_ratio)
   int32_t keep_matching = 1;   // grid: sbp_grid_keeps_matching(keep_ratio)
-  int32_t drop = 0;            // random: sbp_random_drop_count(keep_ratio, grid size)
+  int32_t drop = 0;            // random: sbp_random_drop_count(keep_ratio, drawnSize())
   uint32_t head_threshold = 0; // heads: sbp_heads_keep_threshold(keep_ratio)
   uint32_t draw = 0;           // MaskSampler::drawOf(group)
   int32_t fixed = 0;           // 1: sbp_trainer_set_keep_indices fixed `keep`; not sampled
+
+  // Positions of the grid the mask is drawn on (host code; the kernel computes
+  // it itself, this header has no CUDA syntax).
+  int32_t drawnSize() const { return (grid_h / cell) * (grid_w / cell); }
 };
 
 // A piece of one parameter tensor: the fused optimizer kernel runs one block

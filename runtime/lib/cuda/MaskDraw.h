@@ -102,6 +102,14 @@ SBP_HD bool gridKeeps(int32_t p, int32_t grid_w, int32_t stride, int32_t keep_ma
   return matches == (keep_matching != 0);
 }
 
+// The position of the drawn grid whose cell covers position p of a grid
+// grid_w wide (derived groups, Masks.h): (i, j) -> (i / cell, j / cell).
+SBP_HD int32_t drawnPosition(int32_t p, int32_t grid_w, int32_t cell) {
+  if (cell == 1)
+    return p;
+  return (p / grid_w / cell) * (grid_w / cell) + (p % grid_w) / cell;
+}
+
 // Random masks: the partial Fisher-Yates shuffle of randomKeptPositions.
 // `order` holds 0..n-1 on entry; afterwards its first `drop` entries are the
 // dropped positions.

@@ -1,7 +1,9 @@
 // MaskKernels.cu - keep masks sampled on the device, equal to Masks.cpp's to
 // the bit: the sequential draw (grid start, Fisher-Yates) runs in one thread
 // through MaskDraw.h; the heads test (MaskDraw.h's headKeeps, one Philox word
-// per head), the marking and the ascending compaction run in parallel.
+// per head), the marking and the ascending compaction run in parallel. A
+// derived group (cell > 1) draws on its coarse grid; the compaction walks the
+// group's own grid and asks each position's drawn position.
 #include "Kernels.h"
 #include "MaskDraw.h"
 #include "sbp/model_abi.h"
@@ -26,18 +28,19 @@ __global__ void __launch_bounds__(kThreads)
   const uint64_t seed = scalars->seed;
   const int64_t step = scalars->step;
   const int32_t n = g.grid_h * g.grid_w;
+  const int32_t drawn_w = g.grid_w / g.cell, drawn_n = (g.grid_h / g.cell) * drawn_w;
   const bool random = g.kind == SBP_MASK_RANDOM;
   // Samples are drawn as heads are; the host validated the kind.
   const bool heads = g.kind == SBP_MASK_HEADS || g.kind == SBP_MASK_SAMPLES;
 
   if (random) {
-    for (int32_t p = threadIdx.x; p < n; p += kThreads) {
-      g.order[p] = p;
-      g.dropped[p] = 0;
+    for (int32_t q = threadIdx.x; q < drawn_n; q += kThreads) {
+      g.order[q] = q;
+      g.dropped[q] = 0;
     }
     __syncthreads();
     if (threadIdx.x == 0)
-      randomDropOrder(g.order, n, g.drop, seed, step, g.draw);
+      randomDropOrder(g.order, drawn_n, g.drop, seed, step, g.draw);
     __syncthreads();
     for (int32_t k = threadIdx.x; k < g.drop; k += kThreads)
       g.dropped[g.order[k]] = 1;
@@ -53,10 +56,12 @@ __global__ void __launch_bounds__(kThreads)
   for (int32_t tile = 0; tile < n; tile += kThreads) {
     const int32_t p = tile + int32_t(threadIdx.x);
     int keeps = 0;
-    if (p < n)
-      keeps = random  ? !g.dropped[p]
-              : heads ? headKeeps(p, g.head_threshold, seed, step, g.draw)
-                      : gridKeeps(p, g.grid_w, g.stride, g.keep_matching, start);
+    if (p < n) {
+      const int32_t q = drawnPosition(p, g.grid_w, g.cell); // heads: cell 1, q = p
+      keeps = random  ? !g.dropped[q]
+              : heads ? headKeeps(q, g.head_threshold, seed, step, g.draw)
+                      : gridKeeps(q, drawn_w, g.stride, g.keep_matching, start);
+    }
     int rank = 0, tile_total = 0;
     Scan(scan_storage).ExclusiveSum(keeps, rank, tile_total);
     const int32_t slot = g.prefix_tokens + kept_before + rank;

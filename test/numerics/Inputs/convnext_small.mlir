@@ -2,9 +2,11 @@
 // depth-wise convs, MLP ratio 4, a 2x2 stride-2 downsampling between the stages (4x4 grid), global
 // average pool, LayerNorm, head. timm: ConvNeXt(in_chans=3, num_classes=10, depths=(2, 2),
 // dims=(16, 32), patch_size=4). SBP: keep 0.5 (grid mask) on the MLP branches of stage 0 (@s0,
-// on the 8x8 grid) and stage 1 (@s1, 4x4), and on stage 1's downsampling reduction (@s1).
+// on the 8x8 grid) and stage 1 (@s1, 4x4), and on stage 1's downsampling reduction (@s1). As
+// sbp-zoo writes a ConvNeXt, @s0 is derived (cell 2): a trainer draws it on the 4x4 grid, one draw
+// with @s1. The numerics tests fix each group's keep indices (any positions of its own grid).
 sbp.model @convnext_small attributes {optimizer = #sbp.adamw<lr = 0.001, beta1 = 0.9, beta2 = 0.999, eps = 1.0e-8, weight_decay = 0.05>} {
-  sbp.mask_group @s0 keep 0.5 grid [8, 8]
+  sbp.mask_group @s0 keep 0.5 grid [8, 8] cell 2
   sbp.mask_group @s1 keep 0.5 grid [4, 4]
   %images = sbp.input "images" : tensor<4x3x32x32xf32>
   %labels = sbp.input "labels" : tensor<4xi32>
