@@ -367,11 +367,22 @@ static bool imagesInArena(sbpk::GraphOp graph) { return graph && graph->hasAttr(
 /// The train graph of the keep-1.0 module, renamed exact_train (its step
 /// function and column-sum kernel take the graph's name).
 
-static FailureOr<sbpk::GraphOp> exactTrainGraph(ModuleOp exact) {
+/// Its keep indices (drop path's samples groups: the keep-1.0 module keeps
+/// them) index the main model's table, where heads groups may have been
+/// split per block: renumbered by the group's name.
+static FailureOr<sbpk::GraphOp> exactTrainGraph(ModuleOp exact, ArrayRef<MaskGroupOp> mainGroups) {
   for (sbpk::GraphOp g : exact.getOps<sbpk::GraphOp>())
     if (g.getSymName() == "train" || g.getSymName() == "exact_train") {
       if (!g.getArenaBytes())
         return g.emitError("exact-gradient graph is not planned (sbp-plan-memory)"), failure();
+      for (sbpk::KeepIndicesOp k : g.getBlock().getOps<sbpk::KeepIndicesOp>()) {
+        auto it = llvm::find_if(mainGroups, [&](MaskGroupOp m) { return m.getSymName() == k.getMask(); });
+        if (it == mainGroups.end())
+          return k.emitError("the exact-gradient step reads mask group @")
+                     << k.getMask() << ", which the trained model does not have",
+                 failure();
+        k.setGroup(int64_t(it - mainGroups.begin()));
+      }
       g.setSymName("exact_train");
       return g;
     }
@@ -392,7 +403,7 @@ FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &repo
     return model.emitError("model is not lowered and planned (sbp-lower-to-kernels, sbp-plan-memory)"), failure();
   sbpk::GraphOp exact;
   if (extras.exact) {
-    FailureOr<sbpk::GraphOp> g = exactTrainGraph(extras.exact);
+    FailureOr<sbpk::GraphOp> g = exactTrainGraph(extras.exact, maskGroups(model));
     if (failed(g))
       return failure();
     exact = *g;

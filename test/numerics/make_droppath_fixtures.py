@@ -40,7 +40,10 @@ BLOCK_RATES = {"stages.0.blocks.0": 0.0, "stages.0.blocks.1": 0.1, "stages.1.blo
 # Kept samples of each block with a rate (batch of 4); one block keeps none.
 KEEP = {"stages.0.blocks.1": [0, 2, 3], "stages.1.blocks.0": [1, 2], "stages.1.blocks.1": []}
 MIN_DIFFERENCE = 1e-2
-TIGHT = 1e-12
+# The all-kept identity holds up to the rounding of the reordered product
+# (x * gamma) / (1 - p) vs x * (gamma / (1 - p)): measured 6.8e-8 with timm
+# 1.0.29 / torch 2.11 on the H100 machine.
+TIGHT = 1e-6
 
 
 def make_timm_model(drop_path_rate):
