@@ -272,6 +272,18 @@ __device__ __forceinline__ void zero_vec(D *d, I i) {
   st_vec<W>(d, i, v);
 }
 
+/// The vector width (elements) of a row-wise x -> y kernel over rows of n
+/// elements, for with_width: 8 (16 bytes of bf16) when kWide, else 4, where
+/// n and both pointers allow it; 1 otherwise.
+template <bool kWide, class TX, class TY>
+inline int row_vector_width(int64_t n, const TX *x, const TY *y) {
+  if (kWide && n % 8 == 0 && vec_aligned(x, 8) && vec_aligned(y, 8))
+    return 8;
+  if (n % 4 == 0 && vec_aligned(x, 4) && vec_aligned(y, 4))
+    return 4;
+  return 1;
+}
+
 /// Calls f(std::integral_constant<int, W>{}) for W in {8, 4, 1}; 8 only when
 /// kWide (the float-only instantiations keep their float4 paths), 1 only
 /// when kScalar (otherwise w is 8 or 4).

@@ -556,11 +556,7 @@ inline void layer_scale_impl(const Context &ctx, const TX *x,
   if (total == 0)
     return;
   constexpr bool kWide = kIsBf16<TX> || kIsBf16<TY>;
-  int v = 1;
-  if (kWide && n % 8 == 0 && vec_aligned(x, 8) && vec_aligned(y, 8))
-    v = 8;
-  else if (n % 4 == 0 && vec_aligned(x, 4) && vec_aligned(y, 4))
-    v = 4;
+  const int v = row_vector_width<kWide>(n, x, y);
   with_width<kWide>(v, [&](auto wc) {
     constexpr int kV = decltype(wc)::value;
     layer_scale_kernel<kV><<<grid_for(ctx, total / kV), kThreads, 0,

@@ -64,11 +64,7 @@ inline void drop_path_impl(const Context &ctx, const TX *x,
   if (batch == 0 || n == 0)
     return;
   constexpr bool kWide = kIsBf16<TX> || kIsBf16<TY>;
-  int v = 1;
-  if (kWide && n % 8 == 0 && vec_aligned(x, 8) && vec_aligned(y, 8))
-    v = 8;
-  else if (n % 4 == 0 && vec_aligned(x, 4) && vec_aligned(y, 4))
-    v = 4;
+  const int v = row_vector_width<kWide>(n, x, y);
   with_width<kWide>(v, [&](auto wc) {
     constexpr int kV = decltype(wc)::value;
     const int64_t nv = n / kV;
