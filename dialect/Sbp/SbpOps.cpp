@@ -1171,7 +1171,7 @@ LogicalResult ConvNextDownsampleOp::verify() {
     return emitOpError("eps must be > 0");
   if (getName().empty())
     return emitOpError("needs a parameter name prefix");
-  return expectShape(*this, "result", shapeOf(getResult()), {(*out)[0], (*out)[1], getOut()});
+  return expectShape(*this, "result", shapeOf(getResult()), {(*out)[0], (*out)[1], static_cast<int64_t>(getOut())});
 }
 
 LogicalResult ConvNextDownsampleOp::verifySymbolUses(SymbolTableCollection &symbols) {
