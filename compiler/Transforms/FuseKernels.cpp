@@ -547,9 +547,11 @@ void planColumnSums(sbpk::FusedOp fused) {
 void outlineAndSort(Block &block, SmallVector<Operation *> ops, StringRef kind, llvm::DenseSet<Operation *> &taken) {
   llvm::sort(ops, [](Operation *a, Operation *b) { return a->isBeforeInBlock(b); });
   taken.insert(ops.begin(), ops.end());
+  // Asked before outlining, which erases the ops.
+  const bool sums = kind == "rowwise" || hasColumnSum(ops);
   sbpk::FusedOp fused =
       outline(ops, kind, kind == "multi_cast" ? std::string("fused_cast_params") : groupName(ops));
-  if (kind == "rowwise" || hasColumnSum(ops))
+  if (sums)
     planColumnSums(fused);
   sortTopologically(&block);
 }
