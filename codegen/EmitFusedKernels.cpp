@@ -83,22 +83,16 @@ bool addsColumnSums(Operation &inner) {
 bool isColumnArg(BlockArgument a) {
   return !a.use_empty() && llvm::all_of(a.getUses(), [](OpOperand &use) {
     auto k = dyn_cast<sbpk::KernelOp>(use.getOwner());
-    if (!k)
-      return false;
-    StringRef c = k.getCallee();
-    return (c == sbpk::kernel::layer_scale && use.getOperandNumber() == 1) ||
-           (c == sbpk::kernel::layer_scale_grad && use.getOperandNumber() == 2);
+    return k && sbpk::columnOperand(k.getCallee()) == int(use.getOperandNumber());
   });
 }
 
 /// The column count of an elementwise group whose members have per-column
 /// operands (sbp-fuse-kernels gives them one), 0 if none has.
 int64_t columnCount(sbpk::FusedOp op) {
-  for (Operation &inner : op.getBlock().without_terminator()) {
-    StringRef c = cast<sbpk::KernelOp>(inner).getCallee();
-    if (c == sbpk::kernel::layer_scale || c == sbpk::kernel::layer_scale_grad)
+  for (Operation &inner : op.getBlock().without_terminator())
+    if (sbpk::columnOperand(cast<sbpk::KernelOp>(inner).getCallee()) >= 0)
       return intAttr(&inner, "n");
-  }
   return 0;
 }
 
@@ -924,17 +918,9 @@ SmallVector<unsigned> sbp::columnSumResults(sbpk::FusedOp op) {
   // bias_grad, dgamma of a layer_scale_grad (as the generators number their
   // accumulators).
   SmallVector<Value> sums;
-  for (Operation &inner : op.getBlock().without_terminator()) {
-    StringRef callee = cast<sbpk::KernelOp>(inner).getCallee();
-    if (callee == sbpk::kernel::layer_norm_grad) {
-      sums.push_back(inner.getResult(1));
-      sums.push_back(inner.getResult(2));
-    }
-    if (callee == sbpk::kernel::bias_grad)
-      sums.push_back(inner.getResult(0));
-    if (callee == sbpk::kernel::layer_scale_grad)
-      sums.push_back(inner.getResult(1));
-  }
+  for (Operation &inner : op.getBlock().without_terminator())
+    for (unsigned r : sbpk::columnSumResultNumbers(cast<sbpk::KernelOp>(inner).getCallee()))
+      sums.push_back(inner.getResult(r));
   SmallVector<unsigned> results;
   auto yielded = op.getBlock().getTerminator()->getOperands();
   for (Value s : sums)

@@ -25,12 +25,6 @@ if config.enable_cuda or (shutil.which("nvidia-smi") and
 if shutil.which("nvcc") or os.path.exists("/usr/local/cuda/bin/nvcc"):
     config.available_features.add("nvcc")
 
-# Reference gradients made with torch + timm elsewhere (make_droppath_fixtures.py), committed
-# separately: the test that reads them runs once they are there.
-if os.path.exists(os.path.join(config.test_source_root, "numerics", "fixtures", "convnext_droppath",
-                               "grads_droppath.safetensors")):
-    config.available_features.add("convnext-droppath-fixture")
-
 # The real dataset, from Debian's dataset-fashion-mnist package.
 fashion = "/usr/share/datasets/fashion-mnist"
 if os.path.isdir(fashion):

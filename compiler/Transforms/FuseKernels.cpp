@@ -76,16 +76,6 @@ bool isParamCast(sbpk::KernelOp k) {
   return k.getCallee() == sbpk::kernel::cast && isa_and_nonnull<sbpk::ParamOp>(k->getOperand(0).getDefiningOp());
 }
 
-/// The operand of a layer scale kernel that holds one value per column
-/// (gamma), if `k` is one: -1 otherwise.
-int columnOperand(sbpk::KernelOp k) {
-  if (k.getCallee() == sbpk::kernel::layer_scale)
-    return 1;
-  if (k.getCallee() == sbpk::kernel::layer_scale_grad)
-    return 2;
-  return -1;
-}
-
 /// Kernels whose every (first) result element depends only on the same
 /// element of each operand (all operands of one element count), and on its
 /// column's value of a per-column operand (layer scale's gamma).
@@ -99,7 +89,7 @@ bool isElementwise(Operation *op) {
   if (!llvm::is_contained(kNames, k.getCallee()))
     return false;
   int64_t n = numel(k->getResult(0));
-  const int column = columnOperand(k);
+  const int column = sbpk::columnOperand(k.getCallee());
   for (auto [i, v] : llvm::enumerate(k->getOperands()))
     if (int(i) == column ? numel(v) != intAttr(k, "n") || n % numel(v) != 0 : numel(v) != n)
       return false;
@@ -116,7 +106,9 @@ bool isColumnSum(Operation *op) {
 /// per-column operand), else 0.
 int64_t columnsOf(Operation *op) {
   auto k = dyn_cast<sbpk::KernelOp>(op);
-  return k && (kernelNamed(op, sbpk::kernel::bias_grad) || columnOperand(k) >= 0) ? intAttr(k, "n") : 0;
+  if (!k || (k.getCallee() != sbpk::kernel::bias_grad && sbpk::columnOperand(k.getCallee()) < 0))
+    return 0;
+  return intAttr(k, "n");
 }
 
 /// The row map of a `gather_rows` / `scatter_add_rows` kernel: the full
@@ -513,12 +505,8 @@ void planColumnSums(sbpk::FusedOp fused) {
       rows = intAttr(k, "rows");
       n = intAttr(k, "n");
     }
-    if (k.getCallee() == sbpk::kernel::layer_norm_grad)
-      sumValues.append({k->getResult(1), k->getResult(2)});
-    if (k.getCallee() == sbpk::kernel::bias_grad)
-      sumValues.push_back(k->getResult(0));
-    if (k.getCallee() == sbpk::kernel::layer_scale_grad)
-      sumValues.push_back(k->getResult(1));
+    for (unsigned r : sbpk::columnSumResultNumbers(k.getCallee()))
+      sumValues.push_back(k->getResult(r));
   }
   // In column slices of n (a wider bias gradient takes several).
   for (Value v : sumValues)

@@ -58,6 +58,31 @@ struct KernelInfo {
 };
 
 /// The row for `name`, or nullptr when no such kernel exists.
+/// The operand of `callee` that holds one value per column (layer scale's
+/// gamma, read at an element's column), -1 if none. The fusion pass and the
+/// fused-kernel emitters both go by it.
+inline int columnOperand(llvm::StringRef callee) {
+  if (callee == kernel::layer_scale)
+    return 1;
+  if (callee == kernel::layer_scale_grad)
+    return 2;
+  return -1;
+}
+
+/// The results of `callee` that are column sums over its rows (dgamma and
+/// dbeta of a LayerNorm gradient, a bias gradient, a layer scale's dgamma),
+/// in result order: what a fusion group's scratch and its sums kernel hold.
+inline llvm::ArrayRef<unsigned> columnSumResultNumbers(llvm::StringRef callee) {
+  static const unsigned kLayerNormGrad[] = {1, 2}, kFirst[] = {0}, kSecond[] = {1};
+  if (callee == kernel::layer_norm_grad)
+    return kLayerNormGrad;
+  if (callee == kernel::bias_grad)
+    return kFirst;
+  if (callee == kernel::layer_scale_grad)
+    return kSecond;
+  return {};
+}
+
 const KernelInfo *lookupKernel(llvm::StringRef name);
 llvm::ArrayRef<KernelInfo> allKernels();
 } // namespace sbpk
