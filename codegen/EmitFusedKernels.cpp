@@ -184,10 +184,10 @@ struct RowMap {
 
 /// Writes zeros to the padded kept rows (the -1 entries past the `valid`
 /// ones, a variable of the generated code) of the results `outputs` of a
-/// group with a row map: a loop on the CPU, a grid-stride loop of 256-thread
-/// blocks on the GPU.
+/// group with a row map: a loop on the CPU, a grid-stride loop over the
+/// blocks of `threads` threads on the GPU.
 void emitPaddedRowZeros(llvm::raw_ostream &os, int64_t batch, ArrayRef<std::pair<size_t, Value>> outputs,
-                        bool cuda) {
+                        bool cuda, int64_t threads = 256) {
   if (outputs.empty())
     return;
   if (!cuda) {
@@ -199,8 +199,8 @@ void emitPaddedRowZeros(llvm::raw_ostream &os, int64_t batch, ArrayRef<std::pair
     return;
   }
   os << "  const int64_t pad = (kK - valid) * int64_t(kN);\n"
-     << "  for (int64_t j = int64_t(blockIdx.x) * 256 + threadIdx.x; j < " << batch
-     << " * pad; j += int64_t(gridDim.x) * 256) {\n"
+     << "  for (int64_t j = int64_t(blockIdx.x) * " << threads << " + threadIdx.x; j < " << batch
+     << " * pad; j += int64_t(gridDim.x) * " << threads << ") {\n"
      << "    const int64_t at = (j / pad * kK + valid) * kN + j % pad;\n";
   for (auto [i, v] : outputs)
     os << "    out" << i << "[at] = sbp::fused::from_float<" << ctype(v) << ">(0.0f);\n";
@@ -379,41 +379,58 @@ LogicalResult FusedEmitter::emitElementwise() {
 /// adds its row slices in order in shared memory (double) and writes one
 /// partial row per chunk to scratch; the chunks are added in order by the
 /// `_sums` kernel or the deferred launch. No atomics: same bits every run.
+/// With a row map the rows are the map's full rows; a value of the kept
+/// domain is read and written at its token's kept row, and a sum of one adds
+/// the kept rows only (a ConvNeXt block's residual add, the gather of its MLP
+/// branch's rows and the layer scale's gradient on them).
 LogicalResult FusedEmitter::emitColumnSumElementwise() {
   Block &body = op.getBlock();
-  if (rowMapOf(op).present())
-    return op.emitOpError("column sums in an elementwise group with a row map");
-  int64_t rows = 0, n = 0;
-  SmallVector<std::pair<Value, std::string>> sums; // bias_grad result, summed expression
+  const RowMap map = rowMapOf(op);
+  auto kept = [&](Value v) { return map.present() && numel(v) == map.keptNumel(); };
+  auto isData = [&](unsigned i) { return int(i) != map.idxArg; };
+  int64_t rows = map.present() ? map.batch * map.tokens : 0, n = map.present() ? map.n : 0;
+  // Column sums: (result, summed expression, whether it sums the kept rows).
+  struct Sum {
+    Value result;
+    std::string expr;
+    bool keptRows;
+  };
+  SmallVector<Sum> sums;
   llvm::DenseMap<Value, std::string> expr;
   for (auto [i, a] : llvm::enumerate(body.getArguments()))
-    expr[a] = "a" + std::to_string(i) + (cuda ? "[v]" : isColumnArg(a) ? "[j]" : "[i]");
+    expr[a] = "a" + std::to_string(i) + (cuda ? "[v]" : isColumnArg(a) ? "[j]" : kept(a) ? "k_" : "[i]");
   std::string stmts, indent = cuda ? "        " : "      ";
   int t = 0;
   for (Operation &inner : body.without_terminator()) {
     auto k = cast<sbpk::KernelOp>(inner);
     if (addsColumnSums(inner)) {
-      if (sums.empty()) {
-        rows = intAttr(k, "rows");
-        n = intAttr(k, "n");
-      } else if (intAttr(k, "n") != n || intAttr(k, "rows") != rows) {
-        return k.emitOpError("sums columns of another shape than the group's other column sums");
+      const int64_t kr = intAttr(k, "rows"), kn = intAttr(k, "n");
+      const bool overKept = map.present() && kr * kn == map.keptNumel();
+      if (map.present() ? kn != n || (kr * kn != rows * n && !overKept) : (!sums.empty() && (kn != n || kr != rows)))
+        return k.emitOpError("sums columns of another shape than the group's rows or its other column sums");
+      if (!map.present())
+        rows = kr, n = kn;
+      if (k.getCallee() == sbpk::kernel::bias_grad) {
+        sums.push_back({k->getResult(0), expr[k->getOperand(0)], overKept});
+        continue;
       }
+      // layer_scale_grad's dgamma: the column sums of dy * x.
+      sums.push_back({k->getResult(1), "(" + expr[k->getOperand(0)] + " * " + expr[k->getOperand(1)] + ")", overKept});
     }
-    if (k.getCallee() == sbpk::kernel::bias_grad) {
-      sums.push_back({k->getResult(0), expr[k->getOperand(0)]});
-      continue;
-    }
-    if (k.getCallee() == sbpk::kernel::layer_scale_grad) // dgamma: the column sums of dy * x
-      sums.push_back({k->getResult(1), "(" + expr[k->getOperand(0)] + " * " + expr[k->getOperand(1)] + ")"});
     SmallVector<std::string> args;
     for (Value v : inner.getOperands())
       args.push_back(expr[v]);
-    FailureOr<std::string> e = scalarExpr(k, args);
-    if (failed(e))
+    std::string e;
+    if (k.getCallee() == sbpk::kernel::gather_rows) // the kept rows: the value itself, stored at ki
+      e = args[0];
+    else if (k.getCallee() == sbpk::kernel::scatter_add_rows) // kept rows added to their tokens
+      e = "(" + args[0] + " + (kept ? " + args[1] + " : 0.0f))";
+    else if (FailureOr<std::string> s = scalarExpr(k, args); succeeded(s))
+      e = *s;
+    else
       return inner.emitOpError("is not an elementwise kernel");
     std::string id = "t" + std::to_string(t++);
-    stmts += indent + "const float " + id + " = " + *e + ";\n";
+    stmts += indent + "const float " + id + " = " + e + ";\n";
     expr[inner.getResult(0)] = id;
   }
   const int64_t chunks = intAttr(op, "chunks"), nsums = int64_t(sums.size());
@@ -421,36 +438,64 @@ LogicalResult FusedEmitter::emitColumnSumElementwise() {
   SmallVector<int> sumIndex(yielded.size(), -1);
   for (auto [i, v] : llvm::enumerate(yielded))
     for (auto [s, sum] : llvm::enumerate(sums))
-      if (sum.first == v)
+      if (sum.result == v)
         sumIndex[i] = int(s);
   for (auto [i, a] : llvm::enumerate(body.getArguments()))
-    if (isColumnArg(a) ? numel(a) != n : numel(a) != rows * n)
+    if (isData(i) && (isColumnArg(a) ? numel(a) != n : numel(a) != rows * n && !kept(a)))
       return op.emitOpError("operand ") << i << " is not of the " << rows << " x " << n << " elements of its column sums";
+  // Kept-domain row results: stored at the kept row; padded kept rows zeroed.
+  SmallVector<std::pair<size_t, Value>> keptResults;
+  for (auto [i, v] : llvm::enumerate(yielded))
+    if (sumIndex[i] < 0 && kept(v))
+      keptResults.push_back({i, v});
+  auto summand = [&](const Sum &sum) { return sum.keptRows ? "(kept ? " + sum.expr + " : 0.0f)" : sum.expr; };
+  // Only kept rows to write and sum: the rows of dropped tokens need not be read.
+  bool onlyKept = map.present() && llvm::all_of(sums, [](const Sum &s) { return s.keptRows; });
+  for (auto [i, v] : llvm::enumerate(yielded))
+    onlyKept &= sumIndex[i] >= 0 || kept(v);
 
   if (!cuda) {
     os << "void " << name << "(" << hostParams(true) << ") {\n"
        << "  constexpr int64_t kRows = " << rows << ", kN = " << n << ", kChunks = " << chunks
        << ", kSums = " << nsums << ", kPer = (kRows + kChunks - 1) / kChunks;\n";
     for (auto [i, v] : llvm::enumerate(op.getInputs()))
-      os << "  const float *a" << i << " = in" << i << ";\n";
+      if (isData(i))
+        os << "  const float *a" << i << " = in" << i << ";\n";
+    if (map.present())
+      os << "  constexpr int64_t kT = " << map.tokens << ", kK = " << map.kept << ";\n"
+         << "  const std::vector<int32_t> inv = sbp::fused::keep_map(in" << map.idxArg << ", kK, kT);\n"
+         << (keptResults.empty() ? "" : "  const int64_t valid = sbp::fused::valid_count(in" + std::to_string(map.idxArg) + ", kK, kT);\n");
     os << "#pragma omp parallel for schedule(static)\n"
        << "  for (int64_t chunk = 0; chunk < kChunks; ++chunk) {\n"
        << "    double *acc = scratch + chunk * kSums * kN;\n"
        << "    for (int64_t j = 0; j < kSums * kN; ++j) acc[j] = 0.0;\n"
-       << "    for (int64_t r = chunk * kPer; r < std::min(kRows, (chunk + 1) * kPer); ++r)\n"
-       << "    for (int64_t j = 0; j < kN; ++j) {\n      const int64_t i = r * kN + j;\n"
-       << stmts;
+       << "    for (int64_t r = chunk * kPer; r < std::min(kRows, (chunk + 1) * kPer); ++r) {\n";
+    if (map.present())
+      os << "    const int32_t kr = inv[size_t(r % kT)];\n    const bool kept = kr >= 0;\n"
+         << (onlyKept ? "    if (!kept)\n      continue;\n" : "")
+         << "    const int64_t krow = ((r / kT) * kK + kr) * kN;\n";
+    os << "    for (int64_t j = 0; j < kN; ++j) {\n      const int64_t i = r * kN + j;\n";
+    if (map.present()) {
+      os << "      const int64_t ki = krow + j;\n";
+      for (auto [i, a] : llvm::enumerate(body.getArguments()))
+        if (isData(i) && kept(a))
+          os << "      const float a" << i << "k_ = kept ? a" << i << "[ki] : 0.0f;\n";
+    }
+    os << stmts;
     for (auto [i, v] : llvm::enumerate(yielded))
       if (sumIndex[i] < 0)
-        os << "      out" << i << "[i] = " << expr[v] << ";\n";
+        os << (kept(v) ? "      if (kept) out" : "      out") << i << (kept(v) ? "[ki] = " : "[i] = ") << expr[v]
+           << ";\n";
     for (auto [s, sum] : llvm::enumerate(sums))
-      os << "      acc[" << s << " * kN + j] += " << sum.second << ";\n";
-    os << "    }\n  }\n  for (int64_t j = 0; j < kN; ++j) {\n";
+      os << "      acc[" << s << " * kN + j] += " << summand(sum) << ";\n";
+    os << "    }\n    }\n  }\n  for (int64_t j = 0; j < kN; ++j) {\n";
     for (auto [i, v] : llvm::enumerate(yielded))
       if (sumIndex[i] >= 0)
         os << "    { double s = 0.0; for (int64_t c = 0; c < kChunks; ++c) s += scratch[(c * kSums + " << sumIndex[i]
            << ") * kN + j]; out" << i << "[j] = float(s); }\n";
-    os << "  }\n}\n\n";
+    os << "  }\n";
+    emitPaddedRowZeros(os, map.batch, keptResults, false);
+    os << "}\n\n";
     return success();
   }
 
@@ -459,7 +504,7 @@ LogicalResult FusedEmitter::emitColumnSumElementwise() {
   for (auto [i, v] : llvm::enumerate(op.getResults()))
     aligned &= sumIndex[i] >= 0 || inArena(v);
   for (auto [i, v] : llvm::enumerate(op.getInputs()))
-    aligned &= isColumnArg(body.getArgument(i)) || inArena(v);
+    aligned &= !isData(i) || isColumnArg(body.getArgument(i)) || inArena(v);
   int vec = 1;
   for (int v : {8, 4, 2})
     if (aligned && n % v == 0) {
@@ -492,18 +537,35 @@ LogicalResult FusedEmitter::emitColumnSumElementwise() {
      << "  constexpr int kN = " << n << ", kV = " << vec << ", kNV = kN / kV, kLanes = " << lanes
      << ", kSub = " << sub << ", kCV = (kNV + kLanes - 1) / kLanes, kSums = " << nsums << ";\n"
      << "  const int lane = threadIdx.x % kLanes, sub = threadIdx.x / kLanes;\n"
-     << "  const int64_t r0 = int64_t(blockIdx.x) * kPer, r1 = r0 + kPer < kRows ? r0 + kPer : kRows;\n"
-     << "  float acc[kSums][kCV][kV] = {};\n"
-     << "  for (int64_t r = r0 + sub; r < r1; r += kSub) {\n"
-     << "#pragma unroll\n    for (int cv = 0; cv < kCV; ++cv) {\n"
+     << "  const int64_t r0 = int64_t(blockIdx.x) * kPer, r1 = r0 + kPer < kRows ? r0 + kPer : kRows;\n";
+  if (map.present())
+    os << "  constexpr int kT = " << map.tokens << ", kK = " << map.kept << ";\n"
+       << "  __shared__ int inv[kT];\n"
+       << "  " << (keptResults.empty() ? "" : "const int valid = ") << "sbp::fused::keep_map(in" << map.idxArg
+       << ", kK, kT, inv);\n";
+  os << "  float acc[kSums][kCV][kV] = {};\n"
+     << "  for (int64_t r = r0 + sub; r < r1; r += kSub) {\n";
+  if (map.present())
+    os << "    const int kr = inv[r % kT];\n    const bool kept = kr >= 0;\n"
+       << (onlyKept ? "    if (!kept)\n      continue;\n" : "")
+       << "    const int64_t krow = ((r / kT) * kK + kr) * int64_t(kN);\n";
+  os << "#pragma unroll\n    for (int cv = 0; cv < kCV; ++cv) {\n"
      << "      const int col = lane + cv * kLanes;\n      if (col >= kNV)\n        break;\n"
      << "      const int64_t i = r * kN + int64_t(col) * kV;\n";
-  for (auto [i, a] : llvm::enumerate(body.getArguments()))
+  if (map.present())
+    os << "      const int64_t ki = krow + int64_t(col) * kV;\n";
+  for (auto [i, a] : llvm::enumerate(body.getArguments())) {
+    if (!isData(i))
+      continue;
     if (isColumnArg(a)) // a parameter: element by element
       os << "      float a" << i << "[kV];\n#pragma unroll\n      for (int v = 0; v < kV; ++v)\n        a" << i
          << "[v] = in" << i << "[col * kV + v];\n";
+    else if (kept(a))
+      os << "      float a" << i << "[kV];\n      sbp::fused::load_if<kV>(kept, in" << i << " + (kept ? ki : 0), a" << i
+         << ");\n";
     else
       os << "      float a" << i << "[kV];\n      sbp::fused::load<kV>(in" << i << " + i, a" << i << ");\n";
+  }
   if (!rowResults.empty())
     os << "      float res[" << yielded.size() << "][kV];\n";
   os << "#pragma unroll\n      for (int v = 0; v < kV; ++v) {\n" << stmts;
@@ -511,11 +573,12 @@ LogicalResult FusedEmitter::emitColumnSumElementwise() {
     if (sumIndex[i] < 0)
       os << "        res[" << i << "][v] = " << expr[v] << ";\n";
   for (auto [s, sum] : llvm::enumerate(sums))
-    os << "        acc[" << s << "][cv][v] += " << sum.second << ";\n";
+    os << "        acc[" << s << "][cv][v] += " << summand(sum) << ";\n";
   os << "      }\n";
   for (auto [i, v] : llvm::enumerate(yielded))
     if (sumIndex[i] < 0)
-      os << "      sbp::fused::store<kV>(out" << i << " + i, res[" << i << "]);\n";
+      os << (kept(v) ? "      if (kept)\n        sbp::fused::store<kV>(out" : "      sbp::fused::store<kV>(out") << i
+         << (kept(v) ? " + ki, res[" : " + i, res[") << i << "]);\n";
   os << "    }\n  }\n"
      << "  // The block's column sums: its row slices added in order, in double.\n"
      << "  __shared__ double sh[kSums * kN];\n"
@@ -528,7 +591,9 @@ LogicalResult FusedEmitter::emitColumnSumElementwise() {
      << "            d = (w ? d : 0.0) + double(acc[s][cv][v]);\n          }\n        }\n      }\n    }\n"
      << "    __syncthreads();\n  }\n"
      << "  for (int j = threadIdx.x; j < kSums * kN; j += " << threads << ")\n"
-     << "    partial[int64_t(blockIdx.x) * kSums * kN + j] = sh[j];\n}\n\n";
+     << "    partial[int64_t(blockIdx.x) * kSums * kN + j] = sh[j];\n";
+  emitPaddedRowZeros(os, map.batch, keptResults, true, threads);
+  os << "}\n\n";
   emitSumsKernel(nsums, n, chunks);
   os << "void " << name << "(" << hostParams(true) << ") {\n"
      << "  " << name << "_kernel<<<" << chunks << ", " << threads << ", 0, ctx.stream>>>(" << llvm::join(largs, ", ")

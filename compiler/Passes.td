@@ -108,13 +108,19 @@ def SbpLowerToKernels : Pass<"sbp-lower-to-kernels", "::mlir::ModuleOp"> {
 }
 
 def SbpFuseEpilogues : Pass<"sbp-fuse-epilogues", "::mlir::ModuleOp"> {
-  let summary = "Fold bias adds and residual adds into the GEMM that produces their input";
+  let summary = "Fold bias and residual adds into GEMMs, SBP row scatters into depth-wise conv gradients";
   let description = [{
     `sbpk.gemm` followed by a `bias_add` kernel that is its only reader becomes
     one `gemm_bias` kernel (cuBLASLt's bias epilogue); when the biased result
     only feeds an `add`, that residual add folds in too (`gemm_bias_residual`,
     C = A B + bias + x through beta = 1). Each fold saves a full read and write
     of the activation.
+
+    A `scatter_rows` whose only readers are the dy operands of
+    `dwconv_grad_input` / `dwconv_grad_weight` (a ConvNeXt block's SBP branch
+    gradient) folds into them: they become `dwconv_grad_input_rows` /
+    `dwconv_grad_weight_rows`, reading the kept rows through the keep indices,
+    and the full zero-filled gradient is never written.
   }];
 }
 

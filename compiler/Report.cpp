@@ -51,7 +51,9 @@ static double flopsOf(Operation *op) {
     return 2.0 * size("m") * size("n") * size("k");
   }
   const sbpk::KernelInfo *info = sbpk::lookupKernel(k.getCallee());
-  Value v = k->getNumOperands() ? k->getOperand(0) : k->getResult(0);
+  // dx of a depth-wise conv is dense even when dy comes as its kept rows.
+  bool perResult = !k->getNumOperands() || k.getCallee() == sbpk::kernel::dwconv_grad_input_rows;
+  Value v = perResult ? k->getResult(0) : k->getOperand(0);
   return info->flopsPerElement * cast<RankedTensorType>(v.getType()).getNumElements();
 }
 

@@ -1,4 +1,4 @@
-//===- FuseEpilogues.cpp - GEMM + bias (+ residual) as one GEMM -----------===//
+//===- FuseEpilogues.cpp - fold neighbours into library kernels ----------===//
 //
 // A linear layer lowers to `sbpk.gemm` then a `bias_add` kernel, and in a
 // residual block the result is added to the stream right away. Each of those
@@ -11,6 +11,19 @@
 // when the intermediate results have no other reader. (cuBLASLt's GELU
 // epilogue is the tanh approximation, not the exact GELU the models use, so
 // activations stay separate kernels.)
+//
+// The same on the other side of a kernel: in a ConvNeXt block under SBP the
+// MLP branch's input gradient exists on the kept rows only, and a
+// `scatter_rows` writes it out in full (zeros elsewhere) for the depth-wise
+// convolution's backward. When the convolution's two gradient kernels are the
+// scatter's only readers they become their `_rows` forms, which read the kept
+// rows through the keep indices:
+//
+//   scatter_rows(dk, idx) -> dwconv_grad_input / dwconv_grad_weight
+//       becomes  dwconv_grad_input_rows(dk, idx, w) / dwconv_grad_weight_rows(dk, idx, x)
+//
+// so the full zero-filled gradient is never written nor read, and the weight
+// gradient skips the dropped positions.
 //
 //===----------------------------------------------------------------------===//
 #include "Passes.h"
@@ -71,12 +84,61 @@ void fuse(sbpk::GemmOp gemm) {
   gemm->erase();
 }
 
+int64_t sizeAttr(Operation *op, StringRef name) {
+  auto a = op->getAttrOfType<IntegerAttr>(name);
+  return a ? a.getInt() : -1;
+}
+
+/// The `_rows` form of a depth-wise convolution gradient reading `use` as
+/// its dy, if that is where a scatter of `scatter`'s rows can fold.
+StringRef rowsFormOf(OpOperand &use, sbpk::KernelOp scatter) {
+  auto k = dyn_cast<sbpk::KernelOp>(use.getOwner());
+  if (!k || use.getOperandNumber() != 0)
+    return {};
+  StringRef rows;
+  if (k.getCallee() == sbpk::kernel::dwconv_grad_input)
+    rows = sbpk::kernel::dwconv_grad_input_rows;
+  else if (k.getCallee() == sbpk::kernel::dwconv_grad_weight)
+    rows = sbpk::kernel::dwconv_grad_weight_rows;
+  // The scattered rows are the convolution's positions, of its channels.
+  bool sameShape = sizeAttr(k, "batch") == sizeAttr(scatter, "batch") &&
+                   sizeAttr(k, "height") * sizeAttr(k, "width") == sizeAttr(scatter, "tokens") &&
+                   sizeAttr(k, "channels") == sizeAttr(scatter, "n");
+  return sameShape ? rows : StringRef();
+}
+
+void foldScatterIntoDwConvGrads(sbpk::KernelOp scatter) {
+  Value full = scatter->getResult(0);
+  if (full.use_empty() || !llvm::all_of(full.getUses(), [&](OpOperand &u) { return !rowsFormOf(u, scatter).empty(); }))
+    return;
+  Value rows = scatter->getOperand(0), idx = scatter->getOperand(1);
+  for (OpOperand &use : llvm::make_early_inc_range(full.getUses())) {
+    auto k = cast<sbpk::KernelOp>(use.getOwner());
+    OpBuilder b(k);
+    auto fused = b.create<sbpk::KernelOp>(k.getLoc(), k->getResultTypes(), b.getStringAttr(rowsFormOf(use, scatter)),
+                                          ValueRange{rows, idx, k->getOperand(1)});
+    for (NamedAttribute a : k->getAttrs())
+      if (a.getName() != "callee")
+        fused->setAttr(a.getName(), a.getValue());
+    fused->setAttr("kept", scatter->getAttr("kept"));
+    k->replaceAllUsesWith(fused->getResults());
+    k->erase();
+  }
+  scatter->erase();
+}
+
 struct FuseEpiloguesPass : sbp::impl::SbpFuseEpiloguesBase<FuseEpiloguesPass> {
   void runOnOperation() override {
     for (sbpk::GraphOp graph : getOperation().getOps<sbpk::GraphOp>()) {
       SmallVector<sbpk::GemmOp> gemms(graph.getBlock().getOps<sbpk::GemmOp>());
       for (sbpk::GemmOp g : gemms)
         fuse(g);
+      SmallVector<sbpk::KernelOp> scatters;
+      for (sbpk::KernelOp k : graph.getBlock().getOps<sbpk::KernelOp>())
+        if (k.getCallee() == sbpk::kernel::scatter_rows)
+          scatters.push_back(k);
+      for (sbpk::KernelOp k : scatters)
+        foldScatterIntoDwConvGrads(k);
     }
   }
 };

@@ -27,8 +27,10 @@
 //     all of one index list; the kernel then runs over the full rows and
 //     writes the kept domain at each kept token's row. In a backward that is
 //     the scatter of a branch's gradient into the residual stream, the
-//     gather of the next branch's rows and both bf16 copies in one pass.
-//     Kind `elementwise`.
+//     gather of the next branch's rows and both bf16 copies in one pass; in
+//     a ConvNeXt block's, the residual add, the gather of the MLP branch's
+//     rows and its layer scale's gradient with the column sums over the kept
+//     rows (dgamma, fc2's bias gradient). Kind `elementwise`.
 //  3. The float32 -> bf16 copies of the parameters: one `multi_cast` group.
 //  4. Bias gradients no group took (their dy comes from a library kernel:
 //     qkv from the attention backward, the head from the loss gradient, the
@@ -349,6 +351,20 @@ std::optional<KeptRows> groupRows(ArrayRef<Operation *> group) {
   return std::nullopt;
 }
 
+/// Whether a column sum over `elements` values of `n` columns, the
+/// `sumsBefore`+1-th of its group, fits a group with the row map `rows`: it
+/// sums the full rows or the kept rows of the map (the kernel then runs over
+/// the full rows and adds a kept value at its token's kept row), and the
+/// map's inverse (an int per token) fits in shared memory beside the sums.
+bool sumFitsRowMap(const KeptRows &rows, int64_t elements, int64_t n, int64_t sumsBefore) {
+  constexpr int64_t kSharedBytes = 46 * 1024;
+  return (elements == rows.fullNumel() || elements == rows.keptNumel()) && n == rows.n &&
+         rows.tokens * int64_t(sizeof(int32_t)) + (sumsBefore + 1) * n * int64_t(sizeof(double)) <= kSharedBytes;
+}
+
+/// The elements a column-sum member sums: its rows x n.
+int64_t summedElements(Operation *op) { return intAttr(op, "rows") * intAttr(op, "n"); }
+
 /// The element count a group runs over: a row map's full rows, else the
 /// seed's result.
 int64_t fullNumel(Operation *seed) {
@@ -370,19 +386,26 @@ SmallVector<Operation *> elementwiseGroup(Operation *seed, const llvm::DenseSet<
     if (!op || taken.contains(op) || llvm::is_contained(group, op) || op->getBlock() != seed->getBlock() ||
         op->hasAttr("bwd") != seed->hasAttr("bwd"))
       return false;
-    if (std::optional<KeptRows> r = keptRowsOf(op))
-      return r->fullNumel() == n && (!rows || *rows == *r) && !hasColumnSum(group) &&
-             (!groupColumns(group) || groupColumns(group) == r->n);
+    if (std::optional<KeptRows> r = keptRowsOf(op)) {
+      // The group's column sums must fit the map (sums over full or kept rows).
+      int64_t sumsBefore = 0;
+      for (Operation *m : group)
+        if (isColumnSum(m) && !sumFitsRowMap(*r, summedElements(m), intAttr(m, "n"), sumsBefore++))
+          return false;
+      return r->fullNumel() == n && (!rows || *rows == *r) && (!groupColumns(group) || groupColumns(group) == r->n);
+    }
     // Members with a column structure share one column count (the sums'
     // layout, the column of an element); with a row map, the map's.
     if (int64_t c = columnsOf(op); c && ((groupColumns(group) && groupColumns(group) != c) || (rows && rows->n != c)))
       return false;
     // Column sums (a bias gradient of a member's result, a layer scale's
-    // gradient): rows x n = the group's elements, not with a row map (the
-    // kernel's rows are then tokens, not dy's rows).
+    // gradient): rows x n = the group's elements, or with a row map its full
+    // or kept rows.
     if (isColumnSum(op)) {
       auto k = cast<sbpk::KernelOp>(op);
-      if (rows || intAttr(k, "rows") * intAttr(k, "n") != n || !sumsFit(1 + llvm::count_if(group, isColumnSum), intAttr(k, "n")))
+      const int64_t sumsBefore = llvm::count_if(group, isColumnSum);
+      if (rows ? !sumFitsRowMap(*rows, summedElements(k), intAttr(k, "n"), sumsBefore)
+               : summedElements(k) != n || !sumsFit(1 + sumsBefore, intAttr(k, "n")))
         return false;
       if (kernelNamed(op, sbpk::kernel::bias_grad))
         return llvm::is_contained(group, k->getOperand(0).getDefiningOp());
@@ -508,6 +531,10 @@ void planColumnSums(sbpk::FusedOp fused) {
     for (unsigned r : sbpk::columnSumResultNumbers(k.getCallee()))
       sumValues.push_back(k->getResult(r));
   }
+  // With a row map the kernel runs over the map's full rows.
+  for (Operation &op : fused.getBlock())
+    if (std::optional<KeptRows> r = keptRowsOf(&op))
+      rows = r->batch * r->tokens;
   // In column slices of n (a wider bias gradient takes several).
   for (Value v : sumValues)
     sums += numel(v) / std::max<int64_t>(n, 1);

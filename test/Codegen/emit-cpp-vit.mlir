@@ -40,17 +40,23 @@
 // blocks.1's attention backward: the projection's dX on B * K = 36 rows, its
 // dW over all 68, the compact map gradient on T = K = 9 rows, the qkv
 // projection's dX and dW on 36 rows.
+// The projection's bias gradient, over all 68 rows, is summed by the group
+// that adds the MLP branch's gradient into the stream and gathers the kept
+// rows for the attention backward.
+// ROWS:        float *{{.*}}gradient of blocks.1.attn.proj.bias
+// ROWS:        fused_scatter_add_rows_bias_grad_gather_rows_{{[0-9]+}}({{.*}});  // backward, blocks.1.mlp
 // ROWS:        sbp::cpu::gemm(false, false, 36, 24, 24, {{.*}});  // backward, blocks.1.attn
 // ROWS-NEXT:   float *{{.*}}gradient of blocks.1.attn.proj.weight
-// ROWS-NEXT:   float *{{.*}}gradient of blocks.1.attn.proj.bias
-// ROWS-NEXT:   sbp::cpu::gemm_bgrad(true, false, 24, 24, 68, {{.*}});  // backward, blocks.1.attn
+// ROWS-NEXT:   sbp::cpu::gemm(true, false, 24, 24, 68, {{.*}});  // backward, blocks.1.attn
 // ROWS:        sbp::cpu::attention_bwd(v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr);  // backward, blocks.1.attn
 // ROWS:        sbp::cpu::gemm(false, false, 36, 24, 72, {{.*}});  // backward, blocks.1.attn
 // qkv's bias gradient (dqkv from the attention backward, on the kept rows)
 // is summed by norm1's backward group, as 3 column slices of 24.
 // ROWS:        fused_bias_grad_layer_norm_layer_norm_grad_{{[0-9]+}}({{.*}});  // backward, blocks.1.attn
 // ROWS:        sbp::cpu::gemm(true, false, 72, 24, 36, {{.*}});  // backward, blocks.1.attn
-// ROWS:        fused_scatter_add_rows_gather_rows_{{[0-9]+}}(v{{[0-9]+}}, v{{[0-9]+}}, [[K]], v{{[0-9]+}}, v{{[0-9]+}});  // backward, blocks.1.attn
+// The attention branch's gradient into the stream, the kept rows of the
+// next branch's dy and their column sums (blocks.0's fc2 bias gradient).
+// ROWS:        fused_scatter_add_rows_gather_rows_bias_grad_{{[0-9]+}}(v{{[0-9]+}}, v{{[0-9]+}}, [[K]], v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, {{.*}});  // backward, blocks.1.attn
 // blocks.0 reads the qkv and lse rows saved in the forward.
 // ROWS:        sbp::cpu::attention_bwd([[QKV0K]], v{{[0-9]+}}, [[LSE0K]], v{{[0-9]+}}, v{{[0-9]+}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr);  // backward, blocks.0.attn
 // ROWS:        float *[[DCLS:v[0-9]+]] = a->grads + 1184;  // gradient of cls_token

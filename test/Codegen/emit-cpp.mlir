@@ -66,8 +66,11 @@
 // CHECK-NEXT: //     kernel:patchify    tensor<8x16x49xf32>    [25088, 50176)
 // CHECK:      //     fused              tensor<8x8x16xf32>     [{{[0-9]+}}, {{[0-9]+}})
 // CHECK:      //     kernel:softmax_xent_grad tensor<8x10xf32> {{ *}}[{{[0-9]+}}, {{[0-9]+}})
-// CHECK:      //     kernel:gather_rows tensor<8x8x16xf32>     [{{[0-9]+}}, {{[0-9]+}})
-// CHECK:      //     kernel:scatter_add_rows tensor<8x16x16xf32> {{ *}}[{{[0-9]+}}, {{[0-9]+}})
+// The backward's row gathers and scatters are in generated groups (with the
+// bias gradients of the rows they write).
+// CHECK-NOT:  kernel:gather_rows
+// CHECK-NOT:  kernel:scatter_add_rows
+// CHECK:      //     fused              tensor<8x16x16xf32>    [{{[0-9]+}}, {{[0-9]+}})
 // CHECK:      //   @eval: arena [[EVAL_ARENA:[0-9]+]] bytes
 // CHECK-NOT:  gather_rows
 // CHECK:      #include <sbp/cpu_kernels.h>
@@ -86,8 +89,10 @@
 // CHECK:        sbp::cpu::gemm_bias(false, true, 128, 16, 32, {{v[0-9]+}}, 32, {{v[0-9]+}}, 32, {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, 16);{{$}}
 // CHECK:        sbp::cpu::softmax_xent(
 //
-// blocks.1.mlp: the kept rows of the gradient, then GEMMs on 64 rows.
-// CHECK:        sbp::cpu::gather_rows({{v[0-9]+}}, [[KEEP]], [[G1:v[0-9]+]], 8, 16, 8, 16);  // backward, blocks.1.mlp
+// blocks.1.mlp: the kept rows of the gradient and their column sums (fc2's
+// bias gradient) in one loop over the kept rows, then GEMMs on 64 rows.
+// CHECK:        float *[[DB1:v[0-9]+]] = a->grads + 3248;  // gradient of blocks.1.mlp.fc2.bias
+// CHECK-NEXT:   fused_gather_rows_bias_grad_{{[0-9]+}}({{v[0-9]+}}, [[KEEP]], [[G1:v[0-9]+]], [[DB1]], reinterpret_cast<double *>(arena + {{[0-9]+}}));  // backward, blocks.1.mlp
 // CHECK-NEXT:   float *[[DA1:v[0-9]+]] = reinterpret_cast<float *>(arena + {{[0-9]+}});  // tensor<8x8x32xf32>
 // CHECK-NEXT:   sbp::cpu::gemm(false, false, 64, 32, 16, 1.000000e+00f, [[G1]], 16, {{v[0-9]+}}, 32, 0.000000e+00f, [[DA1]], 32);  // backward, blocks.1.mlp
 // The hidden activation is recomputed on the kept rows from the saved ReLU
@@ -97,11 +102,8 @@
 // fc1's bias gradient is the column sum of the ReLU gradient, in its loop.
 // CHECK-NEXT:   float *[[DB0:v[0-9]+]] = a->grads + 2704;  // gradient of blocks.1.mlp.fc1.bias
 // CHECK-NEXT:   fused_relu_relu_grad_bias_grad_{{[0-9]+}}([[H1:v[0-9]+]], [[DA1]], [[A1]], [[DH1]], [[DB0]], reinterpret_cast<double *>(arena + {{[0-9]+}}));  // backward, blocks.1.mlp
-// fc2's dy is the gathered kept rows (a library gather, no group): its bias
-// gradient comes with the weight gradient (gemm_bgrad).
 // CHECK-NEXT:   float *[[DW1:v[0-9]+]] = a->grads + 2736;  // gradient of blocks.1.mlp.fc2.weight
-// CHECK-NEXT:   float *[[DB1:v[0-9]+]] = a->grads + 3248;  // gradient of blocks.1.mlp.fc2.bias
-// CHECK-NEXT:   sbp::cpu::gemm_bgrad(true, false, 16, 32, 64, [[G1]], 16, [[A1]], 32, [[DW1]], 32, [[DB1]]);  // backward, blocks.1.mlp
+// CHECK-NEXT:   sbp::cpu::gemm(true, false, 16, 32, 64, 1.000000e+00f, [[G1]], 16, [[A1]], 32, 0.000000e+00f, [[DW1]], 32);  // backward, blocks.1.mlp
 // CHECK:        sbp::cpu::gemm(false, false, 64, 16, 32, {{.*}}, [[DH1]], 32, {{.*}});  // backward, blocks.1.mlp
 // The normalised input is recomputed from the saved kept rows of the branch
 // input in the same pass as the LayerNorm gradient.
@@ -111,21 +113,25 @@
 // CHECK-NEXT:   float *{{v[0-9]+}} = a->grads + 2176;  // gradient of blocks.1.norm.bias
 // CHECK-NEXT:   fused_layer_norm_layer_norm_grad_{{[0-9]+}}({{.*}}, [[N1]], [[DX1]], {{.*}}, reinterpret_cast<double *>(arena + {{[0-9]+}}));  // backward, blocks.1.mlp
 // CHECK:        sbp::cpu::gemm(true, false, 32, 16, 64, 1.000000e+00f, [[DH1]], 32, [[N1]], 16, {{.*}});  // backward, blocks.1.mlp
-// The branch gradient added back into the residual stream's rows and the
-// kept rows of the sum for blocks.0.mlp, in one pass (a row-map group).
-// CHECK:        fused_scatter_add_rows_gather_rows_{{[0-9]+}}({{v[0-9]+}}, [[DX1]], [[KEEP]], {{v[0-9]+}}, {{v[0-9]+}});  // backward, blocks.1.mlp
+// The branch gradient added back into the residual stream's rows, the kept
+// rows of the sum for blocks.0.mlp and their column sums (its fc2 bias
+// gradient), in one pass (a row-map group).
+// CHECK:        fused_scatter_add_rows_gather_rows_bias_grad_{{[0-9]+}}({{v[0-9]+}}, [[DX1]], [[KEEP]], {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, reinterpret_cast<double *>(arena + {{[0-9]+}}));  // backward, blocks.1.mlp
 //
 // blocks.0.mlp, the same with GELU.
 // CHECK:        sbp::cpu::gemm(false, false, 64, 32, 16, {{.*}});  // backward, blocks.0.mlp
 // CHECK:        fused_gelu_gelu_grad_bias_grad_{{[0-9]+}}(
-// CHECK:        sbp::cpu::gemm_bgrad(true, false, 16, 32, 64, {{.*}});  // backward, blocks.0.mlp
+// CHECK:        sbp::cpu::gemm(true, false, 16, 32, 64, {{.*}});  // backward, blocks.0.mlp
 // CHECK:        fused_layer_norm_layer_norm_grad_{{[0-9]+}}(
 // CHECK:        sbp::cpu::gemm(true, false, 32, 16, 64, {{.*}});  // backward, blocks.0.mlp
 //
-// The patch embedding's weight gradient is outside the regions: 128 rows.
+// The patch embedding's gradients are outside the regions, over 128 rows:
+// its bias gradient is the column sum of the residual stream's gradient,
+// summed where blocks.0's branch gradient is added back into it.
+// CHECK:        float *[[DPB:v[0-9]+]] = a->grads + 784;  // gradient of patch_embed.bias
+// CHECK-NEXT:   fused_scatter_add_rows_bias_grad_{{[0-9]+}}({{v[0-9]+}}, {{v[0-9]+}}, [[KEEP]], [[DPE_DY:v[0-9]+]], [[DPB]], {{.*}});  // backward, blocks.0.mlp
 // CHECK:        float *[[DPE:v[0-9]+]] = a->grads + 0;  // gradient of patch_embed.weight
-// CHECK-NEXT:   float *[[DPB:v[0-9]+]] = a->grads + 784;  // gradient of patch_embed.bias
-// CHECK-NEXT:   sbp::cpu::gemm_bgrad(true, false, 16, 49, 128, {{v[0-9]+}}, 16, {{v[0-9]+}}, 49, [[DPE]], 49, [[DPB]]);
+// CHECK-NEXT:   sbp::cpu::gemm(true, false, 16, 49, 128, 1.000000e+00f, [[DPE_DY]], 16, {{v[0-9]+}}, 49, 0.000000e+00f, [[DPE]], 49);
 // CHECK-NEXT:   *a->loss = {{v[0-9]+}}[0];
 // CHECK-NEXT:   return 0;
 // CHECK-NEXT: }

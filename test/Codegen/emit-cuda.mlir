@@ -21,12 +21,16 @@
 // CHECK:        fused_gather_rows_layer_norm_{{[0-9]+}}(ctx, v{{[0-9]+}}, v0, {{.*}});  // blocks.0.mlp
 // Loss and its gradient in one kernel.
 // CHECK:        sbp::cuda::softmax_xent(ctx, {{.*}}, 8, 10, 1.0f);
-// Pruned backward of blocks.1.mlp: dX = dY W with M = 64, dW = dY^T X with K = 64.
+// Pruned backward of blocks.1.mlp: the kept rows of fc2's dy and their
+// column sums (fc2's bias gradient) in one generated kernel, then dX = dY W
+// with M = 64, dW = dY^T X with K = 64.
+// CHECK:        fused_gather_rows_bias_grad_{{[0-9]+}}(ctx, v{{[0-9]+}}, v0, {{.*}});  // backward, blocks.1.mlp
 // CHECK:        sbp::cuda::gemm(ctx, false, false, 64, 32, 16, {{.*}});  // backward, blocks.1.mlp
-// CHECK:        sbp::cuda::gemm_bgrad(ctx, true, false, 16, 32, 64, {{.*}});  // backward, blocks.1.mlp
-// The scatter into the residual stream and the next branch's kept rows: one
-// generated kernel over the full rows, its inverse keep map in shared memory.
-// CHECK:        fused_scatter_add_rows_gather_rows_{{[0-9]+}}(ctx, {{.*}}, v0, {{.*}});  // backward, blocks.1.mlp
+// CHECK:        sbp::cuda::gemm(ctx, true, false, 16, 32, 64, {{.*}});  // backward, blocks.1.mlp
+// The scatter into the residual stream, the next branch's kept rows and
+// their column sums (its fc2 bias gradient): one generated kernel over the
+// full rows, its inverse keep map in shared memory.
+// CHECK:        fused_scatter_add_rows_gather_rows_bias_grad_{{[0-9]+}}(ctx, {{.*}}, v0, {{.*}});  // backward, blocks.1.mlp
 // CHECK:        sbp::cuda::copy(ctx, v{{[0-9]+}}, a->loss, 1);
 // The column sums (LayerNorm dgamma/dbeta, bias gradients) of every group, in
 // one launch.

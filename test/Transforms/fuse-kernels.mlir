@@ -339,13 +339,15 @@ sbpk.graph @bias_grad_not_joined {
 
 // -----
 
-// An elementwise group with a row map (SBP's kept rows) takes no bias
-// gradient: its kernel runs over tokens, not over dy's rows.
+// An elementwise group with a row map (SBP's kept rows) takes the bias
+// gradient of a value over its full rows: its kernel runs over them. One of
+// another column count does not join (the sums are the map's rows of n).
 // CHECK-LABEL: sbpk.graph @bias_grad_row_map
-// CHECK:         sbpk.fused "fused_scatter_add_rows_cast" "elementwise"
-// CHECK-NOT:       bias_grad
+// CHECK:         sbpk.fused "fused_scatter_add_rows_cast_bias_grad" "elementwise"
+// CHECK-SAME:      chunks = 1 : i64, deferred_sums, scratch_bytes = 32 : i64
+// CHECK:           sbpk.kernel "bias_grad"{{.*}}rows = 16
 // CHECK:           sbpk.yield
-// CHECK:         sbpk.kernel "bias_grad"
+// CHECK:         sbpk.kernel "bias_grad"{{.*}}n = 8 : i64, rows = 8
 sbpk.graph @bias_grad_row_map {
   %k = sbpk.keep_indices @m group 0 : tensor<3xi32>
   %full = sbpk.input "images" : tensor<2x8x4xf32>
@@ -353,7 +355,9 @@ sbpk.graph @bias_grad_row_map {
   %s = sbpk.kernel "scatter_add_rows"(%full, %kept, %k) {batch = 2 : i64, bwd, kept = 3 : i64, n = 4 : i64, tokens = 8 : i64} : (tensor<2x8x4xf32>, tensor<2x3x4xf32>, tensor<3xi32>) -> tensor<2x8x4xf32>
   %sc = sbpk.kernel "cast"(%s) {bwd, n = 64 : i64} : (tensor<2x8x4xf32>) -> tensor<2x8x4xbf16>
   %db = sbpk.kernel "bias_grad"(%s) {bwd, n = 4 : i64, rows = 16 : i64} : (tensor<2x8x4xf32>) -> tensor<4xf32>
+  %dbw = sbpk.kernel "bias_grad"(%s) {bwd, n = 8 : i64, rows = 8 : i64} : (tensor<2x8x4xf32>) -> tensor<8xf32>
   sbpk.grad_out "p.bias" at 0, %db : tensor<4xf32>
+  sbpk.grad_out "q.bias" at 4, %dbw : tensor<8xf32>
   sbpk.return %sc : tensor<2x8x4xbf16>
 }
 
@@ -437,14 +441,19 @@ sbpk.graph @layer_scale_backward {
 // -----
 
 // With SBP the layer scale's gradient runs on the kept rows that a gather
-// takes from the residual gradient. Its column sums cannot join the gather's
-// group (that kernel runs over tokens, not over dy's rows): it starts a group
-// of its own with the bias gradient.
+// takes from the residual gradient. It joins the gather's group with its
+// column sums over the kept rows (dgamma, fc2's bias gradient): one pass
+// over the full rows writes the residual gradient, and at each kept row the
+// branch's dx, adding the kept rows' sums. The gathered float rows are never
+// written. The chunks split the full rows (16 of them here: one chunk).
 // CHECK-LABEL: sbpk.graph @layer_scale_backward_row_map
-// CHECK:         sbpk.fused "fused_add_gather_rows" "elementwise"
-// CHECK-NOT:       layer_scale_grad
+// CHECK:         %[[F:.*]]:4 = sbpk.fused "fused_add_gather_rows_layer_scale_grad_bias_grad" "elementwise"({{.*}}) {bwd, chunks = 1 : i64, deferred_sums, region = "b.mlp", scratch_bytes = 64 : i64} : {{.*}} -> (tensor<2x8x4xf32>, tensor<2x3x4xbf16>, tensor<4xf32>, tensor<4xf32>)
+// CHECK:           sbpk.kernel "gather_rows"
+// CHECK:           sbpk.kernel "layer_scale_grad"
+// CHECK:           sbpk.kernel "bias_grad"
 // CHECK:           sbpk.yield
-// CHECK:         sbpk.fused "fused_layer_scale_grad_bias_grad" "elementwise"({{.*}}) {bwd, chunks = 1 : i64, deferred_sums
+// CHECK-NOT:     sbpk.kernel
+// CHECK:         sbpk.grad_out "gamma" at 0, %[[F]]#2
 sbpk.graph @layer_scale_backward_row_map {
   %k = sbpk.keep_indices @m group 0 : tensor<3xi32>
   %dr = sbpk.input "images" : tensor<2x8x4xf32>

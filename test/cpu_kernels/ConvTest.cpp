@@ -4,7 +4,8 @@
 // of the image (PyTorch's Conv2d definition with groups = C), its gradients
 // against central differences of that reference; space-to-depth against the
 // Conv2d weight flatten order written out per element; layer scale's
-// gradients against central differences.
+// gradients against central differences. The `_rows` gradients (dy as its
+// SBP kept rows) against the dense ones on the scattered dy.
 //
 //===----------------------------------------------------------------------===//
 
@@ -80,6 +81,55 @@ TEST_P(DwConvTest, GradientsMatchFiniteDifferences) {
     EXPECT_TRUE(gradClose(dw, gw, 1e-5));
     EXPECT_TRUE(gradClose(db, gb, 1e-5));
   });
+}
+
+/// The SBP form of a gradient: dy is zero except at the kept positions idx,
+/// whose rows dyk holds. Returns the full dy (a repeated index: its last row).
+Vec scatterKept(const Dims &d, const Vec &dyk, const std::vector<int32_t> &idx) {
+  const int64_t T = d.H * d.W, K = int64_t(idx.size());
+  Vec dy(d.numel(), 0.0f);
+  for (int64_t b = 0; b < d.B; ++b)
+    for (int64_t k = 0; k < K; ++k)
+      if (idx[size_t(k)] >= 0 && idx[size_t(k)] < T)
+        std::copy_n(dyk.begin() + (b * K + k) * d.C, d.C, dy.begin() + (b * T + idx[size_t(k)]) * d.C);
+  return dy;
+}
+
+TEST_P(DwConvTest, KeptRowsGiveTheGradientsOfTheScatteredDy) {
+  Dims d = GetParam();
+  const int64_t T = d.H * d.W;
+  // Every other position, a padding entry, and (when there is room) a
+  // repeated index whose later row wins.
+  std::vector<int32_t> idx;
+  for (int32_t t = 1; t < T; t += 2)
+    idx.push_back(t);
+  idx.push_back(-1);
+  if (T > 2)
+    idx.push_back(1);
+  const int64_t kept = int64_t(idx.size());
+  Vec x = randomVec(d.numel(), 8), w = randomVec(size_t(d.C * d.K * d.K), 9);
+  Vec dyk = randomVec(size_t(d.B * kept * d.C), 10);
+  Vec dy = scatterKept(d, dyk, idx);
+  forEachTeamSize([&] {
+    Vec dx(d.numel(), NAN), dw(w.size(), NAN), db(size_t(d.C), NAN);
+    dwconv_grad_input(dy.data(), w.data(), dx.data(), d.B, d.H, d.W, d.C, d.K);
+    dwconv_grad_weight(dy.data(), x.data(), dw.data(), db.data(), d.B, d.H, d.W, d.C, d.K);
+    Vec dxk(d.numel(), NAN), dwk(w.size(), NAN), dbk(size_t(d.C), NAN);
+    dwconv_grad_input_rows(dyk.data(), idx.data(), kept, w.data(), dxk.data(), d.B, d.H, d.W, d.C, d.K);
+    dwconv_grad_weight_rows(dyk.data(), idx.data(), kept, x.data(), dwk.data(), dbk.data(), d.B, d.H, d.W, d.C,
+                            d.K);
+    // Skipping a zero row adds nothing: the same sums, the same bits.
+    EXPECT_EQ(dxk, dx);
+    EXPECT_EQ(dwk, dw);
+    EXPECT_EQ(dbk, db);
+  });
+  // No kept row: zero gradients.
+  Vec dx(d.numel(), NAN), dw(w.size(), NAN), db(size_t(d.C), NAN);
+  dwconv_grad_input_rows(dyk.data(), idx.data(), 0, w.data(), dx.data(), d.B, d.H, d.W, d.C, d.K);
+  dwconv_grad_weight_rows(dyk.data(), idx.data(), 0, x.data(), dw.data(), db.data(), d.B, d.H, d.W, d.C, d.K);
+  EXPECT_EQ(dx, Vec(d.numel(), 0.0f));
+  EXPECT_EQ(dw, Vec(w.size(), 0.0f));
+  EXPECT_EQ(db, Vec(size_t(d.C), 0.0f));
 }
 
 // Grids smaller than the kernel (every tap clipped), non-square grids,

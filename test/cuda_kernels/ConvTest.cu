@@ -12,6 +12,9 @@
 // that are not multiples of the 8x8 tile (and smaller than K), C not a
 // multiple of the 32-channel group nor of the vector widths (odd C too),
 // misaligned pointers, batch 1, and several weight-gradient partial blocks.
+// The _rows gradients take dy as SBP kept rows (single positions or 2x2 /
+// 4x4 cells, a padding entry and a repeated index) and are checked on the
+// scattered dy.
 //
 //===----------------------------------------------------------------------===//
 
@@ -141,12 +144,96 @@ const std::vector<ConvShape> &convShapes() {
   return shapes;
 }
 
+/// SBP keep indices over the H*W positions: each position kept with
+/// probability 1/2 (fixed seed), cell x cell blocks at a time (cell 1:
+/// single positions), ascending; then a padding entry and a repeat of the
+/// first kept position (a repeated index takes its last row).
+std::vector<int32_t> keptPositions(const ConvShape &s, int cell, uint32_t seed) {
+  std::vector<int32_t> idx;
+  uint32_t state = seed;
+  const int64_t ch = (s.H + cell - 1) / cell, cw = (s.W + cell - 1) / cell;
+  std::vector<char> keepCell(size_t(ch * cw));
+  for (char &k : keepCell) {
+    state = state * 1664525u + 1013904223u;
+    k = (state >> 16) & 1;
+  }
+  for (int64_t h = 0; h < s.H; ++h)
+    for (int64_t w = 0; w < s.W; ++w)
+      if (keepCell[size_t((h / cell) * cw + w / cell)])
+        idx.push_back(int32_t(h * s.W + w));
+  idx.push_back(-1);
+  if (!idx.empty() && idx[0] >= 0)
+    idx.push_back(idx[0]);
+  return idx;
+}
+
+/// The full dy [B, H*W, C] of kept rows dyk [B, kept, C] at idx (zero
+/// elsewhere; a repeated index: its last row).
+Vec scatterKept(const Vec &dyk, const std::vector<int32_t> &idx,
+                const ConvShape &s) {
+  const int64_t T = s.H * s.W, K = int64_t(idx.size());
+  Vec dy(size_t(s.B * T * s.C), 0.0f);
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t k = 0; k < K; ++k)
+      if (idx[size_t(k)] >= 0 && idx[size_t(k)] < T)
+        for (int64_t c = 0; c < s.C; ++c)
+          dy[size_t((b * T + idx[size_t(k)]) * s.C + c)] =
+              dyk[size_t((b * K + k) * s.C + c)];
+  return dy;
+}
+
 class ConvTest : public CudaKernelTest {
 protected:
   template <class TX, class TY> void checkForward(const ConvShape &s);
   template <class TG, class TD> void checkGradInput(const ConvShape &s);
   template <class TG, class TX> void checkGradWeight(const ConvShape &s);
+  template <class TG, class TD>
+  void checkGradsOfKeptRows(const ConvShape &s, int cell);
 };
+
+/// The _rows gradients (dy as its kept rows) against the double references
+/// on the scattered dy, dx also against the dense kernel on it (the same
+/// tiles and sums: equal values), and deterministic.
+template <class TG, class TD>
+void ConvTest::checkGradsOfKeptRows(const ConvShape &s, int cell) {
+  SCOPED_TRACE(str(s) + " cell " + std::to_string(cell) + " dy " +
+               typeName((TG *)nullptr) + " dx/x " + typeName((TD *)nullptr));
+  const std::vector<int32_t> idx = keptPositions(s, cell, uint32_t(s.H * 31 + s.C));
+  const int64_t kept = int64_t(idx.size());
+  const size_t n = size_t(s.B * s.H * s.W * s.C);
+  const Vec dyk = asStored<TG>(randomVec(size_t(s.B * kept * s.C), 51));
+  const Vec dy = scatterKept(dyk, idx, s);
+  const Vec x = asStored<TD>(randomVec(n, 52));
+  const Vec wt = randomVec(size_t(s.C * s.K * s.K), 53, -0.5f, 0.5f);
+  Tensor<TG> dDyk(dyk, s.offset), dDy(dy, s.offset);
+  Tensor<TD> dDx(n, s.offset), dDxDense(n, s.offset), dX(x, s.offset);
+  DeviceArray<int32_t> dIdx(idx);
+  DeviceArray<float> dW(wt);
+  dwconv_grad_input_rows(ctx, dDyk.get(), dIdx.get(), kept, dW.get(),
+                         dDx.get(), s.B, s.H, s.W, s.C, s.K);
+  dwconv_grad_input(ctx, dDy.get(), dW.get(), dDxDense.get(), s.B, s.H, s.W,
+                    s.C, s.K);
+  sync();
+  const DVec dyn = toNchw(dy, s.B, s.H, s.W, s.C);
+  const Vec wantDx = fromNchw(refGradInput(dyn, wt, s), s.B, s.H, s.W, s.C);
+  EXPECT_TRUE(maxRelBelow(dDx.download(), wantDx, outTol<TD>()));
+  EXPECT_EQ(dDx.download(), dDxDense.download());
+
+  FTensor dWg(size_t(s.C * s.K * s.K)), dBg(size_t(s.C));
+  dwconv_grad_weight_rows(ctx, dDyk.get(), dIdx.get(), kept, dX.get(),
+                          dWg.get(), dBg.get(), s.B, s.H, s.W, s.C, s.K);
+  sync();
+  Vec wantW, wantB;
+  refGradWeight(dyn, toNchw(x, s.B, s.H, s.W, s.C), s, wantW, wantB);
+  EXPECT_TRUE(maxRelBelow(dWg.download(), wantW, 2e-5));
+  EXPECT_TRUE(maxRelBelow(dBg.download(), wantB, 2e-5));
+  const std::vector<uint32_t> first = dWg.bits();
+  dWg.poison();
+  dwconv_grad_weight_rows(ctx, dDyk.get(), dIdx.get(), kept, dX.get(),
+                          dWg.get(), dBg.get(), s.B, s.H, s.W, s.C, s.K);
+  sync();
+  EXPECT_EQ(dWg.bits(), first);
+}
 
 template <class TX, class TY> void ConvTest::checkForward(const ConvShape &s) {
   SCOPED_TRACE(str(s) + " x " + typeName((TX *)nullptr) + " y " +
@@ -237,6 +324,32 @@ TEST_F(ConvTest, DwconvGradWeight) {
     checkGradWeight<__nv_bfloat16, __nv_bfloat16>(s);
   }
   checkGradWeight<__nv_bfloat16, float>(convShapes()[0]);
+}
+
+TEST_F(ConvTest, DwconvGradsOfKeptRows) {
+  for (const ConvShape &s : convShapes())
+    for (int cell : {1, 2, 4}) {
+      checkGradsOfKeptRows<float, float>(s, cell);
+      checkGradsOfKeptRows<__nv_bfloat16, __nv_bfloat16>(s, cell);
+    }
+  // The SBP trainer's combination: float kept rows, bf16 dx and x.
+  checkGradsOfKeptRows<float, __nv_bfloat16>(convShapes()[7], 4);
+}
+
+TEST_F(ConvTest, DwconvGradsOfNoKeptRowAreZero) {
+  const ConvShape s{2, 9, 9, 40, 7};
+  const size_t n = size_t(s.B * s.H * s.W * s.C);
+  FTensor dyk(1), dx(n), x(n), dW(size_t(s.C * 49)), dB(size_t(s.C));
+  DeviceArray<int32_t> idx(std::vector<int32_t>{5});
+  DeviceArray<float> w(Vec(size_t(s.C * 49), 1.0f));
+  dwconv_grad_input_rows(ctx, dyk.get(), idx.get(), 0, w.get(), dx.get(), s.B,
+                         s.H, s.W, s.C, s.K);
+  dwconv_grad_weight_rows(ctx, dyk.get(), idx.get(), 0, x.get(), dW.get(),
+                          dB.get(), s.B, s.H, s.W, s.C, s.K);
+  sync();
+  EXPECT_EQ(dx.download(), Vec(n, 0.0f));
+  EXPECT_EQ(dW.download(), Vec(size_t(s.C * 49), 0.0f));
+  EXPECT_EQ(dB.download(), Vec(size_t(s.C), 0.0f));
 }
 
 TEST_F(ConvTest, DwconvGradWeightEmptyIsZero) {

@@ -12,6 +12,7 @@
 #  4. The shape classes of the generated kernels: CUDA trainers vs the CPU trainer.
 #  5. Training on Fashion-MNIST on the GPU: the patch-MLP in both modes reaches
 #     the CPU floor; the ViT with SBP 0.5 lands within 1 point of full backprop.
+#     TRAINING=0 skips these runs (the gradient and kernel checks take ~2 min).
 # Prints a table last; logs under $OUT when set.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -114,7 +115,8 @@ for prec in fp32 bf16; do
 done
 # ConvNeXt on Fashion-MNIST (bf16): SBP 0.5 within 1 point of full backprop, both above the
 # patch-MLP's 86.5%.
-if have cnx_fmnist_full_bf16_cuda; then
+training=${TRAINING:-1}
+if [ "$training" != 0 ] && have cnx_fmnist_full_bf16_cuda; then
   for mode in full sbp; do
     rm -f "$out/cnx_train_$mode.csv"
     run "train-fashion-mnist-convnext-$mode-bf16" $train $pkg/trainers/cnx_fmnist_${mode}_bf16_cuda.so \
@@ -148,22 +150,25 @@ done
 # attention maps and MLPs of the last 4 of 6 blocks within 1 point of full backprop.
 vit_epochs=${VIT_EPOCHS:-10}
 vit_prec=${VIT_PRECISION:-bf16}
-for mode in full sbp; do
-  rm -f "$out/vit_train_$mode.csv"
-  run "train-fashion-mnist-vit-$mode-$vit_prec" $train $pkg/trainers/vit_fmnist_${mode}_${vit_prec}_cuda.so \
-      --data $pkg/data --epochs $vit_epochs --seed 1 --log "$out/vit_train_$mode.csv" --eval-every-epoch
-done
-run "vit accuracy floor 85%, gap < 1 point" python3 test/train/check_accuracy.py \
-    "$out/vit_train_full.csv" "$out/vit_train_sbp.csv" --floor 85 --max-gap 1.0
-grep -h "epoch $vit_epochs/$vit_epochs  loss" "$out"/train-fashion-mnist-vit-*.log 2>/dev/null
+if [ "$training" != 0 ]; then
+  for mode in full sbp; do
+    rm -f "$out/vit_train_$mode.csv"
+    run "train-fashion-mnist-vit-$mode-$vit_prec" $train $pkg/trainers/vit_fmnist_${mode}_${vit_prec}_cuda.so \
+        --data $pkg/data --epochs $vit_epochs --seed 1 --log "$out/vit_train_$mode.csv" --eval-every-epoch
+  done
+  run "vit accuracy floor 85%, gap < 1 point" python3 test/train/check_accuracy.py \
+      "$out/vit_train_full.csv" "$out/vit_train_sbp.csv" --floor 85 --max-gap 1.0
+  grep -h "epoch $vit_epochs/$vit_epochs  loss" "$out"/train-fashion-mnist-vit-*.log 2>/dev/null
+fi
 
 for mode in full sbp; do
+  [ "$training" != 0 ] || break
   have mnist_${mode}_cuda || continue
   rm -f "$out/train_$mode.csv"
   run "train-fashion-mnist-$mode-cuda" $train $pkg/trainers/mnist_${mode}_cuda.so --data $pkg/data \
       --epochs 5 --seed 1 --log "$out/train_$mode.csv" --eval-every-epoch
 done
-have mnist_full_cuda && run "accuracy floor 84%, gap < 1 point" python3 test/train/check_accuracy.py \
+[ "$training" != 0 ] && have mnist_full_cuda && run "accuracy floor 84%, gap < 1 point" python3 test/train/check_accuracy.py \
     "$out/train_full.csv" "$out/train_sbp.csv" --floor 84 --max-gap 1.0
 grep -h "epoch 5/5  loss" "$out"/train-fashion-mnist-*.log 2>/dev/null
 

@@ -6,6 +6,8 @@
 // (contiguous); its weight is first transposed to [K*K, C] for that loop.
 // Parameter gradients (dweight, dbias, dgamma) are sums over every position,
 // accumulated in double per channel chunk and written, not accumulated.
+// The `_rows` gradients read dy as its SBP kept rows through a keep map
+// (RowSource); a dropped position's dy is zero, so the weight gradient skips it.
 //
 //===----------------------------------------------------------------------===//
 
@@ -28,9 +30,38 @@ const float *tapsByChannel(const float *weight, int64_t C, int64_t K) {
   return t;
 }
 
+/// The rows of a [B, H*W, C] input: all of them, or an SBP tensor's kept rows
+/// [B, kept, C] at the positions of a keep map (keep[t] = the row of token t,
+/// -1: dropped, its row zero).
+struct RowSource {
+  const float *data;
+  int64_t tokens, channels;
+  const int64_t *keep = nullptr;
+  int64_t kept = 0;
+
+  /// Row (b, t), or null for a dropped position.
+  const float *row(int64_t b, int64_t t) const {
+    if (!keep)
+      return data + (b * tokens + t) * channels;
+    return keep[t] < 0 ? nullptr : data + (b * kept + keep[t]) * channels;
+  }
+};
+
+/// keep[t] = the last k with idx[k] == t, -1 if none (scatter_rows' rule), in
+/// the calling thread's workspace.
+const int64_t *keepMap(const int32_t *idx, int64_t kept, int64_t tokens) {
+  int64_t *keep = detail::threadWorkspace<int64_t>(size_t(tokens));
+  for (int64_t t = 0; t < tokens; ++t)
+    keep[t] = -1;
+  for (int64_t k = 0; k < kept; ++k)
+    if (idx[k] >= 0 && idx[k] < tokens)
+      keep[idx[k]] = k;
+  return keep;
+}
+
 /// out[b, h, w, :] (+)= sum over taps of in[b, h + s*(ky - p), w + s*(kx - p), :] * taps[ky, kx, :]
 /// with s = +1 (the forward) or -1 (dx: the flipped kernel), zero outside.
-void correlate(const float *in, const float *taps, float *out, int64_t B, int64_t H, int64_t W, int64_t C,
+void correlate(const RowSource &in, const float *taps, float *out, int64_t B, int64_t H, int64_t W, int64_t C,
                int64_t K, int64_t sign) {
   const int64_t p = K / 2;
 #pragma omp parallel for collapse(2) schedule(static) if (B * H * W * C * K >= kParallelMinElems)
@@ -46,7 +77,9 @@ void correlate(const float *in, const float *taps, float *out, int64_t B, int64_
             const int64_t ww = w + sign * (kx - p);
             if (ww < 0 || ww >= W)
               continue;
-            const float *x = in + ((b * H + hh) * W + ww) * C;
+            const float *x = in.row(b, hh * W + ww);
+            if (!x)
+              continue;
             const float *t = taps + (ky * K + kx) * C;
 #pragma omp simd
             for (int64_t c = 0; c < C; ++c)
@@ -56,30 +89,18 @@ void correlate(const float *in, const float *taps, float *out, int64_t B, int64_
       }
 }
 
-} // namespace
-
-void dwconv(const float *x, const float *weight, const float *bias, float *y, int64_t batch, int64_t height,
-            int64_t width, int64_t channels, int64_t kernel) {
-  const int64_t rows = batch * height * width, C = channels;
-#pragma omp parallel for schedule(static) if (rows * C >= kParallelMinElems)
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < C; ++c)
-      y[r * C + c] = bias[c];
-  correlate(x, tapsByChannel(weight, C, kernel), y, batch, height, width, C, kernel, +1);
-}
-
-void dwconv_grad_input(const float *dy, const float *weight, float *dx, int64_t batch, int64_t height,
-                       int64_t width, int64_t channels, int64_t kernel) {
-  const int64_t n = batch * height * width * channels;
+void gradInput(const RowSource &dy, const float *weight, float *dx, int64_t B, int64_t H, int64_t W, int64_t C,
+               int64_t K) {
+  const int64_t n = B * H * W * C;
 #pragma omp parallel for schedule(static) if (n >= kParallelMinElems)
   for (int64_t i = 0; i < n; ++i)
     dx[i] = 0.0f;
-  correlate(dy, tapsByChannel(weight, channels, kernel), dx, batch, height, width, channels, kernel, -1);
+  correlate(dy, tapsByChannel(weight, C, K), dx, B, H, W, C, K, -1);
 }
 
-void dwconv_grad_weight(const float *dy, const float *x, float *dweight, float *dbias, int64_t batch,
-                        int64_t height, int64_t width, int64_t channels, int64_t kernel) {
-  const int64_t B = batch, H = height, W = width, C = channels, K = kernel, p = K / 2;
+void gradWeight(const RowSource &dy, const float *x, float *dweight, float *dbias, int64_t B, int64_t H, int64_t W,
+                int64_t C, int64_t K) {
+  const int64_t p = K / 2;
   const int64_t chunk = 16, chunks = (C + chunk - 1) / chunk;
   // One channel chunk per task: its K*K*chunk sums stay private (no races,
   // the same order every call).
@@ -93,7 +114,10 @@ void dwconv_grad_weight(const float *dy, const float *x, float *dweight, float *
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < H; ++h)
         for (int64_t w = 0; w < W; ++w) {
-          const float *g = dy + ((b * H + h) * W + w) * C + c0;
+          const float *row = dy.row(b, h * W + w);
+          if (!row)
+            continue;
+          const float *g = row + c0;
           for (int64_t c = 0; c < n; ++c)
             db[c] += double(g[c]);
           for (int64_t ky = 0; ky < K; ++ky) {
@@ -118,6 +142,44 @@ void dwconv_grad_weight(const float *dy, const float *x, float *dweight, float *
       dbias[c0 + c] = float(db[c]);
     }
   }
+}
+
+} // namespace
+
+void dwconv(const float *x, const float *weight, const float *bias, float *y, int64_t batch, int64_t height,
+            int64_t width, int64_t channels, int64_t kernel) {
+  const int64_t rows = batch * height * width, C = channels;
+#pragma omp parallel for schedule(static) if (rows * C >= kParallelMinElems)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < C; ++c)
+      y[r * C + c] = bias[c];
+  correlate(RowSource{x, height * width, C}, tapsByChannel(weight, C, kernel), y, batch, height, width, C, kernel,
+            +1);
+}
+
+void dwconv_grad_input(const float *dy, const float *weight, float *dx, int64_t batch, int64_t height,
+                       int64_t width, int64_t channels, int64_t kernel) {
+  gradInput(RowSource{dy, height * width, channels}, weight, dx, batch, height, width, channels, kernel);
+}
+
+void dwconv_grad_weight(const float *dy, const float *x, float *dweight, float *dbias, int64_t batch,
+                        int64_t height, int64_t width, int64_t channels, int64_t kernel) {
+  gradWeight(RowSource{dy, height * width, channels}, x, dweight, dbias, batch, height, width, channels, kernel);
+}
+
+void dwconv_grad_input_rows(const float *dyk, const int32_t *idx, int64_t kept, const float *weight, float *dx,
+                            int64_t batch, int64_t height, int64_t width, int64_t channels, int64_t kernel) {
+  const int64_t T = height * width;
+  gradInput(RowSource{dyk, T, channels, keepMap(idx, kept, T), kept}, weight, dx, batch, height, width, channels,
+            kernel);
+}
+
+void dwconv_grad_weight_rows(const float *dyk, const int32_t *idx, int64_t kept, const float *x, float *dweight,
+                             float *dbias, int64_t batch, int64_t height, int64_t width, int64_t channels,
+                             int64_t kernel) {
+  const int64_t T = height * width;
+  gradWeight(RowSource{dyk, T, channels, keepMap(idx, kept, T), kept}, x, dweight, dbias, batch, height, width,
+             channels, kernel);
 }
 
 /// Calls f(input offset, output offset) for every element: output token

@@ -26,8 +26,33 @@ void dwconv_grad_weight(const Context &ctx, const G *dy, const X *x,
                         float *dweight, float *dbias, int64_t batch,
                         int64_t height, int64_t width, int64_t channels,
                         int64_t kernel) {
-  detail::dwconv_grad_weight_impl(ctx, dy, x, dweight, dbias, batch, height,
-                                  width, channels, kernel);
+  detail::dwconv_grad_weight_impl(ctx, "dwconv_grad_weight", dy, x, dweight,
+                                  dbias, batch, height, width, channels,
+                                  kernel);
+}
+
+template <class G, class D, detail::EnableBf16<G, D>>
+void dwconv_grad_input_rows(const Context &ctx, const G *dyk,
+                            const int32_t *idx, int64_t kept,
+                            const float *weight, D *dx, int64_t batch,
+                            int64_t height, int64_t width, int64_t channels,
+                            int64_t kernel) {
+  if (detail::kept_ok("dwconv_grad_input_rows", kept))
+    detail::dwconv_launch<true>(ctx, "dwconv_grad_input_rows", dyk, weight,
+                                static_cast<const float *>(nullptr), dx, batch,
+                                height, width, channels, kernel, idx, kept);
+}
+
+template <class G, class X, detail::EnableBf16<G, X>>
+void dwconv_grad_weight_rows(const Context &ctx, const G *dyk,
+                             const int32_t *idx, int64_t kept, const X *x,
+                             float *dweight, float *dbias, int64_t batch,
+                             int64_t height, int64_t width, int64_t channels,
+                             int64_t kernel) {
+  if (detail::kept_ok("dwconv_grad_weight_rows", kept))
+    detail::dwconv_grad_weight_impl(ctx, "dwconv_grad_weight_rows", dyk, x,
+                                    dweight, dbias, batch, height, width,
+                                    channels, kernel, idx, kept);
 }
 
 template <class X, class Y, detail::EnableBf16<X, Y>>
@@ -72,6 +97,12 @@ void layer_scale_grad(const Context &ctx, const G *dy, const X *x,
   template void dwconv_grad_weight<X, Y>(const Context &, const X *, const Y *, \
                                          float *, float *, int64_t, int64_t,   \
                                          int64_t, int64_t, int64_t);           \
+  template void dwconv_grad_input_rows<X, Y>(                                  \
+      const Context &, const X *, const int32_t *, int64_t, const float *, Y *, \
+      int64_t, int64_t, int64_t, int64_t, int64_t);                            \
+  template void dwconv_grad_weight_rows<X, Y>(                                 \
+      const Context &, const X *, const int32_t *, int64_t, const Y *, float *, \
+      float *, int64_t, int64_t, int64_t, int64_t, int64_t);                   \
   template void space_to_depth<X, Y>(const Context &, const X *, Y *, int64_t, \
                                      int64_t, int64_t, int64_t, int64_t);      \
   template void space_to_depth_grad<X, Y>(const Context &, const X *, Y *,     \

@@ -24,8 +24,31 @@ void dwconv_grad_weight(const Context &ctx, const float *dy, const float *x,
                         float *dweight, float *dbias, int64_t batch,
                         int64_t height, int64_t width, int64_t channels,
                         int64_t kernel) {
-  detail::dwconv_grad_weight_impl(ctx, dy, x, dweight, dbias, batch, height,
-                                  width, channels, kernel);
+  detail::dwconv_grad_weight_impl(ctx, "dwconv_grad_weight", dy, x, dweight,
+                                  dbias, batch, height, width, channels,
+                                  kernel);
+}
+
+void dwconv_grad_input_rows(const Context &ctx, const float *dyk,
+                            const int32_t *idx, int64_t kept,
+                            const float *weight, float *dx, int64_t batch,
+                            int64_t height, int64_t width, int64_t channels,
+                            int64_t kernel) {
+  if (detail::kept_ok("dwconv_grad_input_rows", kept))
+    detail::dwconv_launch<true>(ctx, "dwconv_grad_input_rows", dyk, weight,
+                                static_cast<const float *>(nullptr), dx, batch,
+                                height, width, channels, kernel, idx, kept);
+}
+
+void dwconv_grad_weight_rows(const Context &ctx, const float *dyk,
+                             const int32_t *idx, int64_t kept, const float *x,
+                             float *dweight, float *dbias, int64_t batch,
+                             int64_t height, int64_t width, int64_t channels,
+                             int64_t kernel) {
+  if (detail::kept_ok("dwconv_grad_weight_rows", kept))
+    detail::dwconv_grad_weight_impl(ctx, "dwconv_grad_weight_rows", dyk, x,
+                                    dweight, dbias, batch, height, width,
+                                    channels, kernel, idx, kept);
 }
 
 void space_to_depth(const Context &ctx, const float *x, float *y,

@@ -429,7 +429,9 @@ void take_token_grad(const Context &ctx, const X *dy, Y *dx, int64_t B,
 // path for K = 3, 5, 7 (any C, H, W), a direct kernel for other odd K.
 // dwconv_grad_weight writes dweight and dbias (deterministic two-stage
 // reduction; scratch: 4 * C * (K*K + 1) bytes per partial block, at least
-// one). layer_scale_grad writes dgamma (double, deterministic).
+// one). The _rows gradients take dy as its SBP kept rows [B, kept, C] at idx
+// (other K: 4 * (H*W + 1) bytes of scratch more for a keep map).
+// layer_scale_grad writes dgamma (double, deterministic).
 template <class X, class Y, detail::EnableBf16<X, Y> = 0>
 void dwconv(const Context &ctx, const X *x, const float *weight,
             const float *bias, Y *y, int64_t batch, int64_t height,
@@ -443,6 +445,18 @@ void dwconv_grad_weight(const Context &ctx, const G *dy, const X *x,
                         float *dweight, float *dbias, int64_t batch,
                         int64_t height, int64_t width, int64_t channels,
                         int64_t kernel);
+template <class G, class D, detail::EnableBf16<G, D> = 0>
+void dwconv_grad_input_rows(const Context &ctx, const G *dyk,
+                            const int32_t *idx, int64_t kept,
+                            const float *weight, D *dx, int64_t batch,
+                            int64_t height, int64_t width, int64_t channels,
+                            int64_t kernel);
+template <class G, class X, detail::EnableBf16<G, X> = 0>
+void dwconv_grad_weight_rows(const Context &ctx, const G *dyk,
+                             const int32_t *idx, int64_t kept, const X *x,
+                             float *dweight, float *dbias, int64_t batch,
+                             int64_t height, int64_t width, int64_t channels,
+                             int64_t kernel);
 template <class X, class Y, detail::EnableBf16<X, Y> = 0>
 void space_to_depth(const Context &ctx, const X *x, Y *y, int64_t batch,
                     int64_t height, int64_t width, int64_t channels,

@@ -18,12 +18,21 @@
 // to scratch; a second kernel adds the partials in block order in double.
 // K = 3, 5, 7 take these paths; any other odd K a direct (slow) kernel.
 //
+// The `_rows` gradients read dy as its SBP kept rows dyk [B, kept, C] at the
+// token indices idx (the rest of dy is zero): the input gradient's blocks
+// map their halo window's positions to kept rows once (a scan of idx) and
+// stage zeros for the dropped ones; the weight gradient walks its tiles
+// position-major, so one window map serves every image, and skips the FMAs
+// of tile rows (halves) without a kept position. The full zero-filled dy is
+// never written. The direct kernels read a keep map built in scratch.
+//
 //===----------------------------------------------------------------------===//
 #ifndef SBP_CUDA_DETAIL_CONV_CUH
 #define SBP_CUDA_DETAIL_CONV_CUH
 
 #include "detail/common.cuh"
 #include "detail/reductions.cuh" // colsum_finalize_kernel
+#include "detail/rows.cuh"       // build_keep_map_kernel
 
 namespace sbp {
 namespace cuda {
@@ -48,20 +57,60 @@ template <class T> inline bool conv_pair_ok(const T *p, int64_t C) {
   return C % 2 == 0 && (reinterpret_cast<uintptr_t>(p) % (2 * sizeof(T))) == 0;
 }
 
-/// sm[(hh * WW + ww) * kConvCG + c] = src[h0 + hh, w0 + ww, c0 + c] of one
-/// image (HH x WW positions), 0 outside the image or past C.
-template <int HH, int WW, class T>
-__device__ __forceinline__ void conv_stage(const T *src, int H, int W, int C,
-                                           int h0, int w0, int c0, bool vec,
-                                           float *sm) {
+/// The rows of an HH x WW window of one dense image at (h0, w0): window
+/// position pos -> the element offset of its row, -1 outside the image.
+template <int WW> struct DenseWindow {
+  int H, W, C, h0, w0;
+  __device__ __forceinline__ int64_t operator()(int pos) const {
+    const int h = h0 + pos / WW, w = w0 + pos % WW;
+    return (h >= 0 && h < H && w >= 0 && w < W) ? (int64_t(h) * W + w) * C : -1;
+  }
+};
+
+/// The same window over one image's kept rows [kept, C]: map[pos] = the
+/// position's row, -1 (dropped, or outside the image) a zero row.
+struct KeptWindow {
+  const int *map;
+  int C;
+  __device__ __forceinline__ int64_t operator()(int pos) const {
+    const int k = map[pos];
+    return k < 0 ? -1 : int64_t(k) * C;
+  }
+};
+
+/// map[hh * WW + ww] = the last k with idx[k] == (h0 + hh) * W + (w0 + ww)
+/// (scatter_rows' rule for a repeated index), -1 if none: one scan of idx.
+/// Every thread of the block calls it; the map is complete on return.
+template <int HH, int WW>
+__device__ void build_window_map(const int32_t *idx, int kept, int H, int W,
+                                 int h0, int w0, int *map) {
+  for (int i = threadIdx.x; i < HH * WW; i += blockDim.x)
+    map[i] = -1;
+  __syncthreads();
+  for (int k = threadIdx.x; k < kept; k += blockDim.x) {
+    const int t = idx[k];
+    if (t < 0 || t >= H * W)
+      continue;
+    const int hh = t / W - h0, ww = t % W - w0;
+    if (hh >= 0 && hh < HH && ww >= 0 && ww < WW)
+      atomicMax(&map[hh * WW + ww], k);
+  }
+  __syncthreads();
+}
+
+/// sm[pos * kConvCG + c] = src[row(pos) + c0 + c] for the HH x WW window
+/// positions pos, 0 for a row < 0 or past C.
+template <int HH, int WW, class T, class RowOf>
+__device__ __forceinline__ void conv_stage(const T *src, int C, int c0,
+                                           bool vec, float *sm, RowOf row) {
   constexpr int V = kConvVec<T>, NV = kConvCG / V;
   if (vec) {
     for (int i = threadIdx.x; i < HH * WW * NV; i += blockDim.x) {
-      const int v = i % NV, pos = i / NV;
-      const int h = h0 + pos / WW, w = w0 + pos % WW, c = c0 + v * V;
+      const int v = i % NV, pos = i / NV, c = c0 + v * V;
+      const int64_t r = row(pos);
       float q[V];
-      if (h >= 0 && h < H && w >= 0 && w < W && c < C) {
-        ld_vec<V>(src + (int64_t(h) * W + w) * C + c, 0, q);
+      if (r >= 0 && c < C) {
+        ld_vec<V>(src + r + c, 0, q);
       } else {
 #pragma unroll
         for (int k = 0; k < V; ++k)
@@ -74,11 +123,9 @@ __device__ __forceinline__ void conv_stage(const T *src, int H, int W, int C,
     }
   } else {
     for (int i = threadIdx.x; i < HH * WW * kConvCG; i += blockDim.x) {
-      const int cc = i % kConvCG, pos = i / kConvCG;
-      const int h = h0 + pos / WW, w = w0 + pos % WW, c = c0 + cc;
-      sm[i] = (h >= 0 && h < H && w >= 0 && w < W && c < C)
-                  ? to_f32(src[(int64_t(h) * W + w) * C + c])
-                  : 0.0f;
+      const int cc = i % kConvCG, pos = i / kConvCG, c = c0 + cc;
+      const int64_t r = row(pos);
+      sm[i] = (r >= 0 && c < C) ? to_f32(src[r + c]) : 0.0f;
     }
   }
 }
@@ -86,20 +133,24 @@ __device__ __forceinline__ void conv_stage(const T *src, int H, int W, int C,
 //===--- Forward and input gradient ---------------------------------------===//
 
 /// y = bias + sum_t wt[t] * x[shifted by t] (kFlip: the flipped taps, no
-/// bias: dx from dy). grid (tiles, channel groups, images).
-template <int K, bool kFlip, class TX, class TY>
+/// bias: dx from dy; kRows: x is the kept rows [B, kept, C] at idx).
+/// grid (tiles, channel groups, images).
+template <int K, bool kFlip, bool kRows, class TX, class TY>
 __global__ void __launch_bounds__(kThreads)
-    dwconv_tile_kernel(const TX *x, const float *w, const float *bias, TY *y,
-                       int B, int H, int W, int C, int tiles_w, bool vec,
-                       bool pair) {
+    dwconv_tile_kernel(const TX *x, const int32_t *idx, int kept,
+                       const float *w, const float *bias, TY *y, int B, int H,
+                       int W, int C, int tiles_w, bool vec, bool pair) {
   constexpr int P = K / 2, KK = K * K;
   constexpr int HH = kConvTH + K - 1, WW = kConvTW + K - 1, NP = kConvCG / 2;
   __shared__ __align__(16) float sx[HH * WW * kConvCG];
   __shared__ __align__(16) float sw[KK * kConvCG];
   __shared__ float sb[kConvCG];
+  __shared__ int smap[kRows ? HH * WW : 1];
   const int c0 = blockIdx.y * kConvCG;
   const int h0 = (blockIdx.x / tiles_w) * kConvTH;
   const int w0 = (blockIdx.x % tiles_w) * kConvTW;
+  if constexpr (kRows)
+    build_window_map<HH, WW>(idx, kept, H, W, h0 - P, w0 - P, smap);
   for (int i = threadIdx.x; i < KK * kConvCG; i += blockDim.x) {
     const int c = i / KK, t = i % KK;
     sw[(kFlip ? KK - 1 - t : t) * kConvCG + c] =
@@ -117,7 +168,12 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t image = int64_t(H) * W * C;
   for (int b = blockIdx.z; b < B; b += gridDim.z) {
     __syncthreads(); // the previous image's reads of sx are done
-    conv_stage<HH, WW>(x + b * image, H, W, C, h0 - P, w0 - P, c0, vec, sx);
+    if constexpr (kRows)
+      conv_stage<HH, WW>(x + b * int64_t(kept) * C, C, c0, vec, sx,
+                         KeptWindow{smap, C});
+    else
+      conv_stage<HH, WW>(x + b * image, C, c0, vec, sx,
+                         DenseWindow<WW>{H, W, C, h0 - P, w0 - P});
     __syncthreads();
     float2 acc[kConvR];
 #pragma unroll
@@ -163,11 +219,13 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-/// Any odd K: one thread per output element, straight from global memory.
+/// Any odd K: one thread per output element, straight from global memory
+/// (keep: x is the kept rows [B, kept, C], keep[t] the row of token t).
 template <bool kFlip, class TX, class TY>
 __global__ void __launch_bounds__(kThreads)
-    dwconv_direct_kernel(const TX *x, const float *w, const float *bias, TY *y,
-                         int64_t B, int H, int W, int C, int K) {
+    dwconv_direct_kernel(const TX *x, const int *keep, int kept,
+                         const float *w, const float *bias, TY *y, int64_t B,
+                         int H, int W, int C, int K) {
   const int P = K / 2, KK = K * K;
   const int64_t total = B * H * W * C;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
@@ -187,7 +245,12 @@ __global__ void __launch_bounds__(kThreads)
           continue;
         const int t = ky * K + kx;
         const float wt = w[int64_t(c) * KK + (kFlip ? KK - 1 - t : t)];
-        acc = fmaf(to_f32(x[((b * H + hy) * W + wx) * C + c]), wt, acc);
+        const int64_t r = keep ? (keep[hy * W + wx] < 0
+                                      ? -1
+                                      : b * kept + keep[hy * W + wx])
+                               : (b * H + hy) * W + wx;
+        if (r >= 0)
+          acc = fmaf(to_f32(x[r * C + c]), wt, acc);
       }
     }
     y[i] = from_f32<TY>(acc);
@@ -211,12 +274,52 @@ inline bool conv_check(const char *name, int64_t B, int64_t H, int64_t W,
   return true;
 }
 
+/// A `_rows` kernel's kept count (the launchers read kept < 0 as dense).
+inline bool kept_ok(const char *name, int64_t kept) {
+  if (kept < 0)
+    fail_arg(name, "negative kept");
+  return kept >= 0;
+}
+
+/// Checks the kept rows of a `_rows` kernel (kept < 0: a dense call).
+inline bool rows_check(const char *name, const int32_t *idx, int64_t kept) {
+  if (kept > 0x7fffffff) {
+    fail_arg(name, "kept does not fit in 32 bits");
+    return false;
+  }
+  if (kept > 0 && !idx) {
+    fail_arg(name, "null keep indices");
+    return false;
+  }
+  return true;
+}
+
+/// keep[t] for t < H*W (keep[H*W]: the repeated-index flag) in scratch from
+/// offset `used`, built by one block; null (after fail_arg) if it does not fit.
+inline int *scratch_keep_map(const Context &ctx, const char *name,
+                             ScratchCursor &scratch, const int32_t *idx,
+                             int64_t kept, int64_t T) {
+  int *keep = scratch.take<int>(size_t(T + 1));
+  if (!keep) {
+    fail_arg(name, "ctx.scratch too small for the keep map (needs 4 * (H*W + 1) bytes)");
+    return nullptr;
+  }
+  build_keep_map_kernel<><<<1, 1024, 0, ctx.stream>>>(idx, int(kept), int(T),
+                                                      keep);
+  return keep;
+}
+
+/// y = dwconv(x) (kFlip: dx from dy). kept >= 0: x is the kept rows
+/// [B, kept, C] at idx, the other positions zero.
 template <bool kFlip, class TX, class TY>
 inline void dwconv_launch(const Context &ctx, const char *name, const TX *x,
                           const float *w, const float *bias, TY *y, int64_t B,
-                          int64_t H, int64_t W, int64_t C, int64_t K) {
-  if (!conv_check(name, B, H, W, C, K) || B * H * W * C == 0)
+                          int64_t H, int64_t W, int64_t C, int64_t K,
+                          const int32_t *idx = nullptr, int64_t kept = -1) {
+  if (!conv_check(name, B, H, W, C, K) || !rows_check(name, idx, kept) ||
+      B * H * W * C == 0)
     return;
+  const bool rows = kept >= 0;
   if (K == 3 || K == 5 || K == 7) {
     const int64_t tiles_w = ceil_div(W, kConvTW);
     const int64_t tiles = ceil_div(H, kConvTH) * tiles_w;
@@ -234,9 +337,14 @@ inline void dwconv_launch(const Context &ctx, const char *name, const TX *x,
     const bool vec = conv_vec_ok(x, C), pair = conv_pair_ok(y, C);
     const auto go = [&](auto kc) {
       constexpr int kK = decltype(kc)::value;
-      dwconv_tile_kernel<kK, kFlip><<<grid, kThreads, 0, ctx.stream>>>(
-          x, w, bias, y, int(B), int(H), int(W), int(C), int(tiles_w), vec,
-          pair);
+      if (rows)
+        dwconv_tile_kernel<kK, kFlip, true><<<grid, kThreads, 0, ctx.stream>>>(
+            x, idx, int(kept), w, bias, y, int(B), int(H), int(W), int(C),
+            int(tiles_w), vec, pair);
+      else
+        dwconv_tile_kernel<kK, kFlip, false><<<grid, kThreads, 0, ctx.stream>>>(
+            x, nullptr, 0, w, bias, y, int(B), int(H), int(W), int(C),
+            int(tiles_w), vec, pair);
     };
     if (K == 3)
       go(std::integral_constant<int, 3>{});
@@ -245,9 +353,16 @@ inline void dwconv_launch(const Context &ctx, const char *name, const TX *x,
     else
       go(std::integral_constant<int, 7>{});
   } else {
+    const int *keep = nullptr;
+    if (rows) {
+      ScratchCursor scratch(ctx);
+      if (!(keep = scratch_keep_map(ctx, name, scratch, idx, kept, H * W)))
+        return;
+    }
     dwconv_direct_kernel<kFlip><<<grid_for(ctx, B * H * W * C), kThreads, 0,
-                                  ctx.stream>>>(x, w, bias, y, B, int(H),
-                                                int(W), int(C), int(K));
+                                  ctx.stream>>>(x, keep, int(rows ? kept : 0),
+                                                w, bias, y, B, int(H), int(W),
+                                                int(C), int(K));
   }
   check_launch(name);
 }
@@ -257,13 +372,39 @@ inline void dwconv_launch(const Context &ctx, const char *name, const TX *x,
 /// Threads per (channel pair, tap row) of the weight-gradient tile: row splits.
 template <int K> constexpr int kWgradSplits = kThreads / ((kConvCG / 2) * K);
 
+/// acc[kx] += in[j + kx] * d[j] (accb += d[j] if bias) for j in [J0, J0 + NJ).
+template <int J0, int NJ, int K>
+__device__ __forceinline__ void wgrad_row(const float2 (&in)[kConvTW + K - 1],
+                                          const float2 (&d)[kConvTW],
+                                          float2 (&acc)[K], float2 &accb,
+                                          bool bias) {
+#pragma unroll
+  for (int kx = 0; kx < K; ++kx)
+#pragma unroll
+    for (int j = J0; j < J0 + NJ; ++j) {
+      acc[kx].x = fmaf(in[j + kx].x, d[j].x, acc[kx].x);
+      acc[kx].y = fmaf(in[j + kx].y, d[j].y, acc[kx].y);
+    }
+  if (bias)
+#pragma unroll
+    for (int j = J0; j < J0 + NJ; ++j) {
+      accb.x += d[j].x;
+      accb.y += d[j].y;
+    }
+}
+
 /// Stage 1. grid (blocks per group, channel groups). Block p of group g sums,
 /// over tiles [p * per, (p+1) * per) of the B * tiles_h * tiles_w tiles,
 /// dy[pos] * x[pos + tap] for its 32 channels and all K*K taps, and dy for
 /// the bias; writes partial[(p * (KK+1) + tap) * C + c], tap KK = bias.
-template <int K, class TG, class TX>
+/// Dense dy: tiles image-major. kRows (dy the kept rows [B, kept, C] at
+/// idx): tiles position-major, one window map per position for B images;
+/// tiles without a kept position are skipped, and so are the FMAs of the
+/// tile-row halves without one (their dy is zero).
+template <int K, bool kRows, class TG, class TX>
 __global__ void __launch_bounds__(kThreads)
-    dwconv_wgrad_partial_kernel(const TG *dy, const TX *x, int H, int W, int C,
+    dwconv_wgrad_partial_kernel(const TG *dy, const int32_t *idx, int kept,
+                                const TX *x, int B, int H, int W, int C,
                                 int tiles_h, int tiles_w, int64_t tiles,
                                 int64_t per, bool vec_dy, bool vec_x,
                                 float *partial) {
@@ -273,6 +414,10 @@ __global__ void __launch_bounds__(kThreads)
                 "the reduction buffer reuses sx");
   __shared__ __align__(16) float sx[HH * WW * kConvCG];
   __shared__ __align__(16) float sd[kConvTH * kConvTW * kConvCG];
+  __shared__ int smap[kRows ? kConvTH * kConvTW : 1];
+  __shared__ unsigned shalves; // bit 2r + h: half h of tile row r has a kept position
+  constexpr unsigned kAllHalves = (1u << (2 * kConvTH)) - 1;
+  static_assert(2 * kConvTH <= 32 && kConvTW % 2 == 0, "half-row bits");
   const int c0 = blockIdx.y * kConvCG;
   const int pr = threadIdx.x % NP, rest = threadIdx.x / NP;
   const int ky = rest % K, s = rest / K;
@@ -287,18 +432,49 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t t0 = blockIdx.x * per;
   const int64_t t1 = t0 + per < tiles ? t0 + per : tiles;
   const int per_image = tiles_h * tiles_w;
+  int mapped = -1; // the tile position whose window map smap holds
   for (int64_t t = t0; t < t1; ++t) {
-    const int64_t b = t / per_image;
-    const int tt = int(t % per_image);
+    const int64_t b = kRows ? t % B : t / per_image;
+    const int tt = int(kRows ? t / B : t % per_image);
     const int h0 = (tt / tiles_w) * kConvTH, w0 = (tt % tiles_w) * kConvTW;
-    __syncthreads();
-    conv_stage<HH, WW>(x + b * image, H, W, C, h0 - P, w0 - P, c0, vec_x, sx);
-    conv_stage<kConvTH, kConvTW>(dy + b * image, H, W, C, h0, w0, c0, vec_dy,
-                                 sd);
+    __syncthreads(); // the previous tile's reads of sx, sd, smap are done
+    unsigned halves = kAllHalves;
+    if constexpr (kRows) {
+      if (tt != mapped) {
+        if (threadIdx.x == 0)
+          shalves = 0;
+        build_window_map<kConvTH, kConvTW>(idx, kept, H, W, h0, w0, smap);
+        if (threadIdx.x < 2 * kConvTH) {
+          constexpr int kHalf = kConvTW / 2;
+          const int r = threadIdx.x / 2, half = threadIdx.x % 2;
+          bool any = false;
+          for (int j = 0; j < kHalf; ++j)
+            any |= smap[r * kConvTW + half * kHalf + j] >= 0;
+          if (any)
+            atomicOr(&shalves, 1u << threadIdx.x);
+        }
+        __syncthreads();
+        mapped = tt;
+      }
+      halves = shalves;
+      if (halves == 0)
+        continue;
+    }
+    conv_stage<HH, WW>(x + b * image, C, c0, vec_x, sx,
+                       DenseWindow<WW>{H, W, C, h0 - P, w0 - P});
+    if constexpr (kRows)
+      conv_stage<kConvTH, kConvTW>(dy + b * int64_t(kept) * C, C, c0, vec_dy,
+                                   sd, KeptWindow{smap, C});
+    else
+      conv_stage<kConvTH, kConvTW>(dy + b * image, C, c0, vec_dy, sd,
+                                   DenseWindow<kConvTW>{H, W, C, h0, w0});
     __syncthreads();
     if (!active)
       continue;
     for (int r = s; r < kConvTH; r += S) {
+      const unsigned rh = (halves >> (2 * r)) & 3u;
+      if (rh == 0)
+        continue;
       float2 d[kConvTW], in[kConvTW + K - 1];
 #pragma unroll
       for (int j = 0; j < kConvTW; ++j)
@@ -306,19 +482,13 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int j = 0; j < kConvTW + K - 1; ++j)
         in[j] = sx2[((r + ky) * WW + j) * NP + pr];
-#pragma unroll
-      for (int kx = 0; kx < K; ++kx)
-#pragma unroll
-        for (int j = 0; j < kConvTW; ++j) {
-          acc[kx].x = fmaf(in[j + kx].x, d[j].x, acc[kx].x);
-          acc[kx].y = fmaf(in[j + kx].y, d[j].y, acc[kx].y);
-        }
-      if (ky == 0)
-#pragma unroll
-        for (int j = 0; j < kConvTW; ++j) {
-          accb.x += d[j].x;
-          accb.y += d[j].y;
-        }
+      constexpr int kHalf = kConvTW / 2;
+      if (rh == 3)
+        wgrad_row<0, kConvTW, K>(in, d, acc, accb, ky == 0);
+      else if (rh == 1)
+        wgrad_row<0, kHalf, K>(in, d, acc, accb, ky == 0);
+      else
+        wgrad_row<kHalf, kHalf, K>(in, d, acc, accb, ky == 0);
     }
   }
   // The S row splits of each (tap, channel), added in split order.
@@ -369,11 +539,13 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-/// Any odd K: one thread per (tap, channel) over every position, in double.
+/// Any odd K: one thread per (tap, channel) over every position, in double
+/// (keep: dy is the kept rows [B, kept, C], keep[t] the row of token t).
 template <class TG, class TX>
 __global__ void __launch_bounds__(kThreads)
-    dwconv_wgrad_direct_kernel(const TG *dy, const TX *x, int64_t B, int H,
-                               int W, int C, int K, float *dw, float *db) {
+    dwconv_wgrad_direct_kernel(const TG *dy, const int *keep, int kept,
+                               const TX *x, int64_t B, int H, int W, int C,
+                               int K, float *dw, float *db) {
   const int P = K / 2, KK = K * K;
   const int64_t n = int64_t(KK + 1) * C;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -390,7 +562,13 @@ __global__ void __launch_bounds__(kThreads)
           const int wx = ww + ox;
           if (wx < 0 || wx >= W)
             continue;
-          const double g = to_f32(dy[((b * H + h) * W + ww) * C + c]);
+          const int64_t r = keep ? (keep[h * W + ww] < 0
+                                        ? -1
+                                        : b * kept + keep[h * W + ww])
+                                 : (b * H + h) * W + ww;
+          if (r < 0)
+            continue;
+          const double g = to_f32(dy[r * C + c]);
           s += tap < KK ? g * to_f32(x[((b * H + hy) * W + wx) * C + c]) : g;
         }
       }
@@ -401,14 +579,17 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+/// dw, db from dy and x. kept >= 0: dy is the kept rows [B, kept, C] at idx.
 template <class TG, class TX>
-inline void dwconv_grad_weight_impl(const Context &ctx, const TG *dy,
-                                    const TX *x, float *dw, float *db,
-                                    int64_t B, int64_t H, int64_t W, int64_t C,
-                                    int64_t K) {
-  const char *name = "dwconv_grad_weight";
-  if (!conv_check(name, B, H, W, C, K) || C == 0)
+inline void dwconv_grad_weight_impl(const Context &ctx, const char *name,
+                                    const TG *dy, const TX *x, float *dw,
+                                    float *db, int64_t B, int64_t H, int64_t W,
+                                    int64_t C, int64_t K,
+                                    const int32_t *idx = nullptr,
+                                    int64_t kept = -1) {
+  if (!conv_check(name, B, H, W, C, K) || !rows_check(name, idx, kept) || C == 0)
     return;
+  const bool rows = kept >= 0;
   const int64_t KK = K * K;
   if (B * H * W == 0) { // no positions: zero gradients
     cudaMemsetAsync(dw, 0, size_t(C * KK) * sizeof(float), ctx.stream);
@@ -417,9 +598,16 @@ inline void dwconv_grad_weight_impl(const Context &ctx, const TG *dy,
     return;
   }
   if (K != 3 && K != 5 && K != 7) {
+    const int *keep = nullptr;
+    if (rows) {
+      ScratchCursor scratch(ctx);
+      if (!(keep = scratch_keep_map(ctx, name, scratch, idx, kept, H * W)))
+        return;
+    }
     dwconv_wgrad_direct_kernel<<<grid_for(ctx, (KK + 1) * C), kThreads, 0,
-                                 ctx.stream>>>(dy, x, B, int(H), int(W),
-                                               int(C), int(K), dw, db);
+                                 ctx.stream>>>(dy, keep, int(rows ? kept : 0),
+                                               x, B, int(H), int(W), int(C),
+                                               int(K), dw, db);
     check_launch(name);
     return;
   }
@@ -457,9 +645,14 @@ inline void dwconv_grad_weight_impl(const Context &ctx, const TG *dy,
   const dim3 grid{unsigned(parts), unsigned(groups)};
   const auto go = [&](auto kc) {
     constexpr int kK = decltype(kc)::value;
-    dwconv_wgrad_partial_kernel<kK><<<grid, kThreads, 0, ctx.stream>>>(
-        dy, x, int(H), int(W), int(C), int(tiles_h), int(tiles_w), tiles, per,
-        vec_dy, vec_x, partial);
+    if (rows)
+      dwconv_wgrad_partial_kernel<kK, true><<<grid, kThreads, 0, ctx.stream>>>(
+          dy, idx, int(kept), x, int(B), int(H), int(W), int(C), int(tiles_h),
+          int(tiles_w), tiles, per, vec_dy, vec_x, partial);
+    else
+      dwconv_wgrad_partial_kernel<kK, false><<<grid, kThreads, 0, ctx.stream>>>(
+          dy, nullptr, 0, x, int(B), int(H), int(W), int(C), int(tiles_h),
+          int(tiles_w), tiles, per, vec_dy, vec_x, partial);
   };
   if (K == 3)
     go(std::integral_constant<int, 3>{});
