@@ -72,6 +72,22 @@ FailureOr<std::string> scalarExpr(sbpk::KernelOp k, ArrayRef<std::string> a) {
   return failure();
 }
 
+/// The float expression of an elementwise group's member over its operands'
+/// expressions; in a group with a row map, `kept` is whether the element's
+/// token is kept. Reports an error on a member that is not elementwise.
+FailureOr<std::string> memberExpr(sbpk::KernelOp k, const llvm::DenseMap<Value, std::string> &expr) {
+  SmallVector<std::string> args;
+  for (Value v : k->getOperands())
+    args.push_back(expr.lookup(v));
+  if (k.getCallee() == sbpk::kernel::gather_rows) // the kept rows: the value itself, stored at ki
+    return args[0];
+  if (k.getCallee() == sbpk::kernel::scatter_add_rows) // kept rows added to their tokens
+    return "(" + args[0] + " + (kept ? " + args[1] + " : 0.0f))";
+  if (FailureOr<std::string> e = scalarExpr(k, args); succeeded(e))
+    return e;
+  return k.emitOpError("is not an elementwise kernel");
+}
+
 /// Members that add column sums: a bias gradient, a layer scale's gradient.
 bool addsColumnSums(Operation &inner) {
   StringRef c = cast<sbpk::KernelOp>(inner).getCallee();
@@ -243,20 +259,11 @@ LogicalResult FusedEmitter::emitElementwise() {
   int t = 0;
   for (Operation &inner : body.without_terminator()) {
     auto k = cast<sbpk::KernelOp>(inner);
-    SmallVector<std::string> args;
-    for (Value v : inner.getOperands())
-      args.push_back(expr[v]);
-    std::string e;
-    if (k.getCallee() == sbpk::kernel::gather_rows) // the kept rows: the value itself, stored at ki
-      e = args[0];
-    else if (k.getCallee() == sbpk::kernel::scatter_add_rows) // kept rows added to their tokens
-      e = "(" + args[0] + " + (kept ? " + args[1] + " : 0.0f))";
-    else if (FailureOr<std::string> s = scalarExpr(k, args); succeeded(s))
-      e = *s;
-    else
-      return inner.emitOpError("is not an elementwise kernel");
+    FailureOr<std::string> e = memberExpr(k, expr);
+    if (failed(e))
+      return failure();
     std::string id = "t" + std::to_string(t++);
-    stmts += std::string(cuda ? "      " : "    ") + "const float " + id + " = " + e + ";\n";
+    stmts += std::string(cuda ? "      " : "    ") + "const float " + id + " = " + *e + ";\n";
     expr[inner.getResult(0)] = id;
   }
   auto yielded = body.getTerminator()->getOperands();
@@ -417,20 +424,11 @@ LogicalResult FusedEmitter::emitColumnSumElementwise() {
       // layer_scale_grad's dgamma: the column sums of dy * x.
       sums.push_back({k->getResult(1), "(" + expr[k->getOperand(0)] + " * " + expr[k->getOperand(1)] + ")", overKept});
     }
-    SmallVector<std::string> args;
-    for (Value v : inner.getOperands())
-      args.push_back(expr[v]);
-    std::string e;
-    if (k.getCallee() == sbpk::kernel::gather_rows) // the kept rows: the value itself, stored at ki
-      e = args[0];
-    else if (k.getCallee() == sbpk::kernel::scatter_add_rows) // kept rows added to their tokens
-      e = "(" + args[0] + " + (kept ? " + args[1] + " : 0.0f))";
-    else if (FailureOr<std::string> s = scalarExpr(k, args); succeeded(s))
-      e = *s;
-    else
-      return inner.emitOpError("is not an elementwise kernel");
+    FailureOr<std::string> e = memberExpr(k, expr);
+    if (failed(e))
+      return failure();
     std::string id = "t" + std::to_string(t++);
-    stmts += indent + "const float " + id + " = " + e + ";\n";
+    stmts += indent + "const float " + id + " = " + *e + ";\n";
     expr[inner.getResult(0)] = id;
   }
   const int64_t chunks = intAttr(op, "chunks"), nsums = int64_t(sums.size());
