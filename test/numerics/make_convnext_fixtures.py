@@ -225,6 +225,13 @@ def atomic_save_safetensors(path, tensors, provenance):
     os.replace(tmp, path)
 
 
+def as_f32(grads, loss):
+    """A fixture's gradients and loss (as a 1-element tensor "loss"), float32."""
+    out = {n: g.to(torch.float32) for n, g in grads.items()}
+    out["loss"] = loss.reshape(1).to(torch.float32)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="fixture directory to write")
@@ -257,11 +264,6 @@ def main():
         sys.exit("make_convnext_fixtures.py: check failed, nothing written")
 
     provenance = f"test/numerics/make_convnext_fixtures.py --seed {args.seed}, torch {torch.__version__}, timm {timm.__version__}"
-
-    def as_f32(grads, loss):
-        out = {n: g.to(torch.float32) for n, g in grads.items()}
-        out["loss"] = loss.reshape(1).to(torch.float32)
-        return out
 
     os.makedirs(args.out, exist_ok=True)
     out = lambda name: os.path.join(args.out, name)

@@ -136,18 +136,13 @@ def main():
     provenance = (f"test/numerics/make_droppath_fixtures.py --seed {args.seed}, torch {torch.__version__}, "
                   f"timm {timm.__version__}")
 
-    def as_f32(grads, loss):
-        out = {n: g.to(torch.float32) for n, g in grads.items()}
-        out["loss"] = loss.reshape(1).to(torch.float32)
-        return out
-
     os.makedirs(args.out, exist_ok=True)
     out = lambda name: os.path.join(args.out, name)
     base.atomic_save_safetensors(out("params.safetensors"), params, provenance)
     base.atomic_save_safetensors(out("batch.safetensors"), {"images": images, "labels": labels}, provenance)
-    base.atomic_save_safetensors(out("grads_droppath.safetensors"), as_f32(grads_dp, loss_dp),
+    base.atomic_save_safetensors(out("grads_droppath.safetensors"), base.as_f32(grads_dp, loss_dp),
                                  f"{provenance}; timm ConvNeXt, drop path rates {BLOCK_RATES}, masks {KEEP}")
-    base.atomic_save_safetensors(out("grads_nodrop.safetensors"), as_f32(grads_nodrop, loss_nodrop),
+    base.atomic_save_safetensors(out("grads_nodrop.safetensors"), base.as_f32(grads_nodrop, loss_nodrop),
                                  f"{provenance}; timm ConvNeXt without drop path")
     lines = [f"dp.{b}: {' '.join(map(str, k)) if k else '-'}" for b, k in KEEP.items()]
     comment = "# Kept samples of each block's drop path (timm's Bernoulli draw replaced by these masks)"

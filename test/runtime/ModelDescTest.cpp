@@ -55,6 +55,19 @@ bool contains(const std::string &text, const std::string &needle) {
   return text.find(needle) != std::string::npos;
 }
 
+/// A description with the one mask group `group` is refused, its message
+/// naming the trainer and containing `needle`.
+void expectRefused(const sbp_mask_group_desc &group, const char *needle) {
+  auto [status, message] = validate(Desc({group}));
+  EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT) << needle;
+  EXPECT_TRUE(contains(message, needle)) << message;
+  EXPECT_TRUE(contains(message, "trainer 't.so' has an invalid model description")) << message;
+}
+
+struct RefusedGroup {
+  sbp_mask_group_desc group;
+  const char *needle;
+};
 } // namespace
 
 TEST(ModelDesc, AbiVersionFiveKnowsHeadsAndSamplesMasksTheExactStepImagesInTheArenaAndCells) {
@@ -127,23 +140,15 @@ TEST(ModelDesc, HeadsGroupsAreAccepted) {
 }
 
 TEST(ModelDesc, HeadsGroupsNeedOneRowNoPrefixAndEveryHeadsCapacity) {
-  struct Case {
-    sbp_mask_group_desc group;
-    const char *needle;
-  };
-  for (const Case &c : {
-           Case{{"h0", 0.5f, SBP_MASK_HEADS, 2, 6, 0, 12, 1}, "heads mask group 'h0' has grid 2x6"},
-           Case{{"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 1, 13, 1}, "and prefix 1"},
-           Case{{"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 11, 1},
+  for (const RefusedGroup &c : {
+           RefusedGroup{{"h0", 0.5f, SBP_MASK_HEADS, 2, 6, 0, 12, 1}, "heads mask group 'h0' has grid 2x6"},
+           RefusedGroup{{"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 1, 13, 1}, "and prefix 1"},
+           RefusedGroup{{"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 11, 1},
                 "keeps up to 12 tokens but its capacity is 11"},
-           Case{{"h0", 0.5f, SBP_MASK_HEADS, 1, 0, 0, 1, 1}, "has grid 1x0"},
-           Case{{"h0", 0.0f, SBP_MASK_HEADS, 1, 12, 0, 12, 1}, "keep ratio 0 outside (0, 1]"},
-       }) {
-    auto [status, message] = validate(Desc({c.group}));
-    EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT) << c.needle;
-    EXPECT_TRUE(contains(message, c.needle)) << message;
-    EXPECT_TRUE(contains(message, "trainer 't.so' has an invalid model description")) << message;
-  }
+           RefusedGroup{{"h0", 0.5f, SBP_MASK_HEADS, 1, 0, 0, 1, 1}, "has grid 1x0"},
+           RefusedGroup{{"h0", 0.0f, SBP_MASK_HEADS, 1, 12, 0, 12, 1}, "keep ratio 0 outside (0, 1]"},
+       })
+    expectRefused(c.group, c.needle);
 }
 
 TEST(ModelDesc, UnknownMaskKindsAreRefusedWithTheGroupAndKnownKinds) {
@@ -177,26 +182,19 @@ TEST(ModelDesc, DerivedGroupsAreAccepted) {
 }
 
 TEST(ModelDesc, CellsMustBePositiveDivideTheGridAndSkipHeadsAndPrefixes) {
-  struct Case {
-    sbp_mask_group_desc group;
-    const char *needle;
-  };
-  for (const Case &c : {
-           Case{{"s0", 0.5f, SBP_MASK_GRID, 56, 56, 0, 3136, 0}, "mask group 's0' has cell 0"},
-           Case{{"s0", 0.5f, SBP_MASK_GRID, 56, 56, 0, 3136, -2}, "has cell -2 (1 or more)"},
-           Case{{"s0", 0.5f, SBP_MASK_GRID, 56, 56, 0, 3136, 3},
+  for (const RefusedGroup &c : {
+           RefusedGroup{{"s0", 0.5f, SBP_MASK_GRID, 56, 56, 0, 3136, 0}, "mask group 's0' has cell 0"},
+           RefusedGroup{{"s0", 0.5f, SBP_MASK_GRID, 56, 56, 0, 3136, -2}, "has cell -2 (1 or more)"},
+           RefusedGroup{{"s0", 0.5f, SBP_MASK_GRID, 56, 56, 0, 3136, 3},
                 "mask group 's0' has cell 3, which does not divide its grid 56x56"},
-           Case{{"s0", 0.5f, SBP_MASK_RANDOM, 8, 6, 0, 48, 4}, "does not divide its grid 8x6"},
-           Case{{"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 12, 2},
+           RefusedGroup{{"s0", 0.5f, SBP_MASK_RANDOM, 8, 6, 0, 48, 4}, "does not divide its grid 8x6"},
+           RefusedGroup{{"h0", 0.5f, SBP_MASK_HEADS, 1, 12, 0, 12, 2},
                 "heads mask group 'h0' has cell 2; heads groups have cell 1"},
-           Case{{"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 1 + 98, 2},
+           RefusedGroup{{"m0", 0.5f, SBP_MASK_GRID, 14, 14, 1, 1 + 98, 2},
                 "mask group 'm0' has cell 2 and prefix 1"},
            // The capacity counts whole cells: 98 drawn positions of 4 fine ones each.
-           Case{{"s1", 0.5f, SBP_MASK_GRID, 28, 28, 0, 391, 2},
+           RefusedGroup{{"s1", 0.5f, SBP_MASK_GRID, 28, 28, 0, 391, 2},
                 "mask group 's1' keeps up to 392 tokens but its capacity is 391"},
-       }) {
-    auto [status, message] = validate(Desc({c.group}));
-    EXPECT_EQ(status, SBP_ERROR_INVALID_ARGUMENT) << c.needle;
-    EXPECT_TRUE(contains(message, c.needle)) << message;
-  }
+       })
+    expectRefused(c.group, c.needle);
 }
