@@ -321,7 +321,11 @@ LogicalResult FusedEmitter::emitElementwise() {
       break;
     }
   const int64_t threads = 256, perBlock = threads * vec;
-  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>((total + perBlock - 1) / perBlock, 4096));
+  // With a row map every block first builds the inverse map of all tokens:
+  // 1024 blocks (a full H100 at 8 blocks of 256 per multiprocessor) keep that
+  // cost a small part of each block's loop.
+  const int64_t maxBlocks = map.present() ? 1024 : 4096;
+  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>((total + perBlock - 1) / perBlock, maxBlocks));
   SmallVector<std::string> kparams;
   for (auto [i, v] : llvm::enumerate(op.getInputs()))
     kparams.push_back(isData(i) ? std::string("const ") + ctype(v) + " *__restrict__ in" + std::to_string(i)

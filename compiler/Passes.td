@@ -118,9 +118,9 @@ def SbpFuseEpilogues : Pass<"sbp-fuse-epilogues", "::mlir::ModuleOp"> {
 
     A `scatter_rows` whose only readers are the dy operands of
     `dwconv_grad_input` / `dwconv_grad_weight` (a ConvNeXt block's SBP branch
-    gradient) folds into them: they become `dwconv_grad_input_rows` /
-    `dwconv_grad_weight_rows`, reading the kept rows through the keep indices,
-    and the full zero-filled gradient is never written.
+    gradient) or of `space_to_depth_grad` (a downsampling's) folds into them:
+    they become their `_rows` forms, reading the kept rows through the keep
+    indices, and the full zero-filled gradient is never written.
   }];
 }
 

@@ -15,12 +15,15 @@
 // The same on the other side of a kernel: in a ConvNeXt block under SBP the
 // MLP branch's input gradient exists on the kept rows only, and a
 // `scatter_rows` writes it out in full (zeros elsewhere) for the depth-wise
-// convolution's backward. When the convolution's two gradient kernels are the
-// scatter's only readers they become their `_rows` forms, which read the kept
-// rows through the keep indices:
+// convolution's backward; a downsampling's reduction gradient likewise for
+// the space-to-depth gradient. When those kernels are the scatter's only
+// readers they become their `_rows` forms, which read the kept rows through
+// the keep indices:
 //
 //   scatter_rows(dk, idx) -> dwconv_grad_input / dwconv_grad_weight
 //       becomes  dwconv_grad_input_rows(dk, idx, w) / dwconv_grad_weight_rows(dk, idx, x)
+//   scatter_rows(dk, idx) -> space_to_depth_grad
+//       becomes  space_to_depth_grad_rows(dk, idx)
 //
 // so the full zero-filled gradient is never written nor read, and the weight
 // gradient skips the dropped positions.
@@ -89,25 +92,30 @@ int64_t sizeAttr(Operation *op, StringRef name) {
   return a ? a.getInt() : -1;
 }
 
-/// The `_rows` form of a depth-wise convolution gradient reading `use` as
-/// its dy, if that is where a scatter of `scatter`'s rows can fold.
+/// The `_rows` form of the kernel reading `use` as its dy (a depth-wise
+/// convolution's gradient, a downsampling's space-to-depth gradient), if that
+/// is where a scatter of `scatter`'s rows can fold.
 StringRef rowsFormOf(OpOperand &use, sbpk::KernelOp scatter) {
   auto k = dyn_cast<sbpk::KernelOp>(use.getOwner());
-  if (!k || use.getOperandNumber() != 0)
+  if (!k || use.getOperandNumber() != 0 || sizeAttr(k, "batch") != sizeAttr(scatter, "batch"))
     return {};
-  StringRef rows;
-  if (k.getCallee() == sbpk::kernel::dwconv_grad_input)
-    rows = sbpk::kernel::dwconv_grad_input_rows;
-  else if (k.getCallee() == sbpk::kernel::dwconv_grad_weight)
-    rows = sbpk::kernel::dwconv_grad_weight_rows;
-  // The scattered rows are the convolution's positions, of its channels.
-  bool sameShape = sizeAttr(k, "batch") == sizeAttr(scatter, "batch") &&
-                   sizeAttr(k, "height") * sizeAttr(k, "width") == sizeAttr(scatter, "tokens") &&
-                   sizeAttr(k, "channels") == sizeAttr(scatter, "n");
-  return sameShape ? rows : StringRef();
+  const int64_t h = sizeAttr(k, "height"), w = sizeAttr(k, "width"), c = sizeAttr(k, "channels");
+  // The scattered rows are the convolution's positions, of its channels ...
+  if (h * w == sizeAttr(scatter, "tokens") && c == sizeAttr(scatter, "n")) {
+    if (k.getCallee() == sbpk::kernel::dwconv_grad_input)
+      return sbpk::kernel::dwconv_grad_input_rows;
+    if (k.getCallee() == sbpk::kernel::dwconv_grad_weight)
+      return sbpk::kernel::dwconv_grad_weight_rows;
+  }
+  // ... or the cells of a space-to-depth of block b, of c * b * b features.
+  const int64_t b = sizeAttr(k, "block");
+  if (k.getCallee() == sbpk::kernel::space_to_depth_grad && b > 0 &&
+      (h / b) * (w / b) == sizeAttr(scatter, "tokens") && c * b * b == sizeAttr(scatter, "n"))
+    return sbpk::kernel::space_to_depth_grad_rows;
+  return {};
 }
 
-void foldScatterIntoDwConvGrads(sbpk::KernelOp scatter) {
+void foldScatterIntoConsumers(sbpk::KernelOp scatter) {
   Value full = scatter->getResult(0);
   if (full.use_empty() || !llvm::all_of(full.getUses(), [&](OpOperand &u) { return !rowsFormOf(u, scatter).empty(); }))
     return;
@@ -115,8 +123,10 @@ void foldScatterIntoDwConvGrads(sbpk::KernelOp scatter) {
   for (OpOperand &use : llvm::make_early_inc_range(full.getUses())) {
     auto k = cast<sbpk::KernelOp>(use.getOwner());
     OpBuilder b(k);
+    SmallVector<Value> operands = {rows, idx};
+    llvm::append_range(operands, k->getOperands().drop_front());
     auto fused = b.create<sbpk::KernelOp>(k.getLoc(), k->getResultTypes(), b.getStringAttr(rowsFormOf(use, scatter)),
-                                          ValueRange{rows, idx, k->getOperand(1)});
+                                          operands);
     for (NamedAttribute a : k->getAttrs())
       if (a.getName() != "callee")
         fused->setAttr(a.getName(), a.getValue());
@@ -138,7 +148,7 @@ struct FuseEpiloguesPass : sbp::impl::SbpFuseEpiloguesBase<FuseEpiloguesPass> {
         if (k.getCallee() == sbpk::kernel::scatter_rows)
           scatters.push_back(k);
       for (sbpk::KernelOp k : scatters)
-        foldScatterIntoDwConvGrads(k);
+        foldScatterIntoConsumers(k);
     }
   }
 };

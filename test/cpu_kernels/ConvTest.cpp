@@ -157,6 +157,25 @@ TEST(SpaceToDepthTest, ConvWeightFlattenOrderAndInverse) {
   });
 }
 
+TEST(SpaceToDepthTest, KeptRowsGiveTheGradientOfTheScatteredDy) {
+  // 3 x 2 output tokens of 3 * 4 features; tokens 4, 1 kept (unordered), a
+  // padding entry, token 4 again (its later row wins).
+  const int64_t B = 2, H = 6, W = 4, C = 3, s = 2, T = 6, D = C * s * s;
+  const std::vector<int32_t> idx = {4, 1, -1, 4};
+  const int64_t kept = int64_t(idx.size());
+  Vec dyk = randomVec(size_t(B * kept * D), 11), dy(size_t(B * T * D), 0.0f);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t k = 0; k < kept; ++k)
+      if (idx[size_t(k)] >= 0)
+        std::copy_n(dyk.begin() + (b * kept + k) * D, D, dy.begin() + (b * T + idx[size_t(k)]) * D);
+  forEachTeamSize([&] {
+    Vec want(size_t(B * H * W * C), NAN), got(want.size(), NAN);
+    space_to_depth_grad(dy.data(), want.data(), B, H, W, C, s);
+    space_to_depth_grad_rows(dyk.data(), idx.data(), kept, got.data(), B, H, W, C, s);
+    EXPECT_EQ(got, want);
+  });
+}
+
 TEST(LayerScaleTest, ForwardAndGradients) {
   const int64_t rows = 37, n = 300; // more columns than one 256-column chunk
   Vec x = randomVec(size_t(rows * n), 9), g = randomVec(size_t(n), 10), r = randomVec(size_t(rows * n), 11);

@@ -408,6 +408,37 @@ void checkSpaceToDepth(ConvTest &, const Context &ctx, int64_t B, int64_t H,
   EXPECT_EQ(dBack.download(), asStored<TX>(asStored<TY>(x)));
 }
 
+/// space_to_depth_grad_rows (dy as the kept rows of the output tokens)
+/// equals space_to_depth_grad of the scattered dy: pure moves, equal bits.
+template <class TG, class TD>
+void checkSpaceToDepthGradRows(const Context &ctx, int64_t B, int64_t H,
+                               int64_t W, int64_t C, int64_t s, int cell) {
+  SCOPED_TRACE("B=" + std::to_string(B) + " H=" + std::to_string(H) +
+               " W=" + std::to_string(W) + " C=" + std::to_string(C) +
+               " s=" + std::to_string(s) + " " + typeName((TG *)nullptr) +
+               " -> " + typeName((TD *)nullptr));
+  const ConvShape grid{B, H / s, W / s, C * s * s, 1};
+  const std::vector<int32_t> idx = keptPositions(grid, cell, uint32_t(H * 7 + C));
+  const int64_t kept = int64_t(idx.size()), D = C * s * s;
+  const Vec dyk = asStored<TG>(randomVec(size_t(B * kept * D), 61));
+  const Vec dy = scatterKept(dyk, idx, grid);
+  const size_t n = size_t(B * H * W * C);
+  Tensor<TG> dDyk(dyk), dDy(dy);
+  Tensor<TD> got(n), want(n);
+  DeviceArray<int32_t> dIdx(idx);
+  space_to_depth_grad_rows(ctx, dDyk.get(), dIdx.get(), kept, got.get(), B, H,
+                           W, C, s);
+  space_to_depth_grad(ctx, dDy.get(), want.get(), B, H, W, C, s);
+  EXPECT_EQ(cudaStreamSynchronize(ctx.stream), cudaSuccess);
+  EXPECT_EQ(got.bits(), want.bits());
+}
+
+TEST_F(ConvTest, SpaceToDepthGradOfKeptRows) {
+  checkSpaceToDepthGradRows<float, float>(ctx, 2, 8, 8, 24, 2, 1);
+  checkSpaceToDepthGradRows<__nv_bfloat16, __nv_bfloat16>(ctx, 3, 28, 28, 96, 2, 2);
+  checkSpaceToDepthGradRows<__nv_bfloat16, float>(ctx, 1, 12, 6, 5, 3, 1);
+}
+
 TEST_F(ConvTest, SpaceToDepth) {
   checkSpaceToDepth<float, float>(*this, ctx, 2, 8, 8, 24, 2);
   checkSpaceToDepth<float, float>(*this, ctx, 1, 6, 9, 3, 3);

@@ -212,6 +212,16 @@ void space_to_depth_grad(const float *dy, float *dx, int64_t batch, int64_t heig
   forEachSpaceToDepth(batch, height, width, channels, block, [&](int64_t i, int64_t o) { dx[i] = dy[o]; });
 }
 
+void space_to_depth_grad_rows(const float *dyk, const int32_t *idx, int64_t kept, float *dx, int64_t batch,
+                              int64_t height, int64_t width, int64_t channels, int64_t block) {
+  const int64_t tokens = (height / block) * (width / block), D = channels * block * block;
+  const int64_t *keep = keepMap(idx, kept, tokens);
+  forEachSpaceToDepth(batch, height, width, channels, block, [&](int64_t i, int64_t o) {
+    const int64_t row = o / D, t = row % tokens;
+    dx[i] = keep[t] < 0 ? 0.0f : dyk[((row / tokens) * kept + keep[t]) * D + o % D];
+  });
+}
+
 void layer_scale(const float *x, const float *gamma, float *y, int64_t rows, int64_t n) {
 #pragma omp parallel for schedule(static) if (rows * n >= kParallelMinElems)
   for (int64_t r = 0; r < rows; ++r) {

@@ -71,6 +71,17 @@ void space_to_depth_grad(const Context &ctx, const G *dy, D *dx, int64_t batch,
                                     height, width, channels, block);
 }
 
+template <class G, class D, detail::EnableBf16<G, D>>
+void space_to_depth_grad_rows(const Context &ctx, const G *dyk,
+                              const int32_t *idx, int64_t kept, D *dx,
+                              int64_t batch, int64_t height, int64_t width,
+                              int64_t channels, int64_t block) {
+  if (detail::kept_ok("space_to_depth_grad_rows", kept))
+    detail::space_to_depth_impl<true>(ctx, "space_to_depth_grad_rows", dyk, dx,
+                                      batch, height, width, channels, block,
+                                      idx, kept);
+}
+
 template <class X, class Y, detail::EnableBf16<X, Y>>
 void layer_scale(const Context &ctx, const X *x, const float *gamma, Y *y,
                  int64_t rows, int64_t n) {
@@ -108,6 +119,9 @@ void layer_scale_grad(const Context &ctx, const G *dy, const X *x,
   template void space_to_depth_grad<X, Y>(const Context &, const X *, Y *,     \
                                           int64_t, int64_t, int64_t, int64_t,  \
                                           int64_t);                            \
+  template void space_to_depth_grad_rows<X, Y>(                                \
+      const Context &, const X *, const int32_t *, int64_t, Y *, int64_t,       \
+      int64_t, int64_t, int64_t, int64_t);                                      \
   template void layer_scale<X, Y>(const Context &, const X *, const float *,   \
                                   Y *, int64_t, int64_t);
 SBP_CONV_PAIRS(SBP_I_DWCONV)

@@ -65,6 +65,16 @@ void space_to_depth_grad(const Context &ctx, const float *dy, float *dx,
                                     height, width, channels, block);
 }
 
+void space_to_depth_grad_rows(const Context &ctx, const float *dyk,
+                              const int32_t *idx, int64_t kept, float *dx,
+                              int64_t batch, int64_t height, int64_t width,
+                              int64_t channels, int64_t block) {
+  if (detail::kept_ok("space_to_depth_grad_rows", kept))
+    detail::space_to_depth_impl<true>(ctx, "space_to_depth_grad_rows", dyk, dx,
+                                      batch, height, width, channels, block,
+                                      idx, kept);
+}
+
 void layer_scale(const Context &ctx, const float *x, const float *gamma,
                  float *y, int64_t rows, int64_t n) {
   detail::layer_scale_impl(ctx, x, gamma, y, rows, n);

@@ -430,7 +430,8 @@ void take_token_grad(const Context &ctx, const X *dy, Y *dx, int64_t B,
 // dwconv_grad_weight writes dweight and dbias (deterministic two-stage
 // reduction; scratch: 4 * C * (K*K + 1) bytes per partial block, at least
 // one). The _rows gradients take dy as its SBP kept rows [B, kept, C] at idx
-// (other K: 4 * (H*W + 1) bytes of scratch more for a keep map).
+// (other K, and space_to_depth_grad_rows: 4 * (tokens + 1) bytes of scratch
+// for a keep map).
 // layer_scale_grad writes dgamma (double, deterministic).
 template <class X, class Y, detail::EnableBf16<X, Y> = 0>
 void dwconv(const Context &ctx, const X *x, const float *weight,
@@ -465,6 +466,11 @@ template <class G, class D, detail::EnableBf16<G, D> = 0>
 void space_to_depth_grad(const Context &ctx, const G *dy, D *dx, int64_t batch,
                          int64_t height, int64_t width, int64_t channels,
                          int64_t block);
+template <class G, class D, detail::EnableBf16<G, D> = 0>
+void space_to_depth_grad_rows(const Context &ctx, const G *dyk,
+                              const int32_t *idx, int64_t kept, D *dx,
+                              int64_t batch, int64_t height, int64_t width,
+                              int64_t channels, int64_t block);
 template <class X, class Y, detail::EnableBf16<X, Y> = 0>
 void layer_scale(const Context &ctx, const X *x, const float *gamma, Y *y,
                  int64_t rows, int64_t n);

@@ -670,32 +670,43 @@ inline void dwconv_grad_weight_impl(const Context &ctx, const char *name,
 //===--- Space to depth ---------------------------------------------------===//
 // One thread per (output token, channel c): the s*s features c*s*s + dy*s + dx
 // of that token, i.e. channel c of the s*s input tokens of its cell. A warp
-// reads / writes consecutive channels of one token.
+// reads / writes consecutive channels of one token. The `_rows` gradient
+// reads the output tokens' kept rows through a keep map built in scratch.
 
+/// keep (kGrad only): src is the kept rows [B, kept, C*s*s] of the output
+/// tokens, keep[t] the row of token t (-1: dropped, its gradient zero).
 template <bool kGrad, class I, class TS, class TD>
 __global__ void __launch_bounds__(kThreads)
-    space_to_depth_kernel(const TS *src, TD *dst, I B, I H, I W, I C, I s) {
+    space_to_depth_kernel(const TS *src, TD *dst, I B, I H, I W, I C, I s,
+                          const int *keep, I kept) {
   const I Ho = H / s, Wo = W / s, total = B * Ho * Wo * C;
   for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < total;
        i += I(gridDim.x) * blockDim.x) {
     const I c = i % C, tok = i / C;
     const I j = tok % Wo, io = (tok / Wo) % Ho, b = tok / (Wo * Ho);
+    const int k = keep ? keep[tok % (Wo * Ho)] : 0;
+    const I row = keep ? b * kept + I(k < 0 ? 0 : k) : tok;
     for (I dy = 0; dy < s; ++dy)
       for (I dx = 0; dx < s; ++dx) {
         const I in = ((b * H + io * s + dy) * W + j * s + dx) * C + c;
-        const I out = (tok * C + c) * s * s + dy * s + dx;
+        const I out = (row * C + c) * s * s + dy * s + dx;
         if constexpr (kGrad)
-          dst[in] = from_f32<TD>(to_f32(src[out]));
+          dst[in] = k < 0 ? from_f32<TD>(0.0f) : from_f32<TD>(to_f32(src[out]));
         else
           dst[out] = from_f32<TD>(to_f32(src[in]));
       }
   }
 }
 
+/// kept >= 0 (kGrad): src is the kept rows [B, kept, C*s*s] at idx.
 template <bool kGrad, class TS, class TD>
 inline void space_to_depth_impl(const Context &ctx, const char *name,
                                 const TS *src, TD *dst, int64_t B, int64_t H,
-                                int64_t W, int64_t C, int64_t s) {
+                                int64_t W, int64_t C, int64_t s,
+                                const int32_t *idx = nullptr,
+                                int64_t kept = -1) {
+  if (!rows_check(name, idx, kept))
+    return;
   if (B < 0 || H < 0 || W < 0 || C < 0 || s < 1) {
     fail_arg(name, "negative size or block < 1");
     return;
@@ -707,14 +718,20 @@ inline void space_to_depth_impl(const Context &ctx, const char *name,
   const int64_t n = B * H * W * C;
   if (n == 0)
     return;
+  const int *keep = nullptr;
+  if (kept >= 0) {
+    ScratchCursor scratch(ctx);
+    if (!(keep = scratch_keep_map(ctx, name, scratch, idx, kept, (H / s) * (W / s))))
+      return;
+  }
   const unsigned grid = grid_for(ctx, n / (s * s));
   if (n < kMaxIndex32)
     space_to_depth_kernel<kGrad, uint32_t><<<grid, kThreads, 0, ctx.stream>>>(
         src, dst, uint32_t(B), uint32_t(H), uint32_t(W), uint32_t(C),
-        uint32_t(s));
+        uint32_t(s), keep, uint32_t(kept < 0 ? 0 : kept));
   else
     space_to_depth_kernel<kGrad, int64_t><<<grid, kThreads, 0, ctx.stream>>>(
-        src, dst, B, H, W, C, s);
+        src, dst, B, H, W, C, s, keep, kept < 0 ? 0 : kept);
   check_launch(name);
 }
 

@@ -1,8 +1,8 @@
 // RUN: sbp-opt %s -split-input-file -sbp-fuse-epilogues | FileCheck %s --enable-var-scope
 
-// sbp-fuse-epilogues on the backward of a ConvNeXt block under SBP: the MLP
-// branch's input gradient exists on the kept rows (2 of the 4x4 = 16
-// positions here), and scatter_rows writes it out in full for the depth-wise
+// sbp-fuse-epilogues folds SBP scatters into their readers. The backward of
+// a ConvNeXt block under SBP: the MLP branch's input gradient exists on the
+// kept rows (2 of the 4x4 = 16 positions here), and scatter_rows writes it out in full for the depth-wise
 // conv's two gradient kernels. When those are the scatter's only readers,
 // they read the kept rows through the keep indices instead (`_rows`, with the
 // scatter's `kept`), and the scatter goes.
@@ -79,4 +79,36 @@ sbpk.graph @other_shape {
   %d = sbpk.kernel "scatter_rows"(%dk, %k) {batch = 2 : i64, bwd, kept = 2 : i64, n = 8 : i64, tokens = 16 : i64} : (tensor<2x2x8xf32>, tensor<2xi32>) -> tensor<2x16x8xf32>
   %dx = sbpk.kernel "dwconv_grad_input"(%d, %w) {batch = 2 : i64, bwd, channels = 32 : i64, height = 2 : i64, kernel = 3 : i64, width = 2 : i64} : (tensor<2x16x8xf32>, tensor<32x1x3x3xf32>) -> tensor<2x16x8xf32>
   sbpk.return %dx : tensor<2x16x8xf32>
+}
+
+// -----
+
+// A downsampling layer under SBP: its reduction's input gradient exists on the
+// kept rows of the 2x2 grid of cells (1 of 4 here), and the space-to-depth
+// gradient reads them through the keep indices (the scatter goes).
+// CHECK-LABEL: sbpk.graph @downsample
+// CHECK-NOT:     "scatter_rows"
+// CHECK:         %[[DX:.*]] = sbpk.kernel "space_to_depth_grad_rows"(%{{.*}}, %{{.*}}) {batch = 2 : i64, block = 2 : i64, bwd, channels = 8 : i64, height = 4 : i64, kept = 1 : i64, width = 4 : i64} : (tensor<2x1x32xf32>, tensor<1xi32>) -> tensor<2x16x8xf32>
+// CHECK:         sbpk.return %[[DX]]
+sbpk.graph @downsample {
+  %k = sbpk.keep_indices @m group 0 : tensor<1xi32>
+  %dk = sbpk.input "labels" : tensor<2x1x32xf32>
+  %d = sbpk.kernel "scatter_rows"(%dk, %k) {batch = 2 : i64, bwd, kept = 1 : i64, n = 32 : i64, tokens = 4 : i64} : (tensor<2x1x32xf32>, tensor<1xi32>) -> tensor<2x4x32xf32>
+  %dx = sbpk.kernel "space_to_depth_grad"(%d) {batch = 2 : i64, block = 2 : i64, bwd, channels = 8 : i64, height = 4 : i64, width = 4 : i64} : (tensor<2x4x32xf32>) -> tensor<2x16x8xf32>
+  sbpk.return %dx : tensor<2x16x8xf32>
+}
+
+// -----
+
+// The cells are not the scattered rows (4 tokens of 32 features read as 2x2
+// cells of a 4x8 grid): no fold.
+// CHECK-LABEL: sbpk.graph @downsample_other_grid
+// CHECK:         %[[D:.*]] = sbpk.kernel "scatter_rows"
+// CHECK:         sbpk.kernel "space_to_depth_grad"(%[[D]])
+sbpk.graph @downsample_other_grid {
+  %k = sbpk.keep_indices @m group 0 : tensor<1xi32>
+  %dk = sbpk.input "labels" : tensor<2x1x32xf32>
+  %d = sbpk.kernel "scatter_rows"(%dk, %k) {batch = 2 : i64, bwd, kept = 1 : i64, n = 32 : i64, tokens = 4 : i64} : (tensor<2x1x32xf32>, tensor<1xi32>) -> tensor<2x4x32xf32>
+  %dx = sbpk.kernel "space_to_depth_grad"(%d) {batch = 2 : i64, block = 2 : i64, bwd, channels = 4 : i64, height = 4 : i64, width = 8 : i64} : (tensor<2x4x32xf32>) -> tensor<2x32x4xf32>
+  sbpk.return %dx : tensor<2x32x4xf32>
 }
