@@ -297,6 +297,25 @@ sbpk.graph @bias_grad_elementwise {
 
 // -----
 
+// Few wide rows (ConvNeXt-T's last stage: 6272 rows of 3072 columns) are split
+// into 256 chunks of ~25 rows, not one per 64 rows (98 blocks would leave a
+// third of an H100 idle): 256 x 3072 doubles of scratch.
+// CHECK-LABEL: sbpk.graph @bias_grad_wide_rows
+// CHECK:         sbpk.fused "fused_gelu_gelu_grad_bias_grad" "elementwise"({{.*}}) {bwd, chunks = 256 : i64, deferred_sums, scratch_bytes = 6291456 : i64}
+sbpk.graph @bias_grad_wide_rows {
+  %h = sbpk.input "images" : tensor<6272x3072xbf16>
+  %dg = sbpk.input "labels" : tensor<6272x3072xbf16>
+  %x = sbpk.input "labels" : tensor<6272x768xbf16>
+  %r = sbpk.kernel "gelu"(%h) {bwd, n = 19267584 : i64} : (tensor<6272x3072xbf16>) -> tensor<6272x3072xbf16>
+  %d = sbpk.kernel "gelu_grad"(%h, %dg) {bwd, n = 19267584 : i64} : (tensor<6272x3072xbf16>, tensor<6272x3072xbf16>) -> tensor<6272x3072xbf16>
+  %db = sbpk.kernel "bias_grad"(%d) {bwd, n = 3072 : i64, rows = 6272 : i64} : (tensor<6272x3072xbf16>) -> tensor<3072xf32>
+  %dw = sbpk.gemm %d, %x {alpha = 1.0 : f64, beta = 0.0 : f64, bwd, k = 6272 : i64, m = 3072 : i64, n = 768 : i64, trans_a = true, trans_b = false} : (tensor<6272x3072xbf16>, tensor<6272x768xbf16>) -> tensor<3072x768xf32>
+  sbpk.grad_out "fc1.bias" at 0, %db : tensor<3072xf32>
+  sbpk.return %r, %dw : tensor<6272x3072xbf16>, tensor<3072x768xf32>
+}
+
+// -----
+
 // What does not join. The upstream dy' (12 columns) is not a whole number of
 // the group's 8-column slices: its bias gradient goes to the GEMM epilogue
 // (gemm_bgrad). A bias gradient read inside the step (returned) joins, but
