@@ -8,8 +8,11 @@
 #ifndef SBP_CUDA_DETAIL_GEMM_CUH
 #define SBP_CUDA_DETAIL_GEMM_CUH
 
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 #include "detail/pointwise.cuh"
 
 namespace sbp {
@@ -36,12 +39,24 @@ struct GemmKey {
   }
 };
 
+/// One algorithm the heuristic offers for a plan, with its workspace.
+struct GemmAlgo {
+  cublasLtMatmulAlgo_t algo{};
+  size_t workspace = 0;
+};
+
+/// Algorithms a weight-gradient plan asks the heuristic for and times.
+constexpr int kGemmTuneCandidates = 8;
+
 struct GemmPlan {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
   size_t workspace = 0;
   bool fallback = false; // no cuBLASLt algorithm: gemm_fallback_kernel
+  // The heuristic's other algorithms, best first (candidates[0] == algo),
+  // timed on the first call when tuning applies; empty afterwards.
+  std::vector<GemmAlgo> candidates;
 };
 
 inline void destroy_plan(GemmPlan &p) {
@@ -103,6 +118,25 @@ inline uint32_t weight_grad_reduction_schemes() {
     return uint32_t(CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_INPLACE);
   }();
   return schemes;
+}
+
+/// Whether a weight-gradient GEMM's first call times the heuristic's
+/// candidates (gemm_tune). SBP_GEMM_AUTOTUNE=0 keeps its first choice.
+inline bool gemm_tuning_enabled() {
+  static const bool on = [] {
+    const char *v = std::getenv("SBP_GEMM_AUTOTUNE");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
+}
+
+/// SBP_GEMM_LOG=1 prints each tuned shape's candidates and choice to stderr.
+inline bool gemm_tune_logging() {
+  static const bool on = [] {
+    const char *v = std::getenv("SBP_GEMM_LOG");
+    return v && std::strcmp(v, "1") == 0;
+  }();
+  return on;
 }
 
 /// Makes the plan of `key`; false (with the failure recorded) if cuBLASLt
@@ -174,11 +208,13 @@ inline bool make_plan(const Context &ctx, const GemmKey &key, GemmPlan &plan) {
         sizeof(scheme));
   }
   check_cublas(st, "gemm", "cublasLtMatmulPreferenceSetAttribute");
-  cublasLtMatmulHeuristicResult_t result{};
+  // Weight gradients keep the heuristic's next choices for gemm_tune.
+  const int wanted = ta && gemm_tuning_enabled() ? kGemmTuneCandidates : 1;
+  cublasLtMatmulHeuristicResult_t results[kGemmTuneCandidates]{};
   int found = 0;
   if (st == CUBLAS_STATUS_SUCCESS) {
     st = cublasLtMatmulAlgoGetHeuristic(ctx.lt, plan.op, plan.a, plan.b, plan.c,
-                                        plan.c, pref, 1, &result, &found);
+                                        plan.c, pref, wanted, results, &found);
     if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
       st = CUBLAS_STATUS_SUCCESS;
       found = 0;
@@ -188,12 +224,15 @@ inline bool make_plan(const Context &ctx, const GemmKey &key, GemmPlan &plan) {
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS)
     return false;
-  if (found < 1 || result.state != CUBLAS_STATUS_SUCCESS) {
+  if (found < 1 || results[0].state != CUBLAS_STATUS_SUCCESS) {
     plan.fallback = true; // e.g. 4-byte aligned operands
     return true;
   }
-  plan.algo = result.algo;
-  plan.workspace = result.workspaceSize;
+  plan.algo = results[0].algo;
+  plan.workspace = results[0].workspaceSize;
+  for (int i = 0; i < found && found > 1; ++i)
+    if (results[i].state == CUBLAS_STATUS_SUCCESS)
+      plan.candidates.push_back({results[i].algo, results[i].workspaceSize});
   return true;
 }
 
@@ -288,6 +327,95 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+/// An algorithm's cuBLASLt id, split-K count and reduction scheme, for the log.
+inline void describe_algo(const cublasLtMatmulAlgo_t &algo, char (&out)[64]) {
+  int32_t id = -1, splits = 1;
+  uint32_t scheme = 0;
+  size_t got = 0;
+  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_ID, &id,
+                                       sizeof(id), &got);
+  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM,
+                                       &splits, sizeof(splits), &got);
+  cublasLtMatmulAlgoConfigGetAttribute(
+      &algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme, sizeof(scheme),
+      &got);
+  std::snprintf(out, sizeof(out), "algo %d split-K %d reduction %u", id,
+                splits, scheme);
+}
+
+/// Times a weight-gradient plan's candidates on the first call's own operands
+/// (beta == 0: each run overwrites C, and the real call follows) and keeps the
+/// fastest if it beats the heuristic's first choice by 5%, a margin that keeps
+/// the choice, and so the bits, the same from run to run on one GPU model.
+/// Only on a stream that is not being captured (the trainer's first step runs
+/// uncaptured); any failure keeps the heuristic's choice. For the shapes of
+/// SBP's kept rows (K = half the batch's rows) the heuristic's first choice
+/// can be a serial in-place split-K that takes 0.75x the dense shape's time.
+template <class TAB, class TC>
+inline void gemm_tune(const Context &ctx, const GemmKey &key, GemmPlan &plan,
+                      float alpha, const TAB *A, const TAB *B, TC *C) {
+  std::vector<GemmAlgo> candidates;
+  candidates.swap(plan.candidates);
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(ctx.stream, &capture) != cudaSuccess ||
+      capture != cudaStreamCaptureStatusNone) {
+    (void)cudaGetLastError();
+    return;
+  }
+  cudaEvent_t start = nullptr, stop = nullptr;
+  if (cudaEventCreate(&start) != cudaSuccess ||
+      cudaEventCreate(&stop) != cudaSuccess) {
+    (void)cudaGetLastError();
+    if (start)
+      cudaEventDestroy(start);
+    return;
+  }
+  constexpr int kRuns = 3;
+  const float beta = 0.0f;
+  const auto run = [&](const GemmAlgo &g) {
+    return cublasLtMatmul(ctx.lt, plan.op, &alpha, B, plan.a, A, plan.b, &beta,
+                          C, plan.c, C, plan.c, &g.algo,
+                          g.workspace ? ctx.workspace : nullptr, g.workspace,
+                          ctx.stream) == CUBLAS_STATUS_SUCCESS;
+  };
+  std::vector<float> ms(candidates.size(), INFINITY);
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (!run(candidates[i])) // also the warm-up
+      continue;
+    bool ok = cudaEventRecord(start, ctx.stream) == cudaSuccess;
+    for (int r = 0; r < kRuns && ok; ++r)
+      ok = run(candidates[i]);
+    ok = ok && cudaEventRecord(stop, ctx.stream) == cudaSuccess &&
+         cudaEventSynchronize(stop) == cudaSuccess;
+    float elapsed = 0.0f;
+    if (ok && cudaEventElapsedTime(&elapsed, start, stop) == cudaSuccess)
+      ms[i] = elapsed / kRuns;
+  }
+  (void)cudaGetLastError();
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  size_t best = 0;
+  for (size_t i = 1; i < ms.size(); ++i)
+    if (ms[i] < ms[best])
+      best = i;
+  if (best != 0 && !(ms[best] < 0.95f * ms[0]))
+    best = 0;
+  if (std::isfinite(ms[best])) {
+    plan.algo = candidates[best].algo;
+    plan.workspace = candidates[best].workspace;
+  }
+  if (gemm_tune_logging()) {
+    std::fprintf(stderr, "sbp gemm tune: M %lld N %lld K %lld (dW = dy^T x)\n",
+                 (long long)key.m, (long long)key.n, (long long)key.k);
+    for (size_t i = 0; i < ms.size(); ++i) {
+      char what[64];
+      describe_algo(candidates[i].algo, what);
+      std::fprintf(stderr, "  %c [%zu] %8.1f us  %s\n", i == best ? '*' : ' ',
+                   i, double(ms[i]) * 1e3, what);
+    }
+  }
+}
+
 template <class T> constexpr cudaDataType_t gemm_data_type() {
   return kIsBf16<T> ? CUDA_R_16BF : CUDA_R_32F;
 }
@@ -342,6 +470,9 @@ inline void gemm_impl(const Context &ctx, bool transA, bool transB, int64_t M,
         destroy_plan(fresh);
         return;
       }
+      if (!fresh.candidates.empty() && beta == 0.0f)
+        gemm_tune(ctx, key, fresh, alpha, A, B, C);
+      fresh.candidates.clear();
       it = ctx.gemm_plans->plans.emplace(key, fresh).first;
     }
     plan = it->second;
