@@ -20,9 +20,8 @@
 //
 // The `_rows` gradients read dy as its SBP kept rows dyk [B, kept, C] at the
 // token indices idx (the rest of dy is zero): the input gradient's blocks
-// map their halo window's positions to kept rows once (a scan of idx),
-// stage zeros for the dropped ones and skip their FMAs; the weight gradient
-// walks its tiles
+// map their halo window's positions to kept rows once (a scan of idx) and
+// stage zeros for the dropped ones; the weight gradient walks its tiles
 // position-major, so one window map serves every image, and skips the FMAs
 // of tile rows (halves) without a kept position. The full zero-filled dy is
 // never written. The direct kernels read a keep map built in scratch.
@@ -161,26 +160,12 @@ __global__ void __launch_bounds__(kThreads)
     sb[threadIdx.x] = (bias && c0 + int(threadIdx.x) < C)
                           ? bias[c0 + threadIdx.x]
                           : 0.0f;
-  // A warp's two halves take the same columns of two adjacent rows (they
-  // agree more often on which inputs are kept than two column groups do).
-  static_assert(kConvTH % 2 == 0 && kConvTW / kConvR == 2, "thread layout");
   const int pr = threadIdx.x % NP, rest = threadIdx.x / NP;
-  const int row = (rest & 1) + 2 * (rest >> 2);
-  const int col0 = ((rest >> 1) & 1) * kConvR;
+  const int row = rest / (kConvTW / kConvR);
+  const int col0 = (rest % (kConvTW / kConvR)) * kConvR;
   const float2 *sx2 = reinterpret_cast<const float2 *>(sx);
   const float2 *sw2 = reinterpret_cast<const float2 *>(sw);
   const int64_t image = int64_t(H) * W * C;
-  // kRows: bit j of live[ky] = input j of the thread's window row ky is a
-  // kept row; the others are staged zeros, whose FMAs are skipped. The map
-  // (and so live) is the same for every image of the block.
-  uint32_t live[kRows ? K : 1] = {};
-  if constexpr (kRows) {
-#pragma unroll
-    for (int ky = 0; ky < K; ++ky)
-#pragma unroll
-      for (int j = 0; j < kConvR + K - 1; ++j)
-        live[ky] |= uint32_t(smap[(row + ky) * WW + col0 + j] >= 0) << j;
-  }
   for (int b = blockIdx.z; b < B; b += gridDim.z) {
     __syncthreads(); // the previous image's reads of sx are done
     if constexpr (kRows)
@@ -194,44 +179,19 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int i = 0; i < kConvR; ++i)
       acc[i] = make_float2(sb[2 * pr], sb[2 * pr + 1]);
-    if constexpr (kRows) {
-      // Input-major: each kept input j adds to outputs i = j - kx. For one
-      // output the taps still come in (ky, kx) order, as in the dense loop
-      // below, so the sums are the same bits.
 #pragma unroll
-      for (int ky = 0; ky < K; ++ky) {
-        float2 wv[K];
+    for (int ky = 0; ky < K; ++ky) {
+      float2 in[kConvR + K - 1];
 #pragma unroll
-        for (int kx = 0; kx < K; ++kx)
-          wv[kx] = sw2[(ky * K + kx) * NP + pr];
+      for (int j = 0; j < kConvR + K - 1; ++j)
+        in[j] = sx2[((row + ky) * WW + col0 + j) * NP + pr];
 #pragma unroll
-        for (int j = 0; j < kConvR + K - 1; ++j) {
-          if (!((live[ky] >> j) & 1u))
-            continue;
-          const float2 in = sx2[((row + ky) * WW + col0 + j) * NP + pr];
+      for (int kx = 0; kx < K; ++kx) {
+        const float2 wv = sw2[(ky * K + kx) * NP + pr];
 #pragma unroll
-          for (int i = 0; i < kConvR; ++i)
-            if (j - i >= 0 && j - i < K) {
-              acc[i].x = fmaf(in.x, wv[j - i].x, acc[i].x);
-              acc[i].y = fmaf(in.y, wv[j - i].y, acc[i].y);
-            }
-        }
-      }
-    } else {
-#pragma unroll
-      for (int ky = 0; ky < K; ++ky) {
-        float2 in[kConvR + K - 1];
-#pragma unroll
-        for (int j = 0; j < kConvR + K - 1; ++j)
-          in[j] = sx2[((row + ky) * WW + col0 + j) * NP + pr];
-#pragma unroll
-        for (int kx = 0; kx < K; ++kx) {
-          const float2 wv = sw2[(ky * K + kx) * NP + pr];
-#pragma unroll
-          for (int i = 0; i < kConvR; ++i) {
-            acc[i].x = fmaf(in[i + kx].x, wv.x, acc[i].x);
-            acc[i].y = fmaf(in[i + kx].y, wv.y, acc[i].y);
-          }
+        for (int i = 0; i < kConvR; ++i) {
+          acc[i].x = fmaf(in[i + kx].x, wv.x, acc[i].x);
+          acc[i].y = fmaf(in[i + kx].y, wv.y, acc[i].y);
         }
       }
     }
