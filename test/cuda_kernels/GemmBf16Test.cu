@@ -213,37 +213,45 @@ TEST_F(GemmBf16, AllowTf32DoesNotChangeBf16) {
   EXPECT_EQ(c1.bits(), c2.bits());
 }
 
-/// dW = dy^T x over K rows in double (A: K x M, B: K x N, row-major).
-Vec weightGradReference(const Vec &A, const Vec &B, int64_t M, int64_t N, int64_t K) {
-  std::vector<double> acc(static_cast<size_t>(M * N), 0.0);
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t i = 0; i < M; ++i) {
-      const double a = A[static_cast<size_t>(k * M + i)];
-      for (int64_t j = 0; j < N; ++j)
-        acc[static_cast<size_t>(i * N + j)] += a * B[static_cast<size_t>(k * N + j)];
-    }
-  return Vec(acc.begin(), acc.end());
-}
+/// A weight gradient dW = dy^T x over K rows (dy: K x M, x: K x N, bf16,
+/// row-major) on the device, with its double-precision reference.
+struct WeightGrad {
+  int64_t M, N, K;
+  Vec dy, x, want;
+  BTensor ddy, dx;
+  WeightGrad(int64_t m, int64_t n, int64_t k, uint32_t seed)
+      : M(m), N(n), K(k), dy(randomBf16Vec(static_cast<size_t>(k * m), seed)),
+        x(randomBf16Vec(static_cast<size_t>(k * n), seed + 1)), want(reference()), ddy(dy), dx(x) {}
+  Vec reference() const {
+    std::vector<double> acc(static_cast<size_t>(M * N), 0.0);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t i = 0; i < M; ++i) {
+        const double a = dy[static_cast<size_t>(k * M + i)];
+        for (int64_t j = 0; j < N; ++j)
+          acc[static_cast<size_t>(i * N + j)] += a * x[static_cast<size_t>(k * N + j)];
+      }
+    return Vec(acc.begin(), acc.end());
+  }
+  void run(const Context &ctx, FTensor &out) const {
+    gemm(ctx, true, false, M, N, K, 1.0f, ddy.get(), M, dx.get(), N, 0.0f, out.get(), N);
+  }
+};
 
 TEST_F(GemmBf16, TunedWeightGradientIsRightAndKeepsItsBits) {
   // A weight gradient over many rows (a ConvNeXt fc1 weight, K = kept rows):
   // its first call times the heuristic's algorithms on these operands (C is
   // overwritten by each, beta == 0) and keeps one; the product is right, and
   // the cached plan gives the same bits on later calls.
-  const int64_t M = 96, N = 384, K = 8192;
-  const Vec A = randomBf16Vec(static_cast<size_t>(K * M), 41);
-  const Vec B = randomBf16Vec(static_cast<size_t>(K * N), 42);
-  const Vec want = weightGradReference(A, B, M, N, K);
-  BTensor dA(A), dB(B);
-  FTensor c1(want.size()), c2(want.size());
+  const WeightGrad g(96, 384, 8192, 41);
+  FTensor c1(g.want.size()), c2(g.want.size());
   const size_t before = ctx.gemm_plans->plans.size();
-  gemm(ctx, true, false, M, N, K, 1.0f, dA.get(), M, dB.get(), N, 0.0f, c1.get(), N);
-  gemm(ctx, true, false, M, N, K, 1.0f, dA.get(), M, dB.get(), N, 0.0f, c2.get(), N);
+  g.run(ctx, c1);
+  g.run(ctx, c2);
   sync();
   char err[512] = {};
   ASSERT_EQ(last_error(err, sizeof(err)), 0) << err;
   EXPECT_EQ(ctx.gemm_plans->plans.size(), before + 1);
-  EXPECT_TRUE(maxRelBelow(c1.download(), want, 1e-4));
+  EXPECT_TRUE(maxRelBelow(c1.download(), g.want, 1e-4));
   EXPECT_EQ(c1.bits(), c2.bits());
 }
 
@@ -251,15 +259,11 @@ TEST_F(GemmBf16, WeightGradientFirstCalledInACaptureIsNotTimed) {
   // The first call of a new weight-gradient shape is recorded by a stream
   // capture: timing would synchronise the stream, so the heuristic's plan is
   // recorded as it is, and the replay computes the product.
-  const int64_t M = 80, N = 192, K = 4096;
-  const Vec A = randomBf16Vec(static_cast<size_t>(K * M), 43);
-  const Vec B = randomBf16Vec(static_cast<size_t>(K * N), 44);
-  const Vec want = weightGradReference(A, B, M, N, K);
-  BTensor dA(A), dB(B);
-  FTensor c(want.size());
+  const WeightGrad g(80, 192, 4096, 43);
+  FTensor c(g.want.size());
   cudaGraph_t graph = nullptr;
   ASSERT_EQ(cudaStreamBeginCapture(ctx.stream, cudaStreamCaptureModeGlobal), cudaSuccess);
-  gemm(ctx, true, false, M, N, K, 1.0f, dA.get(), M, dB.get(), N, 0.0f, c.get(), N);
+  g.run(ctx, c);
   ASSERT_EQ(cudaStreamEndCapture(ctx.stream, &graph), cudaSuccess);
   char err[512] = {};
   ASSERT_EQ(last_error(err, sizeof(err)), 0) << err;
@@ -267,7 +271,7 @@ TEST_F(GemmBf16, WeightGradientFirstCalledInACaptureIsNotTimed) {
   ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
   ASSERT_EQ(cudaGraphLaunch(exec, ctx.stream), cudaSuccess);
   sync();
-  EXPECT_TRUE(maxRelBelow(c.download(), want, 1e-4));
+  EXPECT_TRUE(maxRelBelow(c.download(), g.want, 1e-4));
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
 }
