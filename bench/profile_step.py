@@ -6,12 +6,14 @@ On the GPU machine (bench/profile_step.sh runs both halves):
 
   ncu --graph-profiling node --clock-control none --cache-control none \\
       --metrics gpu__time_duration.sum --csv --print-units base \\
-      sbp-bench TRAINER.so --warmup 0 --steps 1 > sbpc.csv
+      sbp-bench TRAINER.so --warmup 1 --steps 1 > sbpc.csv
   python3 bench/profile_step.py --ncu-csv sbpc.csv --torch-compile --out table.md
 
-The sbpc half profiles one step's kernels with Nsight Compute (one
-uncaptured step: the same kernels the CUDA graph replays, plus the optimizer
-and the mask draw). The torch half runs timm's model under torch.compile with
+The sbpc half profiles the kernels of one replayed step with Nsight Compute
+(the CUDA graph's nodes: the step, the optimizer and the mask draw). The
+first, uncaptured step also plans every GEMM and times the weight-gradient
+GEMMs' candidate algorithms, so only the kernels from the last
+`beginStepKernel` on are counted. The torch half runs timm's model under torch.compile with
 bf16 autocast and fused AdamW, warms up, and takes one step under
 torch.profiler. Both count kernel launches and sum kernel time per category.
 ncu serialises kernels and its times are per kernel, so compare categories
@@ -68,7 +70,14 @@ def read_ncu_csv(path):
         unit = row.get("Metric Unit", "ns")
         scale = {"ns": 1e-9, "nsecond": 1e-9, "usecond": 1e-6, "us": 1e-6, "msecond": 1e-3, "ms": 1e-3}.get(unit, 1e-9)
         kernels.append((row["Kernel Name"], value * scale))
-    return kernels
+    return last_step(kernels)
+
+
+def last_step(kernels):
+    """The kernels from the last step's first launch on (the runtime's
+    beginStepKernel opens every step); all of them if none is named so."""
+    starts = [i for i, (name, _) in enumerate(kernels) if "beginStepKernel" in name]
+    return kernels[starts[-1]:] if starts else kernels
 
 
 def torch_compile_step(model_name, batch, img, classes, steps_warmup):

@@ -21,7 +21,7 @@ for spec in "$@"; do
   csv="$out/ncu-$label.csv"
   ncu --graph-profiling node --clock-control none --cache-control none \
       --metrics gpu__time_duration.sum --csv --print-units base \
-      "$bench" "$so" --warmup 0 --steps 1 > "$csv" 2> "$out/ncu-$label.log" \
+      "$bench" "$so" --warmup 1 --steps 1 > "$csv" 2> "$out/ncu-$label.log" \
     || { echo "profile_step.sh: ncu failed for $so (see $out/ncu-$label.log)"; tail -5 "$out/ncu-$label.log"; }
   args+=(--ncu-csv "$label=$csv")
 done
