@@ -245,12 +245,14 @@ TEST_F(GemmBf16, TunedWeightGradientIsRightAndKeepsItsBits) {
   const WeightGrad g(96, 384, 8192, 41);
   FTensor c1(g.want.size()), c2(g.want.size());
   const size_t before = ctx.gemm_plans->plans.size();
+  const int tunedBefore = ctx.gemm_plans->tuned;
   g.run(ctx, c1);
   g.run(ctx, c2);
   sync();
   char err[512] = {};
   ASSERT_EQ(last_error(err, sizeof(err)), 0) << err;
   EXPECT_EQ(ctx.gemm_plans->plans.size(), before + 1);
+  EXPECT_EQ(ctx.gemm_plans->tuned, tunedBefore + 1) << "the candidates were not timed";
   EXPECT_TRUE(maxRelBelow(c1.download(), g.want, 1e-4));
   EXPECT_EQ(c1.bits(), c2.bits());
 }
@@ -261,6 +263,7 @@ TEST_F(GemmBf16, WeightGradientFirstCalledInACaptureIsNotTimed) {
   // recorded as it is, and the replay computes the product.
   const WeightGrad g(80, 192, 4096, 43);
   FTensor c(g.want.size());
+  const int tunedBefore = ctx.gemm_plans->tuned;
   cudaGraph_t graph = nullptr;
   ASSERT_EQ(cudaStreamBeginCapture(ctx.stream, cudaStreamCaptureModeGlobal), cudaSuccess);
   g.run(ctx, c);
@@ -272,6 +275,7 @@ TEST_F(GemmBf16, WeightGradientFirstCalledInACaptureIsNotTimed) {
   ASSERT_EQ(cudaGraphLaunch(exec, ctx.stream), cudaSuccess);
   sync();
   EXPECT_TRUE(maxRelBelow(c.download(), g.want, 1e-4));
+  EXPECT_EQ(ctx.gemm_plans->tuned, tunedBefore);
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
 }

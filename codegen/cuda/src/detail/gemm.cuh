@@ -8,6 +8,7 @@
 #ifndef SBP_CUDA_DETAIL_GEMM_CUH
 #define SBP_CUDA_DETAIL_GEMM_CUH
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -74,6 +75,7 @@ inline void destroy_plan(GemmPlan &p) {
 struct GemmPlanCache {
   std::mutex mu;
   std::map<GemmKey, GemmPlan> plans;
+  int tuned = 0; // plans whose algorithm gemm_tune chose by timing
   ~GemmPlanCache() {
     for (auto &kv : plans)
       destroy_plan(kv.second);
@@ -345,32 +347,38 @@ inline void describe_algo(const cublasLtMatmulAlgo_t &algo, char (&out)[64]) {
 
 /// Times a weight-gradient plan's candidates on the first call's own operands
 /// (beta == 0: each run overwrites C, and the real call follows) and keeps the
-/// fastest if it beats the heuristic's first choice by 5%, a margin that keeps
-/// the choice, and so the bits, the same from run to run on one GPU model.
+/// fastest if it beats the heuristic's first choice by 5%: a margin, and a
+/// median of 5 runs each, so that the same GPU model usually makes the same
+/// choice (SBP_GEMM_AUTOTUNE=0 fixes it, and so the bits, across processes).
 /// Only on a stream that is not being captured (the trainer's first step runs
-/// uncaptured); any failure keeps the heuristic's choice. For the shapes of
-/// SBP's kept rows (K = half the batch's rows) the heuristic's first choice
-/// can be a serial in-place split-K that takes 0.75x the dense shape's time.
+/// uncaptured), and not while an earlier launch error waits to be reported
+/// (it is left for the caller's check); a failure keeps the heuristic's
+/// choice. True if it timed the candidates. For the shapes of SBP's kept rows
+/// (K = half the batch's rows) the heuristic's first choice can be a serial
+/// in-place split-K that takes 0.75x the dense shape's time.
 template <class TAB, class TC>
-inline void gemm_tune(const Context &ctx, const GemmKey &key, GemmPlan &plan,
+inline bool gemm_tune(const Context &ctx, const GemmKey &key, GemmPlan &plan,
                       float alpha, const TAB *A, const TAB *B, TC *C) {
   std::vector<GemmAlgo> candidates;
   candidates.swap(plan.candidates);
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(ctx.stream, &capture) != cudaSuccess ||
-      capture != cudaStreamCaptureStatusNone) {
-    (void)cudaGetLastError();
-    return;
+  if (cudaPeekAtLastError() != cudaSuccess ||
+      cudaStreamIsCapturing(ctx.stream, &capture) != cudaSuccess ||
+      capture != cudaStreamCaptureStatusNone)
+    return false;
+  // This thread's synchronising calls must not invalidate a global-mode
+  // capture that another thread runs meanwhile.
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeThreadLocal;
+  cudaThreadExchangeStreamCaptureMode(&mode);
+  if (cudaStreamSynchronize(ctx.stream) != cudaSuccess) { // the step's own error
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    return false;
   }
-  cudaEvent_t start = nullptr, stop = nullptr;
-  if (cudaEventCreate(&start) != cudaSuccess ||
-      cudaEventCreate(&stop) != cudaSuccess) {
-    (void)cudaGetLastError();
-    if (start)
-      cudaEventDestroy(start);
-    return;
-  }
-  constexpr int kRuns = 3;
+  constexpr int kRuns = 5;
+  cudaEvent_t marks[kRuns + 1] = {};
+  bool ready = true;
+  for (cudaEvent_t &e : marks)
+    ready = ready && cudaEventCreate(&e) == cudaSuccess;
   const float beta = 0.0f;
   const auto run = [&](const GemmAlgo &g) {
     return cublasLtMatmul(ctx.lt, plan.op, &alpha, B, plan.a, A, plan.b, &beta,
@@ -379,21 +387,27 @@ inline void gemm_tune(const Context &ctx, const GemmKey &key, GemmPlan &plan,
                           ctx.stream) == CUBLAS_STATUS_SUCCESS;
   };
   std::vector<float> ms(candidates.size(), INFINITY);
-  for (size_t i = 0; i < candidates.size(); ++i) {
+  for (size_t i = 0; ready && i < candidates.size(); ++i) {
     if (!run(candidates[i])) // also the warm-up
       continue;
-    bool ok = cudaEventRecord(start, ctx.stream) == cudaSuccess;
+    bool ok = cudaEventRecord(marks[0], ctx.stream) == cudaSuccess;
     for (int r = 0; r < kRuns && ok; ++r)
-      ok = run(candidates[i]);
-    ok = ok && cudaEventRecord(stop, ctx.stream) == cudaSuccess &&
-         cudaEventSynchronize(stop) == cudaSuccess;
-    float elapsed = 0.0f;
-    if (ok && cudaEventElapsedTime(&elapsed, start, stop) == cudaSuccess)
-      ms[i] = elapsed / kRuns;
+      ok = run(candidates[i]) &&
+           cudaEventRecord(marks[r + 1], ctx.stream) == cudaSuccess;
+    ok = ok && cudaEventSynchronize(marks[kRuns]) == cudaSuccess;
+    float each[kRuns];
+    for (int r = 0; r < kRuns && ok; ++r)
+      ok = cudaEventElapsedTime(&each[r], marks[r], marks[r + 1]) == cudaSuccess;
+    if (ok) {
+      std::sort(each, each + kRuns);
+      ms[i] = each[kRuns / 2];
+    }
   }
-  (void)cudaGetLastError();
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  for (cudaEvent_t e : marks)
+    if (e)
+      cudaEventDestroy(e);
+  (void)cudaGetLastError(); // only the timing's own errors: none waited before
+  cudaThreadExchangeStreamCaptureMode(&mode);
   size_t best = 0;
   for (size_t i = 1; i < ms.size(); ++i)
     if (ms[i] < ms[best])
@@ -414,6 +428,7 @@ inline void gemm_tune(const Context &ctx, const GemmKey &key, GemmPlan &plan,
                    i, double(ms[i]) * 1e3, what);
     }
   }
+  return ready;
 }
 
 template <class T> constexpr cudaDataType_t gemm_data_type() {
@@ -461,20 +476,28 @@ inline void gemm_impl(const Context &ctx, bool transA, bool transB, int64_t M,
           log2u(alignment_of(C, kIsBf16<TC> ? 2u : 4u)) << 16,
       uint32_t(gemm_data_type<TAB>()) | uint32_t(gemm_data_type<TC>()) << 8};
   GemmPlan plan;
+  bool cached = false;
   {
     std::lock_guard<std::mutex> lock(ctx.gemm_plans->mu);
     auto it = ctx.gemm_plans->plans.find(key);
-    if (it == ctx.gemm_plans->plans.end()) {
-      GemmPlan fresh;
-      if (!make_plan(ctx, key, fresh)) {
-        destroy_plan(fresh);
-        return;
-      }
-      if (!fresh.candidates.empty() && beta == 0.0f)
-        gemm_tune(ctx, key, fresh, alpha, A, B, C);
-      fresh.candidates.clear();
-      it = ctx.gemm_plans->plans.emplace(key, fresh).first;
+    if ((cached = it != ctx.gemm_plans->plans.end()))
+      plan = it->second;
+  }
+  if (!cached) { // made and tuned outside the lock: tuning synchronises
+    GemmPlan fresh;
+    if (!make_plan(ctx, key, fresh)) {
+      destroy_plan(fresh);
+      return;
     }
+    const bool tuned = !fresh.candidates.empty() && beta == 0.0f &&
+                       gemm_tune(ctx, key, fresh, alpha, A, B, C);
+    fresh.candidates.clear();
+    std::lock_guard<std::mutex> lock(ctx.gemm_plans->mu);
+    const auto [it, inserted] = ctx.gemm_plans->plans.emplace(key, fresh);
+    if (!inserted)
+      destroy_plan(fresh); // another thread made this plan meanwhile
+    else if (tuned)
+      ++ctx.gemm_plans->tuned;
     plan = it->second;
   }
   if (plan.fallback) {
