@@ -13,6 +13,7 @@
 
 #include "KernelSupport.h"
 #include "sbp/cpu_kernels.h"
+#include "sbp/fused_support.h"
 
 namespace sbp {
 namespace cpu {
@@ -36,7 +37,7 @@ const float *tapsByChannel(const float *weight, int64_t C, int64_t K) {
 struct RowSource {
   const float *data;
   int64_t tokens, channels;
-  const int64_t *keep = nullptr;
+  const int32_t *keep = nullptr; // fused::keep_map: the last k wins (scatter_rows' rule)
   int64_t kept = 0;
 
   /// Row (b, t), or null for a dropped position.
@@ -46,18 +47,6 @@ struct RowSource {
     return keep[t] < 0 ? nullptr : data + (b * kept + keep[t]) * channels;
   }
 };
-
-/// keep[t] = the last k with idx[k] == t, -1 if none (scatter_rows' rule), in
-/// the calling thread's workspace.
-const int64_t *keepMap(const int32_t *idx, int64_t kept, int64_t tokens) {
-  int64_t *keep = detail::threadWorkspace<int64_t>(size_t(tokens));
-  for (int64_t t = 0; t < tokens; ++t)
-    keep[t] = -1;
-  for (int64_t k = 0; k < kept; ++k)
-    if (idx[k] >= 0 && idx[k] < tokens)
-      keep[idx[k]] = k;
-  return keep;
-}
 
 /// out[b, h, w, :] (+)= sum over taps of in[b, h + s*(ky - p), w + s*(kx - p), :] * taps[ky, kx, :]
 /// with s = +1 (the forward) or -1 (dx: the flipped kernel), zero outside.
@@ -170,16 +159,17 @@ void dwconv_grad_weight(const float *dy, const float *x, float *dweight, float *
 void dwconv_grad_input_rows(const float *dyk, const int32_t *idx, int64_t kept, const float *weight, float *dx,
                             int64_t batch, int64_t height, int64_t width, int64_t channels, int64_t kernel) {
   const int64_t T = height * width;
-  gradInput(RowSource{dyk, T, channels, keepMap(idx, kept, T), kept}, weight, dx, batch, height, width, channels,
-            kernel);
+  const std::vector<int32_t> keep = fused::keep_map(idx, kept, T);
+  gradInput(RowSource{dyk, T, channels, keep.data(), kept}, weight, dx, batch, height, width, channels, kernel);
 }
 
 void dwconv_grad_weight_rows(const float *dyk, const int32_t *idx, int64_t kept, const float *x, float *dweight,
                              float *dbias, int64_t batch, int64_t height, int64_t width, int64_t channels,
                              int64_t kernel) {
   const int64_t T = height * width;
-  gradWeight(RowSource{dyk, T, channels, keepMap(idx, kept, T), kept}, x, dweight, dbias, batch, height, width,
-             channels, kernel);
+  const std::vector<int32_t> keep = fused::keep_map(idx, kept, T);
+  gradWeight(RowSource{dyk, T, channels, keep.data(), kept}, x, dweight, dbias, batch, height, width, channels,
+             kernel);
 }
 
 /// Calls f(input offset, output offset) for every element: output token
@@ -215,7 +205,7 @@ void space_to_depth_grad(const float *dy, float *dx, int64_t batch, int64_t heig
 void space_to_depth_grad_rows(const float *dyk, const int32_t *idx, int64_t kept, float *dx, int64_t batch,
                               int64_t height, int64_t width, int64_t channels, int64_t block) {
   const int64_t tokens = (height / block) * (width / block), D = channels * block * block;
-  const int64_t *keep = keepMap(idx, kept, tokens);
+  const std::vector<int32_t> keep = fused::keep_map(idx, kept, tokens);
   forEachSpaceToDepth(batch, height, width, channels, block, [&](int64_t i, int64_t o) {
     const int64_t row = o / D, t = row % tokens;
     dx[i] = keep[t] < 0 ? 0.0f : dyk[((row / tokens) * kept + keep[t]) * D + o % D];

@@ -37,10 +37,8 @@ void dwconv_grad_input_rows(const Context &ctx, const G *dyk,
                             const float *weight, D *dx, int64_t batch,
                             int64_t height, int64_t width, int64_t channels,
                             int64_t kernel) {
-  if (detail::kept_ok("dwconv_grad_input_rows", kept))
-    detail::dwconv_launch<true>(ctx, "dwconv_grad_input_rows", dyk, weight,
-                                static_cast<const float *>(nullptr), dx, batch,
-                                height, width, channels, kernel, idx, kept);
+  detail::dwconv_grad_input_rows_impl(ctx, dyk, idx, kept, weight, dx, batch,
+                                      height, width, channels, kernel);
 }
 
 template <class G, class X, detail::EnableBf16<G, X>>
@@ -49,10 +47,8 @@ void dwconv_grad_weight_rows(const Context &ctx, const G *dyk,
                              float *dweight, float *dbias, int64_t batch,
                              int64_t height, int64_t width, int64_t channels,
                              int64_t kernel) {
-  if (detail::kept_ok("dwconv_grad_weight_rows", kept))
-    detail::dwconv_grad_weight_impl(ctx, "dwconv_grad_weight_rows", dyk, x,
-                                    dweight, dbias, batch, height, width,
-                                    channels, kernel, idx, kept);
+  detail::dwconv_grad_weight_rows_impl(ctx, dyk, idx, kept, x, dweight, dbias,
+                                       batch, height, width, channels, kernel);
 }
 
 template <class X, class Y, detail::EnableBf16<X, Y>>
@@ -76,10 +72,8 @@ void space_to_depth_grad_rows(const Context &ctx, const G *dyk,
                               const int32_t *idx, int64_t kept, D *dx,
                               int64_t batch, int64_t height, int64_t width,
                               int64_t channels, int64_t block) {
-  if (detail::kept_ok("space_to_depth_grad_rows", kept))
-    detail::space_to_depth_impl<true>(ctx, "space_to_depth_grad_rows", dyk, dx,
-                                      batch, height, width, channels, block,
-                                      idx, kept);
+  detail::space_to_depth_grad_rows_impl(ctx, dyk, idx, kept, dx, batch, height,
+                                        width, channels, block);
 }
 
 template <class X, class Y, detail::EnableBf16<X, Y>>

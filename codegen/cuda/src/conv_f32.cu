@@ -34,10 +34,8 @@ void dwconv_grad_input_rows(const Context &ctx, const float *dyk,
                             const float *weight, float *dx, int64_t batch,
                             int64_t height, int64_t width, int64_t channels,
                             int64_t kernel) {
-  if (detail::kept_ok("dwconv_grad_input_rows", kept))
-    detail::dwconv_launch<true>(ctx, "dwconv_grad_input_rows", dyk, weight,
-                                static_cast<const float *>(nullptr), dx, batch,
-                                height, width, channels, kernel, idx, kept);
+  detail::dwconv_grad_input_rows_impl(ctx, dyk, idx, kept, weight, dx, batch,
+                                      height, width, channels, kernel);
 }
 
 void dwconv_grad_weight_rows(const Context &ctx, const float *dyk,
@@ -45,10 +43,8 @@ void dwconv_grad_weight_rows(const Context &ctx, const float *dyk,
                              float *dweight, float *dbias, int64_t batch,
                              int64_t height, int64_t width, int64_t channels,
                              int64_t kernel) {
-  if (detail::kept_ok("dwconv_grad_weight_rows", kept))
-    detail::dwconv_grad_weight_impl(ctx, "dwconv_grad_weight_rows", dyk, x,
-                                    dweight, dbias, batch, height, width,
-                                    channels, kernel, idx, kept);
+  detail::dwconv_grad_weight_rows_impl(ctx, dyk, idx, kept, x, dweight, dbias,
+                                       batch, height, width, channels, kernel);
 }
 
 void space_to_depth(const Context &ctx, const float *x, float *y,
@@ -69,10 +65,8 @@ void space_to_depth_grad_rows(const Context &ctx, const float *dyk,
                               const int32_t *idx, int64_t kept, float *dx,
                               int64_t batch, int64_t height, int64_t width,
                               int64_t channels, int64_t block) {
-  if (detail::kept_ok("space_to_depth_grad_rows", kept))
-    detail::space_to_depth_impl<true>(ctx, "space_to_depth_grad_rows", dyk, dx,
-                                      batch, height, width, channels, block,
-                                      idx, kept);
+  detail::space_to_depth_grad_rows_impl(ctx, dyk, idx, kept, dx, batch, height,
+                                        width, channels, block);
 }
 
 void layer_scale(const Context &ctx, const float *x, const float *gamma,

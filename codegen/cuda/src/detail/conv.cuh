@@ -735,6 +735,43 @@ inline void space_to_depth_impl(const Context &ctx, const char *name,
   check_launch(name);
 }
 
+//===--- The `_rows` entry points (both precisions) -----------------------===//
+// dy given as its SBP kept rows [B, kept, C] at idx; kept < 0 is refused (the
+// launchers read it as a dense call).
+
+template <class TG, class TD>
+inline void dwconv_grad_input_rows_impl(const Context &ctx, const TG *dyk,
+                                        const int32_t *idx, int64_t kept,
+                                        const float *w, TD *dx, int64_t B,
+                                        int64_t H, int64_t W, int64_t C,
+                                        int64_t K) {
+  if (kept_ok("dwconv_grad_input_rows", kept))
+    dwconv_launch<true>(ctx, "dwconv_grad_input_rows", dyk, w,
+                        static_cast<const float *>(nullptr), dx, B, H, W, C, K,
+                        idx, kept);
+}
+
+template <class TG, class TX>
+inline void dwconv_grad_weight_rows_impl(const Context &ctx, const TG *dyk,
+                                         const int32_t *idx, int64_t kept,
+                                         const TX *x, float *dw, float *db,
+                                         int64_t B, int64_t H, int64_t W,
+                                         int64_t C, int64_t K) {
+  if (kept_ok("dwconv_grad_weight_rows", kept))
+    dwconv_grad_weight_impl(ctx, "dwconv_grad_weight_rows", dyk, x, dw, db, B,
+                            H, W, C, K, idx, kept);
+}
+
+template <class TG, class TD>
+inline void space_to_depth_grad_rows_impl(const Context &ctx, const TG *dyk,
+                                          const int32_t *idx, int64_t kept,
+                                          TD *dx, int64_t B, int64_t H,
+                                          int64_t W, int64_t C, int64_t s) {
+  if (kept_ok("space_to_depth_grad_rows", kept))
+    space_to_depth_impl<true>(ctx, "space_to_depth_grad_rows", dyk, dx, B, H,
+                              W, C, s, idx, kept);
+}
+
 //===--- Layer scale ------------------------------------------------------===//
 
 /// y[r, j] = x[r, j] * gamma[j], V elements per thread (n % V == 0).
