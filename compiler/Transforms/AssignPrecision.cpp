@@ -6,13 +6,22 @@
 //  * float32: parameters (the master weights) and their gradients, the loss
 //    and the returned logits, the residual stream and its gradient (results of
 //    add, pos_add, cls_concat, scatter_add_rows, the LayerNorm input
-//    gradient), attention log-sum-exps, and reductions into parameters;
+//    gradient of a float32 input), attention log-sum-exps, and reductions
+//    into parameters;
 //  * bfloat16: every other activation and activation gradient: GEMM results,
-//    LayerNorm outputs, GELU, attention outputs, patches, the loss gradient.
+//    LayerNorm outputs, GELU, attention outputs, patches, the loss gradient,
+//    the LayerNorm input gradient of a bf16 input (autocast's gradient of a
+//    bf16 tensor is bf16: ConvNeXt's block LayerNorm reads the depth-wise
+//    convolution's bf16 output, so the convolution's backward reads a bf16 dy).
 //
 // GEMMs read bfloat16 only: a float32 operand gets a `cast` kernel (one per
 // parameter and graph: the bf16 weight copy of the step); so does the bias of
-// a bias epilogue with a bf16 output (cuBLASLt wants the output's type). Row gathers and
+// a bias epilogue with a bf16 output (cuBLASLt wants the output's type). The
+// depth-wise convolution reads a bf16 input too (autocast casts conv2d's
+// input): its forward and its weight gradient share one bf16 copy of the
+// float32 residual stream, which sbp-fuse-kernels writes in the pass that
+// makes the stream, and the backward keeps that half-size copy instead of the
+// float32 one. Row gathers and
 // scatters, and drop paths, keep their input's type. Kernels compute in float32 whatever they
 // store; the CUDA kernel library has an overload for each combination.
 //
@@ -41,9 +50,8 @@ bool isF32(Value v) { return cast<RankedTensorType>(v.getType()).getElementType(
 /// reductions whose results are parameter gradients.
 namespace k = sbpk::kernel;
 const llvm::StringSet<> kFloatKernels = {k::add,       k::gemm_bias_residual, k::pos_add,
-                                         k::cls_concat, k::scatter_add_rows,   k::layer_norm_grad,
-                                         k::bias_grad,  k::pos_grad,           k::softmax_xent,
-                                         k::fill};
+                                         k::cls_concat, k::scatter_add_rows,   k::bias_grad,
+                                         k::pos_grad,   k::softmax_xent,       k::fill};
 /// Kernels whose result has the type of their first operand.
 const llvm::StringSet<> kTypeFollowing = {k::gather_rows, k::scatter_rows, k::mask_rows, k::drop_path};
 
@@ -57,18 +65,36 @@ public:
       if (isa<sbpk::KernelOp, sbpk::GemmOp>(op))
         for (OpResult r : op.getResults())
           r.setType(withElementType(r.getType(), keepsFloat(r) ? f32 : bf16));
-    // GEMM operands are bf16; a bias epilogue's bias has the output's type.
-    SmallVector<Operation *> gemms;
+    // GEMM operands are bf16; a bias epilogue's bias has the output's type;
+    // the depth-wise convolution's input is bf16.
+    SmallVector<Operation *> readers;
     for (Operation &op : graph.getBlock())
-      if (isa<sbpk::GemmOp>(op) || isGemmKernel(&op))
-        gemms.push_back(&op);
-    for (Operation *g : gemms)
+      if (isa<sbpk::GemmOp>(op) || isGemmKernel(&op) || dwconvInput(&op) >= 0)
+        readers.push_back(&op);
+    for (Operation *g : readers)
       for (OpOperand &operand : g->getOpOperands()) {
-        bool matmulOperand = operand.getOperandNumber() < 2;
-        bool bf16Bias = operand.getOperandNumber() == 2 && isGemmKernel(g) && !isF32(g->getResult(0));
-        if ((matmulOperand || bf16Bias) && isF32(operand.get()))
+        unsigned i = operand.getOperandNumber();
+        bool bf16Operand = dwconvInput(g) >= 0 ? int(i) == dwconvInput(g)
+                                               : i < 2 || (i == 2 && isGemmKernel(g) && !isF32(g->getResult(0)));
+        if (bf16Operand && isF32(operand.get()))
           operand.set(castToBf16(operand.get(), g));
       }
+  }
+
+  /// The operand number of a depth-wise convolution kernel's forward input x
+  /// (the forward and the weight gradients read it), -1 for other ops.
+  static int dwconvInput(Operation *op) {
+    auto k = dyn_cast<sbpk::KernelOp>(op);
+    if (!k)
+      return -1;
+    StringRef callee = k.getCallee();
+    if (callee == sbpk::kernel::dwconv)
+      return 0;
+    if (callee == sbpk::kernel::dwconv_grad_weight)
+      return 1; // (dy, x)
+    if (callee == sbpk::kernel::dwconv_grad_weight_rows)
+      return 2; // (dyk, idx, x)
+    return -1;
   }
 
   static bool isGemmKernel(Operation *op) {
@@ -92,6 +118,8 @@ private:
       return isF32(k.getOperand(0));
     if (callee == sbpk::kernel::cls_concat_grad)
       return r.getResultNumber() == 1; // dcls; dx feeds GEMMs
+    if (callee == sbpk::kernel::layer_norm_grad)
+      return r.getResultNumber() != 0 || isF32(k.getOperand(0)); // dx has x's type
     if (callee.starts_with(sbpk::kernel::attention_fwd))
       return r.getResultNumber() == 1; // lse
     return false;
