@@ -11,12 +11,14 @@
 //
 //===----------------------------------------------------------------------===//
 #include "detail/common.cuh" // detail::status(), the library's error record
+#include "detail/conv.cuh"   // detail::dwconv_tiled, ConvTile
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace {
@@ -80,11 +82,51 @@ template <class T> T *devRandom(size_t n, unsigned seed, float scale) {
   return d;
 }
 
+/// Largest |a - b| over n bf16 values on the device.
+float maxDiff(const bf16 *a, const bf16 *b, size_t n) {
+  std::vector<bf16> ha(n), hb(n);
+  CHECK(cudaMemcpy(ha.data(), a, n * sizeof(bf16), cudaMemcpyDeviceToHost));
+  CHECK(cudaMemcpy(hb.data(), b, n * sizeof(bf16), cudaMemcpyDeviceToHost));
+  float m = 0.0f;
+  for (size_t i = 0; i < n; ++i)
+    m = std::max(m, std::abs(float(ha[i]) - float(hb[i])));
+  return m;
+}
+
+/// One row of the tile table: Tile's forward and input gradient on one shape,
+/// timed, and compared with the library's outputs ref_y / ref_dx.
+template <class Tile>
+std::string tileRow(const Context &ctx, int warmup, int iters, const bf16 *x,
+             const bf16 *dy, const float *w, const float *b, bf16 *y,
+             bf16 *dx, const bf16 *ref_y, const bf16 *ref_dx, int64_t B,
+             int64_t H, int64_t W, int64_t C, int64_t K) {
+  using sbp::cuda::detail::dwconv_tiled;
+  const float fwd = timeUs(ctx.stream, warmup, iters, [&] {
+    dwconv_tiled<Tile, false>(ctx, "dwconv", x, w, b, y, B, H, W, C, K,
+                              nullptr, -1);
+  });
+  const float dgrad = timeUs(ctx.stream, warmup, iters, [&] {
+    dwconv_tiled<Tile, true>(ctx, "dwconv_grad_input", dy, w,
+                             static_cast<const float *>(nullptr), dx, B, H, W,
+                             C, K, nullptr, -1);
+  });
+  const size_t n = size_t(B * H * W * C);
+  const float diff = std::max(maxDiff(y, ref_y, n), maxDiff(dx, ref_dx, n));
+  char line[160];
+  std::snprintf(line, sizeof line,
+                "| %lldx%lldx%lld | %dx%d, %d per thread (%d threads) | %.1f | "
+                "%.1f | %.3g |\n",
+                (long long)H, (long long)W, (long long)C, Tile::TH, Tile::TW,
+                Tile::R, Tile::NT, fwd, dgrad, diff);
+  return line;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
   const int64_t B = argc > 1 ? std::atoll(argv[1]) : 128;
   const int iters = argc > 2 ? std::atoi(argv[2]) : 50;
+  const bool tiles = argc > 3 && std::string(argv[3]) == "tiles";
   const int warmup = 10, K = 7;
   cudaDeviceProp prop{};
   CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -101,6 +143,7 @@ int main(int argc, char **argv) {
               "|---|---|---:|---:|---:|\n");
   const int64_t shapes[4][2] = {{56, 96}, {28, 192}, {14, 384}, {7, 768}};
   float total = 0.0f;
+  std::string tileTable, wavesTable;
   for (const auto &sh : shapes) {
     const int64_t H = sh[0], W = sh[0], C = sh[1];
     const size_t n = size_t(B * H * W * C);
@@ -138,10 +181,50 @@ int main(int argc, char **argv) {
                                                K);
                }),
         2 * act);
+    if (tiles) {
+      bf16 *ty = nullptr, *tdx = nullptr;
+      CHECK(cudaMalloc(&ty, n * sizeof(bf16)));
+      CHECK(cudaMalloc(&tdx, n * sizeof(bf16)));
+      sbp::cuda::dwconv(ctx, x, w, b, y, B, H, W, C, K);
+      sbp::cuda::dwconv_grad_input(ctx, dy, w, dx, B, H, W, C, K);
+      using sbp::cuda::detail::ConvTile;
+      const auto each = [&](auto tile) {
+        tileTable += tileRow<decltype(tile)>(ctx, warmup, iters, x, dy, w, b,
+                                             ty, tdx, y, dx, B, H, W, C, K);
+      };
+      each(ConvTile<8, 8, 4>{});
+      each(ConvTile<8, 14, 7>{});
+      each(ConvTile<16, 7, 7>{});
+      each(ConvTile<8, 7, 7>{});
+      each(ConvTile<8, 14, 14>{});
+      each(ConvTile<8, 16, 8>{});
+      each(ConvTile<16, 8, 8>{});
+      for (int waves : {4, 6, 8, 12}) {
+        const float us = timeUs(ctx.stream, warmup, iters, [&] {
+          sbp::cuda::detail::dwconv_grad_weight_impl(ctx, "dwconv_grad_weight",
+                                                     dy, x, dw, db, B, H, W, C,
+                                                     K, nullptr, -1, waves);
+        });
+        char line[120];
+        std::snprintf(line, sizeof line, "| %lldx%lldx%lld | %d blocks/SM | %.1f |\n",
+                      (long long)H, (long long)W, (long long)C, waves, us);
+        wavesTable += line;
+      }
+      cudaFree(ty), cudaFree(tdx);
+    }
     cudaFree(x), cudaFree(dy), cudaFree(y), cudaFree(dx);
     cudaFree(w), cudaFree(b), cudaFree(dw), cudaFree(db);
   }
   std::printf("total (3 kernels x 4 shapes, one block each): %.1f us\n", total);
+  if (tiles)
+    std::printf("\nTile shapes (detail::dwconv_tiled), forward and input gradient:\n"
+                "| shape | tile | fwd us | dgrad us | max diff vs the library |\n"
+                "|---|---|---:|---:|---:|\n%s",
+                tileTable.c_str());
+  if (tiles)
+    std::printf("\nWeight gradient, partial blocks per multiprocessor:\n"
+                "| shape | blocks | wgrad+bgrad us |\n|---|---|---:|\n%s",
+                wavesTable.c_str());
   cudaFree(ctx.scratch);
   cudaStreamDestroy(ctx.stream);
   return 0;

@@ -152,9 +152,12 @@ def SbpAssignPrecision : Pass<"sbp-assign-precision", "::mlir::ModuleOp"> {
     `precision=fp32` leaves the graph as lowered. `precision=bf16` stores
     activations and activation gradients in bfloat16 and keeps float32 where
     PyTorch autocast does: parameters and their gradients, the loss and the
-    logits, the residual stream and its gradient, attention log-sum-exps. GEMM
-    operands are bfloat16 (a `cast` kernel makes the step's bf16 copy of each
-    weight); GEMMs accumulate in float32.
+    logits, the residual stream and its gradient, attention log-sum-exps; a
+    LayerNorm input gradient has its input's type (autocast's gradient of a
+    bf16 tensor is bf16). GEMM operands and the depth-wise convolution's input
+    are bfloat16 (a `cast` kernel makes the step's bf16 copy of each weight,
+    and of a float32 activation such as the residual stream that a depth-wise
+    convolution reads); GEMMs accumulate in float32.
   }];
   let options = [
     Option<"precision", "precision", "std::string", "\"fp32\"", "fp32 or bf16">

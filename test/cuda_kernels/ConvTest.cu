@@ -19,6 +19,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Bf16TestSupport.h"
+#include "detail/conv.cuh" // detail::dwconv_tiled, ConvTile: every library tile
 
 #include <string>
 #include <type_traits>
@@ -334,6 +335,56 @@ TEST_F(ConvTest, DwconvGradsOfKeptRows) {
     }
   // The SBP trainer's combination: float kept rows, bf16 dx and x.
   checkGradsOfKeptRows<float, __nv_bfloat16>(convShapes()[7], 4);
+}
+
+/// Each forward / input-gradient tile of the library (dwconv_tile_for picks
+/// one per image size) on shape s gives the bits of the library's own call:
+/// dense and kept-row input gradients, bf16 and float.
+template <class T>
+void checkEveryTile(const Context &c, const ConvShape &s, int cell) {
+  using namespace sbp::cuda::detail;
+  SCOPED_TRACE(str(s) + " " + typeName((T *)nullptr));
+  const size_t n = size_t(s.B * s.H * s.W * s.C);
+  const std::vector<int32_t> idx = keptPositions(s, cell, 7);
+  const int64_t kept = int64_t(idx.size());
+  Tensor<T> dXin(randomVec(n, 61), s.offset), dDyk(randomVec(size_t(s.B * kept * s.C), 62), s.offset);
+  DeviceArray<float> dW(randomVec(size_t(s.C * s.K * s.K), 63, -0.5f, 0.5f));
+  DeviceArray<float> dB(randomVec(size_t(s.C), 64));
+  DeviceArray<int32_t> dIdx(idx);
+  Tensor<T> y(n, s.offset), dx(n, s.offset), dxk(n, s.offset);
+  dwconv(c, dXin.get(), dW.get(), dB.get(), y.get(), s.B, s.H, s.W, s.C, s.K);
+  dwconv_grad_input(c, dXin.get(), dW.get(), dx.get(), s.B, s.H, s.W, s.C, s.K);
+  dwconv_grad_input_rows(c, dDyk.get(), dIdx.get(), kept, dW.get(), dxk.get(),
+                         s.B, s.H, s.W, s.C, s.K);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const auto same = [&](auto tile) {
+    using Tile = decltype(tile);
+    SCOPED_TRACE(std::to_string(Tile::TH) + "x" + std::to_string(Tile::TW));
+    Tensor<T> ty(n, s.offset), tdx(n, s.offset), tdxk(n, s.offset);
+    dwconv_tiled<Tile, false>(c, "dwconv", dXin.get(), dW.get(), dB.get(),
+                              ty.get(), s.B, s.H, s.W, s.C, s.K, nullptr, -1);
+    dwconv_tiled<Tile, true>(c, "dwconv_grad_input", dXin.get(), dW.get(),
+                             static_cast<const float *>(nullptr), tdx.get(),
+                             s.B, s.H, s.W, s.C, s.K, nullptr, -1);
+    dwconv_tiled<Tile, true>(c, "dwconv_grad_input_rows", dDyk.get(), dW.get(),
+                             static_cast<const float *>(nullptr), tdxk.get(),
+                             s.B, s.H, s.W, s.C, s.K, dIdx.get(), kept);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_EQ(ty.bits(), y.bits());
+    EXPECT_EQ(tdx.bits(), dx.bits());
+    EXPECT_EQ(tdxk.bits(), dxk.bits());
+  };
+  same(ConvTile<8, 8, 4>{});
+  same(ConvTile<16, 7, 7>{});
+  same(ConvTile<8, 14, 7>{});
+}
+
+TEST_F(ConvTest, DwconvEveryTileGivesTheSameBits) {
+  for (const ConvShape &s : convShapes())
+    if (s.K == 3 || s.K == 5 || s.K == 7) {
+      checkEveryTile<float>(ctx, s, 2);
+      checkEveryTile<__nv_bfloat16>(ctx, s, 2);
+    }
 }
 
 TEST_F(ConvTest, DwconvGradsOfNoKeptRowAreZero) {

@@ -34,17 +34,28 @@
 #include "detail/reductions.cuh" // colsum_finalize_kernel
 #include "detail/rows.cuh"       // build_keep_map_kernel
 
+#include <cstdlib>
+#include <cstring>
+
 namespace sbp {
 namespace cuda {
 namespace detail {
 
 constexpr int kConvCG = 32; // channels per block: 16 channel pairs
-constexpr int kConvTH = 8;  // output tile rows
-constexpr int kConvTW = 8;  // output tile columns
-constexpr int kConvR = 4;   // consecutive outputs per thread
-static_assert(kConvTW % kConvR == 0, "tile columns");
-static_assert((kConvCG / 2) * kConvTH * (kConvTW / kConvR) == kThreads,
-              "one output group per thread");
+constexpr int kConvTH = 8;  // weight-gradient tile rows
+constexpr int kConvTW = 8;  // weight-gradient tile columns
+
+/// The forward / input-gradient tile: TH x TW outputs of 32 channels per
+/// block, each thread R consecutive outputs of one row and channel pair
+/// (R + K - 1 inputs and K weights from shared memory per tap row for R * K
+/// FMAs per channel: a longer R reads shared memory less per FMA, a tile
+/// that divides the image wastes no threads on its edge).
+template <int TH_, int TW_, int R_> struct ConvTile {
+  static constexpr int TH = TH_, TW = TW_, R = R_;
+  static constexpr int NT = (kConvCG / 2) * TH * (TW / R); // threads
+  static_assert(TW % R == 0, "tile columns");
+  static_assert(NT % 32 == 0 && NT <= 1024, "whole warps");
+};
 
 /// Elements of T per 16-byte load.
 template <class T> constexpr int kConvVec = kIsBf16<T> ? 8 : 4;
@@ -135,20 +146,21 @@ __device__ __forceinline__ void conv_stage(const T *src, int C, int c0,
 /// y = bias + sum_t wt[t] * x[shifted by t] (kFlip: the flipped taps, no
 /// bias: dx from dy; kRows: x is the kept rows [B, kept, C] at idx).
 /// grid (tiles, channel groups, images).
-template <int K, bool kFlip, bool kRows, class TX, class TY>
-__global__ void __launch_bounds__(kThreads)
+template <class Tile, int K, bool kFlip, bool kRows, class TX, class TY>
+__global__ void __launch_bounds__(Tile::NT)
     dwconv_tile_kernel(const TX *x, const int32_t *idx, int kept,
                        const float *w, const float *bias, TY *y, int B, int H,
                        int W, int C, int tiles_w, bool vec, bool pair) {
+  constexpr int TH = Tile::TH, TW = Tile::TW, R = Tile::R;
   constexpr int P = K / 2, KK = K * K;
-  constexpr int HH = kConvTH + K - 1, WW = kConvTW + K - 1, NP = kConvCG / 2;
+  constexpr int HH = TH + K - 1, WW = TW + K - 1, NP = kConvCG / 2;
   __shared__ __align__(16) float sx[HH * WW * kConvCG];
   __shared__ __align__(16) float sw[KK * kConvCG];
   __shared__ float sb[kConvCG];
   __shared__ int smap[kRows ? HH * WW : 1];
   const int c0 = blockIdx.y * kConvCG;
-  const int h0 = (blockIdx.x / tiles_w) * kConvTH;
-  const int w0 = (blockIdx.x % tiles_w) * kConvTW;
+  const int h0 = (blockIdx.x / tiles_w) * TH;
+  const int w0 = (blockIdx.x % tiles_w) * TW;
   if constexpr (kRows)
     build_window_map<HH, WW>(idx, kept, H, W, h0 - P, w0 - P, smap);
   for (int i = threadIdx.x; i < KK * kConvCG; i += blockDim.x) {
@@ -161,8 +173,8 @@ __global__ void __launch_bounds__(kThreads)
                           ? bias[c0 + threadIdx.x]
                           : 0.0f;
   const int pr = threadIdx.x % NP, rest = threadIdx.x / NP;
-  const int row = rest / (kConvTW / kConvR);
-  const int col0 = (rest % (kConvTW / kConvR)) * kConvR;
+  const int row = rest / (TW / R);
+  const int col0 = (rest % (TW / R)) * R;
   const float2 *sx2 = reinterpret_cast<const float2 *>(sx);
   const float2 *sw2 = reinterpret_cast<const float2 *>(sw);
   const int64_t image = int64_t(H) * W * C;
@@ -175,21 +187,21 @@ __global__ void __launch_bounds__(kThreads)
       conv_stage<HH, WW>(x + b * image, C, c0, vec, sx,
                          DenseWindow<WW>{H, W, C, h0 - P, w0 - P});
     __syncthreads();
-    float2 acc[kConvR];
+    float2 acc[R];
 #pragma unroll
-    for (int i = 0; i < kConvR; ++i)
+    for (int i = 0; i < R; ++i)
       acc[i] = make_float2(sb[2 * pr], sb[2 * pr + 1]);
 #pragma unroll
     for (int ky = 0; ky < K; ++ky) {
-      float2 in[kConvR + K - 1];
+      float2 in[R + K - 1];
 #pragma unroll
-      for (int j = 0; j < kConvR + K - 1; ++j)
+      for (int j = 0; j < R + K - 1; ++j)
         in[j] = sx2[((row + ky) * WW + col0 + j) * NP + pr];
 #pragma unroll
       for (int kx = 0; kx < K; ++kx) {
         const float2 wv = sw2[(ky * K + kx) * NP + pr];
 #pragma unroll
-        for (int i = 0; i < kConvR; ++i) {
+        for (int i = 0; i < R; ++i) {
           acc[i].x = fmaf(in[i + kx].x, wv.x, acc[i].x);
           acc[i].y = fmaf(in[i + kx].y, wv.y, acc[i].y);
         }
@@ -199,7 +211,7 @@ __global__ void __launch_bounds__(kThreads)
     if (h < H && c < C) {
       TY *yrow = y + b * image + int64_t(h) * W * C;
 #pragma unroll
-      for (int i = 0; i < kConvR; ++i) {
+      for (int i = 0; i < R; ++i) {
         const int ww = w0 + col0 + i;
         if (ww >= W)
           break;
@@ -309,6 +321,75 @@ inline int *scratch_keep_map(const Context &ctx, const char *name,
   return keep;
 }
 
+/// The forward / input-gradient tiles the library launches (every tile sums
+/// an output's taps in the same order: the same bits whichever runs).
+enum class DwconvTile { k8x8, k16x7, k8x14 };
+
+/// The tile for an H x W image. SBP_DWCONV_TILE = 8x8 | 16x7 | 8x14
+/// overrides it (for benchmarks).
+inline DwconvTile dwconv_tile_for(int64_t H, int64_t W) {
+  static const int forced = [] {
+    const char *v = std::getenv("SBP_DWCONV_TILE");
+    if (v && std::strcmp(v, "8x8") == 0)
+      return int(DwconvTile::k8x8);
+    if (v && std::strcmp(v, "16x7") == 0)
+      return int(DwconvTile::k16x7);
+    if (v && std::strcmp(v, "8x14") == 0)
+      return int(DwconvTile::k8x14);
+    return -1;
+  }();
+  if (forced >= 0)
+    return DwconvTile(forced);
+  (void)H, (void)W;
+  return DwconvTile::k8x8;
+}
+
+/// The tiled dwconv (K = 3, 5, 7) with tile Tile; kept >= 0: x is the kept
+/// rows [B, kept, C] at idx. The sizes are checked by the caller.
+template <class Tile, bool kFlip, class TX, class TY>
+inline void dwconv_tiled(const Context &ctx, const char *name, const TX *x,
+                         const float *w, const float *bias, TY *y, int64_t B,
+                         int64_t H, int64_t W, int64_t C, int64_t K,
+                         const int32_t *idx, int64_t kept) {
+  const int64_t tiles_w = ceil_div(W, Tile::TW);
+  const int64_t tiles = ceil_div(H, Tile::TH) * tiles_w;
+  const int64_t groups = ceil_div(C, kConvCG);
+  if (tiles > 0x7fffffff || groups > 65535) {
+    fail_arg(name, "image too large");
+    return;
+  }
+  // A block walks several images (its taps staged once) while the grid
+  // still has >= 16 blocks of 256 threads per multiprocessor.
+  int64_t images = std::max(
+      ceil_div(B, 4), ceil_div(int64_t(sm_count(ctx)) * 16 * kThreads / Tile::NT,
+                               tiles * groups));
+  images = std::min<int64_t>(std::min(images, B), 65535);
+  const dim3 grid{unsigned(tiles), unsigned(groups), unsigned(images)};
+  const bool vec = conv_vec_ok(x, C), pair = conv_pair_ok(y, C);
+  const auto go = [&](auto kc) {
+    constexpr int kK = decltype(kc)::value;
+    if constexpr (kFlip) { // only the input gradient reads kept rows
+      if (kept >= 0) {
+        dwconv_tile_kernel<Tile, kK, true, true>
+            <<<grid, Tile::NT, 0, ctx.stream>>>(x, idx, int(kept), w, bias, y,
+                                                int(B), int(H), int(W), int(C),
+                                                int(tiles_w), vec, pair);
+        return;
+      }
+    }
+      dwconv_tile_kernel<Tile, kK, kFlip, false>
+          <<<grid, Tile::NT, 0, ctx.stream>>>(x, nullptr, 0, w, bias, y,
+                                              int(B), int(H), int(W), int(C),
+                                              int(tiles_w), vec, pair);
+  };
+  if (K == 3)
+    go(std::integral_constant<int, 3>{});
+  else if (K == 5)
+    go(std::integral_constant<int, 5>{});
+  else
+    go(std::integral_constant<int, 7>{});
+}
+
 /// y = dwconv(x) (kFlip: dx from dy). kept >= 0: x is the kept rows
 /// [B, kept, C] at idx, the other positions zero.
 template <bool kFlip, class TX, class TY>
@@ -319,48 +400,29 @@ inline void dwconv_launch(const Context &ctx, const char *name, const TX *x,
   if (!conv_check(name, B, H, W, C, K) || !rows_check(name, idx, kept) ||
       B * H * W * C == 0)
     return;
-  const bool rows = kept >= 0;
   if (K == 3 || K == 5 || K == 7) {
-    const int64_t tiles_w = ceil_div(W, kConvTW);
-    const int64_t tiles = ceil_div(H, kConvTH) * tiles_w;
-    const int64_t groups = ceil_div(C, kConvCG);
-    if (tiles > 0x7fffffff || groups > 65535) {
-      fail_arg(name, "image too large");
-      return;
+    switch (dwconv_tile_for(H, W)) {
+    case DwconvTile::k16x7:
+      dwconv_tiled<ConvTile<16, 7, 7>, kFlip>(ctx, name, x, w, bias, y, B, H,
+                                              W, C, K, idx, kept);
+      break;
+    case DwconvTile::k8x14:
+      dwconv_tiled<ConvTile<8, 14, 7>, kFlip>(ctx, name, x, w, bias, y, B, H,
+                                              W, C, K, idx, kept);
+      break;
+    default:
+      dwconv_tiled<ConvTile<8, 8, 4>, kFlip>(ctx, name, x, w, bias, y, B, H,
+                                             W, C, K, idx, kept);
     }
-    // A block walks several images (its taps staged once) while the grid
-    // still has >= 16 blocks per multiprocessor.
-    int64_t images = std::max(ceil_div(B, 4),
-                              ceil_div(int64_t(sm_count(ctx)) * 16, tiles * groups));
-    images = std::min<int64_t>(std::min(images, B), 65535);
-    const dim3 grid{unsigned(tiles), unsigned(groups), unsigned(images)};
-    const bool vec = conv_vec_ok(x, C), pair = conv_pair_ok(y, C);
-    const auto go = [&](auto kc) {
-      constexpr int kK = decltype(kc)::value;
-      if (rows)
-        dwconv_tile_kernel<kK, kFlip, true><<<grid, kThreads, 0, ctx.stream>>>(
-            x, idx, int(kept), w, bias, y, int(B), int(H), int(W), int(C),
-            int(tiles_w), vec, pair);
-      else
-        dwconv_tile_kernel<kK, kFlip, false><<<grid, kThreads, 0, ctx.stream>>>(
-            x, nullptr, 0, w, bias, y, int(B), int(H), int(W), int(C),
-            int(tiles_w), vec, pair);
-    };
-    if (K == 3)
-      go(std::integral_constant<int, 3>{});
-    else if (K == 5)
-      go(std::integral_constant<int, 5>{});
-    else
-      go(std::integral_constant<int, 7>{});
   } else {
     const int *keep = nullptr;
-    if (rows) {
+    if (kept >= 0) {
       ScratchCursor scratch(ctx);
       if (!(keep = scratch_keep_map(ctx, name, scratch, idx, kept, H * W)))
         return;
     }
     dwconv_direct_kernel<kFlip><<<grid_for(ctx, B * H * W * C), kThreads, 0,
-                                  ctx.stream>>>(x, keep, int(rows ? kept : 0),
+                                  ctx.stream>>>(x, keep, int(kept >= 0 ? kept : 0),
                                                 w, bias, y, B, int(H), int(W),
                                                 int(C), int(K));
   }
@@ -579,14 +641,26 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-/// dw, db from dy and x. kept >= 0: dy is the kept rows [B, kept, C] at idx.
+/// Weight-gradient partial blocks per multiprocessor (all channel groups
+/// together). SBP_DWCONV_WGRAD_BLOCKS = n overrides it (for benchmarks).
+inline int64_t dwconv_wgrad_blocks_per_sm() {
+  static const int64_t n = [] {
+    const char *v = std::getenv("SBP_DWCONV_WGRAD_BLOCKS");
+    const long k = v ? std::strtol(v, nullptr, 10) : 0;
+    return k >= 1 && k <= 64 ? int64_t(k) : int64_t(4);
+  }();
+  return n;
+}
+
+/// dw, db from dy and x. kept >= 0: dy is the kept rows [B, kept, C] at idx;
+/// waves > 0: that many partial blocks per multiprocessor (the bench's knob).
 template <class TG, class TX>
 inline void dwconv_grad_weight_impl(const Context &ctx, const char *name,
                                     const TG *dy, const TX *x, float *dw,
                                     float *db, int64_t B, int64_t H, int64_t W,
                                     int64_t C, int64_t K,
                                     const int32_t *idx = nullptr,
-                                    int64_t kept = -1) {
+                                    int64_t kept = -1, int64_t waves = 0) {
   if (!conv_check(name, B, H, W, C, K) || !rows_check(name, idx, kept) || C == 0)
     return;
   const bool rows = kept >= 0;
@@ -618,11 +692,13 @@ inline void dwconv_grad_weight_impl(const Context &ctx, const char *name,
     fail_arg(name, "too many channels");
     return;
   }
-  // Blocks per channel group: ~4 waves of the machine in all, each walking
-  // at least 4 tiles, their partials fitting in scratch. The split depends
-  // only on the sizes and the device: same inputs, same bits.
+  // Blocks per channel group: `waves` blocks per multiprocessor in all, each
+  // walking at least 4 tiles, their partials fitting in scratch. The split
+  // depends only on the sizes and the device: same inputs, same bits.
   const int64_t slice = C * (KK + 1) * int64_t(sizeof(float));
-  int64_t parts = ceil_div(int64_t(sm_count(ctx)) * 4, groups);
+  if (waves <= 0)
+    waves = dwconv_wgrad_blocks_per_sm();
+  int64_t parts = ceil_div(int64_t(sm_count(ctx)) * waves, groups);
   parts = std::min(parts, ceil_div(tiles, 4));
   parts = std::min<int64_t>(parts, 65535);
   // (take() rounds each piece up to 256 bytes.)
