@@ -322,6 +322,17 @@ inline int *scratch_keep_map(const Context &ctx, const char *name,
   return keep;
 }
 
+/// f(std::integral_constant<int, K>) for the kernel sizes the tiled kernels
+/// compile (K = 3, 5, 7; the caller sends other sizes to the direct ones).
+template <class F> inline void with_tiled_kernel_size(int64_t K, F &&f) {
+  if (K == 3)
+    f(std::integral_constant<int, 3>{});
+  else if (K == 5)
+    f(std::integral_constant<int, 5>{});
+  else
+    f(std::integral_constant<int, 7>{});
+}
+
 /// The forward / input-gradient tiles the library launches (every tile sums
 /// an output's taps in the same order: the same bits whichever runs).
 /// 16 x 7 (7 outputs per thread: 13 shared-memory loads of inputs and 7 of
@@ -384,12 +395,7 @@ inline void dwconv_tiled(const Context &ctx, const char *name, const TX *x,
                                               int(B), int(H), int(W), int(C),
                                               int(tiles_w), vec, pair);
   };
-  if (K == 3)
-    go(std::integral_constant<int, 3>{});
-  else if (K == 5)
-    go(std::integral_constant<int, 5>{});
-  else
-    go(std::integral_constant<int, 7>{});
+  with_tiled_kernel_size(K, go);
 }
 
 /// y = dwconv(x) (kFlip: dx from dy). kept >= 0: x is the kept rows
@@ -728,12 +734,7 @@ inline void dwconv_grad_weight_impl(const Context &ctx, const char *name,
           dy, nullptr, 0, x, int(B), int(H), int(W), int(C), int(tiles_h),
           int(tiles_w), tiles, per, vec_dy, vec_x, partial);
   };
-  if (K == 3)
-    go(std::integral_constant<int, 3>{});
-  else if (K == 5)
-    go(std::integral_constant<int, 5>{});
-  else
-    go(std::integral_constant<int, 7>{});
+  with_tiled_kernel_size(K, go);
   check_launch(name);
   dwconv_wgrad_finish_kernel<<<grid_for(ctx, (KK + 1) * C), kThreads, 0,
                                ctx.stream>>>(partial, int(parts), int(C),
