@@ -3,7 +3,8 @@
 # PyTorch/cuDNN on the four ConvNeXt-T stage shapes, batch 128, bf16, channels-last, in one go.
 #
 # On the GPU machine, from the repository root (needs nvcc; PyTorch for the baseline):
-#   bash bench/conv_bench.sh [batch] [iters]        # defaults 128 50
+#   bash bench/conv_bench.sh [batch] [iters] [tiles]   # defaults 128 50; `tiles`: also time
+#                                                      # each tile shape and weight-gradient block count
 # Compiles bench/conv_bench.cu with the kernel sources (codegen/cuda/src/conv_*.cu) straight
 # into build/conv-bench/conv_bench (no CMake build needed), runs it, then
 # bench/conv_bench_torch.py. Environment: NVCC (default nvcc, else /usr/local/cuda/bin/nvcc),
@@ -24,7 +25,7 @@ echo "== building $bin ($nvcc -arch=$arch)"
 report=$(mktemp)
 {
   echo "== sbpc (sbp::cuda)"
-  "$bin" "$batch" "$iters"
+  "$bin" "$batch" "$iters" ${3:-}
   echo
   echo "== PyTorch (cuDNN)"
   if "$python" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then

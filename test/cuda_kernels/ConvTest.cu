@@ -9,7 +9,7 @@
 // element type first, so a float output is compared at float accuracy and a
 // bf16 output within bf16 rounding. Outputs are NaN-poisoned before each
 // call: a missed element fails. Shapes cover K = 1, 3, 5, 7, 9, H and W
-// that are not multiples of the 8x8 tile (and smaller than K), C not a
+// that are not multiples of the 8x8 or 16x7 tiles (and smaller than K), C not a
 // multiple of the 32-channel group nor of the vector widths (odd C too),
 // misaligned pointers, batch 1, and several weight-gradient partial blocks.
 // The _rows gradients take dy as SBP kept rows (single positions or 2x2 /

@@ -336,13 +336,16 @@ template <class F> inline void with_tiled_kernel_size(int64_t K, F &&f) {
 /// The forward / input-gradient tiles the library launches (every tile sums
 /// an output's taps in the same order: the same bits whichever runs).
 /// 16 x 7 (7 outputs per thread: 13 shared-memory loads of inputs and 7 of
-/// taps per 98 FMAs per channel, against 10 and 7 per 56 for 8 x 8) made the
-/// ConvNeXt-T b128 step 0.9 ms shorter on the H100; it wastes no thread when
-/// 7 divides the width, as in every ConvNeXt stage at 224 px.
+/// taps per 98 FMAs per channel pair, against 10 and 7 per 56 for 8 x 8) made
+/// the ConvNeXt-T b128 step 0.9 ms shorter on the H100 (every stage on 16x7
+/// against every stage on 8x8). It wastes no column when 7 divides the width
+/// (every ConvNeXt stage at 224 px); its rows pad to 16 (87.5% of the
+/// threads busy at 56, 28 and 14 rows, 44% at 7, where 8x8 keeps 77%: a
+/// per-stage choice is not measured yet).
 enum class DwconvTile { k8x8, k16x7 };
 
-/// The tile for an H x W image. SBP_DWCONV_TILE = 8x8 | 16x7 overrides it
-/// (for benchmarks).
+/// The tile for an image W positions wide. SBP_DWCONV_TILE = 8x8 | 16x7
+/// overrides it (for benchmarks).
 inline DwconvTile dwconv_tile_for(int64_t W) {
   static const int forced = [] {
     const char *v = std::getenv("SBP_DWCONV_TILE");
@@ -357,13 +360,20 @@ inline DwconvTile dwconv_tile_for(int64_t W) {
   return W % 7 == 0 ? DwconvTile::k16x7 : DwconvTile::k8x8;
 }
 
-/// The tiled dwconv (K = 3, 5, 7) with tile Tile; kept >= 0: x is the kept
-/// rows [B, kept, C] at idx. The sizes are checked by the caller.
+/// The tiled dwconv (K = 3, 5, 7) with tile Tile. kept >= 0 (the input
+/// gradient only, kFlip): x is the kept rows [B, kept, C] at idx. The sizes
+/// and idx are checked by the caller (conv_check, rows_check).
 template <class Tile, bool kFlip, class TX, class TY>
 inline void dwconv_tiled(const Context &ctx, const char *name, const TX *x,
                          const float *w, const float *bias, TY *y, int64_t B,
                          int64_t H, int64_t W, int64_t C, int64_t K,
                          const int32_t *idx, int64_t kept) {
+  if (!kFlip && kept >= 0) {
+    fail_arg(name, "kept rows are an input-gradient operand only");
+    return;
+  }
+  if (B * H * W * C == 0)
+    return;
   const int64_t tiles_w = ceil_div(W, Tile::TW);
   const int64_t tiles = ceil_div(H, Tile::TH) * tiles_w;
   const int64_t groups = ceil_div(C, kConvCG);
@@ -390,16 +400,17 @@ inline void dwconv_tiled(const Context &ctx, const char *name, const TX *x,
         return;
       }
     }
-      dwconv_tile_kernel<Tile, kK, kFlip, false>
-          <<<grid, Tile::NT, 0, ctx.stream>>>(x, nullptr, 0, w, bias, y,
-                                              int(B), int(H), int(W), int(C),
-                                              int(tiles_w), vec, pair);
+    dwconv_tile_kernel<Tile, kK, kFlip, false>
+        <<<grid, Tile::NT, 0, ctx.stream>>>(x, nullptr, 0, w, bias, y, int(B),
+                                            int(H), int(W), int(C),
+                                            int(tiles_w), vec, pair);
   };
   with_tiled_kernel_size(K, go);
+  check_launch(name);
 }
 
-/// y = dwconv(x) (kFlip: dx from dy). kept >= 0: x is the kept rows
-/// [B, kept, C] at idx, the other positions zero.
+/// y = dwconv(x) (kFlip: dx from dy). kept >= 0 (kFlip only): dy is the
+/// kept rows [B, kept, C] at idx, the other positions zero.
 template <bool kFlip, class TX, class TY>
 inline void dwconv_launch(const Context &ctx, const char *name, const TX *x,
                           const float *w, const float *bias, TY *y, int64_t B,
@@ -415,18 +426,18 @@ inline void dwconv_launch(const Context &ctx, const char *name, const TX *x,
     else
       dwconv_tiled<ConvTile<8, 8, 4>, kFlip>(ctx, name, x, w, bias, y, B, H,
                                              W, C, K, idx, kept);
-  } else {
-    const int *keep = nullptr;
-    if (kept >= 0) {
-      ScratchCursor scratch(ctx);
-      if (!(keep = scratch_keep_map(ctx, name, scratch, idx, kept, H * W)))
-        return;
-    }
-    dwconv_direct_kernel<kFlip><<<grid_for(ctx, B * H * W * C), kThreads, 0,
-                                  ctx.stream>>>(x, keep, int(kept >= 0 ? kept : 0),
-                                                w, bias, y, B, int(H), int(W),
-                                                int(C), int(K));
+    return;
   }
+  const int *keep = nullptr;
+  if (kept >= 0) {
+    ScratchCursor scratch(ctx);
+    if (!(keep = scratch_keep_map(ctx, name, scratch, idx, kept, H * W)))
+      return;
+  }
+  dwconv_direct_kernel<kFlip><<<grid_for(ctx, B * H * W * C), kThreads, 0,
+                                ctx.stream>>>(x, keep, int(kept >= 0 ? kept : 0),
+                                              w, bias, y, B, int(H), int(W),
+                                              int(C), int(K));
   check_launch(name);
 }
 
