@@ -143,7 +143,7 @@ int main(int argc, char **argv) {
               "|---|---|---:|---:|---:|\n");
   const int64_t shapes[4][2] = {{56, 96}, {28, 192}, {14, 384}, {7, 768}};
   float total = 0.0f;
-  std::string tileTable, wavesTable;
+  std::string tileTable, blocksTable;
   for (const auto &sh : shapes) {
     const int64_t H = sh[0], W = sh[0], C = sh[1];
     const size_t n = size_t(B * H * W * C);
@@ -199,16 +199,16 @@ int main(int argc, char **argv) {
       each(ConvTile<8, 14, 14>{});
       each(ConvTile<8, 16, 8>{});
       each(ConvTile<16, 8, 8>{});
-      for (int waves : {4, 6, 8, 12}) {
+      for (int blocks : {4, 6, 8, 12}) {
         const float us = timeUs(ctx.stream, warmup, iters, [&] {
           sbp::cuda::detail::dwconv_grad_weight_impl(ctx, "dwconv_grad_weight",
                                                      dy, x, dw, db, B, H, W, C,
-                                                     K, nullptr, -1, waves);
+                                                     K, nullptr, -1, blocks);
         });
         char line[120];
         std::snprintf(line, sizeof line, "| %lldx%lldx%lld | %d blocks/SM | %.1f |\n",
-                      (long long)H, (long long)W, (long long)C, waves, us);
-        wavesTable += line;
+                      (long long)H, (long long)W, (long long)C, blocks, us);
+        blocksTable += line;
       }
       cudaFree(ty), cudaFree(tdx);
     }
@@ -224,7 +224,7 @@ int main(int argc, char **argv) {
   if (tiles)
     std::printf("\nWeight gradient, partial blocks per multiprocessor:\n"
                 "| shape | blocks | wgrad+bgrad us |\n|---|---|---:|\n%s",
-                wavesTable.c_str());
+                blocksTable.c_str());
   cudaFree(ctx.scratch);
   cudaStreamDestroy(ctx.stream);
   return 0;

@@ -67,34 +67,32 @@ public:
           r.setType(withElementType(r.getType(), keepsFloat(r) ? f32 : bf16));
     // GEMM operands are bf16; a bias epilogue's bias has the output's type;
     // the depth-wise convolution's input is bf16.
-    SmallVector<Operation *> readers;
+    // (Collected first: the casts are inserted into the block.)
+    SmallVector<OpOperand *> bf16Reads;
     for (Operation &op : graph.getBlock())
-      if (isa<sbpk::GemmOp>(op) || isGemmKernel(&op) || dwconvInput(&op) >= 0)
-        readers.push_back(&op);
-    for (Operation *g : readers)
-      for (OpOperand &operand : g->getOpOperands()) {
-        unsigned i = operand.getOperandNumber();
-        bool bf16Operand = dwconvInput(g) >= 0 ? int(i) == dwconvInput(g)
-                                               : i < 2 || (i == 2 && isGemmKernel(g) && !isF32(g->getResult(0)));
-        if (bf16Operand && isF32(operand.get()))
-          operand.set(castToBf16(operand.get(), g));
-      }
+      for (OpOperand &operand : op.getOpOperands())
+        if (readsBf16(&op, operand.getOperandNumber()) && isF32(operand.get()))
+          bf16Reads.push_back(&operand);
+    for (OpOperand *operand : bf16Reads)
+      operand->set(castToBf16(operand->get(), operand->getOwner()));
   }
 
-  /// The operand number of a depth-wise convolution kernel's forward input x
-  /// (the forward and the weight gradients read it), -1 for other ops.
-  static int dwconvInput(Operation *op) {
+  /// Whether operand i of op is read as bf16: a GEMM's A and B, a bias
+  /// epilogue's bias when the output is bf16, the depth-wise convolution's
+  /// input x (operand 0 of dwconv, 1 of dwconv_grad_weight (dy, x), 2 of
+  /// dwconv_grad_weight_rows (dyk, idx, x)).
+  static bool readsBf16(Operation *op, unsigned i) {
+    if (isa<sbpk::GemmOp>(op))
+      return i < 2;
+    if (isGemmKernel(op))
+      return i < 2 || (i == 2 && !isF32(op->getResult(0)));
     auto k = dyn_cast<sbpk::KernelOp>(op);
     if (!k)
-      return -1;
+      return false;
     StringRef callee = k.getCallee();
-    if (callee == sbpk::kernel::dwconv)
-      return 0;
-    if (callee == sbpk::kernel::dwconv_grad_weight)
-      return 1; // (dy, x)
-    if (callee == sbpk::kernel::dwconv_grad_weight_rows)
-      return 2; // (dyk, idx, x)
-    return -1;
+    return (callee == sbpk::kernel::dwconv && i == 0) ||
+           (callee == sbpk::kernel::dwconv_grad_weight && i == 1) ||
+           (callee == sbpk::kernel::dwconv_grad_weight_rows && i == 2);
   }
 
   static bool isGemmKernel(Operation *op) {

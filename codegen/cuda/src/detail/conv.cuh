@@ -668,14 +668,16 @@ inline int64_t dwconv_wgrad_blocks_per_sm() {
 }
 
 /// dw, db from dy and x. kept >= 0: dy is the kept rows [B, kept, C] at idx;
-/// waves > 0: that many partial blocks per multiprocessor (the bench's knob).
+/// blocks_per_sm > 0: that many partial blocks per multiprocessor (the
+/// bench's knob; 0: dwconv_wgrad_blocks_per_sm()).
 template <class TG, class TX>
 inline void dwconv_grad_weight_impl(const Context &ctx, const char *name,
                                     const TG *dy, const TX *x, float *dw,
                                     float *db, int64_t B, int64_t H, int64_t W,
                                     int64_t C, int64_t K,
                                     const int32_t *idx = nullptr,
-                                    int64_t kept = -1, int64_t waves = 0) {
+                                    int64_t kept = -1,
+                                    int64_t blocks_per_sm = 0) {
   if (!conv_check(name, B, H, W, C, K) || !rows_check(name, idx, kept) || C == 0)
     return;
   const bool rows = kept >= 0;
@@ -707,13 +709,13 @@ inline void dwconv_grad_weight_impl(const Context &ctx, const char *name,
     fail_arg(name, "too many channels");
     return;
   }
-  // Blocks per channel group: `waves` blocks per multiprocessor in all, each
+  // Blocks per channel group: blocks_per_sm per multiprocessor in all, each
   // walking at least 4 tiles, their partials fitting in scratch. The split
   // depends only on the sizes and the device: same inputs, same bits.
   const int64_t slice = C * (KK + 1) * int64_t(sizeof(float));
-  if (waves <= 0)
-    waves = dwconv_wgrad_blocks_per_sm();
-  int64_t parts = ceil_div(int64_t(sm_count(ctx)) * waves, groups);
+  if (blocks_per_sm <= 0)
+    blocks_per_sm = dwconv_wgrad_blocks_per_sm();
+  int64_t parts = ceil_div(int64_t(sm_count(ctx)) * blocks_per_sm, groups);
   parts = std::min(parts, ceil_div(tiles, 4));
   parts = std::min<int64_t>(parts, 65535);
   // (take() rounds each piece up to 256 bytes.)
