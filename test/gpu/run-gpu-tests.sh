@@ -31,13 +31,14 @@ run() { # name, command...
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 
 # The runtime tests look for their fake trainers and tools where the build
-# tree had them: link those paths to the package.
-if [ -f $pkg/BUILD_ROOT ] && [ ! -e "$(cat $pkg/BUILD_ROOT)" ]; then
+# tree had them: link each missing path to the package (the build root itself
+# may exist here: the kernel benchmarks build into build/ of the checkout).
+if [ -f $pkg/BUILD_ROOT ]; then
   root=$(cat $pkg/BUILD_ROOT)
   mkdir -p "$root/test/runtime"
-  ln -sfn "$PWD/$pkg/bin" "$root/bin"
-  ln -sfn "$PWD/$pkg/lib" "$root/lib"
-  ln -sfn "$PWD/$pkg/fake-trainers" "$root/test/runtime/trainers"
+  [ -e "$root/bin" ] || ln -sfn "$PWD/$pkg/bin" "$root/bin"
+  [ -e "$root/lib" ] || ln -sfn "$PWD/$pkg/lib" "$root/lib"
+  [ -e "$root/test/runtime/trainers" ] || ln -sfn "$PWD/$pkg/fake-trainers" "$root/test/runtime/trainers"
 fi
 # Each suite under a time limit, so that a hang cannot hide the checks after it
 # (unloading and reloading a CUDA trainer library once hung the kernel suite;
