@@ -677,6 +677,26 @@ TEST_F(AttentionBf16, LongerSequences) {
   }
 }
 
+TEST_F(AttentionBf16, ResidentKernelBoundaries) {
+  // The resident kernels (a CTA per (batch, head)) take up to 224 rows where
+  // the shared memory holds them (H100): 208 rows (13 warps) every pass, 224
+  // with Dh 32 (14 warps) and the Dh 64 forward; the Dh 64 backward at 224
+  // rows and everything at 225 rows run tiled. The library's default is the
+  // tiled kernels (and its automatic choice would not take these small
+  // batches): test/gpu/run-gpu-tests.sh runs this suite again under
+  // SBP_ATTN_KERNELS=resident and =tiled.
+  uint32_t seed = 900;
+  for (const Dims &d : {Dims{1, 208, 2, 64}, Dims{1, 224, 2, 32},
+                        Dims{2, 224, 1, 64}, Dims{1, 225, 2, 32},
+                        Dims{3, 16, 3, 64}, Dims{2, 1, 1, 64}}) {
+    SHAPE_TRACE(d);
+    checkPlain(ctx, d, seed += 10);
+    checkKeepForward(ctx, d, seed += 10);
+    checkRowKeep(ctx, d, seed += 10, true, d.H == 2 ? IVec{1, -1} : IVec{});
+    checkRowKeep(ctx, d, seed += 10, false);
+  }
+}
+
 TEST_F(AttentionBf16, Deterministic) {
   // Each call twice on the same inputs, outputs NaN-poisoned in between:
   // the same bits.
@@ -765,7 +785,7 @@ class AttentionBf16SmallScratch : public CudaKernelTest {
 };
 
 TEST_F(AttentionBf16SmallScratch, BackwardReportsScratchTooSmall) {
-  // 8 B H ceil64(T) = 8 * 2 * 3 * 256 bytes > 4096.
+  // 8 B H ceil64(T) = 8 * 2 * 3 * 256 bytes > 4096, whichever kernels run.
   const Dims d{2, 197, 3, 64};
   DBf16 qkv(d.qkvSize()), o(d.oSize()), dqkv(d.qkvSize());
   DFloat lse(d.lseSize());
