@@ -1,0 +1,140 @@
+//===- attn_bench.cu - times sbp::cuda's bf16 attention on ViT shapes ------===//
+//
+// The four attention calls a ViT-Tiny bf16 trainer makes, batch 256 (or
+// argv[1]), T = 197, 3 heads of 64: the forward, the SBP drop_qkv forward
+// (every other token kept: a kept query attends only the kept keys), the
+// backward, and the SBP compact backward (the gathered kept rows, T = 99).
+// Each call: warm-up calls, then N calls timed with cudaEvents on one
+// stream, the median printed in microseconds with the useful FLOP rate
+// (forward 4 T^2 Dh per (batch, head), backward 2.5x that: FlashAttention's
+// count, without padding or recomputation). Each call twice: on the
+// resident kernels (a CTA per (batch, head), what the library picks for
+// these shapes) and on the tiled ones, with the largest difference of their
+// outputs.
+// Built and run by
+// bench/attn_bench.sh; bench/attn_bench_torch.py times PyTorch's SDPA
+// back ends (cuDNN, FlashAttention-2) on the same shapes.
+//
+//===----------------------------------------------------------------------===//
+#include "detail/attention_bf16.cuh" // detail::abf16::run_fwd / run_bwd, Kernels
+#include "kernel_bench.cuh"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace {
+
+using sbp::cuda::Context;
+using namespace kernel_bench;
+
+/// The tensors of one attention layer of T rows.
+struct Layer {
+  int64_t B, T, H, Dh;
+  bf16 *qkv, *o, *dout, *dqkv;
+  float *lse;
+
+  Layer(int64_t B_, int64_t T_, int64_t H_, int64_t Dh_, unsigned seed)
+      : B(B_), T(T_), H(H_), Dh(Dh_) {
+    const size_t rows = size_t(B * T), hd = size_t(H * Dh);
+    qkv = devRandom<bf16>(rows * 3 * hd, seed, 1.0f);
+    dout = devRandom<bf16>(rows * hd, seed + 1, 1.0f);
+    CHECK(cudaMalloc(&o, rows * hd * sizeof(bf16)));
+    CHECK(cudaMalloc(&dqkv, rows * 3 * hd * sizeof(bf16)));
+    CHECK(cudaMalloc(&lse, rows * size_t(H) * sizeof(float)));
+  }
+  ~Layer() {
+    cudaFree(qkv), cudaFree(o), cudaFree(dout), cudaFree(dqkv), cudaFree(lse);
+  }
+  /// FlashAttention's forward FLOPs with `pairs` (query, key) pairs per head.
+  double fwdFlops(double pairs) const { return 4.0 * B * H * pairs * Dh; }
+};
+
+} // namespace
+
+int main(int argc, char **argv) {
+  const int64_t B = argc > 1 ? std::atoll(argv[1]) : 256;
+  const int iters = argc > 2 ? std::atoi(argv[2]) : 50;
+  const int warmup = iters > 1 ? 10 : 1; // iters 1: one call each (ncu)
+  const int64_t T = 197, H = 3, Dh = 64;
+  const float scale = 0.125f;
+  cudaDeviceProp prop{};
+  const Context ctx = benchContext(prop);
+  std::printf("sbp::cuda bf16 attention, batch %lld, T %lld, %lld heads of "
+              "%lld, median of %d, device: %s (%d SMs)\n",
+              (long long)B, (long long)T, (long long)H, (long long)Dh, iters,
+              prop.name, prop.multiProcessorCount);
+
+  // Every other token kept (the class token too): the grid mask's count.
+  std::vector<int32_t> hkeep;
+  for (int32_t t = 0; t < T; t += 2)
+    hkeep.push_back(t);
+  const int64_t K = int64_t(hkeep.size());
+  int32_t *keep = nullptr;
+  CHECK(cudaMalloc(&keep, hkeep.size() * sizeof(int32_t)));
+  CHECK(cudaMemcpy(keep, hkeep.data(), hkeep.size() * sizeof(int32_t),
+                   cudaMemcpyHostToDevice));
+
+  namespace a = sbp::cuda::detail::abf16;
+  using a::Kernels;
+  // Times one call both ways; `out` / `n`: the output both write, compared.
+  const auto both = [&](const char *what, double flops, bf16 *out, size_t n,
+                        const std::function<void(Kernels)> &call) {
+    std::vector<bf16> picked(n);
+    const float us = timeUs(ctx.stream, warmup, iters, [&] { call(Kernels::kResident); });
+    CHECK(cudaMemcpy(picked.data(), out, n * sizeof(bf16), cudaMemcpyDeviceToHost));
+    const float tiled = timeUs(ctx.stream, warmup, iters, [&] { call(Kernels::kTiled); });
+    std::vector<bf16> t(n);
+    CHECK(cudaMemcpy(t.data(), out, n * sizeof(bf16), cudaMemcpyDeviceToHost));
+    float diff = 0.0f, big = 0.0f;
+    for (size_t i = 0; i < n; ++i) {
+      diff = std::max(diff, std::abs(float(picked[i]) - float(t[i])));
+      big = std::max(big, std::abs(float(t[i])));
+    }
+    std::printf("| %s | %.1f | %.1f | %.1f | %.1f | %.3g (of %.3g) |\n", what, us,
+                flops / (us * 1e6), tiled, flops / (tiled * 1e6), diff, big);
+  };
+  std::printf("| call | resident us | TFLOP/s | tiled us | tiled TFLOP/s | max diff |\n"
+              "|---|---:|---:|---:|---:|---:|\n");
+
+  Layer full(B, T, H, Dh, 1);
+  const size_t nO = size_t(B * T * H * Dh), nQKV = 3 * nO;
+  const double dense = double(T) * T;
+  both("forward", full.fwdFlops(dense), full.o, nO, [&](Kernels k) {
+    a::run_fwd(ctx, full.qkv, full.o, full.lse, B, T, H, Dh, scale, nullptr, 0, k);
+  });
+  // Kept queries attend K keys, the others all T.
+  const double kept_pairs = double(K) * K + double(T - K) * T;
+  both("forward, drop_qkv keep list (K = 99)", full.fwdFlops(kept_pairs), full.o,
+       nO, [&](Kernels k) {
+         a::run_fwd(ctx, full.qkv, full.o, full.lse, B, T, H, Dh, scale, keep, K, k);
+       });
+  sbp::cuda::attention_fwd(ctx, full.qkv, full.o, full.lse, B, T, H, Dh, scale,
+                           nullptr, 0);
+  both("backward", 2.5 * full.fwdFlops(dense), full.dqkv, nQKV, [&](Kernels k) {
+    a::run_bwd(ctx, full.qkv, full.o, full.lse, full.dout, full.dqkv, B, T, H,
+               Dh, scale, nullptr, nullptr, k);
+  });
+
+  // The compact drop_qkv backward: the gathered kept rows, row_keep = the
+  // keep list itself (every row takes part).
+  Layer compact(B, K, H, Dh, 7);
+  sbp::cuda::attention_fwd(ctx, compact.qkv, compact.o, compact.lse, B, K, H,
+                           Dh, scale, nullptr, 0);
+  both("backward, compact kept rows (T = 99)",
+       2.5 * compact.fwdFlops(double(K) * K), compact.dqkv, 3 * size_t(B * K * H * Dh),
+       [&](Kernels k) {
+         a::run_bwd(ctx, compact.qkv, compact.o, compact.lse, compact.dout,
+                    compact.dqkv, B, K, H, Dh, scale, keep, nullptr, k);
+       });
+  CHECK(cudaStreamSynchronize(ctx.stream));
+  checkLibrary();
+  cudaFree(keep);
+  cudaFree(ctx.scratch);
+  cudaStreamDestroy(ctx.stream);
+  return 0;
+}
