@@ -148,21 +148,8 @@ __global__ void __launch_bounds__(256)
         const int64_t off = (int64_t(b) * p.Tq + q) * hd + int64_t(h) * p.Dh;
         const bf16 *po = p.o + off, *pd = p.dout + off;
         if (p.vec) {
-          for (int c = sub * 8; c < p.Dh; c += 64) {
-            const uint4 ov = *reinterpret_cast<const uint4 *>(po + c);
-            const uint4 dv = *reinterpret_cast<const uint4 *>(pd + c);
-            const __nv_bfloat162 *o2 =
-                reinterpret_cast<const __nv_bfloat162 *>(&ov);
-            const __nv_bfloat162 *d2 =
-                reinterpret_cast<const __nv_bfloat162 *>(&dv);
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const float2 of = __bfloat1622float2(o2[e]);
-              const float2 df = __bfloat1622float2(d2[e]);
-              acc = fmaf(of.x, df.x, acc);
-              acc = fmaf(of.y, df.y, acc);
-            }
-          }
+          for (int c = sub * 8; c < p.Dh; c += 64)
+            acc = dot8_bf16(po + c, pd + c, acc);
         } else {
           for (int c = sub; c < p.Dh; c += 8)
             acc = fmaf(__bfloat162float(po[c]), __bfloat162float(pd[c]), acc);

@@ -254,6 +254,24 @@ __device__ __forceinline__ void stage_c(bf16 *st, const float (&c)[kDh / 8][4],
   }
 }
 
+/// acc + sum of the 8 products of two 16-byte rows of bf16 (o and dO for
+/// D = rowsum(dO * O)), in element order, fp32.
+__device__ __forceinline__ float dot8_bf16(const bf16 *a, const bf16 *b,
+                                           float acc) {
+  const uint4 av = *reinterpret_cast<const uint4 *>(a);
+  const uint4 bv = *reinterpret_cast<const uint4 *>(b);
+  const __nv_bfloat162 *a2 = reinterpret_cast<const __nv_bfloat162 *>(&av);
+  const __nv_bfloat162 *b2 = reinterpret_cast<const __nv_bfloat162 *>(&bv);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const float2 af = __bfloat1622float2(a2[e]);
+    const float2 bf = __bfloat1622float2(b2[e]);
+    acc = fmaf(af.x, bf.x, acc);
+    acc = fmaf(af.y, bf.y, acc);
+  }
+  return acc;
+}
+
 /// Bits 0..63: keys j0..j0+63 below T.
 __device__ __forceinline__ uint64_t tile_valid_bits(int j0, int T) {
   const int n = T - j0;

@@ -216,17 +216,7 @@ __device__ __forceinline__ void resident_lse_d(const BwdParams &p, int b,
     float acc = 0.0f;
     if (part && c < p.Dh) {
       const int64_t off = (int64_t(b) * p.T + q) * hd + int64_t(h) * p.Dh + c;
-      const uint4 ov = *reinterpret_cast<const uint4 *>(p.o + off);
-      const uint4 dv = *reinterpret_cast<const uint4 *>(p.dout + off);
-      const __nv_bfloat162 *o2 = reinterpret_cast<const __nv_bfloat162 *>(&ov);
-      const __nv_bfloat162 *d2 = reinterpret_cast<const __nv_bfloat162 *>(&dv);
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float2 of = __bfloat1622float2(o2[i]);
-        const float2 df = __bfloat1622float2(d2[i]);
-        acc = fmaf(of.x, df.x, acc);
-        acc = fmaf(of.y, df.y, acc);
-      }
+      acc = dot8_bf16(p.o + off, p.dout + off, acc);
     }
 #pragma unroll
     for (int off = kChunks / 2; off > 0; off >>= 1)
