@@ -7,13 +7,12 @@
 // Each call: warm-up calls, then N calls timed with cudaEvents on one
 // stream, the median printed in microseconds with the useful FLOP rate
 // (forward 4 T^2 Dh per (batch, head), backward 2.5x that: FlashAttention's
-// count, without padding or recomputation). Each call twice: on the
-// resident kernels (a CTA per (batch, head), what the library picks for
-// these shapes) and on the tiled ones, with the largest difference of their
-// outputs.
-// Built and run by
-// bench/attn_bench.sh; bench/attn_bench_torch.py times PyTorch's SDPA
-// back ends (cuDNN, FlashAttention-2) on the same shapes.
+// count, without padding or recomputation). Each call twice: on the tiled
+// kernels (the library's default) and on the resident ones (a CTA per
+// (batch, head): what SBP_ATTN_KERNELS=auto picks for these shapes), with
+// the largest difference of their outputs. Built and run by
+// bench/attn_bench.sh; bench/attn_bench_torch.py times PyTorch's SDPA back
+// ends (cuDNN, FlashAttention-2, memory-efficient) on the same shapes.
 //
 //===----------------------------------------------------------------------===//
 #include "detail/attention_bf16.cuh" // detail::abf16::run_fwd / run_bwd, Kernels
@@ -81,22 +80,28 @@ int main(int argc, char **argv) {
 
   namespace a = sbp::cuda::detail::abf16;
   using a::Kernels;
-  // Times one call both ways; `out` / `n`: the output both write, compared.
+  // Times one call both ways, the tiled kernels first (the reference);
+  // `out` / `n`: the output both write, compared. `resident`: whether the
+  // resident kernels take this call on this device (else both columns time
+  // the tiled ones, and the row says so).
   const auto both = [&](const char *what, double flops, bf16 *out, size_t n,
-                        const std::function<void(Kernels)> &call) {
-    std::vector<bf16> picked(n);
-    const float us = timeUs(ctx.stream, warmup, iters, [&] { call(Kernels::kResident); });
-    CHECK(cudaMemcpy(picked.data(), out, n * sizeof(bf16), cudaMemcpyDeviceToHost));
+                        bool resident, const std::function<void(Kernels)> &call) {
     const float tiled = timeUs(ctx.stream, warmup, iters, [&] { call(Kernels::kTiled); });
-    std::vector<bf16> t(n);
+    std::vector<bf16> t(n), r(n);
     CHECK(cudaMemcpy(t.data(), out, n * sizeof(bf16), cudaMemcpyDeviceToHost));
+    const float us = timeUs(ctx.stream, warmup, iters, [&] { call(Kernels::kResident); });
+    CHECK(cudaMemcpy(r.data(), out, n * sizeof(bf16), cudaMemcpyDeviceToHost));
     float diff = 0.0f, big = 0.0f;
     for (size_t i = 0; i < n; ++i) {
-      diff = std::max(diff, std::abs(float(picked[i]) - float(t[i])));
+      diff = std::max(diff, std::abs(float(r[i]) - float(t[i])));
       big = std::max(big, std::abs(float(t[i])));
     }
-    std::printf("| %s | %.1f | %.1f | %.1f | %.1f | %.3g (of %.3g) |\n", what, us,
+    std::printf("| %s%s | %.1f | %.1f | %.1f | %.1f | %.3g (of %.3g) |\n", what,
+                resident ? "" : " (resident kernels do not fit: tiled)", us,
                 flops / (us * 1e6), tiled, flops / (tiled * 1e6), diff, big);
+  };
+  const auto fits = [&](int64_t rows, bool bwd) {
+    return a::use_resident<64>(ctx, Kernels::kResident, B, rows, H, true, bwd);
   };
   std::printf("| call | resident us | TFLOP/s | tiled us | tiled TFLOP/s | max diff |\n"
               "|---|---:|---:|---:|---:|---:|\n");
@@ -104,18 +109,19 @@ int main(int argc, char **argv) {
   Layer full(B, T, H, Dh, 1);
   const size_t nO = size_t(B * T * H * Dh), nQKV = 3 * nO;
   const double dense = double(T) * T;
-  both("forward", full.fwdFlops(dense), full.o, nO, [&](Kernels k) {
+  both("forward", full.fwdFlops(dense), full.o, nO, fits(T, false), [&](Kernels k) {
     a::run_fwd(ctx, full.qkv, full.o, full.lse, B, T, H, Dh, scale, nullptr, 0, k);
   });
   // Kept queries attend K keys, the others all T.
   const double kept_pairs = double(K) * K + double(T - K) * T;
   both("forward, drop_qkv keep list (K = 99)", full.fwdFlops(kept_pairs), full.o,
-       nO, [&](Kernels k) {
+       nO, fits(T, false), [&](Kernels k) {
          a::run_fwd(ctx, full.qkv, full.o, full.lse, B, T, H, Dh, scale, keep, K, k);
        });
   sbp::cuda::attention_fwd(ctx, full.qkv, full.o, full.lse, B, T, H, Dh, scale,
                            nullptr, 0);
-  both("backward", 2.5 * full.fwdFlops(dense), full.dqkv, nQKV, [&](Kernels k) {
+  both("backward", 2.5 * full.fwdFlops(dense), full.dqkv, nQKV, fits(T, true),
+       [&](Kernels k) {
     a::run_bwd(ctx, full.qkv, full.o, full.lse, full.dout, full.dqkv, B, T, H,
                Dh, scale, nullptr, nullptr, k);
   });
@@ -127,7 +133,7 @@ int main(int argc, char **argv) {
                            Dh, scale, nullptr, 0);
   both("backward, compact kept rows (T = 99)",
        2.5 * compact.fwdFlops(double(K) * K), compact.dqkv, 3 * size_t(B * K * H * Dh),
-       [&](Kernels k) {
+       fits(K, true), [&](Kernels k) {
          a::run_bwd(ctx, compact.qkv, compact.o, compact.lse, compact.dout,
                     compact.dqkv, B, K, H, Dh, scale, keep, nullptr, k);
        });

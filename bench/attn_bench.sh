@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # attn_bench.sh - sbp::cuda's bf16 attention (forward, drop_qkv forward, backward, compact
-# backward) vs PyTorch SDPA (cuDNN, FlashAttention-2) on ViT-Tiny shapes, in one go.
+# backward; tiled and resident kernels) vs PyTorch SDPA (cuDNN, FlashAttention-2,
+# memory-efficient) on ViT-Tiny shapes, in one go.
 #
 # On the GPU machine, from the repository root (needs nvcc; PyTorch for the baseline):
 #   bash bench/attn_bench.sh [batch] [iters]          # defaults 256 50
@@ -8,7 +9,8 @@
 # straight into build/attn-bench/attn_bench (no CMake build needed), runs it, then
 # bench/attn_bench_torch.py. Environment: NVCC (default nvcc, else /usr/local/cuda/bin/nvcc),
 # PYTHON (default python3), CUDA_ARCH (default sm_90), OUT (also writes attn_bench.md there).
-# `build/attn-bench/attn_bench 256 1` makes one call of each: what Nsight Compute profiles.
+# `build/attn-bench/attn_bench 256 1`: one warm-up and one timed call of each, on each kernel
+# family (what Nsight Compute profiles).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

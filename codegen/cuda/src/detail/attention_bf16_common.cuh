@@ -24,9 +24,11 @@ namespace abf16 {
 
 using bf16 = __nv_bfloat16;
 
-// Every kernel: 4 warps; a warp owns 16 rows of the CTA's 64 stationary
-// rows (queries in the forward and the dQ pass, keys in the dK/dV pass) and
-// streams the other side in tiles of 64 rows, double-buffered by cp.async.
+// The tiled kernels: 4 warps; a warp owns 16 rows of the CTA's 64
+// stationary rows (queries in the forward and the dQ pass, keys in the
+// dK/dV pass) and streams the other side in tiles of 64 rows,
+// double-buffered by cp.async. (The resident kernels: a warp per 16 rows of
+// the whole sequence.)
 constexpr int kCtaThreads = 128;
 constexpr int kTile = 64;
 constexpr int kMaxDh = 64;
@@ -297,7 +299,8 @@ struct BwdParams {
   const bf16 *o = nullptr, *dout = nullptr; // [B, Tq, H*Dh]
   const float *lse = nullptr;               // [B, Tq, H]
   bf16 *dqkv = nullptr;
-  // Scratch [B*H][Tqp], written by the prep kernel: lse * log2(e), or +inf
+  // Scratch [B*H][Tqp], written by the prep kernel (tiled kernels only: the
+  // resident backward makes them in shared memory): lse * log2(e), or +inf
   // for a query that does not take part (P = 0), and D = rowsum(dO * O).
   float *lse2 = nullptr, *dvec = nullptr;
   const int32_t *row_keep = nullptr;  // attention_bwd: [T]

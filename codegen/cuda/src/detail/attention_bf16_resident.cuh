@@ -7,9 +7,10 @@
 // rows. Against the tiled kernels (attention_bf16.cuh: a CTA per 64 rows,
 // the other side streamed) this loads every row once instead of once per
 // tile, and the backward is one kernel: the key-stationary pass writes each
-// dS tile (bf16) to shared memory as it makes it, so that dQ = dS K is one
+// dS^T tile (bf16) to shared memory as it makes it, so that dQ = dS K is one
 // more product instead of a second pass that recomputes P and dS, and
-// D = rowsum(dO * O) is made in the CTA (no prep kernel, no scratch).
+// lse2 and D = rowsum(dO * O) are made in the CTA (no prep kernel; the
+// scratch attention_bwd asks for goes unused).
 // Used (when chosen: default_kernels) where the rows fit (kResidentMaxRows,
 // the device's shared memory), the rows are 16-byte aligned and, in the
 // backward, every row is a query (attention_bwd; attention_bwd_queries
@@ -391,7 +392,10 @@ enum class Kernels { kAuto, kResident, kTiled };
 /// faster, the default stays the tiled kernels; then this becomes kAuto.
 constexpr Kernels kDefaultKernels = Kernels::kTiled;
 
-/// kDefaultKernels, or SBP_ATTN_KERNELS = auto | resident | tiled.
+/// kDefaultKernels, or SBP_ATTN_KERNELS = auto | resident | tiled (any
+/// other value: kDefaultKernels). The two families round dq differently in
+/// the last bits (S and dP from K Q^T against Q K^T), within the tests'
+/// tolerance.
 inline Kernels default_kernels() {
   static const Kernels k = [] {
     const char *v = std::getenv("SBP_ATTN_KERNELS");
