@@ -58,7 +58,7 @@ struct Layer {
 int main(int argc, char **argv) {
   const int64_t B = argc > 1 ? std::atoll(argv[1]) : 256;
   const int iters = argc > 2 ? std::atoi(argv[2]) : 50;
-  const int warmup = iters > 1 ? 10 : 1; // iters 1: one call each (ncu)
+  const int warmup = iters > 1 ? 10 : 1; // iters 1: one warm-up, one timed (ncu)
   const int64_t T = 197, H = 3, Dh = 64;
   const float scale = 0.125f;
   cudaDeviceProp prop{};

@@ -684,7 +684,7 @@ TEST_F(AttentionBf16, ResidentKernelBoundaries) {
   // rows and everything at 225 rows run tiled. The library's default is the
   // tiled kernels (and its automatic choice would not take these small
   // batches): test/gpu/run-gpu-tests.sh runs this suite again under
-  // SBP_ATTN_KERNELS=resident and =tiled.
+  // SBP_ATTN_KERNELS=resident.
   uint32_t seed = 900;
   for (const Dims &d : {Dims{1, 208, 2, 64}, Dims{1, 224, 2, 32},
                         Dims{2, 224, 1, 64}, Dims{1, 225, 2, 32},
