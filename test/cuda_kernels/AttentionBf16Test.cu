@@ -679,9 +679,9 @@ TEST_F(AttentionBf16, LongerSequences) {
 
 TEST_F(AttentionBf16, ResidentKernelBoundaries) {
   // The resident kernels (a CTA per (batch, head)) take up to 224 rows where
-  // the shared memory holds them (H100): 208 rows (13 warps) every pass, 224
-  // with Dh 32 (14 warps) and the Dh 64 forward; the Dh 64 backward at 224
-  // rows and everything at 225 rows run tiled. The library's default is the
+  // shared memory and registers hold them (H100): 224 with Dh 32 (14 warps)
+  // and the forward; the Dh 64 backward (143 registers) only up to 192 rows,
+  // so at 208 and 224 rows it runs tiled, as everything at 225 rows does. The library's default is the
   // tiled kernels (and its automatic choice would not take these small
   // batches): test/gpu/run-gpu-tests.sh runs this suite again under
   // SBP_ATTN_KERNELS=resident.

@@ -87,6 +87,14 @@ for prec in ${VIT_PRECISIONS:-fp32 bf16}; do
         "$out/$name.safetensors" $vfix/$ref.safetensors --rtol $tol --ignore loss
     run "$name-vs-cpu-trainer (rtol $tol)" python3 test/numerics/compare_safetensors.py \
         "$out/$name.safetensors" $pkg/trainers/$cpu.safetensors --rtol $tol
+    # bf16: the same trainer on the resident attention kernels (its few sequences get the tiled
+    # ones under the default choice).
+    [ $prec = bf16 ] || continue
+    run "$name-resident-dump" env SBP_ATTN_KERNELS=resident $train $pkg/trainers/vit_small_${mode}_${prec}_cuda.so \
+        --params $vfix/params.safetensors --batch $vfix/batch.safetensors "${keep[@]}" \
+        --dump-grads "$out/$name-resident.safetensors"
+    run "$name-resident-vs-pytorch (rtol $tol)" python3 test/numerics/compare_safetensors.py \
+        "$out/$name-resident.safetensors" $vfix/$ref.safetensors --rtol $tol --ignore loss
   done
   # drop_head drawn per block: the drop_head trainer with other heads in each block.
   name=vit-head-perblock-$prec

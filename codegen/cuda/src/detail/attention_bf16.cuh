@@ -28,7 +28,7 @@ template <int kDh, bool kVec>
 __global__ void __launch_bounds__(kCtaThreads, kVec ? 4 : 3)
     attn_bf16_fwd_kernel(const FwdParams p) {
   constexpr int kS = Geo<kDh>::kStride, kTE = Geo<kDh>::kElems;
-  constexpr int kKS = kDh / 16;
+  constexpr int kKS = kDh / 16, kNT = kTile / 8, kDT = kDh / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   // stage s: K tile at (2s)*kTE, V tile at (2s+1)*kTE. The Q tile is
   // loaded into stage 1's K slot (free once Q is in registers).
@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(kCtaThreads, kVec ? 4 : 3)
   uint32_t *const keep_bits = reinterpret_cast<uint32_t *>(sm + 4 * kTE);
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int g = lane >> 2;
+  const int g = lane >> 2, t4 = lane & 3;
   const int tile = int(blockIdx.x % unsigned(p.tiles));
   const int bh = int(blockIdx.x / unsigned(p.tiles));
   const int b = bh / p.H, h = bh - b * p.H, T = p.T, q0 = tile * kTile;
@@ -89,7 +89,12 @@ __global__ void __launch_bounds__(kCtaThreads, kVec ? 4 : 3)
       has_keep && r1 < T && ((keep_bits[r1 >> 5] >> (r1 & 31)) & 1u);
   __syncthreads(); // stage 1 is free
 
-  FwdRows<kDh> rows;
+  float acc[kDT][4];
+#pragma unroll
+  for (int dt = 0; dt < kDT; ++dt)
+    acc[dt][0] = acc[dt][1] = acc[dt][2] = acc[dt][3] = 0.0f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+
   for (int it = 0; it < nkt; ++it) {
     const int st = it & 1;
     if (it + 1 < nkt)
@@ -99,28 +104,120 @@ __global__ void __launch_bounds__(kCtaThreads, kVec ? 4 : 3)
     __syncthreads();
     if (active) {
       const bf16 *sk = sm + (2 * st) * kTE, *sv = sk + kTE;
-      const int j0 = it * kTile;
-      // Allowed keys of rows r0, r1.
-      const auto masks = [&](uint64_t &mk0, uint64_t &mk1) {
-        const uint64_t valid = tile_valid_bits(j0, T);
-        mk0 = mk1 = valid;
-        if (has_keep) {
-          const uint64_t kb =
-              (uint64_t(keep_bits[2 * it + 1]) << 32 | keep_bits[2 * it]) &
-              valid;
-          mk0 = kept0 ? kb : valid;
-          mk1 = kept1 ? kb : valid;
+      const int j0 = it * kTile, nvalid = T - j0; // > 0
+      float s[kNT][4];
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt)
+        s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+      for (int kk = 0; kk < kKS; ++kk)
+#pragma unroll
+        for (int np = 0; np < kNT / 2; ++np)
+          if (np * 16 < nvalid) { // key blocks of T's tail tile: skipped
+            uint32_t bb[4];
+            ldsm_b_rows(bb, sk, kS, np * 16, kk * 16);
+            mma16816(s[2 * np], qf[kk], bb[0], bb[1]);
+            mma16816(s[2 * np + 1], qf[kk], bb[2], bb[3]);
+          }
+      // Allowed keys of rows r0, r1, shifted to this thread's columns.
+      const uint64_t valid = tile_valid_bits(j0, T);
+      uint64_t mk0 = valid, mk1 = valid;
+      if (has_keep) {
+        const uint64_t kb =
+            (uint64_t(keep_bits[2 * it + 1]) << 32 | keep_bits[2 * it]) & valid;
+        mk0 = kept0 ? kb : valid;
+        mk1 = kept1 ? kb : valid;
+      }
+      mk0 >>= 2 * t4;
+      mk1 >>= 2 * t4;
+      float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int bit = nt * 8 + e;
+          s[nt][e] = ((mk0 >> bit) & 1u) ? s[nt][e] * p.scale_log2 : -INFINITY;
+          s[nt][2 + e] =
+              ((mk1 >> bit) & 1u) ? s[nt][2 + e] * p.scale_log2 : -INFINITY;
+          mx0 = fmaxf(mx0, s[nt][e]);
+          mx1 = fmaxf(mx1, s[nt][2 + e]);
         }
-      };
-      fwd_key_tile<kDh>(rows, qf, sk, sv, T - j0, masks, p.scale_log2);
+      mx0 = fmaxf(mx0, __shfl_xor_sync(kFullMask, mx0, 1));
+      mx0 = fmaxf(mx0, __shfl_xor_sync(kFullMask, mx0, 2));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(kFullMask, mx1, 1));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(kFullMask, mx1, 2));
+      const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+      // A row with no allowed key yet keeps m = -inf: exp2 of 0 offsets.
+      const float mu0 = mn0 == -INFINITY ? 0.0f : mn0;
+      const float mu1 = mn1 == -INFINITY ? 0.0f : mn1;
+      const float al0 = fast_exp2(m0 - mu0), al1 = fast_exp2(m1 - mu1);
+      m0 = mn0;
+      m1 = mn1;
+      float ls0 = 0.0f, ls1 = 0.0f;
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          s[nt][e] = fast_exp2(s[nt][e] - mu0);
+          s[nt][2 + e] = fast_exp2(s[nt][2 + e] - mu1);
+          ls0 += s[nt][e];
+          ls1 += s[nt][2 + e];
+        }
+      l0 = l0 * al0 + ls0; // per-thread partial row sums
+      l1 = l1 * al1 + ls1;
+#pragma unroll
+      for (int dt = 0; dt < kDT; ++dt) {
+        acc[dt][0] *= al0;
+        acc[dt][1] *= al0;
+        acc[dt][2] *= al1;
+        acc[dt][3] *= al1;
+      }
+#pragma unroll
+      for (int kk = 0; kk < kNT / 2; ++kk)
+        if (kk * 16 < nvalid) {
+          uint32_t a[4];
+          c_to_a<kNT>(a, s, kk);
+#pragma unroll
+          for (int dp = 0; dp < kDh / 16; ++dp) {
+            uint32_t bb[4];
+            ldsm_b_cols(bb, sv, kS, kk * 16, dp * 16);
+            mma16816(acc[2 * dp], a, bb[0], bb[1]);
+            mma16816(acc[2 * dp + 1], a, bb[2], bb[3]);
+          }
+        }
     }
     __syncthreads(); // this stage is refilled next iteration
   }
   if (!active)
     return;
-  // Staged in the warp's own rows of stage 0's K slot (every read of the
-  // stages is done).
-  fwd_finish<kDh>(rows, sm + warp * 16 * kS, p, b, h, row0, kVec);
+  l0 += __shfl_xor_sync(kFullMask, l0, 1);
+  l0 += __shfl_xor_sync(kFullMask, l0, 2);
+  l1 += __shfl_xor_sync(kFullMask, l1, 1);
+  l1 += __shfl_xor_sync(kFullMask, l1, 2);
+  // Stage the warp's 16 output rows (bf16) in its own rows of stage 0's K
+  // slot (every read of the stages is done), then 16-byte stores.
+  bf16 *so = sm + warp * 16 * kS;
+  const float inv0 = 1.0f / l0, inv1 = 1.0f / l1; // l >= 1 for real rows
+#pragma unroll
+  for (int dt = 0; dt < kDT; ++dt) {
+    acc[dt][0] *= inv0;
+    acc[dt][1] *= inv0;
+    acc[dt][2] *= inv1;
+    acc[dt][3] *= inv1;
+  }
+  stage_c<kDh>(so, acc, 1.0f, true, true);
+  __syncwarp();
+  store_rows16<kDh>(so, p.o + int64_t(b) * T * hd + int64_t(h) * p.Dh, hd, p.Dh,
+                    kVec, [&](int r) {
+                      const int t = row0 + r;
+                      return t < T ? t : -1;
+                    });
+  if (p.lse && t4 == 0) {
+    if (r0 < T)
+      p.lse[(int64_t(b) * T + r0) * p.H + h] = (m0 + log2f(l0)) * kLn2;
+    if (r1 < T)
+      p.lse[(int64_t(b) * T + r1) * p.H + h] = (m1 + log2f(l1)) * kLn2;
+  }
 }
 
 //===--- Backward ---------------------------------------------------------===//
@@ -148,8 +245,21 @@ __global__ void __launch_bounds__(256)
         const int64_t off = (int64_t(b) * p.Tq + q) * hd + int64_t(h) * p.Dh;
         const bf16 *po = p.o + off, *pd = p.dout + off;
         if (p.vec) {
-          for (int c = sub * 8; c < p.Dh; c += 64)
-            acc = dot8_bf16(po + c, pd + c, acc);
+          for (int c = sub * 8; c < p.Dh; c += 64) {
+            const uint4 ov = *reinterpret_cast<const uint4 *>(po + c);
+            const uint4 dv = *reinterpret_cast<const uint4 *>(pd + c);
+            const __nv_bfloat162 *o2 =
+                reinterpret_cast<const __nv_bfloat162 *>(&ov);
+            const __nv_bfloat162 *d2 =
+                reinterpret_cast<const __nv_bfloat162 *>(&dv);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const float2 of = __bfloat1622float2(o2[e]);
+              const float2 df = __bfloat1622float2(d2[e]);
+              acc = fmaf(of.x, df.x, acc);
+              acc = fmaf(of.y, df.y, acc);
+            }
+          }
         } else {
           for (int c = sub; c < p.Dh; c += 8)
             acc = fmaf(__bfloat162float(po[c]), __bfloat162float(pd[c]), acc);
@@ -179,7 +289,8 @@ template <int kDh, bool kVec>
 __global__ void __launch_bounds__(kCtaThreads, kDh <= 32 ? 4 : 3)
     attn_bf16_bwd_dkdv_kernel(const BwdParams p) {
   constexpr int kS = Geo<kDh>::kStride, kTE = Geo<kDh>::kElems;
-  constexpr int kDT = kDh / 8;
+  constexpr int kKS = kDh / 16, kDT = kDh / 8;
+  constexpr int kC = 32, kCT = kC / 8; // query chunk, its n8 tiles
   // K tile, V tile, then stage s: Q tile, dO tile (bf16), lse2[64], D[64]
   // (float).
   constexpr int kStageBytes = 2 * Geo<kDh>::kBytes + 2 * kTile * 4;
@@ -198,7 +309,7 @@ __global__ void __launch_bounds__(kCtaThreads, kDh <= 32 ? 4 : 3)
   const auto sd = [&](int st) { return sl(st) + kTile; };
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int g = lane >> 2;
+  const int g = lane >> 2, t4 = lane & 3;
   const int tile = int(blockIdx.x % unsigned(p.k_tiles));
   const int bh = int(blockIdx.x / unsigned(p.k_tiles));
   const int b = bh / p.H, h = bh - b * p.H, T = p.T, j0 = tile * kTile;
@@ -285,14 +396,75 @@ __global__ void __launch_bounds__(kCtaThreads, kDh <= 32 ? 4 : 3)
       const bf16 *tq = sq(st), *tdo = sdo(st);
       const float *tl = sl(st), *td = sd(st);
       const int nvalid = p.Tq - it * kTile; // > 0
-      // The tile in chunks of kBwdChunk queries.
+      // The tile in chunks of kC queries (fewer live accumulators).
 #pragma unroll 1
-      for (int c0 = 0; c0 < kTile; c0 += kBwdChunk) {
+      for (int c0 = 0; c0 < kTile; c0 += kC) {
         if (c0 >= nvalid)
           break;
-        bwd_kv_chunk<kDh, false>(dk, dv, sk, sv, kr, tq + c0 * kS, tdo + c0 * kS,
-                          tl + c0, td + c0, nvalid - c0, ok0, ok1,
-                          p.scale_log2, [](int, uint32_t, uint32_t) {});
+        float s[kCT][4], dp[kCT][4];
+#pragma unroll
+        for (int nt = 0; nt < kCT; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            s[nt][e] = dp[nt][e] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < kKS; ++kk) {
+          uint32_t kf[4], vf[4];
+          ldsm_a(kf, sk, kS, kr, kk * 16);
+          ldsm_a(vf, sv, kS, kr, kk * 16);
+#pragma unroll
+          for (int np = 0; np < kCT / 2; ++np)
+            if (c0 + np * 16 < nvalid) {
+              uint32_t bb[4];
+              ldsm_b_rows(bb, tq, kS, c0 + np * 16, kk * 16);
+              mma16816(s[2 * np], kf, bb[0], bb[1]);
+              mma16816(s[2 * np + 1], kf, bb[2], bb[3]);
+              ldsm_b_rows(bb, tdo, kS, c0 + np * 16, kk * 16);
+              mma16816(dp[2 * np], vf, bb[0], bb[1]);
+              mma16816(dp[2 * np + 1], vf, bb[2], bb[3]);
+            }
+        }
+        // Columns are queries: lse2 = +inf (P = 0) for the padding and the
+        // queries that do not take part, whose Q and dO rows are zeros.
+#pragma unroll
+        for (int nt = 0; nt < kCT; ++nt) {
+          const int col = c0 + nt * 8 + 2 * t4;
+          const float2 L = *reinterpret_cast<const float2 *>(tl + col);
+          const float2 D = *reinterpret_cast<const float2 *>(td + col);
+          const float p00 =
+              ok0 ? fast_exp2(fmaf(s[nt][0], p.scale_log2, -L.x)) : 0.f;
+          const float p01 =
+              ok0 ? fast_exp2(fmaf(s[nt][1], p.scale_log2, -L.y)) : 0.f;
+          const float p10 =
+              ok1 ? fast_exp2(fmaf(s[nt][2], p.scale_log2, -L.x)) : 0.f;
+          const float p11 =
+              ok1 ? fast_exp2(fmaf(s[nt][3], p.scale_log2, -L.y)) : 0.f;
+          s[nt][0] = p00;
+          s[nt][1] = p01;
+          s[nt][2] = p10;
+          s[nt][3] = p11;
+          dp[nt][0] = p00 * (dp[nt][0] - D.x);
+          dp[nt][1] = p01 * (dp[nt][1] - D.y);
+          dp[nt][2] = p10 * (dp[nt][2] - D.x);
+          dp[nt][3] = p11 * (dp[nt][3] - D.y);
+        }
+#pragma unroll
+        for (int kk = 0; kk < kCT / 2; ++kk)
+          if (c0 + kk * 16 < nvalid) {
+            uint32_t ap[4], ads[4];
+            c_to_a<kCT>(ap, s, kk);
+            c_to_a<kCT>(ads, dp, kk);
+#pragma unroll
+            for (int dd = 0; dd < kDh / 16; ++dd) {
+              uint32_t bb[4];
+              ldsm_b_cols(bb, tdo, kS, c0 + kk * 16, dd * 16);
+              mma16816(dv[2 * dd], ap, bb[0], bb[1]);
+              mma16816(dv[2 * dd + 1], ap, bb[2], bb[3]);
+              ldsm_b_cols(bb, tq, kS, c0 + kk * 16, dd * 16);
+              mma16816(dk[2 * dd], ads, bb[0], bb[1]);
+              mma16816(dk[2 * dd + 1], ads, bb[2], bb[3]);
+            }
+          }
       }
     }
     __syncthreads(); // this stage is refilled next iteration
@@ -500,10 +672,11 @@ inline void launch_fwd(const Context &ctx, const FwdParams &p, int64_t grid) {
 template <int kDh>
 inline void launch_fwd_dh(const Context &ctx, const FwdParams &p,
                           int64_t grid, Kernels which) {
-  if (use_resident<kDh>(ctx, which, p.B, p.T, p.H, p.vec, false) &&
-      launch_resident(ctx, attn_bf16_fwd_resident_kernel<kDh>, p,
-                      ResidentSmem<kDh>(p.T).fwd_bytes(p.keep != nullptr)))
+  if (use_resident<kDh>(ctx, which, p.B, p.T, p.H, p.vec, false)) {
+    launch_resident(ctx, attn_bf16_fwd_resident_kernel<kDh>, p,
+                    ResidentSmem<kDh>(p.T).fwd_bytes(p.keep != nullptr));
     return;
+  }
   if (p.vec)
     launch_fwd<kDh, true>(ctx, p, grid);
   else
@@ -541,10 +714,11 @@ inline void launch_bwd_dh(const Context &ctx, const BwdParams &p,
 template <int kDh>
 inline bool launch_bwd_resident(const Context &ctx, const BwdParams &p,
                                 Kernels which) {
-  return !p.query_list &&
-         use_resident<kDh>(ctx, which, p.B, p.T, p.H, p.vec, true) &&
-         launch_resident(ctx, attn_bf16_bwd_resident_kernel<kDh>, p,
-                         ResidentSmem<kDh>(p.T).bwd_bytes());
+  if (p.query_list || !use_resident<kDh>(ctx, which, p.B, p.T, p.H, p.vec, true))
+    return false;
+  launch_resident(ctx, attn_bf16_bwd_resident_kernel<kDh>, p,
+                  ResidentSmem<kDh>(p.T).bwd_bytes());
+  return true;
 }
 
 /// Both backward entry points: checks (the scratch too, whichever kernels

@@ -340,6 +340,9 @@ __device__ __forceinline__ bool bwd_head_kept(const BwdParams &p, int h) {
 
 
 //===--- Forward: one warp's 16 query rows --------------------------------===//
+// The steps below are the resident kernels'. The tiled kernels inline the
+// same steps (their GPU-verified bodies: moved onto these helpers the
+// forward timed 7% slower, docs/cuda-target.md).
 
 /// The online-softmax state of a warp's 16 query rows: this thread's rows
 /// g and g + 8 (0 and 1), the output accumulators in C fragments.

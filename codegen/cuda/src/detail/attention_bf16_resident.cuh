@@ -12,7 +12,7 @@
 // lse2 and D = rowsum(dO * O) are made in the CTA (no prep kernel; the
 // scratch attention_bwd asks for goes unused).
 // Used (when chosen: default_kernels) where the rows fit (kResidentMaxRows,
-// the device's shared memory), the rows are 16-byte aligned and, in the
+// the device's shared memory and registers), the rows are 16-byte aligned and, in the
 // backward, every row is a query (attention_bwd; attention_bwd_queries
 // stays tiled).
 //
@@ -37,8 +37,13 @@ namespace abf16 {
 /// Rows one CTA holds: 14 warps of 16.
 constexpr int kResidentMaxRows = 224;
 constexpr int kResidentMaxThreads = kResidentMaxRows / 16 * 32;
-/// The backward's register cap: 14 warps x 32 x 144 fit the 64 K registers
-/// (`__launch_bounds__(448, 1)` caps it at 128, which spills).
+/// The backward's register cap (`__launch_bounds__(448, 1)` caps it at 128,
+/// which spills). The register file is handed out to warps in groups of
+/// four, so at 144 registers a CTA of 13 or 14 warps (193..224 rows) asks
+/// for 16 x 32 x 144 > 64 K and cannot launch (H100, 2026-12-07: "too many
+/// resources requested"); use_resident asks the occupancy API first and
+/// leaves those sizes to the tiled kernels. The Dh = 32 backward, at 107
+/// registers, launches up to 224 rows.
 constexpr int kResidentBwdRegisters = 144;
 
 /// T rounded up to whole warps' rows.
@@ -379,17 +384,17 @@ inline size_t resident_smem_limit(const Context &ctx) {
   return size_t(v);
 }
 
-/// Which attention kernels run. kAuto: the resident ones where they fit
+/// Which attention kernels run. kAuto: the resident backward where it fits
 /// and the batch has at least a CTA per multiprocessor (a CTA per (b, h)
-/// leaves a GPU idle on a handful of sequences), else the tiled ones;
+/// leaves a GPU idle on a handful of sequences), else the tiled kernels;
 /// kResident: the resident ones wherever they fit; kTiled: never.
 enum class Kernels { kAuto, kResident, kTiled };
 
-/// The library calls' choice. The resident kernels have not run on a GPU
-/// yet (written 2026-12-07 without device time left): until the GPU tests
-/// pass with them (test/gpu/run-gpu-tests.sh runs the attention suite
-/// under SBP_ATTN_KERNELS=resident) and bench/attn_bench.sh shows them
-/// faster, the default stays the tiled kernels; then this becomes kAuto.
+/// The library calls' choice: the tiled kernels. On the H100 (2026-12-07)
+/// the resident forward ran correct but slower than the tiled one, and the
+/// resident backward cannot launch at ViT-Tiny's 197 rows (registers, see
+/// kResidentBwdRegisters); `auto` (the resident backward where it fits) is
+/// the candidate once that backward is timed at a size it takes.
 constexpr Kernels kDefaultKernels = Kernels::kTiled;
 
 /// kDefaultKernels, or SBP_ATTN_KERNELS = auto | resident | tiled (any
@@ -410,36 +415,60 @@ inline Kernels default_kernels() {
   return k;
 }
 
+/// Threads of a resident CTA for T rows: a warp per 16 rows.
+inline unsigned resident_threads(int T) {
+  return unsigned(resident_rows(T) / 16 * 32);
+}
+
+/// Whether `kernel` can run a CTA for T rows with `smem` bytes of shared
+/// memory here: raises its shared-memory cap to the device's opt-in limit
+/// (never lowers it: a graph captured with a larger T must keep running),
+/// then asks the occupancy API, which also counts registers (see
+/// kResidentBwdRegisters). Errors are cleared.
+template <class Kernel>
+inline bool resident_launchable(const Context &ctx, Kernel *kernel, int T,
+                                size_t smem) {
+  const size_t limit = resident_smem_limit(ctx);
+  if (smem > limit)
+    return false;
+  int ctas = 0;
+  if ((smem > 48 * 1024 &&
+       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            int(limit)) != cudaSuccess) ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &ctas, kernel, int(resident_threads(T)), smem) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return ctas > 0;
+}
+
 /// Whether the resident kernels take this problem (T rows of head dim kDh,
-/// B * H sequences, 16-byte rows) under `which`.
+/// B * H sequences, 16-byte rows) under `which` and can launch it.
 template <int kDh>
 inline bool use_resident(const Context &ctx, Kernels which, int64_t B,
                          int64_t T, int64_t H, bool vec, bool bwd) {
   if (which == Kernels::kTiled || !vec || T > kResidentMaxRows)
     return false;
-  if (which == Kernels::kAuto && B * H < int64_t(ctx.sm_count))
+  // kAuto: the backward only. The resident forward is slower than the
+  // tiled one at ViT-Tiny's T = 197 (H100, bench/attn_bench.sh: 90.9 against
+  // 78.6 us; one CTA per multiprocessor at 211 KB of shared memory).
+  if (which == Kernels::kAuto && (!bwd || B * H < int64_t(ctx.sm_count)))
     return false;
   const ResidentSmem<kDh> lay{int(T)};
-  return (bwd ? lay.bwd_bytes() : lay.fwd_bytes(true)) <=
-         resident_smem_limit(ctx);
+  return bwd ? resident_launchable(ctx, attn_bf16_bwd_resident_kernel<kDh>,
+                                   int(T), lay.bwd_bytes())
+             : resident_launchable(ctx, attn_bf16_fwd_resident_kernel<kDh>,
+                                   int(T), lay.fwd_bytes(true));
 }
 
-/// Launches a resident kernel: one CTA of Tp / 16 warps per (b, h). The
-/// kernel's shared-memory cap is raised to the device's opt-in limit, never
-/// lowered (a graph captured with a larger T must keep running). False if
-/// the cap could not be raised (nothing launched; the error is cleared).
+/// Launches a resident kernel, one CTA per (b, h), where use_resident said
+/// yes (it raised the shared-memory cap).
 template <class Kernel, class Params>
-inline bool launch_resident(const Context &ctx, Kernel *kernel,
+inline void launch_resident(const Context &ctx, Kernel *kernel,
                             const Params &p, size_t smem) {
-  if (smem > 48 * 1024 &&
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           int(resident_smem_limit(ctx))) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  const unsigned threads = unsigned(resident_rows(p.T) / 16 * 32);
-  kernel<<<unsigned(int64_t(p.B) * p.H), threads, smem, ctx.stream>>>(p);
-  return true;
+  kernel<<<unsigned(int64_t(p.B) * p.H), resident_threads(p.T), smem,
+           ctx.stream>>>(p);
 }
 
 } // namespace abf16
