@@ -452,7 +452,7 @@ inline bool use_resident(const Context &ctx, Kernels which, int64_t B,
     return false;
   // kAuto: the backward only. The resident forward is slower than the
   // tiled one at ViT-Tiny's T = 197 (H100, bench/attn_bench.sh: 90.9 against
-  // 78.6 us; one CTA per multiprocessor at 211 KB of shared memory).
+  // 78.6 us; registers leave it one CTA per multiprocessor).
   if (which == Kernels::kAuto && (!bwd || B * H < int64_t(ctx.sm_count)))
     return false;
   const ResidentSmem<kDh> lay{int(T)};
