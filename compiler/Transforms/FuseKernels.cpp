@@ -477,6 +477,15 @@ sbpk::FusedOp outline(SmallVector<Operation *> ops, StringRef kind, StringRef na
       if (llvm::any_of(r.getUsers(), [&](Operation *u) { return !members.contains(u); }))
         outputs.push_back(r);
   }
+  // A group nothing outside reads (a model's dead branch, e.g. a block whose
+  // output is unused) still returns its last value: the emitters size the
+  // kernel by its results, and the dead value costs a buffer, not a crash.
+  if (outputs.empty())
+    for (Operation *op : llvm::reverse(ops))
+      if (op->getNumResults() > 0) {
+        outputs.push_back(op->getResult(0));
+        break;
+      }
   OpBuilder b(ops.front());
   SmallVector<Type> resultTypes;
   for (Value v : outputs)
