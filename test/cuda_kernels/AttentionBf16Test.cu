@@ -681,10 +681,10 @@ TEST_F(AttentionBf16, ResidentKernelBoundaries) {
   // The resident kernels (a CTA per (batch, head)) take up to 224 rows where
   // shared memory and registers hold them (H100): 224 with Dh 32 (14 warps)
   // and the forward; the Dh 64 backward (143 registers) only up to 192 rows,
-  // so at 208 and 224 rows it runs tiled, as everything at 225 rows does. The library's default is the
-  // tiled kernels (and its automatic choice would not take these small
-  // batches): test/gpu/run-gpu-tests.sh runs this suite again under
-  // SBP_ATTN_KERNELS=resident.
+  // so at 208 and 224 rows it runs tiled, as everything at 225 rows does.
+  // The library's default is the tiled kernels (and its automatic choice
+  // would not take these small batches): test/gpu/run-gpu-tests.sh runs
+  // this suite again under SBP_ATTN_KERNELS=resident.
   uint32_t seed = 900;
   for (const Dims &d : {Dims{1, 208, 2, 64}, Dims{1, 224, 2, 32},
                         Dims{2, 224, 1, 64}, Dims{1, 225, 2, 32},

@@ -172,19 +172,7 @@ __global__ void __launch_bounds__(kCtaThreads, kVec ? 4 : 3)
         acc[dt][2] *= al1;
         acc[dt][3] *= al1;
       }
-#pragma unroll
-      for (int kk = 0; kk < kNT / 2; ++kk)
-        if (kk * 16 < nvalid) {
-          uint32_t a[4];
-          c_to_a<kNT>(a, s, kk);
-#pragma unroll
-          for (int dp = 0; dp < kDh / 16; ++dp) {
-            uint32_t bb[4];
-            ldsm_b_cols(bb, sv, kS, kk * 16, dp * 16);
-            mma16816(acc[2 * dp], a, bb[0], bb[1]);
-            mma16816(acc[2 * dp + 1], a, bb[2], bb[3]);
-          }
-        }
+      mma_c_by_tile<kNT, kDh, kS>(acc, s, sv, nvalid);
     }
     __syncthreads(); // this stage is refilled next iteration
   }
@@ -616,19 +604,7 @@ __global__ void __launch_bounds__(kCtaThreads, kDh <= 32 ? 4 : 3)
           s[nt][e] = pa * (dp[nt][e] - D0); // dS
           s[nt][2 + e] = pb * (dp[nt][2 + e] - D1);
         }
-#pragma unroll
-      for (int kk = 0; kk < kNT / 2; ++kk)
-        if (kk * 16 < nvalid) {
-          uint32_t a[4];
-          c_to_a<kNT>(a, s, kk);
-#pragma unroll
-          for (int dd = 0; dd < kDh / 16; ++dd) {
-            uint32_t bb[4];
-            ldsm_b_cols(bb, sk, kS, kk * 16, dd * 16);
-            mma16816(dq[2 * dd], a, bb[0], bb[1]);
-            mma16816(dq[2 * dd + 1], a, bb[2], bb[3]);
-          }
-        }
+      mma_c_by_tile<kNT, kDh, kS>(dq, s, sk, nvalid);
     }
     __syncthreads(); // this stage is refilled next iteration
   }

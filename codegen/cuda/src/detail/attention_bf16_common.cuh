@@ -152,6 +152,28 @@ __device__ __forceinline__ void c_to_a(uint32_t (&a)[4],
   a[3] = pack_bf16(c[2 * kk + 1][2], c[2 * kk + 1][3]);
 }
 
+/// acc (16 rows x kDh, C fragments) += C(16 x 16 kNT/2, as C fragments c)
+/// times the tile's rows 0.. of columns 0..kDh (row stride kS): P V in the
+/// forwards, dS K in the dQ pass. k-steps from `nvalid` on are skipped.
+template <int kNT, int kDh, int kS>
+__device__ __forceinline__ void mma_c_by_tile(float (&acc)[kDh / 8][4],
+                                              const float (&c)[kNT][4],
+                                              const bf16 *tile, int nvalid) {
+#pragma unroll
+  for (int kk = 0; kk < kNT / 2; ++kk)
+    if (kk * 16 < nvalid) {
+      uint32_t a[4];
+      c_to_a<kNT>(a, c, kk);
+#pragma unroll
+      for (int dp = 0; dp < kDh / 16; ++dp) {
+        uint32_t bb[4];
+        ldsm_b_cols(bb, tile, kS, kk * 16, dp * 16);
+        mma16816(acc[2 * dp], a, bb[0], bb[1]);
+        mma16816(acc[2 * dp + 1], a, bb[2], bb[3]);
+      }
+    }
+}
+
 //===--- Global <-> shared ------------------------------------------------===//
 
 /// Loads a kTile-row tile: tile row r is row row_of(r) of src (row stride
@@ -431,19 +453,7 @@ __device__ __forceinline__ void fwd_key_tile(FwdRows<kDh> &r,
     r.acc[dt][2] *= al1;
     r.acc[dt][3] *= al1;
   }
-#pragma unroll
-  for (int kk = 0; kk < kNT / 2; ++kk)
-    if (kk * 16 < nvalid) {
-      uint32_t a[4];
-      c_to_a<kNT>(a, s, kk);
-#pragma unroll
-      for (int dp = 0; dp < kDh / 16; ++dp) {
-        uint32_t bb[4];
-        ldsm_b_cols(bb, tv, kS, kk * 16, dp * 16);
-        mma16816(r.acc[2 * dp], a, bb[0], bb[1]);
-        mma16816(r.acc[2 * dp + 1], a, bb[2], bb[3]);
-      }
-    }
+  mma_c_by_tile<kNT, kDh, kS>(r.acc, s, tv, nvalid);
 }
 
 /// The warp's rows done: o = acc / l as bf16, staged in 16 rows `so` of

@@ -12,8 +12,8 @@
 // lse2 and D = rowsum(dO * O) are made in the CTA (no prep kernel; the
 // scratch attention_bwd asks for goes unused).
 // Used (when chosen: default_kernels) where the rows fit (kResidentMaxRows,
-// the device's shared memory and registers), the rows are 16-byte aligned and, in the
-// backward, every row is a query (attention_bwd; attention_bwd_queries
+// the device's shared memory and registers), the rows are 16-byte aligned
+// and, in the backward, every row is a query (attention_bwd; attention_bwd_queries
 // stays tiled).
 //
 //===----------------------------------------------------------------------===//
