@@ -487,3 +487,20 @@ sbpk.graph @layer_scale_backward_row_map {
   sbpk.grad_out "fc2.bias" at 4, %db : tensor<4xf32>
   sbpk.return %dy, %d#0 : tensor<2x8x4xf32>, tensor<2x3x4xbf16>
 }
+
+// -----
+
+// A group nothing outside reads (a dead branch of the model: a block whose
+// output is unused) still returns its last value, so that every generated
+// kernel has a result to size it by (a result-less group crashed the emitter).
+// CHECK-LABEL: sbpk.graph @dead_group
+// CHECK:         %{{.*}} = sbpk.fused "fused_gelu_add" "elementwise"(%{{.*}}) : (tensor<8x8xbf16>) -> tensor<8x8xbf16>
+// CHECK:           sbpk.kernel "gelu"
+// CHECK:           %[[S:.*]] = sbpk.kernel "add"
+// CHECK:           sbpk.yield %[[S]] : tensor<8x8xbf16>
+sbpk.graph @dead_group {
+  %h = sbpk.input "images" : tensor<8x8xbf16>
+  %g = sbpk.kernel "gelu"(%h) {n = 64 : i64} : (tensor<8x8xbf16>) -> tensor<8x8xbf16>
+  %s = sbpk.kernel "add"(%g, %h) {n = 64 : i64} : (tensor<8x8xbf16>, tensor<8x8xbf16>) -> tensor<8x8xbf16>
+  sbpk.return %h : tensor<8x8xbf16>
+}
