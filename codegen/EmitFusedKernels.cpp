@@ -12,7 +12,10 @@
 //    block's warps in order and written per block to arena scratch; a second
 //    kernel (or the step's one deferred launch) adds the blocks in order
 //    (deterministic, no floating-point atomics);
-//  - multi_cast: the parameter copies, one grid row per tensor.
+//  - multi_cast: the parameter copies, one grid row per tensor;
+//  - the step's deferred launch: the column sums of the groups marked
+//    `deferred_sums` and the row-chunk products of the weight gradients
+//    (sbp-split-weight-grads), one grid row each.
 //
 // The CPU versions are the same computations as OpenMP loops (rows split in
 // the same fixed chunks). Every generated function documents its group.
@@ -30,6 +33,10 @@
 using namespace mlir;
 
 namespace {
+/// Blocks of the deferred launch's grid row for each row-chunk weight
+/// gradient (at least; a row is as wide as the widest column sum).
+constexpr int64_t kRowChunkSumBlocks = 64;
+
 int64_t numel(Value v) { return cast<RankedTensorType>(v.getType()).getNumElements(); }
 int64_t intAttr(Operation *op, StringRef name) { return op->getAttrOfType<IntegerAttr>(name).getInt(); }
 bool isBf16(Value v) { return cast<RankedTensorType>(v.getType()).getElementType().isBF16(); }
@@ -997,8 +1004,13 @@ SmallVector<unsigned> sbp::columnSumResults(sbpk::FusedOp op) {
   return results;
 }
 
-LogicalResult sbp::emitDeferredColumnSums(llvm::raw_ostream &os, StringRef name, ArrayRef<sbpk::FusedOp> groups) {
+LogicalResult sbp::emitDeferredColumnSums(llvm::raw_ostream &os, StringRef name, ArrayRef<sbpk::FusedOp> groups,
+                                          ArrayRef<sbpk::GemmOp> gemms) {
   SmallVector<std::string> params = {"const sbp::cuda::Context &ctx"};
+  if (!gemms.empty()) {
+    params.push_back("const char *arena");
+    params.push_back("float *grads");
+  }
   // A group's sums in column slices of its n (the narrowest sum; a wider
   // bias gradient is several slices).
   auto widthOf = [](sbpk::FusedOp op) {
@@ -1018,11 +1030,15 @@ LogicalResult sbp::emitDeferredColumnSums(llvm::raw_ostream &os, StringRef name,
   size_t most = 1; // column slices of a group, at most
   for (sbpk::FusedOp op : groups)
     most = std::max(most, slotsOf(op).size());
+  // Kernel parameters: the groups' pointers (a zero-sized array is not C++).
+  const size_t slots = std::max<size_t>(groups.size(), 1);
   os << "// " << name << ": the column sums (dgamma, dbeta, bias gradients) of " << groups.size()
-     << " groups, one grid row each, after the backward.\n"
-     << "struct " << name << "_args {\n  const double *partial[" << groups.size() << "];\n  float *out["
-     << groups.size() << "][" << most << "];\n};\n\n"
-     << "__global__ void __launch_bounds__(256) " << name << "_kernel(" << name << "_args a) {\n"
+     << " groups and the row-chunk sums of " << gemms.size() << " weight gradients, one grid row each, after the "
+     << "backward.\n"
+     << "struct " << name << "_args {\n  const double *partial[" << slots << "];\n  float *out[" << slots << "]["
+     << most << "];\n};\n\n"
+     << "__global__ void __launch_bounds__(256) " << name << "_kernel(" << name << "_args a"
+     << (gemms.empty() ? "" : ", const char *arena, float *grads") << ") {\n"
      << "  switch (blockIdx.y) {\n";
   int64_t widest = 0;
   std::string fill;
@@ -1050,9 +1066,25 @@ LogicalResult sbp::emitDeferredColumnSums(llvm::raw_ostream &os, StringRef name,
       fill += "  a.out[" + std::to_string(g) + "][" + std::to_string(q) + "] = " + out + ";\n";
     }
   }
+  // A weight gradient's row: its blocks stride over the gradient's elements.
+  if (!gemms.empty())
+    widest = std::max<int64_t>(widest, kRowChunkSumBlocks);
+  for (auto [j, constGemm] : llvm::enumerate(gemms)) {
+    sbpk::GemmOp g = constGemm;
+    auto chunks = g->getAttrOfType<IntegerAttr>(sbpk::kRowChunksAttr);
+    auto scratch = g->getAttrOfType<IntegerAttr>(sbpk::kScratchOffsetAttr);
+    sbpk::GradOutOp grad = sbpk::getGradOutUser(g.getResult());
+    if (!chunks || !scratch || !grad)
+      return g.emitOpError("row-chunk weight gradient without row_chunks, planned scratch or a gradient to write");
+    os << "  case " << groups.size() + j << ":  // " << grad.getName() << "\n"
+       << "    sbp::fused::row_chunk_sums(reinterpret_cast<const float *>(arena + " << scratch.getInt() << "), "
+       << chunks.getInt() << ", " << numel(g.getResult()) << ", grads + " << grad.getOffset()
+       << ", blockIdx.x, gridDim.x);\n    break;\n";
+  }
   os << "  }\n}\n\n"
      << "void " << name << "(" << llvm::join(params, ", ") << ") {\n  " << name << "_args a{};\n" << fill
-     << "  " << name << "_kernel<<<dim3(" << widest << ", " << groups.size() << "), 256, 0, ctx.stream>>>(a);\n}\n\n";
+     << "  " << name << "_kernel<<<dim3(" << widest << ", " << groups.size() + gemms.size()
+     << "), 256, 0, ctx.stream>>>(a" << (gemms.empty() ? "" : ", arena, grads") << ");\n}\n\n";
   return success();
 }
 

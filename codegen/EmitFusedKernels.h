@@ -22,9 +22,14 @@ namespace sbp {
 mlir::LogicalResult emitFusedKernel(llvm::raw_ostream &os, sbpk::FusedOp op, llvm::StringRef name, bool cuda);
 
 /// The function `name(ctx, partial0, out0_0, out0_1, partial1, ...)` that adds
-/// up the column sums of several rowwise groups in one launch (CUDA).
+/// up the column sums of several rowwise groups in one launch (CUDA), and
+/// with `gemms` (weight gradients with `row_chunks`, sbp-split-weight-grads)
+/// also their row-chunk partial products, read at their scratch offsets in
+/// `arena` and written at their gradient offsets in `grads`: the function
+/// then takes `(ctx, arena, grads, partial0, ...)`.
 mlir::LogicalResult emitDeferredColumnSums(llvm::raw_ostream &os, llvm::StringRef name,
-                                           llvm::ArrayRef<sbpk::FusedOp> groups);
+                                           llvm::ArrayRef<sbpk::FusedOp> groups,
+                                           llvm::ArrayRef<sbpk::GemmOp> gemms);
 
 /// The result numbers of a rowwise group that are column sums, in the order
 /// of its accumulators (dgamma, dbeta).

@@ -30,6 +30,25 @@ namespace {
 int64_t attrInt(Operation *op, StringRef name) { return op->getAttrOfType<IntegerAttr>(name).getInt(); }
 int64_t numel(Value v) { return cast<RankedTensorType>(v.getType()).getNumElements(); }
 
+/// The fusion groups whose column sums the step's deferred launch finishes.
+SmallVector<sbpk::FusedOp> deferredGroups(sbpk::GraphOp graph) {
+  SmallVector<sbpk::FusedOp> groups;
+  for (auto f : graph.getBlock().getOps<sbpk::FusedOp>())
+    if (f->hasAttr("deferred_sums"))
+      groups.push_back(f);
+  return groups;
+}
+
+/// The weight gradients run as row-chunk products (sbp-split-weight-grads),
+/// which the deferred launch adds up.
+SmallVector<sbpk::GemmOp> rowChunkGemms(sbpk::GraphOp graph) {
+  SmallVector<sbpk::GemmOp> gemms;
+  for (auto g : graph.getBlock().getOps<sbpk::GemmOp>())
+    if (g->hasAttr(sbpk::kRowChunksAttr))
+      gemms.push_back(g);
+  return gemms;
+}
+
 std::string typeStr(Type t) {
   std::string s;
   llvm::raw_string_ostream os(s);
@@ -140,6 +159,8 @@ private:
     int64_t m = g.getM(), n = g.getN(), k = g.getK();
     bool ta = g.getTransA(), tb = g.getTransB();
     std::string c = name(g.getResult());
+    if (auto chunks = g->getAttrOfType<IntegerAttr>(sbpk::kRowChunksAttr); chunks && cuda)
+      return emitRowChunkGemm(g, chunks.getInt());
     if (g.getCIn())
       os << "  if (" << c << " != " << name(g.getCIn()) << ") " << ns() << "copy(" << ctxArg() << name(g.getCIn())
          << ", " << c << ", " << m * n << ");\n";
@@ -150,6 +171,23 @@ private:
     if (auto r = g->getAttrOfType<StringAttr>("region"))
       os << "  // " << (g->hasAttr("bwd") ? "backward, " : "") << r.getValue();
     os << "\n";
+    return success();
+  }
+
+  /// A weight gradient as row-chunk products into its scratch; the deferred
+  /// launch at the end of the step adds them into the gradient (`c`).
+  LogicalResult emitRowChunkGemm(sbpk::GemmOp g, int64_t chunks) {
+    auto scratch = g->getAttrOfType<IntegerAttr>(sbpk::kScratchOffsetAttr);
+    if (!scratch || g.getTransB() || !g.getTransA())
+      return g.emitOpError("row_chunks needs op(A) = A^T, op(B) = B and planned scratch");
+    os << "  " << ns() << "gemm_row_chunks("
+       << args({"ctx", num(g.getM()), num(g.getN()), num(g.getK()), num(chunks),
+                flt(g.getAlpha().convertToDouble()), name(g.getA()), num(g.getM()), name(g.getB()), num(g.getN()),
+                "reinterpret_cast<float *>(arena + " + num(scratch.getInt()) + ")"})
+       << ");  // " << (g->hasAttr("bwd") ? "backward, " : "");
+    if (auto r = g->getAttrOfType<StringAttr>("region"))
+      os << r.getValue() << ", ";
+    os << name(g.getResult()) << " = the chunks' sum, after the backward\n";
     return success();
   }
 
@@ -173,19 +211,25 @@ private:
     return success();
   }
 
-  /// The one launch that finishes every deferred column sum of the graph.
+  /// The one launch that finishes every deferred column sum and row-chunk
+  /// weight gradient of the graph.
   void emitDeferredSumsCall() {
+    SmallVector<sbpk::FusedOp> groups = deferredGroups(graph);
+    const bool gemms = !rowChunkGemms(graph).empty();
+    if (groups.empty() && !gemms)
+      return;
     SmallVector<std::string> callArgs = {"ctx"};
-    for (auto f : graph.getBlock().getOps<sbpk::FusedOp>()) {
-      if (!f->hasAttr("deferred_sums"))
-        continue;
+    if (gemms) {
+      callArgs.push_back("arena");
+      callArgs.push_back("a->grads");
+    }
+    for (sbpk::FusedOp f : groups) {
       callArgs.push_back("reinterpret_cast<const double *>(arena + " +
                          num(f->getAttrOfType<IntegerAttr>(sbpk::kScratchOffsetAttr).getInt()) + ")");
       for (unsigned i : columnSumResults(f))
         callArgs.push_back(name(f.getResult(i)));
     }
-    if (callArgs.size() > 1)
-      os << "  " << graph.getSymName() << "_column_sums(" << llvm::join(callArgs, ", ") << ");  // backward\n";
+    os << "  " << graph.getSymName() << "_column_sums(" << llvm::join(callArgs, ", ") << ");  // backward\n";
   }
 
   /// A call of the group's generated function (EmitFusedKernels.cpp).
@@ -450,11 +494,10 @@ FailureOr<std::string> sbp::emitTrainer(ModuleOp module, const ModelReport &repo
     }
   if (cuda)
     for (sbpk::GraphOp g : graphs) {
-      SmallVector<sbpk::FusedOp> deferred;
-      for (auto f : g.getBlock().getOps<sbpk::FusedOp>())
-        if (f->hasAttr("deferred_sums"))
-          deferred.push_back(f);
-      if (!deferred.empty() && failed(emitDeferredColumnSums(os, (g.getSymName() + "_column_sums").str(), deferred)))
+      SmallVector<sbpk::FusedOp> deferred = deferredGroups(g);
+      SmallVector<sbpk::GemmOp> chunked = rowChunkGemms(g);
+      if ((!deferred.empty() || !chunked.empty()) &&
+          failed(emitDeferredColumnSums(os, (g.getSymName() + "_column_sums").str(), deferred, chunked)))
         return failure();
     }
   for (sbpk::GraphOp g : graphs)

@@ -164,6 +164,25 @@ def SbpAssignPrecision : Pass<"sbp-assign-precision", "::mlir::ModuleOp"> {
   ];
 }
 
+def SbpSplitWeightGrads : Pass<"sbp-split-weight-grads", "::mlir::ModuleOp"> {
+  let summary = "Run weight-gradient GEMMs as row-chunk products that the deferred sum launch adds";
+  let description = [{
+    Runs after `sbp-fuse-kernels`, before `sbp-plan-memory`. A `sbpk.gemm`
+    that is only a parameter gradient (dW = dy^T x: `trans_a`, not
+    `trans_b`, no C input, beta 0, float32) gets `row_chunks` = S (the
+    largest divisor of K up to what fills the GPU with 128 x 128 tiles, at
+    most 64, at least 16 rows a chunk), `scratch_bytes` for S float32
+    partial products and `deferred_sums`. The CUDA trainer runs it as one
+    strided-batched cuBLASLt call without split-K (`gemm_row_chunks`) and
+    adds the partials in chunk order in the step's deferred column-sum
+    launch: one launch per weight gradient instead of cuBLASLt's split-K
+    kernel and its reduction kernel. `target=cpu` leaves the graph alone.
+  }];
+  let options = [
+    Option<"target", "target", "std::string", "\"cuda\"", "cuda, or cpu (no change)">
+  ];
+}
+
 def SbpPlanMemory : Pass<"sbp-plan-memory", "::mlir::ModuleOp"> {
   let summary = "Place every kernel-graph value in one arena (live intervals, best fit)";
   let description = [{

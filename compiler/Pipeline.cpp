@@ -11,7 +11,7 @@ using namespace mlir;
 static const llvm::StringRef kPasses[] = {
     "sbp-decompose",        "sbp-insert-masks",     "sbp-autodiff",         "sbp-check-gradient-support",
     "sbp-prune-backward",   "sbp-recompute",        "sbp-lower-to-kernels", "sbp-fuse-epilogues",
-    "sbp-assign-precision", "sbp-fuse-kernels",     "sbp-plan-memory"};
+    "sbp-assign-precision", "sbp-fuse-kernels",     "sbp-split-weight-grads", "sbp-plan-memory"};
 
 llvm::ArrayRef<llvm::StringRef> sbp::pipelinePassNames() { return kPasses; }
 
@@ -36,6 +36,8 @@ static std::unique_ptr<Pass> createPass(llvm::StringRef name, const sbp::Pipelin
     return sbp::createSbpAssignPrecision(sbp::SbpAssignPrecisionOptions{o.precision});
   if (name == "sbp-fuse-kernels")
     return sbp::createSbpFuseKernels();
+  if (name == "sbp-split-weight-grads")
+    return sbp::createSbpSplitWeightGrads(sbp::SbpSplitWeightGradsOptions{o.target});
   return sbp::createSbpPlanMemory();
 }
 

@@ -11,6 +11,7 @@ struct PipelineOptions {
   double keepOverride = -1.0;  // in (0, 1]: replaces every mask group's keep ratio
   std::string stopAfter;       // a pass name: stop after it (sbpc --emit=mlir-after=)
   std::string precision = "fp32"; // fp32, or bf16 mixed precision (CUDA target)
+  std::string target = "cuda";    // cuda or cpu: the trainer the graph is planned for
 };
 
 /// The passes sbpc runs, in order (the names sbp-opt knows them by).

@@ -149,6 +149,7 @@ static LogicalResult lower(ModuleOp module, double keepOverride, const std::stri
   options.keepOverride = keepOverride;
   options.stopAfter = stopAfter;
   options.precision = precision;
+  options.target = target;
   return sbp::runPipeline(module, options);
 }
 
@@ -223,6 +224,7 @@ int main(int argc, char **argv) {
       budgetOptions.attentionModes.assign(budgetAttention.begin(), budgetAttention.end());
     budgetOptions.batches.assign(budgetBatches.begin(), budgetBatches.end());
     budgetOptions.pipeline.precision = precision;
+    budgetOptions.pipeline.target = target;
   }
   bool knownEmit = emit == "lib" || emit == "mlir" || emit == "kernels" || emit == "cpp" || emit == "report" ||
                    llvm::StringRef(emit).starts_with("mlir-after=");

@@ -22,6 +22,10 @@ inline constexpr llvm::StringLiteral kArenaOffsetsAttr = "arena_offsets";
 /// its size (set by the pass that needs it) and offset (sbp-plan-memory).
 inline constexpr llvm::StringLiteral kScratchBytesAttr = "scratch_bytes";
 inline constexpr llvm::StringLiteral kScratchOffsetAttr = "scratch_offset";
+/// Discardable attribute of a weight-gradient `sbpk.gemm` (sbp-split-weight-
+/// grads): it runs as this many row-chunk products into its scratch, which
+/// the step's deferred column-sum launch adds into the gradient.
+inline constexpr llvm::StringLiteral kRowChunksAttr = "row_chunks";
 /// Unit attribute of a graph (sbp-plan-memory): its `images` input is planned
 /// at arena offset 0, free after its last reader.
 inline constexpr llvm::StringLiteral kImagesInArenaAttr = "images_in_arena";

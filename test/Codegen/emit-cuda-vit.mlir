@@ -19,7 +19,7 @@
 // ROWS:         sbp::cuda::attention_bwd(ctx, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr);  // backward, blocks.1.attn
 // ROWS:         sbp::cuda::gemm(ctx, false, false, 36, 24, 72, {{.*}});  // backward, blocks.1.attn
 // ROWS:         fused_bias_grad_layer_norm_layer_norm_grad_{{[0-9]+}}(ctx, {{.*}});  // backward, blocks.1.attn
-// ROWS:         sbp::cuda::gemm(ctx, true, false, 72, 24, 36, {{.*}});  // backward, blocks.1.attn
+// ROWS:         sbp::cuda::gemm_row_chunks(ctx, 72, 24, 36, 2, {{.*}});  // backward, blocks.1.attn, v{{[0-9]+}} = the chunks' sum, after the backward
 // ROWS:         sbp::cuda::attention_bwd(ctx, {{.*}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr);  // backward, blocks.0.attn
 // ROWS:         sbp::cuda::cls_concat_grad(ctx, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 16, 24);
 // ROWS:         return sbp::cuda::last_error(err, err_len);

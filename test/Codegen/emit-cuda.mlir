@@ -1,5 +1,6 @@
 // RUN: sbpc %S/../numerics/Inputs/patch_mlp_small.mlir --target=cuda --emit=cpp | FileCheck %s
 // RUN: sbpc %S/../numerics/Inputs/patch_mlp_small.mlir --target=cuda --emit=cpp --keep=1.0 | FileCheck %s --check-prefix=DENSE
+// RUN: sbpc %S/../numerics/Inputs/patch_mlp_small.mlir --target=cuda --emit=cpp | FileCheck %s --check-prefix=SUMS
 
 // The CUDA trainer source of the small patch-MLP (batch 8, 16 tokens, keep 0.5
 // -> 8 kept tokens): the kernels of sbp/cuda_kernels.h on the step's stream,
@@ -23,18 +24,20 @@
 // CHECK:        sbp::cuda::softmax_xent(ctx, {{.*}}, 8, 10, 1.0f);
 // Pruned backward of blocks.1.mlp: the kept rows of fc2's dy and their
 // column sums (fc2's bias gradient) in one generated kernel, then dX = dY W
-// with M = 64, dW = dY^T X with K = 64.
+// with M = 64, dW = dY^T X with K = 64: four row chunks of 16 into scratch
+// (sbp-split-weight-grads), added after the backward.
 // CHECK:        fused_gather_rows_bias_grad_{{[0-9]+}}(ctx, v{{[0-9]+}}, v0, {{.*}});  // backward, blocks.1.mlp
 // CHECK:        sbp::cuda::gemm(ctx, false, false, 64, 32, 16, {{.*}});  // backward, blocks.1.mlp
-// CHECK:        sbp::cuda::gemm(ctx, true, false, 16, 32, 64, {{.*}});  // backward, blocks.1.mlp
+// CHECK:        float *[[DW:v[0-9]+]] = a->grads + {{[0-9]+}};  // gradient of blocks.1.mlp.fc2.weight
+// CHECK-NEXT:   sbp::cuda::gemm_row_chunks(ctx, 16, 32, 64, 4, 1.000000e+00f, v{{[0-9]+}}, 16, v{{[0-9]+}}, 32, reinterpret_cast<float *>(arena + {{[0-9]+}}));  // backward, blocks.1.mlp, [[DW]] = the chunks' sum, after the backward
 // The scatter into the residual stream, the next branch's kept rows and
 // their column sums (its fc2 bias gradient): one generated kernel over the
 // full rows, its inverse keep map in shared memory.
 // CHECK:        fused_scatter_add_rows_gather_rows_bias_grad_{{[0-9]+}}(ctx, {{.*}}, v0, {{.*}});  // backward, blocks.1.mlp
 // CHECK:        sbp::cuda::copy(ctx, v{{[0-9]+}}, a->loss, 1);
-// The column sums (LayerNorm dgamma/dbeta, bias gradients) of every group, in
-// one launch.
-// CHECK-NEXT:   train_column_sums(ctx, reinterpret_cast<const double *>(arena + {{[0-9]+}}), {{.*}});  // backward
+// The column sums (LayerNorm dgamma/dbeta, bias gradients) of every group
+// and the row-chunk sums of the weight gradients, in one launch.
+// CHECK-NEXT:   train_column_sums(ctx, arena, a->grads, reinterpret_cast<const double *>(arena + {{[0-9]+}}), {{.*}});  // backward
 // CHECK-NEXT:   return sbp::cuda::last_error(err, err_len);
 // CHECK:      SBP_ABI_VERSION, sizeof(sbp_model_desc), "patch_mlp_small", "cuda"
 
@@ -45,6 +48,15 @@
 // gemm_bgrad, and the weight gradients are plain GEMMs.
 // DENSE-NOT:    gemm_bgrad
 // DENSE:        fused_relu_relu_grad_bias_grad_{{[0-9]+}}(ctx, {{.*}});  // backward, blocks.1.mlp
-// DENSE:        sbp::cuda::gemm(ctx, true, false, 16, 32, 128, {{.*}});  // backward, blocks.1.mlp
+// DENSE:        sbp::cuda::gemm_row_chunks(ctx, 16, 32, 128, 8, {{.*}});  // backward, blocks.1.mlp, v{{[0-9]+}} = the chunks' sum, after the backward
 // DENSE-NOT:    gemm_bgrad
 // DENSE:        train_column_sums(ctx, {{.*}});  // backward
+
+// The deferred launch adds each weight gradient's row-chunk products: the
+// case reads the scratch that the GEMM writes and writes its gradient.
+// SUMS:       __global__ void __launch_bounds__(256) train_column_sums_kernel(train_column_sums_args a, const char *arena, float *grads) {
+// SUMS:         sbp::fused::row_chunk_sums(reinterpret_cast<const float *>(arena + [[S:[0-9]+]]), 4, 512, grads + [[G:[0-9]+]], blockIdx.x, gridDim.x);
+// SUMS-LABEL: int train_step(
+// SUMS:         float *[[DW:v[0-9]+]] = a->grads + [[G]];  // gradient of blocks.1.mlp.fc2.weight
+// SUMS-NEXT:    sbp::cuda::gemm_row_chunks(ctx, 16, 32, 64, 4, {{.*}}, reinterpret_cast<float *>(arena + [[S]]));  // backward, blocks.1.mlp, [[DW]] = the chunks' sum, after the backward
+// SUMS:         train_column_sums(ctx, arena, a->grads, {{.*}});  // backward

@@ -27,5 +27,12 @@ template void gemm<__nv_bfloat16, __nv_bfloat16>(const Context &, bool, bool,
                                                  int64_t, float,
                                                  __nv_bfloat16 *, int64_t);
 
+void gemm_row_chunks(const Context &ctx, int64_t M, int64_t N, int64_t K,
+                     int64_t chunks, float alpha, const __nv_bfloat16 *A, int64_t lda,
+                     const __nv_bfloat16 *B, int64_t ldb, float *partial) {
+  detail::gemm_row_chunks_impl(ctx, M, N, K, chunks, alpha, A, lda, B, ldb,
+                               partial);
+}
+
 } // namespace cuda
 } // namespace sbp

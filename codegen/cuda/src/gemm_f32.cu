@@ -11,5 +11,12 @@ void gemm(const Context &ctx, bool transA, bool transB, int64_t M, int64_t N,
                     C, ldc);
 }
 
+void gemm_row_chunks(const Context &ctx, int64_t M, int64_t N, int64_t K,
+                     int64_t chunks, float alpha, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, float *partial) {
+  detail::gemm_row_chunks_impl(ctx, M, N, K, chunks, alpha, A, lda, B, ldb,
+                               partial);
+}
+
 } // namespace cuda
 } // namespace sbp

@@ -334,6 +334,21 @@ void gemm(const Context &ctx, bool transA, bool transB, int64_t M, int64_t N,
           int64_t K, float alpha, const T *A, int64_t lda, const T *B,
           int64_t ldb, float beta, TC *C, int64_t ldc);
 
+/// A weight gradient dW = alpha A^T B (A [K, M], B [K, N], row strides lda,
+/// ldb) as `chunks` partial products over equal row chunks of K:
+/// partial[s] (packed M x N, float) = alpha A[sK/c .. (s+1)K/c)^T B[same rows].
+/// One strided-batched cuBLASLt call without split-K (the chunks give the
+/// GPU its parallelism), so one launch; the caller adds the partials in
+/// order (the trainer's deferred column-sum launch: deterministic).
+/// K must be a multiple of chunks.
+void gemm_row_chunks(const Context &ctx, int64_t M, int64_t N, int64_t K,
+                     int64_t chunks, float alpha, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, float *partial);
+void gemm_row_chunks(const Context &ctx, int64_t M, int64_t N, int64_t K,
+                     int64_t chunks, float alpha, const __nv_bfloat16 *A,
+                     int64_t lda, const __nv_bfloat16 *B, int64_t ldb,
+                     float *partial);
+
 template <class X, class Y, detail::EnableBf16<X, Y> = 0>
 void patchify(const Context &ctx, const X *img, Y *tokens, int64_t B, int64_t C,
               int64_t H, int64_t W, int64_t p);

@@ -187,6 +187,34 @@ __device__ __forceinline__ void column_sums_block(const double *__restrict__ par
   outs[col / n][col % n] = float(t);
 }
 
+/// out[i] = sum over s of partial[s * count + i], s = 0 .. chunks - 1 in
+/// order: the row-chunk products of a weight-gradient GEMM
+/// (sbp::cuda::gemm_row_chunks). The `blocks` blocks of one grid row stride
+/// over the elements, four at a time where count and alignment allow it.
+__device__ __forceinline__ void row_chunk_sums(const float *__restrict__ partial, int chunks, int64_t count,
+                                               float *__restrict__ out, int block, int blocks) {
+  const int64_t stride = int64_t(blocks) * blockDim.x;
+  if (count % 4 == 0 && (reinterpret_cast<uintptr_t>(partial) | reinterpret_cast<uintptr_t>(out)) % 16 == 0) {
+    const float4 *p4 = reinterpret_cast<const float4 *>(partial);
+    float4 *o4 = reinterpret_cast<float4 *>(out);
+    for (int64_t i = int64_t(block) * blockDim.x + threadIdx.x; i < count / 4; i += stride) {
+      float4 t = p4[i];
+      for (int s = 1; s < chunks; ++s) {
+        const float4 v = p4[int64_t(s) * (count / 4) + i];
+        t.x += v.x, t.y += v.y, t.z += v.z, t.w += v.w;
+      }
+      o4[i] = t;
+    }
+    return;
+  }
+  for (int64_t i = int64_t(block) * blockDim.x + threadIdx.x; i < count; i += stride) {
+    float t = partial[i];
+    for (int s = 1; s < chunks; ++s)
+      t += partial[int64_t(s) * count + i];
+    out[i] = t;
+  }
+}
+
 //===--- the scalar functions of the fusible ops --------------------------===//
 
 /// Exact (erf) GELU, as timm's nn.GELU: x Phi(x).

@@ -33,10 +33,12 @@ struct GemmKey {
   uint32_t flags;  // transA | transB << 1 | tf32 << 2
   uint32_t aligns; // log2 alignment of A | B << 8 | C << 16
   uint32_t types;  // cudaDataType of A and B | of C (and D) << 8
+  // > 1: `batch` products of k rows each, strided (gemm_row_chunks).
+  int64_t batch = 1;
   bool operator<(const GemmKey &o) const {
-    return std::tie(m, n, k, lda, ldb, ldc, flags, aligns, types) <
+    return std::tie(m, n, k, lda, ldb, ldc, flags, aligns, types, batch) <
            std::tie(o.m, o.n, o.k, o.lda, o.ldb, o.ldc, o.flags, o.aligns,
-                    o.types);
+                    o.types, o.batch);
   }
 };
 
@@ -141,6 +143,24 @@ inline bool gemm_tune_logging() {
   return on;
 }
 
+/// The batch of a row-chunk plan (gemm_row_chunks: op(A) = A^T, op(B) = B):
+/// product s reads rows [s k, (s + 1) k) of A and B and writes the s-th
+/// packed m x n block of C.
+inline bool set_row_chunk_strides(const GemmKey &key, GemmPlan &plan) {
+  const int32_t count = int32_t(key.batch);
+  const int64_t strides[3] = {key.k * key.ldb, key.k * key.lda, key.m * key.n};
+  cublasLtMatrixLayout_t layouts[3] = {plan.a, plan.b, plan.c}; // B, A, C
+  cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+  for (int i = 0; i < 3 && st == CUBLAS_STATUS_SUCCESS; ++i) {
+    st = cublasLtMatrixLayoutSetAttribute(layouts[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count));
+    if (st == CUBLAS_STATUS_SUCCESS)
+      st = cublasLtMatrixLayoutSetAttribute(layouts[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &strides[i],
+                                            sizeof(strides[i]));
+  }
+  check_cublas(st, "gemm_row_chunks", "cublasLtMatrixLayoutSetAttribute");
+  return st == CUBLAS_STATUS_SUCCESS;
+}
+
 /// Makes the plan of `key`; false (with the failure recorded) if cuBLASLt
 /// refuses the shape or finds no algorithm.
 inline bool make_plan(const Context &ctx, const GemmKey &key, GemmPlan &plan) {
@@ -177,6 +197,8 @@ inline bool make_plan(const Context &ctx, const GemmKey &key, GemmPlan &plan) {
   check_cublas(st, "gemm", "cublasLtMatrixLayoutCreate");
   if (st != CUBLAS_STATUS_SUCCESS)
     return false;
+  if (key.batch > 1 && !set_row_chunk_strides(key, plan))
+    return false;
   cublasLtMatmulPreference_t pref = nullptr;
   st = cublasLtMatmulPreferenceCreate(&pref);
   check_cublas(st, "gemm", "cublasLtMatmulPreferenceCreate");
@@ -204,7 +226,10 @@ inline bool make_plan(const Context &ctx, const GemmKey &key, GemmPlan &plan) {
     st = cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alC, sizeof(alC));
   if (st == CUBLAS_STATUS_SUCCESS && ta) {
-    const uint32_t scheme = weight_grad_reduction_schemes();
+    // A batch of row chunks is parallel enough without split-K, and its
+    // partial products are added by the caller (no second launch).
+    const uint32_t scheme = key.batch > 1 ? uint32_t(CUBLASLT_REDUCTION_SCHEME_NONE)
+                                          : weight_grad_reduction_schemes();
     st = cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &scheme,
         sizeof(scheme));
@@ -435,6 +460,41 @@ template <class T> constexpr cudaDataType_t gemm_data_type() {
   return kIsBf16<T> ? CUDA_R_16BF : CUDA_R_32F;
 }
 
+/// The plan of `key` from the context's cache, made (and, for a weight
+/// gradient with beta == 0, tuned on these operands) on its first use; false
+/// if cuBLASLt refused it (the failure is recorded).
+template <class TAB, class TC>
+inline bool find_plan(const Context &ctx, const GemmKey &key, float alpha,
+                      const TAB *A, const TAB *B, float beta, TC *C,
+                      GemmPlan &plan) {
+  bool cached = false;
+  {
+    std::lock_guard<std::mutex> lock(ctx.gemm_plans->mu);
+    auto it = ctx.gemm_plans->plans.find(key);
+    if ((cached = it != ctx.gemm_plans->plans.end()))
+      plan = it->second;
+  }
+  if (cached)
+    return true;
+  // Made and tuned outside the lock: tuning synchronises.
+  GemmPlan fresh;
+  if (!make_plan(ctx, key, fresh)) {
+    destroy_plan(fresh);
+    return false;
+  }
+  const bool tuned = !fresh.candidates.empty() && beta == 0.0f &&
+                     gemm_tune(ctx, key, fresh, alpha, A, B, C);
+  fresh.candidates.clear();
+  std::lock_guard<std::mutex> lock(ctx.gemm_plans->mu);
+  const auto [it, inserted] = ctx.gemm_plans->plans.emplace(key, fresh);
+  if (!inserted)
+    destroy_plan(fresh); // another thread made this plan meanwhile
+  else if (tuned)
+    ++ctx.gemm_plans->tuned;
+  plan = it->second;
+  return true;
+}
+
 /// gemm for A, B of type TAB and C of type TC (float or bf16).
 template <class TAB, class TC>
 inline void gemm_impl(const Context &ctx, bool transA, bool transB, int64_t M,
@@ -476,30 +536,8 @@ inline void gemm_impl(const Context &ctx, bool transA, bool transB, int64_t M,
           log2u(alignment_of(C, kIsBf16<TC> ? 2u : 4u)) << 16,
       uint32_t(gemm_data_type<TAB>()) | uint32_t(gemm_data_type<TC>()) << 8};
   GemmPlan plan;
-  bool cached = false;
-  {
-    std::lock_guard<std::mutex> lock(ctx.gemm_plans->mu);
-    auto it = ctx.gemm_plans->plans.find(key);
-    if ((cached = it != ctx.gemm_plans->plans.end()))
-      plan = it->second;
-  }
-  if (!cached) { // made and tuned outside the lock: tuning synchronises
-    GemmPlan fresh;
-    if (!make_plan(ctx, key, fresh)) {
-      destroy_plan(fresh);
-      return;
-    }
-    const bool tuned = !fresh.candidates.empty() && beta == 0.0f &&
-                       gemm_tune(ctx, key, fresh, alpha, A, B, C);
-    fresh.candidates.clear();
-    std::lock_guard<std::mutex> lock(ctx.gemm_plans->mu);
-    const auto [it, inserted] = ctx.gemm_plans->plans.emplace(key, fresh);
-    if (!inserted)
-      destroy_plan(fresh); // another thread made this plan meanwhile
-    else if (tuned)
-      ++ctx.gemm_plans->tuned;
-    plan = it->second;
-  }
+  if (!find_plan(ctx, key, alpha, A, B, beta, C, plan))
+    return;
   if (plan.fallback) {
     gemm_fallback_impl(ctx, transA, transB, M, N, K, alpha, A, lda, B, ldb,
                        beta, C, ldc);
@@ -512,6 +550,64 @@ inline void gemm_impl(const Context &ctx, bool transA, bool transB, int64_t M,
   check_cublas(st, "gemm", "cublasLtMatmul");
 }
 
+
+/// gemm_row_chunks for A, B of type TAB: one strided-batched cuBLASLt call
+/// (no split-K: the chunks are its parallelism), or the fallback kernel once
+/// per chunk where cuBLASLt declines the shape.
+template <class TAB>
+inline void gemm_row_chunks_impl(const Context &ctx, int64_t M, int64_t N,
+                                 int64_t K, int64_t chunks, float alpha,
+                                 const TAB *A, int64_t lda, const TAB *B,
+                                 int64_t ldb, float *partial) {
+  if (M <= 0 || N <= 0)
+    return;
+  if (chunks < 1 || K < chunks || K % chunks != 0 || chunks > 0x7fffffff) {
+    fail_arg("gemm_row_chunks", "the rows K must split into `chunks` equal chunks");
+    return;
+  }
+  if (!ctx.lt || !ctx.gemm_plans) {
+    fail_arg("gemm_row_chunks", "context not initialised (call context_init)");
+    return;
+  }
+  constexpr bool kBf16 = kIsBf16<TAB>;
+  constexpr uint32_t kLeast = kBf16 ? 2u : 4u;
+  const bool tf32 = !kBf16 && ctx.allow_tf32;
+  const int64_t rows = K / chunks;
+  // Every chunk's operands are aligned as the first chunk's only if the
+  // chunk strides keep the alignment: key the plan on the weaker of both.
+  const uint32_t alignA = std::min(alignment_of(A, kLeast),
+                                   alignment_of(A + rows * lda, kLeast));
+  const uint32_t alignB = std::min(alignment_of(B, kLeast),
+                                   alignment_of(B + rows * ldb, kLeast));
+  const uint32_t alignC = std::min(alignment_of(partial, 4u),
+                                   alignment_of(partial + M * N, 4u));
+  GemmKey key{M,
+              N,
+              rows,
+              lda,
+              ldb,
+              N,
+              1u | uint32_t(tf32) << 2,
+              log2u(alignA) | log2u(alignB) << 8 | log2u(alignC) << 16,
+              uint32_t(gemm_data_type<TAB>()) | uint32_t(CUDA_R_32F) << 8,
+              chunks};
+  GemmPlan plan;
+  if (!find_plan(ctx, key, alpha, A, B, 0.0f, partial, plan))
+    return;
+  if (plan.fallback) {
+    for (int64_t s = 0; s < chunks; ++s)
+      gemm_fallback_impl(ctx, true, false, M, N, rows, alpha,
+                         A + s * rows * lda, lda, B + s * rows * ldb, ldb,
+                         0.0f, partial + s * M * N, N);
+    return;
+  }
+  const float beta = 0.0f;
+  const cublasStatus_t st = cublasLtMatmul(
+      ctx.lt, plan.op, &alpha, B, plan.a, A, plan.b, &beta, partial, plan.c,
+      partial, plan.c, &plan.algo, plan.workspace ? ctx.workspace : nullptr,
+      plan.workspace, ctx.stream);
+  check_cublas(st, "gemm_row_chunks", "cublasLtMatmul");
+}
 
 } // namespace detail
 } // namespace cuda
