@@ -30,7 +30,7 @@ CATEGORIES = [
     ("attention", r"attn|flash|fmha|sdpa|attention|cudnn"),
     ("GEMM (cuBLASLt / cuBLAS / Triton mm)", r"gemm|nvjet|xmma|cutlass|sm90_|sm80_|_mm_|triton_tem|gemv"),
     ("LayerNorm fwd/bwd (+ fused residual add/cast)", r"layer_norm|layernorm|native_layer_norm"),
-    ("bias-gradient column sums", r"colsum|bias_grad|reduce_kernel"),
+    ("bias-gradient column sums", r"colsum|column_sums|bias_grad|reduce_kernel"),
     ("GELU and its gradient", r"gelu"),
     ("optimizer", r"adam|sgd|multi_tensor|optim"),
     ("masks, gathers, scatters", r"mask|gather|scatter|index|philox"),
