@@ -390,12 +390,13 @@ inline size_t resident_smem_limit(const Context &ctx) {
 /// kResident: the resident ones wherever they fit; kTiled: never.
 enum class Kernels { kAuto, kResident, kTiled };
 
-/// The library calls' choice: the tiled kernels. On the H100 (2026-12-07)
-/// the resident forward ran correct but slower than the tiled one, and the
-/// resident backward cannot launch at ViT-Tiny's 197 rows (registers, see
-/// kResidentBwdRegisters); `auto` (the resident backward where it fits) is
-/// the candidate once that backward is timed at a size it takes.
-constexpr Kernels kDefaultKernels = Kernels::kTiled;
+/// The library calls' choice: kAuto. On the H100 (2026-12-07, bench/
+/// attn_bench.sh) the resident backward takes SBP's compact kept rows
+/// (T = 99) in 88.6 us against the tiled 110.7 (cuDNN 121.7), and the ViT-Tiny
+/// SBP step 13.09 ms against 13.26; it does not fit ViT-Tiny's dense 197
+/// rows (registers, see kResidentBwdRegisters), where the tiled kernels run,
+/// and the resident forward is correct but slower than the tiled one.
+constexpr Kernels kDefaultKernels = Kernels::kAuto;
 
 /// kDefaultKernels, or SBP_ATTN_KERNELS = auto | resident | tiled (any
 /// other value: kDefaultKernels). The two families round dq differently in
