@@ -10,6 +10,8 @@
 
 #include "Bf16TestSupport.h"
 
+#include <functional>
+
 namespace sbp::cuda::test {
 namespace {
 
@@ -257,6 +259,24 @@ TEST_F(GemmBf16, TunedWeightGradientIsRightAndKeepsItsBits) {
   EXPECT_EQ(c1.bits(), c2.bits());
 }
 
+/// Records `call` on ctx.stream in a stream capture (its first call of a
+/// shape happens there, as in a trainer's captured step), replays the graph
+/// once and waits for it.
+void captureAndReplay(const Context &ctx, const std::function<void()> &call) {
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(ctx.stream, cudaStreamCaptureModeGlobal), cudaSuccess);
+  call();
+  ASSERT_EQ(cudaStreamEndCapture(ctx.stream, &graph), cudaSuccess);
+  char err[512] = {};
+  ASSERT_EQ(last_error(err, sizeof(err)), 0) << err;
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  EXPECT_EQ(cudaGraphLaunch(exec, ctx.stream), cudaSuccess);
+  EXPECT_EQ(cudaStreamSynchronize(ctx.stream), cudaSuccess);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
+
 TEST_F(GemmBf16, WeightGradientFirstCalledInACaptureIsNotTimed) {
   // The first call of a new weight-gradient shape is recorded by a stream
   // capture: timing would synchronise the stream, so the heuristic's plan is
@@ -264,20 +284,9 @@ TEST_F(GemmBf16, WeightGradientFirstCalledInACaptureIsNotTimed) {
   const WeightGrad g(80, 192, 4096, 43);
   FTensor c(g.want.size());
   const int tunedBefore = ctx.gemm_plans->tuned;
-  cudaGraph_t graph = nullptr;
-  ASSERT_EQ(cudaStreamBeginCapture(ctx.stream, cudaStreamCaptureModeGlobal), cudaSuccess);
-  g.run(ctx, c);
-  ASSERT_EQ(cudaStreamEndCapture(ctx.stream, &graph), cudaSuccess);
-  char err[512] = {};
-  ASSERT_EQ(last_error(err, sizeof(err)), 0) << err;
-  cudaGraphExec_t exec = nullptr;
-  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
-  ASSERT_EQ(cudaGraphLaunch(exec, ctx.stream), cudaSuccess);
-  sync();
+  captureAndReplay(ctx, [&] { g.run(ctx, c); });
   EXPECT_TRUE(maxRelBelow(c.download(), g.want, 1e-4));
   EXPECT_EQ(ctx.gemm_plans->tuned, tunedBefore);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
 }
 
 /// Row-chunk products of a weight gradient (gemm_row_chunks) against the
@@ -343,24 +352,15 @@ TEST_F(GemmBf16, RowChunksFirstCalledInACapture) {
   const int64_t M = 32, N = 64, K = 512, chunks = 8;
   const WeightGrad g(M, N, K, 63);
   FTensor partial(static_cast<size_t>(chunks * M * N));
-  cudaGraph_t graph = nullptr;
-  ASSERT_EQ(cudaStreamBeginCapture(ctx.stream, cudaStreamCaptureModeGlobal), cudaSuccess);
-  gemm_row_chunks(ctx, M, N, K, chunks, 1.0f, g.ddy.get(), M, g.dx.get(), N, partial.get());
-  ASSERT_EQ(cudaStreamEndCapture(ctx.stream, &graph), cudaSuccess);
-  char err[512] = {};
-  ASSERT_EQ(last_error(err, sizeof(err)), 0) << err;
-  cudaGraphExec_t exec = nullptr;
-  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
-  ASSERT_EQ(cudaGraphLaunch(exec, ctx.stream), cudaSuccess);
-  sync();
+  captureAndReplay(ctx, [&] {
+    gemm_row_chunks(ctx, M, N, K, chunks, 1.0f, g.ddy.get(), M, g.dx.get(), N, partial.get());
+  });
   const Vec got = partial.download();
   Vec sum(static_cast<size_t>(M * N), 0.0f);
   for (size_t e = 0; e < sum.size(); ++e)
     for (int64_t s = 0; s < chunks; ++s)
       sum[e] += got[static_cast<size_t>(s) * sum.size() + e];
   EXPECT_TRUE(maxRelBelow(sum, g.want, 1e-4));
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
 }
 
 } // namespace
