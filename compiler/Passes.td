@@ -170,7 +170,7 @@ def SbpSplitWeightGrads : Pass<"sbp-split-weight-grads", "::mlir::ModuleOp"> {
     Runs after `sbp-fuse-kernels`, before `sbp-plan-memory`. A `sbpk.gemm`
     that is only a parameter gradient (dW = dy^T x: `trans_a`, not
     `trans_b`, no C input, beta 0, float32) gets `row_chunks` = S (the
-    largest divisor of K up to what fills the GPU with 128 x 128 tiles, at
+    largest divisor of K up to one wave of 128 x 128 tiles on 132 SMs, at
     most 64, at least 16 rows a chunk), `scratch_bytes` for S float32
     partial products and `deferred_sums`. The CUDA trainer runs it as one
     strided-batched cuBLASLt call without split-K (`gemm_row_chunks`) and

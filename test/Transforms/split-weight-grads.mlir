@@ -8,15 +8,15 @@
 // the backward). Hand-written kernel graphs with the shapes of ViT-Tiny's
 // backward (batch 256 x 197 tokens = 50432 rows, 99 kept tokens = 25344).
 
-// fc2's weight gradient (192 x 768: 2 x 6 tiles of 128): about two waves of
-// the H100's 132 SMs wants 22 chunks, and 22 divides 25344 = 256 x 99. The
-// partials are 22 x 192 x 768 floats. attn.proj's (192 x 192, 4 tiles) would
-// want 66 chunks: at most 64, which divides 50432 = 2^8 x 197. The input
+// fc2's weight gradient (192 x 768: 2 x 6 tiles of 128): one wave of the
+// H100's 132 SMs wants 11 chunks, and 11 divides 25344 = 2^8 x 9 x 11. The
+// partials are 11 x 192 x 768 floats. attn.proj's (192 x 192, 4 tiles) wants
+// 33 chunks: the largest divisor of 50432 = 2^8 x 197 up to that is 32. The input
 // gradient dX = dY W (no trans_a) reduces over 192 features: not a weight
 // gradient, unchanged.
 // CHECK-LABEL: sbpk.graph @vit_shapes
-// CHECK:         %[[DW:.*]] = sbpk.gemm {{.*}} {alpha = 1.000000e+00 : f64, beta = 0.000000e+00 : f64, bwd, deferred_sums, k = 25344 : i64, m = 192 : i64, n = 768 : i64, row_chunks = 22 : i64, scratch_bytes = 12976128 : i64, trans_a = true, trans_b = false}
-// CHECK:         sbpk.gemm {{.*}} {alpha = 1.000000e+00 : f64, beta = 0.000000e+00 : f64, bwd, deferred_sums, k = 50432 : i64, m = 192 : i64, n = 192 : i64, row_chunks = 64 : i64, scratch_bytes = 9437184 : i64, trans_a = true, trans_b = false}
+// CHECK:         %[[DW:.*]] = sbpk.gemm {{.*}} {alpha = 1.000000e+00 : f64, beta = 0.000000e+00 : f64, bwd, deferred_sums, k = 25344 : i64, m = 192 : i64, n = 768 : i64, row_chunks = 11 : i64, scratch_bytes = 6488064 : i64, trans_a = true, trans_b = false}
+// CHECK:         sbpk.gemm {{.*}} {alpha = 1.000000e+00 : f64, beta = 0.000000e+00 : f64, bwd, deferred_sums, k = 50432 : i64, m = 192 : i64, n = 192 : i64, row_chunks = 32 : i64, scratch_bytes = 4718592 : i64, trans_a = true, trans_b = false}
 // CHECK:         sbpk.gemm {{.*}} {alpha = 1.000000e+00 : f64, beta = 0.000000e+00 : f64, bwd, k = 192 : i64, m = 50432 : i64, n = 192 : i64, trans_a = false, trans_b = false}
 // CHECK:         sbpk.grad_out "fc2.weight" at 0, %[[DW]]
 // The CPU trainer keeps plain GEMMs.
@@ -26,8 +26,8 @@
 // The partials get arena scratch (sbp-plan-memory keeps it live to the end
 // of the step, where the deferred launch reads it).
 // PLAN-LABEL: sbpk.graph @vit_shapes
-// PLAN:         sbpk.gemm {{.*}}row_chunks = 22 : i64, scratch_bytes = 12976128 : i64, scratch_offset = [[A:[0-9]+]] : i64
-// PLAN:         sbpk.gemm {{.*}}row_chunks = 64 : i64, scratch_bytes = 9437184 : i64, scratch_offset = [[B:[0-9]+]] : i64
+// PLAN:         sbpk.gemm {{.*}}row_chunks = 11 : i64, scratch_bytes = 6488064 : i64, scratch_offset = [[A:[0-9]+]] : i64
+// PLAN:         sbpk.gemm {{.*}}row_chunks = 32 : i64, scratch_bytes = 4718592 : i64, scratch_offset = [[B:[0-9]+]] : i64
 // BAD: error: sbp-split-weight-grads: unknown target 'tpu' (cuda or cpu)
 sbpk.graph @vit_shapes {
   %dy = sbpk.input "labels" : tensor<25344x192xbf16>
