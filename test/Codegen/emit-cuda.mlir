@@ -52,10 +52,16 @@
 // DENSE-NOT:    gemm_bgrad
 // DENSE:        train_column_sums(ctx, {{.*}});  // backward
 
-// The deferred launch adds each weight gradient's row-chunk products: the
-// case reads the scratch that the GEMM writes and writes its gradient.
+// The deferred launch adds each weight gradient's row-chunk products: its
+// table entry reads the scratch that the GEMM writes and writes its
+// gradient; the grid rows after the groups' run the one call site.
+// SUMS:       __constant__ sbp::fused::RowChunkSum train_column_sums_gemms[5] = {
+// SUMS-NEXT:      {[[S:[0-9]+]], [[G:[0-9]+]], 512, 4},  // blocks.1.mlp.fc2.weight
 // SUMS:       __global__ void __launch_bounds__(256) train_column_sums_kernel(train_column_sums_args a, const char *arena, float *grads) {
-// SUMS:         sbp::fused::row_chunk_sums(reinterpret_cast<const float *>(arena + [[S:[0-9]+]]), 4, 512, grads + [[G:[0-9]+]], blockIdx.x, gridDim.x);
+// SUMS:         default: {
+// SUMS-NEXT:      const sbp::fused::RowChunkSum &r = train_column_sums_gemms[blockIdx.y - 7];
+// SUMS-NEXT:      sbp::fused::row_chunk_sums(reinterpret_cast<const float *>(arena + r.partial), r.chunks, r.count, grads + r.grad, blockIdx.x, gridDim.x);
+// SUMS:         train_column_sums_kernel<<<dim3(64, 12), 256, 0, ctx.stream>>>(a, arena, grads);
 // SUMS-LABEL: int train_step(
 // SUMS:         float *[[DW:v[0-9]+]] = a->grads + [[G]];  // gradient of blocks.1.mlp.fc2.weight
 // SUMS-NEXT:    sbp::cuda::gemm_row_chunks(ctx, 16, 32, 64, 4, {{.*}}, reinterpret_cast<float *>(arena + [[S]]));  // backward, blocks.1.mlp, [[DW]] = the chunks' sum, after the backward

@@ -187,6 +187,14 @@ __device__ __forceinline__ void column_sums_block(const double *__restrict__ par
   outs[col / n][col % n] = float(t);
 }
 
+/// One weight gradient of the deferred launch (a generated `__constant__`
+/// table): its row-chunk partials at arena byte offset `partial`, written
+/// at float offset `grad` of the gradient buffer; `count` elements.
+struct RowChunkSum {
+  int64_t partial, grad, count;
+  int chunks;
+};
+
 /// out[i] = sum over s of partial[s * count + i], s = 0 .. chunks - 1 in
 /// order: the row-chunk products of a weight-gradient GEMM
 /// (sbp::cuda::gemm_row_chunks). The `blocks` blocks of one grid row stride
