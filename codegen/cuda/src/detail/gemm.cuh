@@ -370,6 +370,19 @@ inline void describe_algo(const cublasLtMatmulAlgo_t &algo, char (&out)[64]) {
                 splits, scheme);
 }
 
+/// One cublasLtMatmul of `plan` with `algo` (and its workspace): row-major
+/// C = alpha op(A) op(B) + beta C, so B goes in cuBLASLt's A slot and A in
+/// its B slot (see the top of this file); C is read only where beta != 0.
+inline cublasStatus_t run_plan(const Context &ctx, const GemmPlan &plan,
+                               const GemmAlgo &algo, float alpha,
+                               const void *A, const void *B, float beta,
+                               void *C) {
+  return cublasLtMatmul(ctx.lt, plan.op, &alpha, B, plan.a, A, plan.b, &beta,
+                        C, plan.c, C, plan.c, &algo.algo,
+                        algo.workspace ? ctx.workspace : nullptr,
+                        algo.workspace, ctx.stream);
+}
+
 /// Times a weight-gradient plan's candidates on the first call's own operands
 /// (beta == 0: each run overwrites C, and the real call follows) and keeps the
 /// fastest if it beats the heuristic's first choice by 5%: a margin, and a
@@ -406,10 +419,7 @@ inline bool gemm_tune(const Context &ctx, const GemmKey &key, GemmPlan &plan,
     ready = ready && cudaEventCreate(&e) == cudaSuccess;
   const float beta = 0.0f;
   const auto run = [&](const GemmAlgo &g) {
-    return cublasLtMatmul(ctx.lt, plan.op, &alpha, B, plan.a, A, plan.b, &beta,
-                          C, plan.c, C, plan.c, &g.algo,
-                          g.workspace ? ctx.workspace : nullptr, g.workspace,
-                          ctx.stream) == CUBLAS_STATUS_SUCCESS;
+    return run_plan(ctx, plan, g, alpha, A, B, beta, C) == CUBLAS_STATUS_SUCCESS;
   };
   std::vector<float> ms(candidates.size(), INFINITY);
   for (size_t i = 0; ready && i < candidates.size(); ++i) {
@@ -543,11 +553,9 @@ inline void gemm_impl(const Context &ctx, bool transA, bool transB, int64_t M,
                        beta, C, ldc);
     return;
   }
-  const cublasStatus_t st = cublasLtMatmul(
-      ctx.lt, plan.op, &alpha, B, plan.a, A, plan.b, &beta, C, plan.c, C,
-      plan.c, &plan.algo, plan.workspace ? ctx.workspace : nullptr,
-      plan.workspace, ctx.stream);
-  check_cublas(st, "gemm", "cublasLtMatmul");
+  check_cublas(run_plan(ctx, plan, {plan.algo, plan.workspace}, alpha, A, B,
+                        beta, C),
+               "gemm", "cublasLtMatmul");
 }
 
 
@@ -601,12 +609,9 @@ inline void gemm_row_chunks_impl(const Context &ctx, int64_t M, int64_t N,
                          0.0f, partial + s * M * N, N);
     return;
   }
-  const float beta = 0.0f;
-  const cublasStatus_t st = cublasLtMatmul(
-      ctx.lt, plan.op, &alpha, B, plan.a, A, plan.b, &beta, partial, plan.c,
-      partial, plan.c, &plan.algo, plan.workspace ? ctx.workspace : nullptr,
-      plan.workspace, ctx.stream);
-  check_cublas(st, "gemm_row_chunks", "cublasLtMatmul");
+  check_cublas(run_plan(ctx, plan, {plan.algo, plan.workspace}, alpha, A, B,
+                        0.0f, partial),
+               "gemm_row_chunks", "cublasLtMatmul");
 }
 
 } // namespace detail
