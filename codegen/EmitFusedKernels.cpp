@@ -930,7 +930,7 @@ LogicalResult FusedEmitter::emitRowwise() {
 // deferred to one launch for all groups at the end of the step when the
 // sums are only parameter gradients (sbp-fuse-kernels' `deferred_sums`).
 void FusedEmitter::emitSumsKernel(int64_t sums, int64_t n, int64_t chunks) {
-  if (op->hasAttr("deferred_sums"))
+  if (op->hasAttr(sbpk::kDeferredSumsAttr))
     return;
   SmallVector<unsigned> sumResults = sbp::columnSumResults(op);
   SmallVector<std::string> sparams = {"const double *__restrict__ partial"}, outs;
@@ -946,7 +946,7 @@ void FusedEmitter::emitSumsKernel(int64_t sums, int64_t n, int64_t chunks) {
 }
 
 void FusedEmitter::emitSumsLaunch(int64_t sums, int64_t n) {
-  if (op->hasAttr("deferred_sums"))
+  if (op->hasAttr(sbpk::kDeferredSumsAttr))
     return;
   SmallVector<std::string> sargs = {"scratch"};
   for (unsigned i : sbp::columnSumResults(op))

@@ -34,7 +34,7 @@ int64_t numel(Value v) { return cast<RankedTensorType>(v.getType()).getNumElemen
 SmallVector<sbpk::FusedOp> deferredGroups(sbpk::GraphOp graph) {
   SmallVector<sbpk::FusedOp> groups;
   for (auto f : graph.getBlock().getOps<sbpk::FusedOp>())
-    if (f->hasAttr("deferred_sums"))
+    if (f->hasAttr(sbpk::kDeferredSumsAttr))
       groups.push_back(f);
   return groups;
 }

@@ -576,7 +576,7 @@ void planColumnSums(sbpk::FusedOp fused) {
       onlyGradients &= llvm::all_of(fused.getResult(use.getOperandNumber()).getUsers(),
                                     [](Operation *u) { return isa<sbpk::GradOutOp>(u); });
   if (onlyGradients)
-    fused->setAttr("deferred_sums", b.getUnitAttr());
+    fused->setAttr(sbpk::kDeferredSumsAttr, b.getUnitAttr());
 }
 
 /// Outlines one group and restores the topological order, so that the

@@ -40,7 +40,7 @@ static std::vector<Buffer> collectBuffers(sbpk::GraphOp graph) {
     if (auto scratch = op.getAttrOfType<IntegerAttr>(sbpk::kScratchBytesAttr)) {
       int64_t size = (scratch.getInt() + kAlignment - 1) / kAlignment * kAlignment;
       // Deferred column sums are read again at the end of the step.
-      int64_t last = op.hasAttr("deferred_sums") ? int64_t(index.size()) - 1 : index[&op];
+      int64_t last = op.hasAttr(sbpk::kDeferredSumsAttr) ? int64_t(index.size()) - 1 : index[&op];
       buffers.push_back({Value(), &op, size, index[&op], last});
     }
     for (Value r : op.getResults()) {

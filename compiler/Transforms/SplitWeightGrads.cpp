@@ -75,7 +75,7 @@ struct SplitWeightGradsPass : sbp::impl::SbpSplitWeightGradsBase<SplitWeightGrad
       g->setAttr(sbpk::kRowChunksAttr, b.getI64IntegerAttr(chunks));
       g->setAttr(sbpk::kScratchBytesAttr,
                  b.getI64IntegerAttr(chunks * g.getM() * g.getN() * int64_t(sizeof(float))));
-      g->setAttr("deferred_sums", b.getUnitAttr());
+      g->setAttr(sbpk::kDeferredSumsAttr, b.getUnitAttr());
     });
   }
 };

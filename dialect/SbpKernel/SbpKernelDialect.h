@@ -22,6 +22,10 @@ inline constexpr llvm::StringLiteral kArenaOffsetsAttr = "arena_offsets";
 /// its size (set by the pass that needs it) and offset (sbp-plan-memory).
 inline constexpr llvm::StringLiteral kScratchBytesAttr = "scratch_bytes";
 inline constexpr llvm::StringLiteral kScratchOffsetAttr = "scratch_offset";
+/// Unit attribute of an op whose column sums (a fusion group's) or row-chunk
+/// products (a weight-gradient GEMM's) the step's one deferred launch adds up
+/// after the backward: its scratch stays planned until the end of the step.
+inline constexpr llvm::StringLiteral kDeferredSumsAttr = "deferred_sums";
 /// Discardable attribute of a weight-gradient `sbpk.gemm` (sbp-split-weight-
 /// grads): it runs as this many row-chunk products into its scratch, which
 /// the step's deferred column-sum launch adds into the gradient.
