@@ -59,24 +59,49 @@ def summarise(kernels):
     return table, len(kernels), sum(t for _, t in kernels)
 
 
-def read_ncu_csv(path):
-    kernels = []
+def read_ncu_csv(path, with_bytes=False):
+    """[(name, seconds)] of the last step, or [(name, seconds, dram bytes)]
+    with with_bytes (0 where the CSV has no dram__bytes.sum)."""
+    by_id = {}
     with open(path, newline="") as f:
         lines = [l for l in f if l.startswith('"')]  # skip the profiler's own log lines
     for row in csv.DictReader(lines):
-        if row.get("Metric Name") != "gpu__time_duration.sum":
+        metric = row.get("Metric Name")
+        if metric not in ("gpu__time_duration.sum", "dram__bytes.sum"):
             continue
+        k = by_id.setdefault(row["ID"], [row["Kernel Name"], 0.0, 0.0])
         value = float(row["Metric Value"].replace(",", ""))
+        if metric == "dram__bytes.sum":
+            k[2] = value  # --print-units base: bytes
+            continue
         unit = row.get("Metric Unit", "ns")
         scale = {"ns": 1e-9, "nsecond": 1e-9, "usecond": 1e-6, "us": 1e-6, "msecond": 1e-3, "ms": 1e-3}.get(unit, 1e-9)
-        kernels.append((row["Kernel Name"], value * scale))
+        k[1] = value * scale
+    kernels = [tuple(v) if with_bytes else (v[0], v[1]) for _, v in sorted(by_id.items(), key=lambda kv: int(kv[0]))]
     return last_step(kernels)
+
+
+def top_kernels(kernels, n):
+    """The n kernel names that take the most time: launches, total ms, us a
+    launch and (where the profile has DRAM bytes) achieved GB/s."""
+    agg = {}
+    for name, t, nbytes in kernels:
+        short = re.sub(r"\(.*", "", name)[:90]
+        a = agg.setdefault(short, [0, 0.0, 0.0])
+        a[0] += 1
+        a[1] += t
+        a[2] += nbytes
+    rows = ["| kernel | launches | ms | us each | GB/s |", "|---|---:|---:|---:|---:|"]
+    for short, (count, t, nbytes) in sorted(agg.items(), key=lambda kv: -kv[1][1])[:n]:
+        bw = f"{nbytes / t / 1e9:.0f}" if nbytes and t else ""
+        rows.append(f"| `{short}` | {count} | {t * 1e3:.3f} | {t / count * 1e6:.1f} | {bw} |")
+    return "\n".join(rows)
 
 
 def last_step(kernels):
     """The kernels from the last step's first launch on (the runtime's
     beginStepKernel opens every step); all of them if none is named so."""
-    starts = [i for i, (name, _) in enumerate(kernels) if "beginStepKernel" in name]
+    starts = [i for i, k in enumerate(kernels) if "beginStepKernel" in k[0]]
     return kernels[starts[-1]:] if starts else kernels
 
 
@@ -145,12 +170,18 @@ def main():
     ap.add_argument("--img", type=int, default=224)
     ap.add_argument("--classes", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--top", type=int, default=0, metavar="N",
+                    help="also print each sbpc profile's N most expensive kernels")
     ap.add_argument("--out", help="also write the table (markdown) here")
     a = ap.parse_args()
     sides = []
     for spec in a.ncu_csv:
         label, _, path = spec.partition("=")
         sides.append((label, summarise(read_ncu_csv(path))))
+    for spec in a.ncu_csv if a.top else []:
+        label, _, path = spec.partition("=")
+        print(f"{label}: top {a.top} kernels of the step")
+        print(top_kernels(read_ncu_csv(path, with_bytes=True), a.top))
     if a.torch_compile:
         sides.append(("torch.compile", summarise(torch_compile_step(a.model, a.batch, a.img, a.classes, a.warmup))))
     if not sides:

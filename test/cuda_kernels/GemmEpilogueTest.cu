@@ -19,10 +19,10 @@ using bf = __nv_bfloat16;
 
 template <class TA, class TC>
 void checkGemmBias(const Context &ctx, bool ta, bool tb, int64_t M, int64_t N, int64_t K, bool withResidual,
-                   double tol) {
+                   double tol, bool inPlace = false) {
   SCOPED_TRACE(::testing::Message() << "A " << typeName((TA *)nullptr) << " C " << typeName((TC *)nullptr)
                                     << " ta=" << ta << " tb=" << tb << " M=" << M << " N=" << N << " K=" << K
-                                    << " residual=" << withResidual);
+                                    << " residual=" << withResidual << " in place=" << inPlace);
   const Vec A = asStored<TA>(randomVec(size_t(M * K), 21, -1.0f, 1.0f));
   const Vec B = asStored<TA>(randomVec(size_t(K * N), 22, -1.0f, 1.0f));
   const Vec bias = asStored<TC>(randomVec(size_t(N), 23, -1.0f, 1.0f));
@@ -38,12 +38,14 @@ void checkGemmBias(const Context &ctx, bool ta, bool tb, int64_t M, int64_t N, i
     }
   Tensor<TA> dA(A), dB(B);
   Tensor<TC> dBias(bias), dRes(residual), dC(size_t(M * N));
-  gemm_bias(ctx, ta, tb, M, N, K, dA.get(), ta ? M : K, dB.get(), tb ? K : N, dBias.get(),
-            withResidual ? dRes.get() : nullptr, dC.get(), N);
+  // In place: C holds the residual and is overwritten with the result.
+  TC *res = withResidual ? dRes.get() : nullptr;
+  TC *out = inPlace ? dRes.get() : dC.get();
+  gemm_bias(ctx, ta, tb, M, N, K, dA.get(), ta ? M : K, dB.get(), tb ? K : N, dBias.get(), res, out, N);
   ASSERT_EQ(cudaStreamSynchronize(ctx.stream), cudaSuccess);
   char err[512] = {};
   ASSERT_EQ(last_error(err, sizeof(err)), 0) << err;
-  EXPECT_TRUE(maxRelBelow(dC.download(), want, tol));
+  EXPECT_TRUE(maxRelBelow(inPlace ? dRes.download() : dC.download(), want, tol));
 }
 
 class GemmEpilogue : public CudaKernelTest {};
@@ -62,6 +64,13 @@ TEST_F(GemmEpilogue, Bf16OperandsWithBf16AndFloatOutputs) {
       checkGemmBias<bf, bf>(ctx, t & 1, t & 2, s[0], s[1], s[2], t & 4, 2e-2);
       checkGemmBias<bf, float>(ctx, t & 1, t & 2, s[0], s[1], s[2], t & 4, 1e-2);
     }
+}
+
+TEST_F(GemmEpilogue, ResidualAddedInPlace) {
+  // C is its own residual (x += f(x), cuBLASLt's C and D the same buffer):
+  // the product and the bias are added once.
+  checkGemmBias<bf, bf>(ctx, false, true, 3001, 192, 192, true, 2e-2, true);
+  checkGemmBias<float, float>(ctx, false, true, 3001, 192, 192, true, 1e-5, true);
 }
 
 /// The same inputs through the CPU twin (float): the same function.
