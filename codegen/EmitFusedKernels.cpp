@@ -24,6 +24,7 @@
 #include "EmitFusedKernels.h"
 #include "SbpKernel/KernelTable.h"
 
+#include "mlir/IR/TypeUtilities.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -68,10 +69,18 @@ FailureOr<std::string> scalarExpr(sbpk::KernelOp k, ArrayRef<std::string> a) {
     return "(" + a[0] + " + " + a[1] + ")";
   if (c == sbpk::kernel::cast)
     return a[0];
-  if (c == sbpk::kernel::gelu || c == sbpk::kernel::relu)
-    return "sbp::fused::" + c.str() + "(" + a[0] + ")";
-  if (c == sbpk::kernel::gelu_grad || c == sbpk::kernel::relu_grad)
-    return "sbp::fused::" + c.str() + "(" + a[0] + ", " + a[1] + ")";
+  // A GELU of bf16 results (CUDA only) takes PyTorch's formula (gelu_erf),
+  // as the library's bf16 GELU; float results keep x Phi(x)
+  // (fused_support.cuh and its CPU twin).
+  const bool bf16 = getElementTypeOrSelf(k->getResult(0).getType()).isBF16();
+  if (c == sbpk::kernel::gelu)
+    return std::string(bf16 ? "sbp::fused::gelu_erf(" : "sbp::fused::gelu(") + a[0] + ")";
+  if (c == sbpk::kernel::gelu_grad)
+    return std::string(bf16 ? "sbp::fused::gelu_erf_grad(" : "sbp::fused::gelu_grad(") + a[0] + ", " + a[1] + ")";
+  if (c == sbpk::kernel::relu)
+    return "sbp::fused::relu(" + a[0] + ")";
+  if (c == sbpk::kernel::relu_grad)
+    return "sbp::fused::relu_grad(" + a[0] + ", " + a[1] + ")";
   if (c == sbpk::kernel::layer_scale) // x * gamma
     return "(" + a[0] + " * " + a[1] + ")";
   if (c == sbpk::kernel::layer_scale_grad) // dx = gamma * dy (dgamma is a column sum)

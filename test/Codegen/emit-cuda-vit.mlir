@@ -1,6 +1,8 @@
 // RUN: sbpc %S/../numerics/Inputs/vit_small_qkv.mlir --target=cuda --emit=cpp | FileCheck %s --check-prefix=ROWS
 // RUN: sbpc %S/../numerics/Inputs/vit_small_query.mlir --target=cuda --emit=cpp | FileCheck %s --check-prefix=QUERY
 // RUN: sbpc %S/../numerics/Inputs/vit_small_head.mlir --target=cuda --emit=cpp | FileCheck %s --check-prefix=HEAD
+// RUN: sbpc %S/../numerics/Inputs/vit_small_qkv.mlir --target=cuda --emit=cpp | FileCheck %s --check-prefix=GELU32
+// RUN: sbpc %S/../numerics/Inputs/vit_small_qkv.mlir --target=cuda --emit=cpp --precision=bf16 | FileCheck %s --check-prefix=GELU16
 
 // The CUDA trainer source of the small ViT (see emit-cpp-vit.mlir): the same
 // kernel graph as the CPU trainer, calling sbp/cuda_kernels.h with the
@@ -53,3 +55,16 @@
 // HEAD-LABEL: int eval_step(
 // HEAD-NOT:      keep_idx
 // HEAD:          sbp::cuda::attention_fwd(ctx, {{.*}}, nullptr, 0);  // blocks.0.attn
+
+// GELU in the generated groups: float results keep x Phi(x) (normcdff: relative
+// accuracy in the far negative tail); bf16 results take PyTorch's formula,
+// 0.5 x (1 + erf(x / sqrt 2)), as the library's bf16 GELU does, so that the
+// backward's recomputed GELU matches the forward's bits.
+// GELU32:     const float t1 = sbp::fused::gelu(a0[v]);
+// GELU32:     const float t0 = sbp::fused::gelu(a0[v]);
+// GELU32-NEXT: const float t1 = sbp::fused::gelu_grad(a0[v], a1[v]);
+// GELU32-NOT: gelu_erf
+// GELU16:     const float t1 = sbp::fused::gelu_erf(a0[v]);
+// GELU16:     const float t0 = sbp::fused::gelu_erf(a0[v]);
+// GELU16-NEXT: const float t1 = sbp::fused::gelu_erf_grad(a0[v], a1[v]);
+// GELU16-NOT: sbp::fused::gelu(

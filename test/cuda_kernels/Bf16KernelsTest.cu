@@ -399,6 +399,32 @@ TEST_F(Bf16Kernels, GeluReluAndGrads) {
     }
 }
 
+TEST_F(Bf16Kernels, GeluIsPyTorchsWithinBf16Rounding) {
+  // The bf16 GELU and its gradient (dy = 1) take PyTorch's float formula,
+  // 0.5 x (1 + erf(x / sqrt 2)): within one bf16 ulp (2^-7 relative) of the
+  // exact values (double), plus, in the far negative tail where 1 + erf
+  // cancels in float as in PyTorch, an absolute 1e-6 |x| on values that are
+  // tiny there. (Emulated on the host in float: at most 0.48 of this bound.)
+  Vec x;
+  for (float v = -10.0f; v <= 10.0f; v += 1.0f / 32)
+    x.push_back(roundBf16(v));
+  const int64_t n = int64_t(x.size());
+  const Vec ones(x.size(), 1.0f);
+  Tensor<bf> dX(x), dOnes(ones), dY(x.size()), dDx(x.size());
+  gelu(ctx, dX.get(), dY.get(), n);
+  gelu_grad(ctx, dX.get(), dOnes.get(), dDx.get(), n);
+  sync();
+  const Vec y = dY.download(), dx = dDx.download();
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double v = x[i], cdf = 0.5 * std::erfc(-v / std::sqrt(2.0));
+    const double want = v * cdf;
+    const double wantGrad = cdf + v * std::exp(-0.5 * v * v) / std::sqrt(2.0 * M_PI);
+    const double allowance = 1e-6 * std::fabs(v);
+    EXPECT_NEAR(y[i], want, std::ldexp(std::fabs(want), -7) + allowance) << "gelu at x=" << v;
+    EXPECT_NEAR(dx[i], wantGrad, std::ldexp(std::fabs(wantGrad), -7) + allowance) << "gelu_grad at x=" << v;
+  }
+}
+
 TEST_F(Bf16Kernels, BiasAdd) {
   const int64_t shapes[][2] = {{1, 1},     {5, 3},    {7, 4},    {9, 12},
                                {2048, 64}, {1000, 10}, {33, 1001}, {3, 4096}};

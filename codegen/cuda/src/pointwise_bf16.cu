@@ -43,13 +43,13 @@ template <class X, class Y, detail::EnableBf16<X, Y>>
 void gelu(const Context &ctx, const X *x, Y *y, int64_t n) {
   detail::launch_pointwise<1>(ctx, "gelu", x,
                               static_cast<const float *>(nullptr), y, n,
-                              detail::GeluOp{});
+                              detail::GeluErfOp{});
 }
 
 template <class X, class G, class D, detail::EnableBf16<X, G, D>>
 void gelu_grad(const Context &ctx, const X *x, const G *dy, D *dx, int64_t n) {
   detail::launch_pointwise<2>(ctx, "gelu_grad", x, dy, dx, n,
-                              detail::GeluGradOp{});
+                              detail::GeluErfGradOp{});
 }
 
 template <class X, class Y, detail::EnableBf16<X, Y>>

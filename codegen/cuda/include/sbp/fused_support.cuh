@@ -231,6 +231,19 @@ __device__ __forceinline__ float gelu(float x) { return x * normcdff(x); }
 __device__ __forceinline__ float gelu_grad(float x, float dy) {
   return dy * (normcdff(x) + x * 0.398942280401432678f * __expf(-0.5f * x * x));
 }
+/// GELU as PyTorch's CUDA kernel computes it, 0.5 x (1 + erf(x / sqrt 2)) in
+/// float: the bf16 groups (autocast's float math, bf16 results). A third of
+/// normcdff's instructions, which made the GELU kernels instruction-bound
+/// (H100, 2026-12-07: 1.7 TB/s); in the far negative tail 1 + erf cancels,
+/// an absolute error of ~1e-7 |x| on values below 1e-3 there.
+__device__ __forceinline__ float gelu_erf(float x) {
+  return 0.5f * x * (1.0f + erff(x * 0.707106781186547524f));
+}
+/// d/dx gelu_erf(x) dy = (0.5 (1 + erf(x / sqrt 2)) + x phi(x)) dy, as PyTorch.
+__device__ __forceinline__ float gelu_erf_grad(float x, float dy) {
+  const float cdf = 0.5f * (1.0f + erff(x * 0.707106781186547524f));
+  return dy * (cdf + x * 0.398942280401432678f * __expf(-0.5f * x * x));
+}
 __device__ __forceinline__ float relu(float x) { return x > 0.0f ? x : 0.0f; }
 __device__ __forceinline__ float relu_grad(float x, float dy) { return x > 0.0f ? dy : 0.0f; }
 

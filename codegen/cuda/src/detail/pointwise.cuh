@@ -9,6 +9,7 @@
 #define SBP_CUDA_DETAIL_POINTWISE_CUH
 
 #include "detail/common.cuh"
+#include "sbp/fused_support.cuh"
 
 namespace sbp {
 namespace cuda {
@@ -37,7 +38,7 @@ struct ReluGradOp {
   }
 };
 // GELU(x) = x Phi(x); normcdff keeps its relative accuracy far into the
-// negative tail, where 0.5 (1 + erf(x / sqrt 2)) cancels.
+// negative tail, where 0.5 (1 + erf(x / sqrt 2)) cancels: the float overloads.
 struct GeluOp {
   __device__ float operator()(float x, float) const { return x * normcdff(x); }
 };
@@ -45,6 +46,17 @@ struct GeluGradOp {
   __device__ float operator()(float x, float dy) const {
     const float pdf = 0.39894228040143267794f * expf(-0.5f * x * x);
     return dy * (normcdff(x) + x * pdf);
+  }
+};
+// The bf16 overloads: PyTorch's formula (sbp::fused::gelu_erf), as the
+// generated groups of bf16 results, so that a GELU recomputed in a group
+// matches the library's forward bit for bit.
+struct GeluErfOp {
+  __device__ float operator()(float x, float) const { return sbp::fused::gelu_erf(x); }
+};
+struct GeluErfGradOp {
+  __device__ float operator()(float x, float dy) const {
+    return sbp::fused::gelu_erf_grad(x, dy);
   }
 };
 
