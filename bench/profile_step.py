@@ -59,9 +59,9 @@ def summarise(kernels):
     return table, len(kernels), sum(t for _, t in kernels)
 
 
-def read_ncu_csv(path, with_bytes=False):
-    """[(name, seconds)] of the last step, or [(name, seconds, dram bytes)]
-    with with_bytes (0 where the CSV has no dram__bytes.sum)."""
+def read_ncu_csv(path):
+    """[(name, seconds, dram bytes)] of the last step (bytes 0 where the CSV
+    has no dram__bytes.sum)."""
     by_id = {}
     with open(path, newline="") as f:
         lines = [l for l in f if l.startswith('"')]  # skip the profiler's own log lines
@@ -77,7 +77,7 @@ def read_ncu_csv(path, with_bytes=False):
         unit = row.get("Metric Unit", "ns")
         scale = {"ns": 1e-9, "nsecond": 1e-9, "usecond": 1e-6, "us": 1e-6, "msecond": 1e-3, "ms": 1e-3}.get(unit, 1e-9)
         k[1] = value * scale
-    kernels = [tuple(v) if with_bytes else (v[0], v[1]) for _, v in sorted(by_id.items(), key=lambda kv: int(kv[0]))]
+    kernels = [tuple(v) for _, v in sorted(by_id.items(), key=lambda kv: int(kv[0]))]
     return last_step(kernels)
 
 
@@ -177,11 +177,11 @@ def main():
     sides = []
     for spec in a.ncu_csv:
         label, _, path = spec.partition("=")
-        sides.append((label, summarise(read_ncu_csv(path))))
-    for spec in a.ncu_csv if a.top else []:
-        label, _, path = spec.partition("=")
-        print(f"{label}: top {a.top} kernels of the step")
-        print(top_kernels(read_ncu_csv(path, with_bytes=True), a.top))
+        kernels = read_ncu_csv(path)
+        sides.append((label, summarise([(name, t) for name, t, _ in kernels])))
+        if a.top:
+            print(f"{label}: top {a.top} kernels of the step")
+            print(top_kernels(kernels, a.top))
     if a.torch_compile:
         sides.append(("torch.compile", summarise(torch_compile_step(a.model, a.batch, a.img, a.classes, a.warmup))))
     if not sides:
