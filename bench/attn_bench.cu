@@ -17,6 +17,7 @@
 //===----------------------------------------------------------------------===//
 #include "detail/attention_bf16.cuh" // detail::abf16::run_fwd / run_bwd, Kernels
 #include "kernel_bench.cuh"
+#include "sbp/kernel_scratch.h"
 
 #include <algorithm>
 #include <cmath>
@@ -123,7 +124,19 @@ int main(int argc, char **argv) {
   both("backward", 2.5 * full.fwdFlops(dense), full.dqkv, nQKV, fits(T, true),
        [&](Kernels k) {
     a::run_bwd(ctx, full.qkv, full.o, full.lse, full.dout, full.dqkv, B, T, H,
-               Dh, scale, nullptr, nullptr, k);
+               Dh, scale, nullptr, nullptr, nullptr, 0, k);
+  });
+  // The same through the dS^T scratch (what the compiled trainers pass):
+  // the tiled kernels store dS^T and the dQ pass reads it back.
+  const int64_t ds_bytes = sbp_attention_ds_bytes(B, T, H);
+  void *ds = nullptr;
+  CHECK(cudaMalloc(&ds, size_t(ds_bytes)));
+  both("backward, tiled with dS^T scratch (resident column: without)",
+       2.5 * full.fwdFlops(dense), full.dqkv, nQKV, true, [&](Kernels k) {
+    const bool with_ds = k == Kernels::kTiled;
+    a::run_bwd(ctx, full.qkv, full.o, full.lse, full.dout, full.dqkv, B, T, H,
+               Dh, scale, nullptr, nullptr, with_ds ? ds : nullptr,
+               with_ds ? ds_bytes : 0, Kernels::kTiled);
   });
 
   // The compact drop_qkv backward: the gathered kept rows, row_keep = the
@@ -135,8 +148,19 @@ int main(int argc, char **argv) {
        2.5 * compact.fwdFlops(double(K) * K), compact.dqkv, 3 * size_t(B * K * H * Dh),
        fits(K, true), [&](Kernels k) {
          a::run_bwd(ctx, compact.qkv, compact.o, compact.lse, compact.dout,
-                    compact.dqkv, B, K, H, Dh, scale, keep, nullptr, k);
+                    compact.dqkv, B, K, H, Dh, scale, keep, nullptr, nullptr,
+                    0, k);
        });
+  both("backward, compact kept rows, tiled with dS^T scratch (resident column: "
+       "resident)",
+       2.5 * compact.fwdFlops(double(K) * K), compact.dqkv,
+       3 * size_t(B * K * H * Dh), fits(K, true), [&](Kernels k) {
+         const bool with_ds = k == Kernels::kTiled;
+         a::run_bwd(ctx, compact.qkv, compact.o, compact.lse, compact.dout,
+                    compact.dqkv, B, K, H, Dh, scale, keep, nullptr,
+                    with_ds ? ds : nullptr, with_ds ? ds_bytes : 0, k);
+       });
+  cudaFree(ds);
   CHECK(cudaStreamSynchronize(ctx.stream));
   checkLibrary();
   cudaFree(keep);

@@ -283,6 +283,13 @@ private:
     case sbpk::KernelArg::LitF32:
     case sbpk::KernelArg::LitI64:
       return arg.literal.str();
+    case sbpk::KernelArg::Scratch: {
+      auto offset = k->getAttrOfType<IntegerAttr>(sbpk::kScratchOffsetAttr);
+      auto bytes = k->getAttrOfType<IntegerAttr>(sbpk::kScratchBytesAttr);
+      if (!offset || !bytes)
+        return "nullptr, 0";
+      return "arena + " + num(offset.getInt()) + ", " + num(bytes.getInt());
+    }
     }
     llvm_unreachable("unknown kernel argument kind");
   }

@@ -183,6 +183,23 @@ def SbpSplitWeightGrads : Pass<"sbp-split-weight-grads", "::mlir::ModuleOp"> {
   ];
 }
 
+def SbpKernelScratch : Pass<"sbp-kernel-scratch", "::mlir::ModuleOp"> {
+  let summary = "Give the library kernels that use a large scratch buffer their arena scratch";
+  let description = [{
+    Runs before `sbp-plan-memory`, which places the scratch in the arena,
+    live only while its kernel runs; the emitter passes it as the kernel
+    table's `SBP_ARG_SCRATCH` argument. On the CUDA target a bf16
+    `attention_bwd` (and its `_rows` / `_heads` variants) gets
+    `scratch_bytes` = `sbp_attention_ds_bytes(batch, tokens, heads)`
+    (sbp/kernel_scratch.h): the dK/dV kernel stores dS^T there and the dQ
+    kernel reads dQ = dS K from it instead of recomputing the scores. Float32
+    kernels and `target=cpu` get nothing.
+  }];
+  let options = [
+    Option<"target", "target", "std::string", "\"cuda\"", "cuda, or cpu (no change)">
+  ];
+}
+
 def SbpPlanMemory : Pass<"sbp-plan-memory", "::mlir::ModuleOp"> {
   let summary = "Place every kernel-graph value in one arena (live intervals, best fit)";
   let description = [{

@@ -11,7 +11,8 @@ using namespace mlir;
 static const llvm::StringRef kPasses[] = {
     "sbp-decompose",        "sbp-insert-masks",     "sbp-autodiff",         "sbp-check-gradient-support",
     "sbp-prune-backward",   "sbp-recompute",        "sbp-lower-to-kernels", "sbp-fuse-epilogues",
-    "sbp-assign-precision", "sbp-fuse-kernels",     "sbp-split-weight-grads", "sbp-plan-memory"};
+    "sbp-assign-precision", "sbp-fuse-kernels",     "sbp-split-weight-grads", "sbp-kernel-scratch",
+    "sbp-plan-memory"};
 
 llvm::ArrayRef<llvm::StringRef> sbp::pipelinePassNames() { return kPasses; }
 
@@ -38,6 +39,8 @@ static std::unique_ptr<Pass> createPass(llvm::StringRef name, const sbp::Pipelin
     return sbp::createSbpFuseKernels();
   if (name == "sbp-split-weight-grads")
     return sbp::createSbpSplitWeightGrads(sbp::SbpSplitWeightGradsOptions{o.target});
+  if (name == "sbp-kernel-scratch")
+    return sbp::createSbpKernelScratch(sbp::SbpKernelScratchOptions{o.target});
   return sbp::createSbpPlanMemory();
 }
 

@@ -25,6 +25,7 @@ namespace {
 #define SBP_ARG_NULL_IDX(p) {KernelArg::NullIndex, -1, "", #p, 0, false, ""}
 #define SBP_ARG_LIT_F32(p, v) {KernelArg::LitF32, -1, "", #p, 0, false, #v}
 #define SBP_ARG_LIT_I64(p, v) {KernelArg::LitI64, -1, "", #p, 0, false, #v}
+#define SBP_ARG_SCRATCH(p) {KernelArg::Scratch, -1, "", #p, 0, false, ""}
 
 // One argument array per row ...
 #define SBP_KERNEL(name, ops, results, flops, fn, args) const KernelArg name##Args[] = {SBP_UNPAREN args};

@@ -38,6 +38,7 @@ struct KernelArg {
     NullIndex, // nullptr for a `const int32_t *` parameter
     LitF32,   // the float constant `literal`
     LitI64,   // the integer constant `literal`
+    Scratch,  // `void *p, int64_t p_bytes`: the op's planned scratch, or nullptr, 0
   };
   Kind kind;
   int index;               // operand or result number, else -1

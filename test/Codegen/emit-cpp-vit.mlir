@@ -8,7 +8,8 @@
 // both SBP regions of each block at keep 0.5: K = 9 kept rows) for each
 // attention mode. The calls follow sbp/cpu_kernels.h:
 //   attention_fwd(qkv, o, lse, B, T, H, Dh, scale, keep, K)
-//   attention_bwd(qkv, o, lse, dout, dqkv, B, T, H, Dh, scale, row_keep, head_keep)
+//   attention_bwd(qkv, o, lse, dout, dqkv, B, T, H, Dh, scale, row_keep, head_keep,
+//                 ds_scratch, ds_scratch_bytes)
 //   attention_bwd_queries(qkv, keep, K, o_k, lse_k, dout_k, dqkv, B, T, H, Dh, scale)
 // scale = 1/sqrt(8).
 
@@ -48,7 +49,7 @@
 // ROWS:        sbp::cpu::gemm(false, false, 36, 24, 24, {{.*}});  // backward, blocks.1.attn
 // ROWS-NEXT:   float *{{.*}}gradient of blocks.1.attn.proj.weight
 // ROWS-NEXT:   sbp::cpu::gemm(true, false, 24, 24, 68, {{.*}});  // backward, blocks.1.attn
-// ROWS:        sbp::cpu::attention_bwd(v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr);  // backward, blocks.1.attn
+// ROWS:        sbp::cpu::attention_bwd(v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr, nullptr, 0);  // backward, blocks.1.attn
 // ROWS:        sbp::cpu::gemm(false, false, 36, 24, 72, {{.*}});  // backward, blocks.1.attn
 // qkv's bias gradient (dqkv from the attention backward, on the kept rows)
 // is summed by norm1's backward group, as 3 column slices of 24.
@@ -58,7 +59,7 @@
 // next branch's dy and their column sums (blocks.0's fc2 bias gradient).
 // ROWS:        fused_scatter_add_rows_gather_rows_bias_grad_{{[0-9]+}}(v{{[0-9]+}}, v{{[0-9]+}}, [[K]], v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, {{.*}});  // backward, blocks.1.attn
 // blocks.0 reads the qkv and lse rows saved in the forward.
-// ROWS:        sbp::cpu::attention_bwd([[QKV0K]], v{{[0-9]+}}, [[LSE0K]], v{{[0-9]+}}, v{{[0-9]+}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr);  // backward, blocks.0.attn
+// ROWS:        sbp::cpu::attention_bwd([[QKV0K]], v{{[0-9]+}}, [[LSE0K]], v{{[0-9]+}}, v{{[0-9]+}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr, nullptr, 0);  // backward, blocks.0.attn
 // ROWS:        float *[[DCLS:v[0-9]+]] = a->grads + 1184;  // gradient of cls_token
 // ROWS-NEXT:   sbp::cpu::cls_concat_grad(v{{[0-9]+}}, v{{[0-9]+}}, [[DCLS]], 4, 16, 24);
 // ROWS:        sbp::cpu::gemm_bgrad(true, false, 24, 48, 64, {{.*}});
@@ -110,8 +111,8 @@
 // HEAD-DAG:    const int32_t *[[KH1:v[0-9]+]] = a->keep_idx[2];  // @h.blocks.1.attn
 // HEAD:        sbp::cpu::attention_fwd([[QKV:v[0-9]+]], [[O:v[0-9]+]], [[LSE:v[0-9]+]], 4, 17, 3, 8, 3.535534e-01f, nullptr, 0);  // blocks.0.attn
 // HEAD:        sbp::cpu::gemm(false, false, 68, 24, 24, {{.*}});  // backward, blocks.1.attn
-// HEAD:        sbp::cpu::attention_bwd(v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, [[KH1]]);  // backward, blocks.1.attn
-// HEAD:        sbp::cpu::attention_bwd([[QKV]], [[O]], [[LSE]], v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, [[KH0]]);  // backward, blocks.0.attn
+// HEAD:        sbp::cpu::attention_bwd(v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, [[KH1]], nullptr, 0);  // backward, blocks.1.attn
+// HEAD:        sbp::cpu::attention_bwd([[QKV]], [[O]], [[LSE]], v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, [[KH0]], nullptr, 0);  // backward, blocks.0.attn
 // HEAD-LABEL: int eval_step(
 // HEAD-NOT:    keep_idx
 // HEAD:        sbp::cpu::attention_fwd({{.*}}, nullptr, 0);  // blocks.0.attn
@@ -121,7 +122,7 @@
 // DENSE-LABEL: int train_step(
 // DENSE-NOT:    keep_idx
 // DENSE:        sbp::cpu::attention_fwd({{.*}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, 0);  // blocks.0.attn
-// DENSE:        sbp::cpu::attention_bwd(v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, nullptr);  // backward, blocks.1.attn
+// DENSE:        sbp::cpu::attention_bwd(v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, nullptr, nullptr, 0);  // backward, blocks.1.attn
 // DENSE:        sbp::cpu::gemm(false, false, 68, 24, 72, {{.*}});  // backward, blocks.1.attn
 // DENSE-NOT:    gather_rows
 // DENSE-LABEL: int eval_step(

@@ -280,7 +280,7 @@ Vec kernelBackwardPlain(const Problem &p, const Vec &qkv, const Vec &dout,
   kernelForward(p, qkv, noKeep(), o, lse);
   Vec dqkv = poisoned(p.qkvSize());
   attention_bwd(qkv.data(), o.data(), lse.data(), dout.data(), dqkv.data(), p.B,
-                p.T, p.H, p.Dh, p.scale(), nullptr, head_keep);
+                p.T, p.H, p.Dh, p.scale(), nullptr, head_keep, nullptr, 0);
   return dqkv;
 }
 
@@ -384,7 +384,7 @@ void checkCompactBackward(const Problem &full, const std::vector<int32_t> &keep,
   Vec dqkvK = poisoned(compact.qkvSize());
   attention_bwd(qkvK.data(), oK.data(), lseK.data(), doutK.data(), dqkvK.data(),
                 compact.B, K, compact.H, compact.Dh, compact.scale(),
-                keep.data(), heads.empty() ? nullptr : heads.data());
+                keep.data(), heads.empty() ? nullptr : heads.data(), nullptr, 0);
 
   DVec want =
       gatherRows(refBackward(full, toDouble(qkv), restrictedMask(full.T, keep),

@@ -17,6 +17,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "CudaTestSupport.h"
+#include "sbp/kernel_scratch.h"
 
 #include <cuda_bf16.h>
 
@@ -283,6 +284,14 @@ void runForward(const Context &ctx, const Dims &d, float scale, const BVec &qkv,
   lse = dLse.download();
 }
 
+/// Whether runBackward gives attention_bwd its dS^T scratch (what the
+/// compiled bf16 trainers do): set for a test's scope by WithDsScratch.
+bool gDsScratch = false;
+struct WithDsScratch {
+  WithDsScratch() { gDsScratch = true; }
+  ~WithDsScratch() { gDsScratch = false; }
+};
+
 BVec runBackward(const Context &ctx, const Dims &d, float scale,
                  const BVec &qkv, const BVec &o, const Vec &lse,
                  const BVec &dout, const IVec &rowKeep, const IVec &headKeep,
@@ -292,10 +301,15 @@ BVec runBackward(const Context &ctx, const Dims &d, float scale,
   DBf16 dDqkv(BVec(d.qkvSize(), nanBf16()), misalign);
   DInt dRow(rowKeep.empty() ? IVec{-1} : rowKeep);
   DInt dHead(headKeep.empty() ? IVec{-1} : headKeep);
+  // NaN-poisoned: an element the dQ pass reads but the dK/dV pass did not
+  // write shows up in dq.
+  const int64_t dsBytes = sbp_attention_ds_bytes(d.B, d.T, d.H);
+  DBf16 dDs(BVec(gDsScratch ? size_t(dsBytes / 2) : 1, nanBf16()));
   attention_bwd(ctx, dQkv.get(), dO.get(), dLse.get(), dG.get(), dDqkv.get(),
                 d.B, d.T, d.H, d.Dh, scale,
                 rowKeep.empty() ? nullptr : dRow.get(),
-                headKeep.empty() ? nullptr : dHead.get());
+                headKeep.empty() ? nullptr : dHead.get(),
+                gDsScratch ? dDs.get() : nullptr, gDsScratch ? dsBytes : 0);
   finish(ctx);
   return dDqkv.download();
 }
@@ -754,6 +768,54 @@ TEST_F(AttentionBf16, Deterministic) {
       << "attention_bwd_queries";
 }
 
+TEST_F(AttentionBf16, DsScratchBackward) {
+  // attention_bwd with its dS^T scratch: the dK/dV kernel stores dS^T, the
+  // dQ kernel reads dQ = dS K back (attn_bf16_bwd_dq_ds_kernel). Every
+  // backward mode and shape class of the tests above; odd key-tile counts;
+  // misaligned tensors (the scalar path ignores the scratch).
+  WithDsScratch on;
+  uint32_t seed = 1000;
+  for (const Dims &d : requiredShapes()) {
+    checkPlain(ctx, d, seed += 10);
+    checkRowKeep(ctx, d, seed += 10, /*compact=*/true);
+    checkRowKeep(ctx, d, seed += 10, /*compact=*/false);
+    checkHeadKeep(ctx, d, seed += 10, d.H == 3 ? IVec{0, 2, -1} : IVec{0});
+  }
+  checkHeadKeep(ctx, {2, 50, 1, 64}, seed += 10, IVec{-1});
+  checkRowKeep(ctx, {3, 197, 3, 32}, seed += 10, false, IVec{0, 2, -1});
+  for (int64_t Dh : {8, 16, 20, 48})
+    checkPlain(ctx, {2, 50, 3, Dh}, seed += 10);
+  for (const Dims &d : {Dims{1, 300, 2, 64}, Dims{1, 513, 1, 32},
+                        Dims{2, 1, 1, 64}, Dims{3, 16, 3, 64}})
+    checkPlain(ctx, d, seed += 10);
+  checkPlain(ctx, {2, 50, 3, 64}, seed += 10, /*misalign=*/1);
+}
+
+TEST_F(AttentionBf16, DsScratchBackwardIsDeterministic) {
+  WithDsScratch on;
+  const Dims d{2, 197, 3, 64};
+  const Problem p = makeProblem(d, 21);
+  BVec o;
+  Vec lse;
+  runForward(ctx, d, p.scale, p.qkv, {}, o, lse);
+  const BVec g1 = runBackward(ctx, d, p.scale, p.qkv, o, lse, p.dout, {}, {});
+  const BVec g2 = runBackward(ctx, d, p.scale, p.qkv, o, lse, p.dout, {}, {});
+  EXPECT_EQ(std::memcmp(g1.data(), g2.data(), g1.size() * sizeof(bf16)), 0);
+}
+
+TEST_F(AttentionBf16, RejectsDsScratchTooSmall) {
+  const Dims d{2, 50, 3, 64};
+  DBf16 qkv(d.qkvSize()), o(d.oSize()), dqkv(d.qkvSize());
+  DFloat lse(d.lseSize());
+  const int64_t need = sbp_attention_ds_bytes(d.B, d.T, d.H);
+  DBf16 ds(size_t(need / 2));
+  attention_bwd(ctx, qkv.get(), o.get(), lse.get(), o.get(), dqkv.get(), d.B,
+                d.T, d.H, d.Dh, 0.125f, nullptr, nullptr, ds.get(), need - 2);
+  char err[512] = {};
+  EXPECT_NE(last_error(err, sizeof(err)), 0);
+  EXPECT_NE(std::string(err).find("ds_scratch"), std::string::npos) << err;
+}
+
 TEST_F(AttentionBf16, RejectsHeadDimAbove64) {
   const Dims d{1, 4, 1, 96};
   DBf16 qkv(d.qkvSize()), o(d.oSize()), dqkv(d.qkvSize());
@@ -765,7 +827,7 @@ TEST_F(AttentionBf16, RejectsHeadDimAbove64) {
   EXPECT_NE(std::string(err).find("attention_fwd"), std::string::npos) << err;
   EXPECT_NE(std::string(err).find("head dim"), std::string::npos) << err;
   attention_bwd(ctx, qkv.get(), o.get(), lse.get(), o.get(), dqkv.get(), d.B,
-                d.T, d.H, d.Dh, 0.1f, nullptr, nullptr);
+                d.T, d.H, d.Dh, 0.1f, nullptr, nullptr, nullptr, 0);
   EXPECT_NE(last_error(err, sizeof(err)), 0);
   EXPECT_NE(std::string(err).find("attention_bwd"), std::string::npos) << err;
   DInt keep(IVec{0, 1});
@@ -797,7 +859,7 @@ TEST_F(AttentionBf16SmallScratch, BackwardReportsScratchTooSmall) {
   DBf16 qkv(d.qkvSize()), o(d.oSize()), dqkv(d.qkvSize());
   DFloat lse(d.lseSize());
   attention_bwd(ctx, qkv.get(), o.get(), lse.get(), o.get(), dqkv.get(), d.B,
-                d.T, d.H, d.Dh, 0.125f, nullptr, nullptr);
+                d.T, d.H, d.Dh, 0.125f, nullptr, nullptr, nullptr, 0);
   char err[512] = {};
   EXPECT_NE(last_error(err, sizeof(err)), 0);
   EXPECT_NE(std::string(err).find("scratch"), std::string::npos) << err;

@@ -148,7 +148,7 @@ Vec cpuBackward(const Problem &p, const Vec &qkv, const Vec &o, const Vec &lse,
   Vec dqkv(p.qkvSize(), kNaN);
   cpu::attention_bwd(qkv.data(), o.data(), lse.data(), dout.data(),
                      dqkv.data(), p.B, p.T, p.H, p.Dh, p.scale(),
-                     orNull(row_keep), orNull(head_keep));
+                     orNull(row_keep), orNull(head_keep), nullptr, 0);
   return dqkv;
 }
 
@@ -162,7 +162,7 @@ Vec gpuBackward(const Context &ctx, const Problem &p, const Vec &qkv,
   DInt dHeads(head_keep.empty() ? IVec{-1} : head_keep);
   attention_bwd(ctx, dqkv, dO, dLse, dG, dGrad, p.B, p.T, p.H, p.Dh,
                 p.scale(), row_keep.empty() ? nullptr : dRows.get(),
-                head_keep.empty() ? nullptr : dHeads.get());
+                head_keep.empty() ? nullptr : dHeads.get(), nullptr, 0);
   return dGrad.download();
 }
 
@@ -520,7 +520,7 @@ TEST_F(Attention, CapturesIntoAGraph) {
     attention_fwd(ctx, dqkv, dO, dLse, p.B, p.T, p.H, p.Dh, p.scale(), dKeep,
                   int64_t(keep.size()));
     attention_bwd(ctx, dqkv, dO, dLse, dG, dGrad, p.B, p.T, p.H, p.Dh,
-                  p.scale(), nullptr, dHeads);
+                  p.scale(), nullptr, dHeads, nullptr, 0);
   };
   step();
   sync();
@@ -548,7 +548,8 @@ TEST_F(Attention, RejectsHeadDimAbove128) {
   char err[512] = {};
   EXPECT_NE(last_error(err, sizeof(err)), 0);
   EXPECT_NE(std::string(err).find("attention_fwd"), std::string::npos) << err;
-  attention_bwd(ctx, x, x, x, x, x, 1, 2, 1, 129, 1.0f, nullptr, nullptr);
+  attention_bwd(ctx, x, x, x, x, x, 1, 2, 1, 129, 1.0f, nullptr, nullptr, nullptr,
+                0);
   EXPECT_NE(last_error(err, sizeof(err)), 0);
   EXPECT_NE(std::string(err).find("attention_bwd"), std::string::npos) << err;
 }
@@ -564,7 +565,7 @@ TEST_F(AttentionSmallScratch, RecordsTheMissingScratch) {
   DFloat qkv(p.qkvSize()), o(p.oSize()), lse(p.lseSize()), dout(p.oSize()),
       grad(p.qkvSize());
   attention_bwd(ctx, qkv, o, lse, dout, grad, p.B, p.T, p.H, p.Dh, p.scale(),
-                nullptr, nullptr);
+                nullptr, nullptr, nullptr, 0);
   char err[512] = {};
   EXPECT_NE(last_error(err, sizeof(err)), 0);
   EXPECT_NE(std::string(err).find("scratch"), std::string::npos) << err;

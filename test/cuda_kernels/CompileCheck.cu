@@ -191,7 +191,7 @@ extern "C" const void *const sbp_cuda_kernels_compile_check[] = {
                  int64_t, int64_t, int64_t, float, const int32_t *, int64_t),
     SBP_OVERLOAD(attention_bwd, const bf16 *, const bf16 *, const float *,
                  const bf16 *, bf16 *, int64_t, int64_t, int64_t, int64_t,
-                 float, const int32_t *, const int32_t *),
+                 float, const int32_t *, const int32_t *, void *, int64_t),
     SBP_OVERLOAD(attention_bwd_queries, const bf16 *, const int32_t *,
                  int64_t, const bf16 *, const float *, const bf16 *, bf16 *,
                  int64_t, int64_t, int64_t, int64_t, float),

@@ -410,7 +410,8 @@ void attention_fwd(const float *qkv, float *o, float *lse, int64_t B, int64_t T,
 void attention_bwd(const float *qkv, const float *o, const float *lse,
                    const float *dout, float *dqkv, int64_t B, int64_t T,
                    int64_t H, int64_t Dh, float scale, const int32_t *row_keep,
-                   const int32_t *head_keep) {
+                   const int32_t *head_keep, void * /*ds_scratch*/,
+                   int64_t /*ds_scratch_bytes*/) {
   // The rows that take part, ascending: each is a query and a key.
   int32_t *rows = indexWorkspace(T);
   int64_t n = 0;

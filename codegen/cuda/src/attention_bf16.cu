@@ -15,9 +15,10 @@ void attention_bwd(const Context &ctx, const __nv_bfloat16 *qkv,
                    const __nv_bfloat16 *o, const float *lse,
                    const __nv_bfloat16 *dout, __nv_bfloat16 *dqkv, int64_t B,
                    int64_t T, int64_t H, int64_t Dh, float scale,
-                   const int32_t *row_keep, const int32_t *head_keep) {
+                   const int32_t *row_keep, const int32_t *head_keep,
+                   void *ds_scratch, int64_t ds_scratch_bytes) {
   detail::abf16::run_bwd(ctx, qkv, o, lse, dout, dqkv, B, T, H, Dh, scale,
-                         row_keep, head_keep);
+                         row_keep, head_keep, ds_scratch, ds_scratch_bytes);
 }
 
 void attention_bwd_queries(const Context &ctx, const __nv_bfloat16 *qkv,

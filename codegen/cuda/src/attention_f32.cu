@@ -69,7 +69,8 @@ void attention_fwd(const Context &ctx, const float *qkv, float *o, float *lse,
 void attention_bwd(const Context &ctx, const float *qkv, const float *o,
                    const float *lse, const float *dout, float *dqkv, int64_t B,
                    int64_t T, int64_t H, int64_t Dh, float scale,
-                   const int32_t *row_keep, const int32_t *head_keep) {
+                   const int32_t *row_keep, const int32_t *head_keep,
+                   void * /*ds_scratch*/, int64_t /*ds_scratch_bytes*/) {
   using namespace detail;
   if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0)
     return;

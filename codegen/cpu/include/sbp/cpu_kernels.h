@@ -162,10 +162,13 @@ namespace cpu {
 //   head_keep == nullptr: every head; else head_keep[0..H) lists kept head
 //     indices ascending, -1 padded: only those heads get a gradient, the
 //     other heads' dq, dk, dv columns are zero (SBP drop_head).
+//   ds_scratch, ds_scratch_bytes: the CUDA bf16 kernels' scratch (nullptr,
+//     0 from the CPU trainers); not used here.
 //    void attention_bwd(const float *qkv, const float *o, const float *lse,
 //                       const float *dout, float *dqkv, int64_t B, int64_t T,
 //                       int64_t H, int64_t Dh, float scale, const int32_t *row_keep,
-//                       const int32_t *head_keep);
+//                       const int32_t *head_keep, void *ds_scratch,
+//                       int64_t ds_scratch_bytes);
 //
 //   SBP drop_query backward. The queries are the K rows keep[k] (-1 =
 //   padding: no query); keys and values are all T rows of qkv. o_k, dout_k:

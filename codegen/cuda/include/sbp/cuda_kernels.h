@@ -256,12 +256,14 @@ void scatter_rows_acc(const Context &ctx, const float *xk, const int32_t *idx,
 ///   kept rows and row_keep is the keep list itself).
 /// head_keep == nullptr: every head; else head_keep[0..H) lists the kept
 ///   heads, -1 padded: the other heads' dq, dk, dv columns are zero (SBP
-///   drop_head). Scratch: 4 B H T bytes.
+///   drop_head). Scratch: 4 B H T bytes. ds_scratch, ds_scratch_bytes: the
+///   bf16 overload's (below); not used here.
 //   void attention_bwd(const Context &ctx, const float *qkv, const float *o,
 //                             const float *lse, const float *dout, float *dqkv,
 //                             int64_t B, int64_t T, int64_t H, int64_t Dh,
 //                             float scale, const int32_t *row_keep,
-//                             const int32_t *head_keep);
+//                             const int32_t *head_keep, void *ds_scratch,
+//                             int64_t ds_scratch_bytes);
 /// SBP drop_query backward. The queries are the K rows keep[k] (-1 =
 /// padding: no query; entries distinct); keys and values are all T rows of
 /// qkv. o_k, dout_k: [B, K, H*Dh] and lse_k: [B, K, H] hold the kept query
@@ -550,11 +552,17 @@ void attention_fwd(const Context &ctx, const __nv_bfloat16 *qkv,
 /// get zero dq, dk, dv and nothing of theirs (qkv, o, lse, dout) is read.
 /// head_keep (nullable, [H], kept heads then -1): the other heads get zero
 /// dq, dk, dv, nothing of theirs is read. Scratch: 8 B H ceil64(T) bytes.
+/// ds_scratch (nullable; else at least sbp_attention_ds_bytes(B, T, H) bytes
+/// of ds_scratch_bytes, <sbp/kernel_scratch.h>, or the call fails): where
+/// the tiled kernels take it (16-byte aligned tensors, Dh % 8 == 0), the
+/// dK/dV kernel stores dS^T there and dQ = dS K reads it back instead of
+/// recomputing S, P, dP and dS (~2x faster dQ). Its contents are scratch.
 void attention_bwd(const Context &ctx, const __nv_bfloat16 *qkv,
                    const __nv_bfloat16 *o, const float *lse,
                    const __nv_bfloat16 *dout, __nv_bfloat16 *dqkv, int64_t B,
                    int64_t T, int64_t H, int64_t Dh, float scale,
-                   const int32_t *row_keep, const int32_t *head_keep);
+                   const int32_t *row_keep, const int32_t *head_keep,
+                   void *ds_scratch, int64_t ds_scratch_bytes);
 /// SBP drop_query backward: the queries are the K rows keep[k] (-1 or out
 /// of range: no query; the valid entries distinct), with o_k, dout_k
 /// [B, K, H*Dh] and lse_k [B, K, H] (padding rows not read); keys and values

@@ -8,6 +8,7 @@
 
 #include "detail/attention_bf16_common.cuh"
 #include "detail/attention_bf16_resident.cuh"
+#include "sbp/kernel_scratch.h"
 
 #include <cmath>
 #include <cstdint>
@@ -272,8 +273,10 @@ __global__ void __launch_bounds__(256)
 /// queries), P^T = exp2(scale_log2 S^T - lse2), dS^T = P^T (dP^T - D), then
 /// dV += P^T dO, dK += dS^T Q with P^T, dS^T as bf16 A fragments straight
 /// from the accumulators. dK = scale * that. With a query list it also
-/// zeros dq of the tile's tokens that are not queries.
-template <int kDh, bool kVec>
+/// zeros dq of the tile's tokens that are not queries. kDs: also writes
+/// each dS^T value, as the bf16 its dK product reads, to p.ds (rows of keys
+/// < T, columns of queries < ds_ld) for attn_bf16_bwd_dq_ds_kernel.
+template <int kDh, bool kVec, bool kDs = false>
 __global__ void __launch_bounds__(kCtaThreads, kDh <= 32 ? 4 : 3)
     attn_bf16_bwd_dkdv_kernel(const BwdParams p) {
   constexpr int kS = Geo<kDh>::kStride, kTE = Geo<kDh>::kElems;
@@ -365,6 +368,10 @@ __global__ void __launch_bounds__(kCtaThreads, kDh <= 32 ? 4 : 3)
   const bool active = j0 + kr < T;
   const bool ok0 = bwd_key_ok(p, j0 + kr + g);
   const bool ok1 = bwd_key_ok(p, j0 + kr + g + 8);
+  // kDs: this thread's dS^T rows (keys j0 + kr + g, + 8; unused past T).
+  bf16 *const ds0 =
+      kDs ? p.ds + (int64_t(bh) * T + j0 + kr + g) * p.ds_ld : nullptr;
+  const bool ds_row0 = j0 + kr + g < T, ds_row1 = j0 + kr + g + 8 < T;
 
   float dk[kDT][4], dv[kDT][4];
 #pragma unroll
@@ -435,6 +442,17 @@ __global__ void __launch_bounds__(kCtaThreads, kDh <= 32 ? 4 : 3)
           dp[nt][1] = p01 * (dp[nt][1] - D.y);
           dp[nt][2] = p10 * (dp[nt][2] - D.x);
           dp[nt][3] = p11 * (dp[nt][3] - D.y);
+          if constexpr (kDs) { // ds_ld is a multiple of 8: whole pairs
+            const int q = it * kTile + col;
+            if (q < p.ds_ld) {
+              if (ds_row0)
+                *reinterpret_cast<uint32_t *>(ds0 + q) =
+                    pack_bf16(dp[nt][0], dp[nt][1]);
+              if (ds_row1)
+                *reinterpret_cast<uint32_t *>(ds0 + 8 * p.ds_ld + q) =
+                    pack_bf16(dp[nt][2], dp[nt][3]);
+            }
+          }
         }
 #pragma unroll
         for (int kk = 0; kk < kCT / 2; ++kk)
@@ -618,6 +636,97 @@ __global__ void __launch_bounds__(kCtaThreads, kDh <= 32 ? 4 : 3)
                     [&](int r) { return out_row(q0 + qr + r); });
 }
 
+/// dQ from the stored dS^T (attention_bwd with ds scratch, after the dK/dV
+/// kernel with kDs): a CTA owns 64 queries of one (b, h) and streams, per
+/// tile of 64 keys, the dS^T block (keys x its queries) and the K tile
+/// through two stages; dQ += dS K with dS's A fragments from ldmatrix.trans
+/// of the stored block, as the resident backward's phase 2. dQ = scale *
+/// that; zero rows for the queries that do not take part (their dS is 0)
+/// and for a head that is not kept. dS^T rows of keys >= T are not read
+/// (zeros), nor columns >= ds_ld.
+template <int kDh>
+__global__ void __launch_bounds__(kCtaThreads, 4)
+    attn_bf16_bwd_dq_ds_kernel(const BwdParams p) {
+  constexpr int kS = Geo<kDh>::kStride, kTE = Geo<kDh>::kElems;
+  constexpr int kDsS = Geo<kTile>::kStride, kDsE = Geo<kTile>::kElems;
+  constexpr int kDT = kDh / 8;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  // stage s: the dS^T block at s * (kDsE + kTE), the K tile after it.
+  bf16 *const sm = reinterpret_cast<bf16 *>(smem_raw);
+  const auto sds = [&](int st) { return sm + st * (kDsE + kTE); };
+  const auto sk = [&](int st) { return sds(st) + kDsE; };
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int tile = int(blockIdx.x % unsigned(p.q_tiles));
+  const int bh = int(blockIdx.x / unsigned(p.q_tiles));
+  const int b = bh / p.H, h = bh - b * p.H, T = p.T, q0 = tile * kTile;
+  const int hd = p.H * p.Dh, ld = 3 * hd; // < 2^31 (host check)
+  const bf16 *gk = p.qkv + int64_t(b) * T * ld + hd + int64_t(h) * p.Dh;
+  bf16 *gdq = p.dqkv + int64_t(b) * T * ld + int64_t(h) * p.Dh;
+  const auto out_row = [&](int r) {
+    const int q = q0 + r;
+    return q < T ? q : -1;
+  };
+  if (!bwd_head_kept(p, h)) {
+    zero_rows(gdq, ld, p.Dh, true, out_row);
+    return;
+  }
+  const bf16 *gds = p.ds + int64_t(bh) * T * p.ds_ld + q0;
+  const int ds_cols = min(kTile, p.ds_ld - q0); // a multiple of 8
+  const auto load = [&](int it, int st) {
+    const int j0 = it * kTile;
+    load_tile<kTile>(sds(st), gds, p.ds_ld, ds_cols, true, [&](int r) {
+      const int j = j0 + r;
+      return j < T ? j : -1;
+    });
+    load_tile<kDh>(sk(st), gk, ld, p.Dh, true, [&](int r) {
+      const int j = j0 + r;
+      return bwd_key_ok(p, j) ? j : -1;
+    });
+  };
+  load(0, 0);
+  cp_async_commit(); // its own group: the loop waits for it alone first
+  const int qr = warp * 16;
+  float dq[kDT][4];
+#pragma unroll
+  for (int dt = 0; dt < kDT; ++dt)
+    dq[dt][0] = dq[dt][1] = dq[dt][2] = dq[dt][3] = 0.0f;
+  for (int it = 0; it < p.k_tiles; ++it) {
+    const int st = it & 1;
+    if (it + 1 < p.k_tiles)
+      load(it + 1, st ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    const bf16 *tds = sds(st), *tk = sk(st);
+    const int nvalid = T - it * kTile; // > 0
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; ++kk)
+      if (kk * 16 < nvalid) {
+        // A = dS[qr.., 16 kk..]: the transpose of the stored block.
+        uint32_t a[4];
+        const int r = kk * 16 + (lane & 7) + (lane >> 4) * 8;
+        const int c = qr + ((lane >> 3) & 1) * 8;
+        ldsm_x4_trans(smem_u32(tds + r * kDsS + c), a);
+#pragma unroll
+        for (int dd = 0; dd < kDh / 16; ++dd) {
+          uint32_t bb[4];
+          ldsm_b_cols(bb, tk, kS, kk * 16, dd * 16);
+          mma16816(dq[2 * dd], a, bb[0], bb[1]);
+          mma16816(dq[2 * dd + 1], a, bb[2], bb[3]);
+        }
+      }
+    __syncthreads(); // this stage is refilled next iteration
+  }
+  if (q0 + qr >= T)
+    return;
+  bf16 *so = sk(0) + qr * kS; // the warp's rows of stage 0's K tile
+  stage_c<kDh>(so, dq, p.scale, true, true);
+  __syncwarp();
+  store_rows16<kDh>(so, gdq, ld, p.Dh, true,
+                    [&](int r) { return out_row(qr + r); });
+}
+
 //===--- Launchers --------------------------------------------------------===//
 
 /// Raises a kernel's dynamic shared-memory limit above 48 KiB if needed.
@@ -676,10 +785,32 @@ inline void launch_bwd_kernels(const Context &ctx, const BwdParams &p,
         <<<unsigned(bh * p.q_tiles), kCtaThreads, dq_smem, ctx.stream>>>(p);
 }
 
+/// The same with dS^T through p.ds (16-byte path only): the dK/dV kernel
+/// stores it, the dQ kernel is dQ = dS K.
+template <int kDh>
+inline void launch_bwd_kernels_ds(const Context &ctx, const BwdParams &p,
+                                  const char *where) {
+  const size_t dkdv_smem = 6 * size_t(Geo<kDh>::kBytes) + 4 * kTile * 4;
+  const size_t dq_smem =
+      2 * (size_t(Geo<kTile>::kBytes) + size_t(Geo<kDh>::kBytes));
+  if (!smem_limit(attn_bf16_bwd_dkdv_kernel<kDh, true, true>, dkdv_smem,
+                  where) ||
+      !smem_limit(attn_bf16_bwd_dq_ds_kernel<kDh>, dq_smem, where))
+    return;
+  const int64_t bh = int64_t(p.B) * p.H;
+  attn_bf16_bwd_dkdv_kernel<kDh, true, true>
+      <<<unsigned(bh * p.k_tiles), kCtaThreads, dkdv_smem, ctx.stream>>>(p);
+  check_launch(where);
+  attn_bf16_bwd_dq_ds_kernel<kDh>
+      <<<unsigned(bh * p.q_tiles), kCtaThreads, dq_smem, ctx.stream>>>(p);
+}
+
 template <int kDh>
 inline void launch_bwd_dh(const Context &ctx, const BwdParams &p,
                           const char *where) {
-  if (p.vec)
+  if (p.ds)
+    launch_bwd_kernels_ds<kDh>(ctx, p, where);
+  else if (p.vec)
     launch_bwd_kernels<kDh, true>(ctx, p, where);
   else
     launch_bwd_kernels<kDh, false>(ctx, p, where);
@@ -740,6 +871,11 @@ inline void launch_bwd(const Context &ctx, const char *where, BwdParams p,
     fail_arg(where, what);
     return;
   }
+  // The dS^T path: 16-byte rows, every row a query, a (b, h)'s dS^T
+  // within 32-bit offsets.
+  if (p.ds && (!p.vec || p.query_list || !aligned16(p.ds) ||
+               T * int64_t(p.ds_ld) > 0x7fffffff))
+    p.ds = nullptr;
   if (Dh <= 32 ? launch_bwd_resident<32>(ctx, p, which)
                : launch_bwd_resident<64>(ctx, p, which)) {
     check_launch(where);
@@ -811,10 +947,23 @@ inline void run_bwd(const Context &ctx, const bf16 *qkv, const bf16 *o,
                     const float *lse, const bf16 *dout, bf16 *dqkv, int64_t B,
                     int64_t T, int64_t H, int64_t Dh, float scale,
                     const int32_t *row_keep, const int32_t *head_keep,
+                    void *ds_scratch, int64_t ds_scratch_bytes,
                     Kernels which = default_kernels()) {
   if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0)
     return;
+  if (ds_scratch && ds_scratch_bytes < sbp_attention_ds_bytes(B, T, H)) {
+    char what[200];
+    std::snprintf(what, sizeof(what),
+                  "bf16: ds_scratch of %lld bytes where dS^T needs %lld "
+                  "(sbp_attention_ds_bytes)",
+                  (long long)ds_scratch_bytes,
+                  (long long)sbp_attention_ds_bytes(B, T, H));
+    fail_arg("attention_bwd", what);
+    return;
+  }
   BwdParams p;
+  p.ds = static_cast<bf16 *>(ds_scratch);
+  p.ds_ld = int(sbp_attention_ds_stride(T));
   p.qkv = qkv;
   p.o = o;
   p.lse = lse;

@@ -329,6 +329,11 @@ struct BwdParams {
   const int32_t *head_keep = nullptr; // attention_bwd: [H]
   const int32_t *queries = nullptr;   // attention_bwd_queries: [Tq]
   bool query_list = false;            // attention_bwd_queries
+  // dS^T [B*H][T][ds_ld] (bf16; attention_bwd's ds_scratch, tiled kernels
+  // only): written by the dK/dV kernel, read by the dQ kernel
+  // (attn_bf16_bwd_dq_ds_kernel). nullptr: the dQ kernel recomputes dS.
+  bf16 *ds = nullptr;
+  int ds_ld = 0; // sbp_attention_ds_stride(T)
   int B = 0, T = 0, H = 0, Dh = 0;
   int Tq = 0;  // query indices: T, or K with a query list
   int Tqp = 0; // Tq rounded up to kTile
