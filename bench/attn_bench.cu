@@ -10,7 +10,10 @@
 // count, without padding or recomputation). Each call twice: on the tiled
 // kernels (the library's default) and on the resident ones (a CTA per
 // (batch, head): what SBP_ATTN_KERNELS=auto picks for these shapes), with
-// the largest difference of their outputs. Built and run by
+// the largest difference of their outputs. Two more rows time the tiled
+// backward through the dS^T scratch (what the compiled trainers pass) against
+// the tiled backward without it (T = 197) and against the resident kernel
+// (the compact T = 99). Built and run by
 // bench/attn_bench.sh; bench/attn_bench_torch.py times PyTorch's SDPA back
 // ends (cuDNN, FlashAttention-2, memory-efficient) on the same shapes.
 //

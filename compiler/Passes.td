@@ -192,8 +192,11 @@ def SbpKernelScratch : Pass<"sbp-kernel-scratch", "::mlir::ModuleOp"> {
     `attention_bwd` (and its `_rows` / `_heads` variants) gets
     `scratch_bytes` = `sbp_attention_ds_bytes(batch, tokens, heads)`
     (sbp/kernel_scratch.h): the dK/dV kernel stores dS^T there and the dQ
-    kernel reads dQ = dS K from it instead of recomputing the scores. Float32
-    kernels and `target=cpu` get nothing.
+    kernel reads dQ = dS K from it instead of recomputing the scores. The
+    kernel also runs without it, so the scratch is `scratch_optional`:
+    `sbp-plan-memory` grants it only where it fits below the peak the rest
+    of the plan needs, and drops it (the call gets nullptr, 0) where it would
+    raise the peak. Float32 kernels and `target=cpu` get nothing.
   }];
   let options = [
     Option<"target", "target", "std::string", "\"cuda\"", "cuda, or cpu (no change)">
@@ -208,6 +211,9 @@ def SbpPlanMemory : Pass<"sbp-plan-memory", "::mlir::ModuleOp"> {
     256-byte-aligned offset that overlaps no placed value live at the same
     time. Sets `arena_offsets` on each op and `arena_bytes` on the graph.
     Parameter gradients are written straight into the gradient buffer.
+    Scratch marked `scratch_optional` is placed last, only where it fits
+    below the arena size the other buffers need; where it does not, the op
+    loses `scratch_bytes` (its kernel runs without the scratch).
   }];
 }
 

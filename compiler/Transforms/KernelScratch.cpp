@@ -2,9 +2,11 @@
 //
 // A library kernel that runs faster with a large scratch buffer gets it from
 // the step's arena rather than from the context's fixed 8 MiB: this pass sets
-// `scratch_bytes` on such a kernel, sbp-plan-memory places it (live only
-// while the kernel runs, so it shares memory with whatever is dead then) and
-// the emitter passes it as the table's SBP_ARG_SCRATCH argument.
+// `scratch_bytes` on such a kernel, with `scratch_optional`: sbp-plan-memory
+// places it (live only while the kernel runs) only where it fits in memory
+// that is free then, below the peak the rest of the plan needs, and drops it
+// otherwise; the emitter passes it as the table's SBP_ARG_SCRATCH argument,
+// or nullptr, 0. A speed-up never costs memory: SBP's users come for memory.
 //
 // Today one kernel asks: the CUDA bf16 attention backward (`attention_bwd`
 // and its row / head variants), whose dK/dV kernel stores dS^T there so that
@@ -50,8 +52,10 @@ struct KernelScratchPass : sbp::impl::SbpKernelScratchBase<KernelScratchPass> {
       return;
     Builder b(&getContext());
     getOperation().walk([&](sbpk::KernelOp k) {
-      if (int64_t bytes = attentionDsBytes(k))
+      if (int64_t bytes = attentionDsBytes(k)) {
         k->setAttr(sbpk::kScratchBytesAttr, b.getI64IntegerAttr(bytes));
+        k->setAttr(sbpk::kScratchOptionalAttr, b.getUnitAttr());
+      }
     });
   }
 };

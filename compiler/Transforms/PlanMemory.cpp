@@ -19,6 +19,7 @@ struct Buffer {
   int64_t size;       // bytes, aligned
   int64_t first, last; // op indices of the live interval, inclusive
   int64_t offset = -1;
+  bool optional = false; // scratch the kernel can run without (kScratchOptionalAttr)
 };
 
 static bool overlaps(const Buffer &a, const Buffer &b) { return a.first <= b.last && b.first <= a.last; }
@@ -41,7 +42,7 @@ static std::vector<Buffer> collectBuffers(sbpk::GraphOp graph) {
       int64_t size = (scratch.getInt() + kAlignment - 1) / kAlignment * kAlignment;
       // Deferred column sums are read again at the end of the step.
       int64_t last = op.hasAttr(sbpk::kDeferredSumsAttr) ? int64_t(index.size()) - 1 : index[&op];
-      buffers.push_back({Value(), &op, size, index[&op], last});
+      buffers.push_back({Value(), &op, size, index[&op], last, -1, op.hasAttr(sbpk::kScratchOptionalAttr)});
     }
     for (Value r : op.getResults()) {
       if (sbpk::getGradOutUser(r))
@@ -79,37 +80,78 @@ static std::optional<Buffer> pinnedImages(sbpk::GraphOp graph) {
   return Buffer{images, images.getDefiningOp(), size, first, last, /*offset=*/0};
 }
 
-/// Largest first, each at the lowest offset clear of every placed buffer
-/// whose interval overlaps its own; `pinned` buffers keep their offsets.
-/// Returns the arena size.
-static int64_t place(std::vector<Buffer> &buffers, std::vector<Buffer> &pinned) {
+/// The lowest offset at which `buf` is clear of every placed buffer whose
+/// interval overlaps its own.
+static int64_t lowestFreeOffset(const Buffer &buf, llvm::ArrayRef<Buffer *> placed) {
+  std::vector<Buffer *> live;
+  for (Buffer *p : placed)
+    if (overlaps(*p, buf))
+      live.push_back(p);
+  llvm::sort(live, [](Buffer *a, Buffer *b) { return a->offset < b->offset; });
+  int64_t offset = 0;
+  for (Buffer *p : live) {
+    if (p->offset >= offset + buf.size)
+      break; // fits in the gap before p
+    offset = std::max(offset, p->offset + p->size);
+  }
+  return offset;
+}
+
+static std::vector<Buffer *> largestFirst(std::vector<Buffer> &buffers, bool optional) {
   std::vector<Buffer *> order;
   for (Buffer &b : buffers)
-    order.push_back(&b);
+    if (b.optional == optional)
+      order.push_back(&b);
   llvm::stable_sort(order, [](Buffer *a, Buffer *b) { return a->size > b->size; });
+  return order;
+}
+
+/// The required buffers largest first, each at its lowest free offset;
+/// `pinned` buffers keep their offsets. Then the optional scratch, largest
+/// first, where it fits below that arena size; the rest keep offset -1.
+/// Returns the arena size.
+static int64_t place(std::vector<Buffer> &buffers, std::vector<Buffer> &pinned) {
   std::vector<Buffer *> placed;
   int64_t arena = 0;
   for (Buffer &p : pinned) {
     placed.push_back(&p);
     arena = std::max(arena, p.offset + p.size);
   }
-  for (Buffer *buf : order) {
-    std::vector<Buffer *> live;
-    for (Buffer *p : placed)
-      if (overlaps(*p, *buf))
-        live.push_back(p);
-    llvm::sort(live, [](Buffer *a, Buffer *b) { return a->offset < b->offset; });
-    int64_t offset = 0;
-    for (Buffer *p : live) {
-      if (p->offset >= offset + buf->size)
-        break; // fits in the gap before p
-      offset = std::max(offset, p->offset + p->size);
-    }
+  for (Buffer *buf : largestFirst(buffers, /*optional=*/false)) {
+    buf->offset = lowestFreeOffset(*buf, placed);
+    arena = std::max(arena, buf->offset + buf->size);
+    placed.push_back(buf);
+  }
+  for (Buffer *buf : largestFirst(buffers, /*optional=*/true)) {
+    const int64_t offset = lowestFreeOffset(*buf, placed);
+    if (offset + buf->size > arena)
+      continue; // would raise the peak: the kernel runs without it
     buf->offset = offset;
-    arena = std::max(arena, offset + buf->size);
     placed.push_back(buf);
   }
   return arena;
+}
+
+/// Whether two placed buffers live at the same time share bytes (the plan's
+/// invariant, checked after placement: a violation is a compiler bug that
+/// would corrupt a tensor silently at run time).
+static const Buffer *firstClash(const std::vector<Buffer> &buffers, const std::vector<Buffer> &pinned,
+                                const Buffer *&other) {
+  std::vector<const Buffer *> all;
+  for (const Buffer &b : buffers)
+    if (b.offset >= 0)
+      all.push_back(&b);
+  for (const Buffer &b : pinned)
+    all.push_back(&b);
+  for (size_t i = 0; i < all.size(); ++i)
+    for (size_t j = i + 1; j < all.size(); ++j) {
+      const Buffer &a = *all[i], &b = *all[j];
+      if (overlaps(a, b) && a.offset < b.offset + b.size && b.offset < a.offset + a.size) {
+        other = &b;
+        return &a;
+      }
+    }
+  return nullptr;
 }
 
 struct PlanMemoryPass : sbp::impl::SbpPlanMemoryBase<PlanMemoryPass> {
@@ -120,13 +162,24 @@ struct PlanMemoryPass : sbp::impl::SbpPlanMemoryBase<PlanMemoryPass> {
       if (std::optional<Buffer> images = pinnedImages(graph))
         pinned.push_back(*images);
       int64_t arena = place(buffers, pinned);
+      const Buffer *other = nullptr;
+      if (const Buffer *clash = firstClash(buffers, pinned, other)) {
+        clash->owner->emitError("internal compiler error: sbp-plan-memory placed two live buffers over each other "
+                                "(with one of ")
+            << other->owner->getName() << "); please report this input";
+        return signalPassFailure();
+      }
       llvm::DenseMap<Value, int64_t> offsetOf;
       Builder builder(&getContext());
       for (const Buffer &b : buffers) {
-        if (b.value)
+        if (b.value) {
           offsetOf[b.value] = b.offset;
-        else
+        } else if (b.offset < 0) { // optional scratch that did not fit
+          b.owner->removeAttr(sbpk::kScratchBytesAttr);
+          b.owner->removeAttr(sbpk::kScratchOptionalAttr);
+        } else {
           b.owner->setAttr(sbpk::kScratchOffsetAttr, builder.getI64IntegerAttr(b.offset));
+        }
       }
       for (Operation &op : graph.getBlock()) {
         if (!producesBuffers(op))

@@ -22,6 +22,11 @@ inline constexpr llvm::StringLiteral kArenaOffsetsAttr = "arena_offsets";
 /// its size (set by the pass that needs it) and offset (sbp-plan-memory).
 inline constexpr llvm::StringLiteral kScratchBytesAttr = "scratch_bytes";
 inline constexpr llvm::StringLiteral kScratchOffsetAttr = "scratch_offset";
+/// Unit attribute beside scratch_bytes: the kernel runs without the scratch
+/// too (slower), so sbp-plan-memory grants it only where it fits in memory
+/// that is free anyway, and otherwise drops scratch_bytes (the emitter then
+/// passes nullptr, 0): it never raises the planned peak.
+inline constexpr llvm::StringLiteral kScratchOptionalAttr = "scratch_optional";
 /// Unit attribute of an op whose column sums (a fusion group's) or row-chunk
 /// products (a weight-gradient GEMM's) the step's one deferred launch adds up
 /// after the backward: its scratch stays planned until the end of the step.

@@ -3,8 +3,9 @@
  * Some library calls run faster with a scratch buffer larger than the
  * context's fixed scratch (8 MiB). sbpc plans such a buffer in the step's
  * arena (`scratch_bytes` on the kernel, live only while it runs: the
- * `sbp-kernel-scratch` pass) and passes it with its size (the table's
- * SBP_ARG_SCRATCH); the library checks the size against the same function.
+ * `sbp-kernel-scratch` pass; optional, so only where it does not raise the
+ * planned peak) and passes it with its size (the table's SBP_ARG_SCRATCH),
+ * or nullptr, 0; the library checks the size against the same function.
  */
 #ifndef SBP_KERNEL_SCRATCH_H
 #define SBP_KERNEL_SCRATCH_H
