@@ -44,11 +44,10 @@ struct KernelScratchPass : sbp::impl::SbpKernelScratchBase<KernelScratchPass> {
   using SbpKernelScratchBase::SbpKernelScratchBase;
 
   void runOnOperation() override {
-    if (target != "cuda" && target != "cpu") {
-      getOperation().emitError("sbp-kernel-scratch: unknown target '") << target << "' (cuda or cpu)";
+    FailureOr<bool> cuda = sbp::isCudaTarget(getOperation(), getArgument(), target);
+    if (failed(cuda))
       return signalPassFailure();
-    }
-    if (target == "cpu")
+    if (!*cuda)
       return;
     Builder b(&getContext());
     getOperation().walk([&](sbpk::KernelOp k) {

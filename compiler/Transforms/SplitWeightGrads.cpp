@@ -59,11 +59,10 @@ struct SplitWeightGradsPass : sbp::impl::SbpSplitWeightGradsBase<SplitWeightGrad
   using SbpSplitWeightGradsBase::SbpSplitWeightGradsBase;
 
   void runOnOperation() override {
-    if (target != "cuda" && target != "cpu") {
-      getOperation().emitError("sbp-split-weight-grads: unknown target '") << target << "' (cuda or cpu)";
+    FailureOr<bool> cuda = sbp::isCudaTarget(getOperation(), getArgument(), target);
+    if (failed(cuda))
       return signalPassFailure();
-    }
-    if (target == "cpu")
+    if (!*cuda)
       return;
     Builder b(&getContext());
     getOperation().walk([&](sbpk::GemmOp g) {
