@@ -768,52 +768,39 @@ inline void launch_fwd_dh(const Context &ctx, const FwdParams &p,
     launch_fwd<kDh, false>(ctx, p, grid);
 }
 
-template <int kDh, bool kVec>
+/// The tiled backward's dK/dV and dQ kernels. kDs (16-byte path only): the
+/// dK/dV kernel also stores dS^T to p.ds and the dQ kernel is dQ = dS K
+/// from it (attn_bf16_bwd_dq_ds_kernel) instead of recomputing dS.
+template <int kDh, bool kVec, bool kDs>
 inline void launch_bwd_kernels(const Context &ctx, const BwdParams &p,
                                const char *where) {
+  static_assert(kVec || !kDs, "the dS^T path takes the 16-byte path");
   const size_t dkdv_smem = 6 * size_t(Geo<kDh>::kBytes) + 4 * kTile * 4;
-  const size_t dq_smem = 4 * size_t(Geo<kDh>::kBytes);
-  if (!smem_limit(attn_bf16_bwd_dkdv_kernel<kDh, kVec>, dkdv_smem, where) ||
-      !smem_limit(attn_bf16_bwd_dq_kernel<kDh, kVec>, dq_smem, where))
+  const size_t dq_smem =
+      kDs ? 2 * (size_t(Geo<kTile>::kBytes) + size_t(Geo<kDh>::kBytes))
+          : 4 * size_t(Geo<kDh>::kBytes);
+  void (*const dq_kernel)(const BwdParams) =
+      kDs ? attn_bf16_bwd_dq_ds_kernel<kDh> : attn_bf16_bwd_dq_kernel<kDh, kVec>;
+  if (!smem_limit(attn_bf16_bwd_dkdv_kernel<kDh, kVec, kDs>, dkdv_smem, where) ||
+      !smem_limit(dq_kernel, dq_smem, where))
     return;
   const int64_t bh = int64_t(p.B) * p.H;
-  attn_bf16_bwd_dkdv_kernel<kDh, kVec>
+  attn_bf16_bwd_dkdv_kernel<kDh, kVec, kDs>
       <<<unsigned(bh * p.k_tiles), kCtaThreads, dkdv_smem, ctx.stream>>>(p);
   check_launch(where);
   if (p.q_tiles > 0)
-    attn_bf16_bwd_dq_kernel<kDh, kVec>
-        <<<unsigned(bh * p.q_tiles), kCtaThreads, dq_smem, ctx.stream>>>(p);
-}
-
-/// The same with dS^T through p.ds (16-byte path only): the dK/dV kernel
-/// stores it, the dQ kernel is dQ = dS K.
-template <int kDh>
-inline void launch_bwd_kernels_ds(const Context &ctx, const BwdParams &p,
-                                  const char *where) {
-  const size_t dkdv_smem = 6 * size_t(Geo<kDh>::kBytes) + 4 * kTile * 4;
-  const size_t dq_smem =
-      2 * (size_t(Geo<kTile>::kBytes) + size_t(Geo<kDh>::kBytes));
-  if (!smem_limit(attn_bf16_bwd_dkdv_kernel<kDh, true, true>, dkdv_smem,
-                  where) ||
-      !smem_limit(attn_bf16_bwd_dq_ds_kernel<kDh>, dq_smem, where))
-    return;
-  const int64_t bh = int64_t(p.B) * p.H;
-  attn_bf16_bwd_dkdv_kernel<kDh, true, true>
-      <<<unsigned(bh * p.k_tiles), kCtaThreads, dkdv_smem, ctx.stream>>>(p);
-  check_launch(where);
-  attn_bf16_bwd_dq_ds_kernel<kDh>
-      <<<unsigned(bh * p.q_tiles), kCtaThreads, dq_smem, ctx.stream>>>(p);
+    dq_kernel<<<unsigned(bh * p.q_tiles), kCtaThreads, dq_smem, ctx.stream>>>(p);
 }
 
 template <int kDh>
 inline void launch_bwd_dh(const Context &ctx, const BwdParams &p,
                           const char *where) {
   if (p.ds)
-    launch_bwd_kernels_ds<kDh>(ctx, p, where);
+    launch_bwd_kernels<kDh, true, true>(ctx, p, where);
   else if (p.vec)
-    launch_bwd_kernels<kDh, true>(ctx, p, where);
+    launch_bwd_kernels<kDh, true, false>(ctx, p, where);
   else
-    launch_bwd_kernels<kDh, false>(ctx, p, where);
+    launch_bwd_kernels<kDh, false, false>(ctx, p, where);
 }
 
 /// The resident backward of attention_bwd, if `which` and the problem
