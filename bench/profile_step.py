@@ -25,13 +25,19 @@ import json
 import re
 import sys
 
-# Category of a kernel by name, first match wins (both sides' names).
+# Category of a kernel by name, first match wins (both sides' names). A fused
+# kernel goes where its main op is: a LayerNorm group or a GELU group with the
+# bias gradients folded into it is LayerNorm or GELU, and SBP's generated
+# scatter of kept rows (with the next gathers and a bias gradient) is a
+# scatter; "bias-gradient column sums" are then the kernels that only sum
+# (sbpc's deferred launch, cuBLASLt's split-K reductions).
 CATEGORIES = [
     ("attention", r"attn|flash|fmha|sdpa|attention|cudnn"),
     ("GEMM (cuBLASLt / cuBLAS / Triton mm)", r"gemm|nvjet|xmma|cutlass|sm90_|sm80_|_mm_|triton_tem|gemv"),
     ("LayerNorm fwd/bwd (+ fused residual add/cast)", r"layer_norm|layernorm|native_layer_norm"),
-    ("bias-gradient column sums", r"colsum|column_sums|bias_grad|reduce_kernel"),
     ("GELU and its gradient", r"gelu"),
+    ("masks, gathers, scatters", r"scatter_add_rows|gather_rows"),
+    ("bias-gradient column sums", r"colsum|column_sums|bias_grad|reduce_kernel"),
     ("optimizer", r"adam|sgd|multi_tensor|optim"),
     ("masks, gathers, scatters", r"mask|gather|scatter|index|philox"),
     ("casts, adds, copies", r"cast|add|copy|fill|convert|elementwise|vectorized|unrolled|fused_"),
