@@ -47,6 +47,21 @@ def SbpInsertMasks : Pass<"sbp-insert-masks", "::mlir::ModuleOp"> {
   let dependentDialects = ["::sbp::SbpDialect"];
 }
 
+def SbpSinkTakeToken : Pass<"sbp-sink-take-token", "::mlir::ModuleOp"> {
+  let summary = "Run the token-wise ops before a class-token read on that token's row only";
+  let description = [{
+    Moves each `sbp.take_token` up through the token-wise ops that produce
+    its input (linear, bias_add, add, layer_norm, gelu, relu; an
+    `sbp.grad_gate` whose mask group always keeps the token), while every
+    reader of the value takes the same token: in a ViT with class-token
+    pooling the last block's output projection, residual adds, norm2 and MLP
+    then run on [B, D] instead of [B, T, D], forward and backward. It stops at
+    the attention and at values read in full. Values and gradients are
+    unchanged.
+  }];
+  let dependentDialects = ["::sbp::SbpDialect"];
+}
+
 def SbpAutodiff : Pass<"sbp-autodiff", "::mlir::ModuleOp"> {
   let summary = "Append the reverse-mode backward of the loss to each model";
   let description = [{

@@ -9,7 +9,8 @@
 using namespace mlir;
 
 static const llvm::StringRef kPasses[] = {
-    "sbp-decompose",        "sbp-insert-masks",     "sbp-autodiff",         "sbp-check-gradient-support",
+    "sbp-decompose",        "sbp-insert-masks",     "sbp-sink-take-token",  "sbp-autodiff",
+    "sbp-check-gradient-support",
     "sbp-prune-backward",   "sbp-recompute",        "sbp-lower-to-kernels", "sbp-fuse-epilogues",
     "sbp-assign-precision", "sbp-fuse-kernels",     "sbp-split-weight-grads", "sbp-kernel-scratch",
     "sbp-plan-memory"};
@@ -21,6 +22,8 @@ static std::unique_ptr<Pass> createPass(llvm::StringRef name, const sbp::Pipelin
     return sbp::createSbpDecompose();
   if (name == "sbp-insert-masks")
     return sbp::createSbpInsertMasks(sbp::SbpInsertMasksOptions{o.keepOverride});
+  if (name == "sbp-sink-take-token")
+    return sbp::createSbpSinkTakeToken();
   if (name == "sbp-autodiff")
     return sbp::createSbpAutodiff();
   if (name == "sbp-check-gradient-support")

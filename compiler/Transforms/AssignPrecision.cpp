@@ -21,8 +21,8 @@
 // input): its forward and its weight gradient share one bf16 copy of the
 // float32 residual stream, which sbp-fuse-kernels writes in the pass that
 // makes the stream, and the backward keeps that half-size copy instead of the
-// float32 one. Row gathers and
-// scatters, and drop paths, keep their input's type. Kernels compute in float32 whatever they
+// float32 one. Row gathers and scatters, drop paths and the class token's
+// row (take_token and its gradient) keep their input's type. Kernels compute in float32 whatever they
 // store; the CUDA kernel library has an overload for each combination.
 //
 //===----------------------------------------------------------------------===//
@@ -53,7 +53,10 @@ const llvm::StringSet<> kFloatKernels = {k::add,       k::gemm_bias_residual, k:
                                          k::cls_concat, k::scatter_add_rows,   k::bias_grad,
                                          k::pos_grad,   k::softmax_xent,       k::fill};
 /// Kernels whose result has the type of their first operand.
-const llvm::StringSet<> kTypeFollowing = {k::gather_rows, k::scatter_rows, k::mask_rows, k::drop_path};
+/// (take_token: a class token's row of the residual stream stays float32
+/// where sbp-sink-take-token moved the read above the residual adds.)
+const llvm::StringSet<> kTypeFollowing = {k::gather_rows, k::scatter_rows, k::mask_rows,
+                                          k::drop_path,   k::take_token,   k::take_token_grad};
 
 class GraphPrecision {
 public:

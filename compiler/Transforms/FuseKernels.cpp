@@ -53,7 +53,6 @@
 #include "Passes.h"
 #include "SbpKernel/KernelTable.h"
 
-#include "mlir/Analysis/TopologicalSortUtils.h"
 #include "mlir/IR/IRMapping.h"
 #include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/StringExtras.h"
@@ -579,6 +578,44 @@ void planColumnSums(sbpk::FusedOp fused) {
     fused->setAttr(sbpk::kDeferredSumsAttr, b.getUnitAttr());
 }
 
+/// Restores a topological order after outlining placed a group at its first
+/// member (whose inputs may be defined after it): ops keep their order, and
+/// one that reads a value defined later has that value's producers (depth
+/// first) moved to just before it. mlir::sortTopologically would instead
+/// move every ready op ahead of the group, in a backward the gathers of saved
+/// forward values too, which then live (in arena memory) from the start of
+/// the backward instead of from their block.
+void sortPullingProducers(Block &block) {
+  llvm::DenseSet<Operation *> placed;
+  SmallVector<Operation *> order;
+  // Iterative depth-first post-order: (op, whether its producers are placed).
+  SmallVector<std::pair<Operation *, bool>> stack;
+  for (Operation &root : block) {
+    stack.push_back({&root, false});
+    while (!stack.empty()) {
+      auto [op, ready] = stack.pop_back_val();
+      if (ready) {
+        order.push_back(op);
+        continue;
+      }
+      if (!placed.insert(op).second)
+        continue;
+      stack.push_back({op, true});
+      // Producers in this block, of the op's operands and of its body's.
+      SmallVector<Operation *> producers;
+      op->walk([&](Operation *inner) {
+        for (Value v : inner->getOperands())
+          if (Operation *def = v.getDefiningOp(); def && def->getBlock() == &block && !placed.contains(def))
+            producers.push_back(def);
+      });
+      for (Operation *def : llvm::reverse(producers)) // the first operand's placed first
+        stack.push_back({def, false});
+    }
+  }
+  for (Operation *op : order)
+    op->moveBefore(&block, block.end());
+}
+
 /// Outlines one group and restores the topological order, so that the
 /// legality of the next group is judged on the graph as it now is.
 void outlineAndSort(Block &block, SmallVector<Operation *> ops, StringRef kind, llvm::DenseSet<Operation *> &taken) {
@@ -590,7 +627,7 @@ void outlineAndSort(Block &block, SmallVector<Operation *> ops, StringRef kind, 
       outline(ops, kind, kind == "multi_cast" ? std::string("fused_cast_params") : groupName(ops));
   if (sums)
     planColumnSums(fused);
-  sortTopologically(&block);
+  sortPullingProducers(block);
 }
 
 void fuseGraph(sbpk::GraphOp graph) {
@@ -630,7 +667,7 @@ void fuseGraph(sbpk::GraphOp graph) {
       fuseBiasGrad(cast<sbpk::KernelOp>(bg));
   // gemm_bgrad stands at the GEMM; a reader of the bias gradient may come
   // before it.
-  sortTopologically(&block);
+  sortPullingProducers(block);
 }
 
 struct FuseKernelsPass : sbp::impl::SbpFuseKernelsBase<FuseKernelsPass> {

@@ -36,20 +36,24 @@
 // ROWS-NEXT:   float *[[LSE0K:v[0-9]+]] = {{.*}}tensor<4x9x3xf32>
 // ROWS-NEXT:   sbp::cpu::gather_rows([[LSE0]], [[K]], [[LSE0K]], 4, 17, 9, 3);  // blocks.0.attn
 // ROWS:        sbp::cpu::attention_fwd({{.*}}, 4, 17, 3, 8, 3.535534e-01f, [[K]], 9);  // blocks.1.attn
-// ROWS:        sbp::cpu::take_token(v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 24, 0);
-// ROWS:        sbp::cpu::take_token_grad(v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 24, 0);
-// blocks.1's attention backward: the projection's dX on B * K = 36 rows, its
-// dW over all 68, the compact map gradient on T = K = 9 rows, the qkv
-// projection's dX and dW on 36 rows.
-// The projection's bias gradient, over all 68 rows, is summed by the group
-// that adds the MLP branch's gradient into the stream and gathers the kept
-// rows for the attention backward.
-// ROWS:        float *{{.*}}gradient of blocks.1.attn.proj.bias
-// ROWS:        fused_scatter_add_rows_bias_grad_gather_rows_{{[0-9]+}}({{.*}});  // backward, blocks.1.mlp
-// ROWS:        sbp::cpu::gemm(false, false, 36, 24, 24, {{.*}});  // backward, blocks.1.attn
-// ROWS-NEXT:   float *{{.*}}gradient of blocks.1.attn.proj.weight
-// ROWS-NEXT:   sbp::cpu::gemm(true, false, 24, 24, 68, {{.*}});  // backward, blocks.1.attn
-// ROWS:        sbp::cpu::attention_bwd(v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr, nullptr, 0);  // backward, blocks.1.attn
+// The last block after its attention (the output projection, the residual
+// adds, norm2, the MLP) runs on the class token's row of each of the 4
+// samples, the only row the head reads (sbp-sink-take-token).
+// ROWS:        sbp::cpu::take_token([[O1:v[0-9]+]], [[O1T:v[0-9]+]], 4, 17, 24, 0);
+// ROWS:        sbp::cpu::take_token([[X1:v[0-9]+]], [[X1T:v[0-9]+]], 4, 17, 24, 0);
+// ROWS:        sbp::cpu::gemm_bias(false, true, 4, 24, 24, [[O1T]], 24, v{{[0-9]+}}, 24, v{{[0-9]+}}, [[X1T]], v{{[0-9]+}}, 24);
+// ROWS:        sbp::cpu::layer_norm(v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 24, 1.000000e-06f);  // blocks.1.mlp
+// ROWS:        sbp::cpu::gemm_bias(false, true, 4, 48, 24, {{.*}});  // blocks.1.mlp
+// Its backward likewise on 4 rows; the projection's dX goes to the class
+// token's row (zeros elsewhere), whose kept rows the compact map gradient
+// reads (T = K = 9); the qkv projection's dX and dW on the B * K = 36 kept
+// rows.
+// ROWS:        sbp::cpu::gemm(false, false, 4, 48, 24, {{.*}});  // backward, blocks.1.mlp
+// ROWS:        sbp::cpu::gemm(false, false, 4, 24, 24, {{.*}});  // backward, blocks.1.attn
+// ROWS:        sbp::cpu::gemm(true, false, 24, 24, 4, {{.*}});  // backward, blocks.1.attn
+// ROWS:        sbp::cpu::take_token_grad(v{{[0-9]+}}, [[DO1:v[0-9]+]], 4, 17, 24, 0);
+// ROWS:        sbp::cpu::gather_rows([[DO1]], [[K]], [[DO1K:v[0-9]+]], 4, 17, 9, 24);  // backward, blocks.1.attn
+// ROWS:        sbp::cpu::attention_bwd(v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, [[DO1K]], v{{[0-9]+}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr, nullptr, 0);  // backward, blocks.1.attn
 // ROWS:        sbp::cpu::gemm(false, false, 36, 24, 72, {{.*}});  // backward, blocks.1.attn
 // qkv's bias gradient (dqkv from the attention backward, on the kept rows)
 // is summed by norm1's backward group, as 3 column slices of 24.
@@ -58,6 +62,17 @@
 // The attention branch's gradient into the stream, the kept rows of the
 // next branch's dy and their column sums (blocks.0's fc2 bias gradient).
 // ROWS:        fused_scatter_add_rows_gather_rows_bias_grad_{{[0-9]+}}(v{{[0-9]+}}, v{{[0-9]+}}, [[K]], v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, {{.*}});  // backward, blocks.1.attn
+// blocks.0's MLP branch backward on the 36 kept rows; its gradient added
+// into the stream sums the projection's bias gradient over all 68 rows and
+// gathers the kept rows for the attention backward, in one pass. blocks.0's
+// attention backward: the projection's dX on B * K = 36 rows, its dW over
+// all 68.
+// ROWS:        sbp::cpu::gemm(false, false, 36, 48, 24, {{.*}});  // backward, blocks.0.mlp
+// ROWS:        float *{{.*}}gradient of blocks.0.attn.proj.bias
+// ROWS:        fused_scatter_add_rows_bias_grad_gather_rows_{{[0-9]+}}({{.*}});  // backward, blocks.0.mlp
+// ROWS:        sbp::cpu::gemm(false, false, 36, 24, 24, {{.*}});  // backward, blocks.0.attn
+// ROWS-NEXT:   float *{{.*}}gradient of blocks.0.attn.proj.weight
+// ROWS-NEXT:   sbp::cpu::gemm(true, false, 24, 24, 68, {{.*}});  // backward, blocks.0.attn
 // blocks.0 reads the qkv and lse rows saved in the forward.
 // ROWS:        sbp::cpu::attention_bwd([[QKV0K]], v{{[0-9]+}}, [[LSE0K]], v{{[0-9]+}}, v{{[0-9]+}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr, nullptr, 0);  // backward, blocks.0.attn
 // ROWS:        float *[[DCLS:v[0-9]+]] = a->grads + 1184;  // gradient of cls_token
@@ -87,7 +102,8 @@
 // QUERY-NEXT:   float *[[LSEK:v[0-9]+]] = {{.*}}tensor<4x9x3xf32>
 // QUERY-NEXT:   sbp::cpu::gather_rows([[LSE]], [[K]], [[LSEK]], 4, 17, 9, 3);  // blocks.0.attn
 // QUERY:        sbp::cpu::attention_fwd({{.*}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, 0);  // blocks.1.attn
-// QUERY:        sbp::cpu::gemm(false, false, 36, 24, 24, {{.*}});  // backward, blocks.1.attn
+// blocks.1's projection runs on the class token's rows (sbp-sink-take-token).
+// QUERY:        sbp::cpu::gemm(false, false, 4, 24, 24, {{.*}});  // backward, blocks.1.attn
 // QUERY:        sbp::cpu::attention_bwd_queries(v{{[0-9]+}}, [[K]], 9, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f);  // backward, blocks.1.attn
 // QUERY:        sbp::cpu::gemm(false, false, 68, 24, 72, {{.*}});  // backward, blocks.1.attn
 // QUERY:        sbp::cpu::gemm(true, false, 72, 24, 68, {{.*}});  // backward, blocks.1.attn
@@ -110,7 +126,7 @@
 // HEAD-DAG:    const int32_t *[[KH0:v[0-9]+]] = a->keep_idx[1];  // @h.blocks.0.attn
 // HEAD-DAG:    const int32_t *[[KH1:v[0-9]+]] = a->keep_idx[2];  // @h.blocks.1.attn
 // HEAD:        sbp::cpu::attention_fwd([[QKV:v[0-9]+]], [[O:v[0-9]+]], [[LSE:v[0-9]+]], 4, 17, 3, 8, 3.535534e-01f, nullptr, 0);  // blocks.0.attn
-// HEAD:        sbp::cpu::gemm(false, false, 68, 24, 24, {{.*}});  // backward, blocks.1.attn
+// HEAD:        sbp::cpu::gemm(false, false, 4, 24, 24, {{.*}});  // backward, blocks.1.attn
 // HEAD:        sbp::cpu::attention_bwd(v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, [[KH1]], nullptr, 0);  // backward, blocks.1.attn
 // HEAD:        sbp::cpu::attention_bwd([[QKV]], [[O]], [[LSE]], v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, nullptr, [[KH0]], nullptr, 0);  // backward, blocks.0.attn
 // HEAD-LABEL: int eval_step(

@@ -19,7 +19,10 @@
 // ROWS:         sbp::cuda::attention_fwd(ctx, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 3, 8, 3.535534e-01f, [[K]], 9);  // blocks.1.attn
 // ROWS:         sbp::cuda::take_token(ctx, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 24, 0);
 // ROWS:         sbp::cuda::take_token_grad(ctx, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 24, 0);
-// ROWS:         sbp::cuda::gemm(ctx, false, false, 36, 24, 24, {{.*}});  // backward, blocks.1.attn
+// blocks.1's projection on the class token's 4 rows (sbp-sink-take-token), its
+// dX placed at the class token for the compact map gradient.
+// ROWS:         sbp::cuda::gemm(ctx, false, false, 4, 24, 24, {{.*}});  // backward, blocks.1.attn
+// ROWS:         sbp::cuda::take_token_grad(ctx, v{{[0-9]+}}, v{{[0-9]+}}, 4, 17, 24, 0);
 // ROWS:         sbp::cuda::attention_bwd(ctx, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, v{{[0-9]+}}, 4, 9, 3, 8, 3.535534e-01f, [[K]], nullptr, nullptr, 0);  // backward, blocks.1.attn
 // ROWS:         sbp::cuda::gemm(ctx, false, false, 36, 24, 72, {{.*}});  // backward, blocks.1.attn
 // ROWS:         fused_bias_grad_layer_norm_layer_norm_grad_{{[0-9]+}}(ctx, {{.*}});  // backward, blocks.1.attn

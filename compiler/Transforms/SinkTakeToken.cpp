@@ -1,0 +1,135 @@
+//===- SinkTakeToken.cpp - run what follows the last attention on one row -===//
+//
+// A ViT with class-token pooling (timm's global_pool='token') reads one row
+// of the last block's output: `sbp.take_token %x index 0` after the final
+// LayerNorm. Everything between the last attention and that read is
+// token-wise (the output projection, the residual adds, norm2, the MLP), so
+// the other rows are computed and differentiated for nothing: on ViT-Tiny a
+// full block's projection and MLP, forward and backward, at 197 rows where
+// 1 is read.
+//
+// This pass moves each `take_token` up through the token-wise ops that
+// produce its input: take_token(f(x, w)) = f(take_token(x), w) for f in
+// linear, bias_add, add, layer_norm, gelu, relu (weights and biases are not
+// token tensors and stay), as long as every reader of f's result takes the
+// same token. It stops at an op that mixes tokens (the attention), at a
+// value that other ops read in full (the residual stream before the last
+// block, which norm1 reads), and at anything else. An SBP gate
+// (`sbp.grad_gate`, identity in the forward) is passed when the taken token
+// is one of its mask group's prefix tokens, which every mask keeps: the gate
+// is then the identity on that row in the backward too. The forward's
+// values and the gradients are the same (the rows not taken have zero
+// gradient); only the work on them is gone.
+//
+//===----------------------------------------------------------------------===//
+#include "Passes.h"
+
+#include "mlir/IR/SymbolTable.h"
+
+namespace sbp {
+#define GEN_PASS_DEF_SBPSINKTAKETOKEN
+#include "Passes.h.inc"
+} // namespace sbp
+
+using namespace mlir;
+using namespace sbp;
+
+namespace {
+/// Token-wise ops whose token-tensor operands and result all have the
+/// result's [B, T] rows, and whose other operands are per-feature.
+bool isSinkable(Operation *op) { return isa<LinearOp, BiasAddOp, AddOp, LayerNormOp, GeluOp, ReluOp>(op); }
+
+/// [B, T, N] of a token tensor, else empty.
+ArrayRef<int64_t> tokenShape(Value v) {
+  auto t = dyn_cast<RankedTensorType>(v.getType());
+  return t && t.getRank() == 3 ? t.getShape() : ArrayRef<int64_t>();
+}
+
+/// Whether an SBP gate keeps row `index` at every step: the token is one of
+/// its mask group's always-kept prefix tokens.
+bool gateKeeps(GradGateOp gate, int64_t index) {
+  auto indices = gate.getKeep().getDefiningOp<KeepIndicesOp>();
+  if (!indices)
+    return false;
+  auto group = SymbolTable::lookupNearestSymbolFrom<MaskGroupOp>(indices, indices.getMaskAttr());
+  return group && index < int64_t(group.getPrefix());
+}
+
+/// The take_token readers of v, if every reader of v is one taking token
+/// `index`; else empty.
+SmallVector<TakeTokenOp> allTake(Value v, int64_t index) {
+  SmallVector<TakeTokenOp> takes;
+  for (Operation *user : v.getUsers()) {
+    auto t = dyn_cast<TakeTokenOp>(user);
+    if (!t || int64_t(t.getIndex()) != index)
+      return {};
+    takes.push_back(t);
+  }
+  return takes;
+}
+
+/// take_token(x, index) [B, N] at the builder's position.
+Value takeToken(OpBuilder &b, Location loc, Value x, int64_t index) {
+  ArrayRef<int64_t> s = tokenShape(x);
+  auto type = RankedTensorType::get({s[0], s[2]}, cast<RankedTensorType>(x.getType()).getElementType());
+  return b.create<TakeTokenOp>(loc, type, x, b.getI64IntegerAttr(index));
+}
+
+/// Moves the take_token ops reading `take`'s input one op up, if they may.
+bool sinkOnce(TakeTokenOp take) {
+  const int64_t index = take.getIndex();
+  Value v = take.getInput();
+  Operation *def = v.getDefiningOp();
+  if (!def)
+    return false;
+  SmallVector<TakeTokenOp> takes = allTake(v, index);
+  if (takes.empty())
+    return false;
+  Value replacement;
+  if (auto gate = dyn_cast<GradGateOp>(def)) {
+    if (!gateKeeps(gate, index))
+      return false;
+    OpBuilder b(def);
+    replacement = takeToken(b, take.getLoc(), gate.getInput(), index);
+  } else if (isSinkable(def)) {
+    ArrayRef<int64_t> rows = tokenShape(v);
+    OpBuilder b(def);
+    OperationState state(def->getLoc(), def->getName());
+    for (Value operand : def->getOperands()) {
+      ArrayRef<int64_t> s = tokenShape(operand);
+      state.addOperands(!s.empty() && s[0] == rows[0] && s[1] == rows[1] ? takeToken(b, take.getLoc(), operand, index)
+                                                                         : operand);
+    }
+    state.addAttributes(def->getAttrs());
+    state.addTypes(RankedTensorType::get({rows[0], rows[2]}, cast<RankedTensorType>(v.getType()).getElementType()));
+    replacement = b.create(state)->getResult(0);
+  } else {
+    return false;
+  }
+  for (TakeTokenOp t : takes) {
+    t.getResult().replaceAllUsesWith(replacement);
+    t->erase();
+  }
+  if (def->use_empty())
+    def->erase();
+  return true;
+}
+
+struct SinkTakeTokenPass : sbp::impl::SbpSinkTakeTokenBase<SinkTakeTokenPass> {
+  void runOnOperation() override {
+    for (ModelOp model : getOperation().getOps<ModelOp>()) {
+      // Each step moves a take_token one op up (or merges readers of one
+      // value): a chain of n ops takes n steps.
+      bool moved = true;
+      while (moved) {
+        moved = false;
+        for (TakeTokenOp take : llvm::to_vector(model.getBlock().getOps<TakeTokenOp>()))
+          if (sinkOnce(take)) {
+            moved = true;
+            break; // ops were erased
+          }
+      }
+    }
+  }
+};
+} // namespace
