@@ -35,9 +35,16 @@ using namespace mlir;
 using namespace sbp;
 
 namespace {
-/// Token-wise ops whose token-tensor operands and result all have the
-/// result's [B, T] rows, and whose other operands are per-feature.
-bool isSinkable(Operation *op) { return isa<LinearOp, BiasAddOp, AddOp, LayerNormOp, GeluOp, ReluOp>(op); }
+/// The operands of a token-wise op that are read row by row (the rest are
+/// weights, biases and gammas: per feature), or none if the op is not one
+/// this pass moves a take_token through.
+SmallVector<unsigned> rowOperands(Operation *op) {
+  if (isa<AddOp>(op))
+    return {0, 1};
+  if (isa<LinearOp, BiasAddOp, LayerNormOp, GeluOp, ReluOp>(op))
+    return {0};
+  return {};
+}
 
 /// [B, T, N] of a token tensor, else empty.
 ArrayRef<int64_t> tokenShape(Value v) {
@@ -91,15 +98,14 @@ bool sinkOnce(TakeTokenOp take) {
       return false;
     OpBuilder b(def);
     replacement = takeToken(b, take.getLoc(), gate.getInput(), index);
-  } else if (isSinkable(def)) {
+  } else if (SmallVector<unsigned> rowArgs = rowOperands(def); !rowArgs.empty()) {
     ArrayRef<int64_t> rows = tokenShape(v);
+    if (llvm::any_of(rowArgs, [&](unsigned i) { return tokenShape(def->getOperand(i)).take_front(2) != rows.take_front(2); }))
+      return false;
     OpBuilder b(def);
     OperationState state(def->getLoc(), def->getName());
-    for (Value operand : def->getOperands()) {
-      ArrayRef<int64_t> s = tokenShape(operand);
-      state.addOperands(!s.empty() && s[0] == rows[0] && s[1] == rows[1] ? takeToken(b, take.getLoc(), operand, index)
-                                                                         : operand);
-    }
+    for (auto [i, operand] : llvm::enumerate(def->getOperands()))
+      state.addOperands(llvm::is_contained(rowArgs, i) ? takeToken(b, take.getLoc(), operand, index) : operand);
     state.addAttributes(def->getAttrs());
     state.addTypes(RankedTensorType::get({rows[0], rows[2]}, cast<RankedTensorType>(v.getType()).getElementType()));
     replacement = b.create(state)->getResult(0);
