@@ -646,18 +646,25 @@ public:
     for (auto [i, a] : llvm::enumerate(op.getBlock().getArguments())) {
       if (int(i) == map.idxArg)
         continue;
-      if (numel(a) == rows * n)
+      // A per-column operand (gamma, beta) is a vector [n]; a row operand
+      // has rows, even a single one ([1, n]: class-token rows at batch 1).
+      const bool column = isColumnOperand(a);
+      if (!column && numel(a) == rows * n)
         rowInputs.push_back(i);
-      else if (numel(a) == n)
+      else if (column)
         colInputs.push_back(i);
       else if (isSideInput(a))
         ; // read in column slices by its bias_grad
       else
         return op.emitOpError("rowwise operand ") << i
                << " is neither [rows, n], [n] nor [rows, m n] read by a bias_grad";
-      name[a] = (numel(a) == n ? "p" : "a") + std::to_string(i);
+      name[a] = (column ? "p" : "a") + std::to_string(i);
     }
     return success();
+  }
+
+  bool isColumnOperand(Value a) const {
+    return cast<RankedTensorType>(a.getType()).getRank() == 1 && numel(a) == n;
   }
 
   /// A [rows, m n] operand (m > 1) whose only reader is a bias_grad: the dy
