@@ -100,7 +100,8 @@ bool sinkOnce(TakeTokenOp take) {
     replacement = takeToken(b, take.getLoc(), gate.getInput(), index);
   } else if (SmallVector<unsigned> rowArgs = rowOperands(def); !rowArgs.empty()) {
     ArrayRef<int64_t> rows = tokenShape(v);
-    if (llvm::any_of(rowArgs, [&](unsigned i) { return tokenShape(def->getOperand(i)).take_front(2) != rows.take_front(2); }))
+    auto sameRows = [&](unsigned i) { return tokenShape(def->getOperand(i)).take_front(2) == rows.take_front(2); };
+    if (!llvm::all_of(rowArgs, sameRows))
       return false;
     OpBuilder b(def);
     OperationState state(def->getLoc(), def->getName());
