@@ -22,8 +22,9 @@
 // float32 residual stream, which sbp-fuse-kernels writes in the pass that
 // makes the stream, and the backward keeps that half-size copy instead of the
 // float32 one. Row gathers and scatters, drop paths and the class token's
-// row (take_token and its gradient) keep their input's type. Kernels compute in float32 whatever they
-// store; the CUDA kernel library has an overload for each combination.
+// row (take_token and its gradient) keep their input's type. Kernels compute
+// in float32 whatever they store; the CUDA kernel library has an overload for
+// each combination.
 //
 //===----------------------------------------------------------------------===//
 #include "Passes.h"

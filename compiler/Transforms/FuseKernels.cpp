@@ -46,8 +46,8 @@
 //
 // A group is formed only if it creates no cycle (no op outside the group both
 // depends on a member and feeds a member); single kernels stay library calls.
-// The graph is then re-sorted topologically (stable: untouched ops keep their
-// order).
+// The graph is then re-sorted topologically: untouched ops keep their order,
+// and the producers of a group's inputs move up to just before it.
 //
 //===----------------------------------------------------------------------===//
 #include "Passes.h"
@@ -586,7 +586,7 @@ void planColumnSums(sbpk::FusedOp fused) {
 /// forward values too, which then live (in arena memory) from the start of
 /// the backward instead of from their block.
 void sortPullingProducers(Block &block) {
-  llvm::DenseSet<Operation *> placed;
+  llvm::DenseSet<Operation *> visited;
   SmallVector<Operation *> order;
   // Iterative depth-first post-order: (op, whether its producers are placed).
   SmallVector<std::pair<Operation *, bool>> stack;
@@ -598,14 +598,14 @@ void sortPullingProducers(Block &block) {
         order.push_back(op);
         continue;
       }
-      if (!placed.insert(op).second)
+      if (!visited.insert(op).second)
         continue;
       stack.push_back({op, true});
       // Producers in this block, of the op's operands and of its body's.
       SmallVector<Operation *> producers;
       op->walk([&](Operation *inner) {
         for (Value v : inner->getOperands())
-          if (Operation *def = v.getDefiningOp(); def && def->getBlock() == &block && !placed.contains(def))
+          if (Operation *def = v.getDefiningOp(); def && def->getBlock() == &block && !visited.contains(def))
             producers.push_back(def);
       });
       for (Operation *def : llvm::reverse(producers)) // the first operand's placed first
