@@ -75,11 +75,15 @@ SmallVector<TakeTokenOp> allTake(Value v, int64_t index) {
   return takes;
 }
 
+/// [B, N]: the type of one token's rows of the token tensor x [B, T, N].
+RankedTensorType tokenRowsType(Value x) {
+  ArrayRef<int64_t> s = tokenShape(x);
+  return RankedTensorType::get({s[0], s[2]}, cast<RankedTensorType>(x.getType()).getElementType());
+}
+
 /// take_token(x, index) [B, N] at the builder's position.
 Value takeToken(OpBuilder &b, Location loc, Value x, int64_t index) {
-  ArrayRef<int64_t> s = tokenShape(x);
-  auto type = RankedTensorType::get({s[0], s[2]}, cast<RankedTensorType>(x.getType()).getElementType());
-  return b.create<TakeTokenOp>(loc, type, x, b.getI64IntegerAttr(index));
+  return b.create<TakeTokenOp>(loc, tokenRowsType(x), x, b.getI64IntegerAttr(index));
 }
 
 /// Moves the take_token ops reading `take`'s input one op up, if they may.
@@ -108,7 +112,7 @@ bool sinkOnce(TakeTokenOp take) {
     for (auto [i, operand] : llvm::enumerate(def->getOperands()))
       state.addOperands(llvm::is_contained(rowArgs, i) ? takeToken(b, take.getLoc(), operand, index) : operand);
     state.addAttributes(def->getAttrs());
-    state.addTypes(RankedTensorType::get({rows[0], rows[2]}, cast<RankedTensorType>(v.getType()).getElementType()));
+    state.addTypes(tokenRowsType(v));
     replacement = b.create(state)->getResult(0);
   } else {
     return false;
